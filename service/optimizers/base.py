@@ -1,0 +1,59 @@
+"""The optimizer interface: plain value objects in, plain value objects out.
+
+Every method (random, grid, tpe, gp) implements `Optimizer.suggest`. Optimizers never see a database
+session or a web request: the suggest flow in `service.domain` reads the history, builds these value
+objects, calls `suggest` with no transaction open, and writes the result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished trial as the optimizer sees it.
+
+    `params` is flat (dotted names -> values). `value` is the study metric as reported, in the
+    study's own direction (the optimizer is told the goal). `state` is one of
+    "completed", "pruned", "diverged", "failed". Diverged and failed trials have value None and must
+    be treated as worse than the worst completed value, never ignored.
+    """
+
+    params: dict[str, Any]
+    value: float | None
+    state: str = "completed"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    params: dict[str, Any]          # flat: dotted names -> values, every dimension present
+    method: str                     # which engine actually produced it ("tpe", or "random" on fallback)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Optimizer(Protocol):
+    name: str
+
+    def suggest(
+        self,
+        space: SearchSpace,
+        completed: list[Observation],
+        pending: list[dict[str, Any]],
+        count: int,
+        seed: int,
+        goal: str = "minimize",
+    ) -> list[Suggestion]:
+        """Return `count` suggestions (fewer only when the space is exhausted, e.g. a finished grid).
+
+        `pending` are the flat params of trials still running (or waiting): suggestions must avoid
+        them. `seed` is already varied per call by the caller (study seed + trial number), so the
+        same seed and history give the same answer. `goal` is "minimize" or "maximize".
+        """
+        ...
+
+
+class SpaceExhausted(Exception):
+    """Raised by an optimizer that has nothing left to suggest (a grid that is fully used)."""
