@@ -1,0 +1,1 @@
+"""Pydantic wire types shared by the server and the worker SDK."""

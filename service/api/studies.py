@@ -1,0 +1,125 @@
+"""Study routes: create (JSON or a W&B sweep as YAML), read, list, lifecycle, enqueue, ask, trials."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import get_db
+from service.db.engine import Database
+from service.domain import protocol
+from service.domain import studies as study_domain
+from service.domain.views import trial_read
+from service.schemas.studies import StudyCreate, StudyRead
+from service.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
+from service.store import studies as study_store
+from service.store import trials as trial_store
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _error(loc: tuple, msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+async def _study_body(request: Request) -> StudyCreate:
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        if ctype in YAML_TYPES:
+            doc: Any = yaml.safe_load(raw)
+        else:
+            doc = json.loads(raw or b"null")
+    except (yaml.YAMLError, ValueError) as err:
+        raise _error(("body",), f"the body is not valid {'YAML' if ctype in YAML_TYPES else 'JSON'}: {err}") from None
+    if not isinstance(doc, dict):
+        raise _error(("body",), "the body must be an object (a study or a W&B sweep document)")
+    try:
+        return StudyCreate.model_validate(doc)
+    except ValidationError as err:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+        ) from None
+
+
+@router.post(
+    "", status_code=201, response_model=StudyRead,
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": StudyCreate.model_json_schema()},
+        "application/yaml": {"schema": {"type": "string"}},
+    }}},
+)
+async def create_study(request: Request, db: Database = Depends(get_db)) -> StudyRead:
+    body = await _study_body(request)
+
+    def work() -> StudyRead:
+        with db.transaction() as s:
+            study = study_domain.create_study(s, body)
+            return study_domain.study_read(s, study)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("", response_model=list[StudyRead])
+def list_studies(state: str | None = None, db: Database = Depends(get_db)) -> list[StudyRead]:
+    with db.transaction() as s:
+        return [study_domain.study_read(s, st) for st in study_store.list_studies(s, state)]
+
+
+@router.get("/{name}", response_model=StudyRead)
+def read_study(name: str, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, study_store.get_study(s, name))
+
+
+@router.delete("/{name}", status_code=204)
+def delete_study(name: str, db: Database = Depends(get_db)) -> Response:
+    with db.transaction() as s:
+        study_store.delete_study(s, study_store.get_study(s, name))
+    return Response(status_code=204)
+
+
+def _lifecycle(action: str):
+    def route(name: str, db: Database = Depends(get_db)) -> StudyRead:
+        with db.transaction() as s:
+            return study_domain.study_read(s, study_domain.change_state(s, name, action))
+
+    route.__name__ = f"{action}_study"
+    return route
+
+
+for _action in ("pause", "resume", "stop"):
+    router.add_api_route(f"/{{name}}/{_action}", _lifecycle(_action), methods=["POST"], response_model=StudyRead)
+
+
+@router.post("/{name}/enqueue", status_code=201, response_model=TrialRead)
+def enqueue(name: str, body: EnqueueRequest, db: Database = Depends(get_db)) -> TrialRead:
+    with db.transaction() as s:
+        row = study_domain.enqueue(s, name, body.params)
+        return trial_read(row, name)
+
+
+@router.post("/{name}/ask", response_model=list[TrialLease])
+def ask(name: str, body: AskRequest, db: Database = Depends(get_db)) -> list[TrialLease]:
+    return protocol.ask(db, name, body.count, body.worker_id)
+
+
+@router.get("/{name}/trials", response_model=TrialPage)
+def list_trials(
+    name: str,
+    state: str | None = Query(default=None, pattern="^(waiting|running|completed|pruned|failed|diverged)$"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0),
+    db: Database = Depends(get_db),
+) -> TrialPage:
+    with db.transaction() as s:
+        study = study_store.get_study(s, name)
+        items, total = trial_store.list_trials(s, study.id, state=state, limit=limit, offset=offset)
+        return TrialPage(items=[trial_read(t, name) for t in items], total=total, limit=limit, offset=offset)

@@ -1,0 +1,58 @@
+"""Trial routes: the worker protocol (claim, heartbeat, report, complete, prune, fail, release) and reads."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from service.api.deps import get_db
+from service.db.engine import Database
+from service.domain import protocol
+from service.schemas.trials import (
+    ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
+    PruneRequest, ReportRequest, TrialLease, TrialRead,
+)
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+@router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
+def claim(body: ClaimRequest, db: Database = Depends(get_db)):
+    lease = protocol.claim(db, body.worker_id, body.study)
+    return lease if lease is not None else Response(status_code=204)
+
+
+@router.get("/{trial_id}", response_model=TrialRead)
+def read_trial(trial_id: int, db: Database = Depends(get_db)) -> TrialRead:
+    with db.transaction() as s:
+        return protocol.get_trial(s, trial_id)
+
+
+@router.post("/{trial_id}/heartbeat", response_model=Decision)
+def heartbeat(trial_id: int, body: LeaseRequest, db: Database = Depends(get_db)) -> Decision:
+    return protocol.heartbeat(db, trial_id, body.lease_token)
+
+
+@router.post("/{trial_id}/report", response_model=Decision)
+def report(trial_id: int, body: ReportRequest, db: Database = Depends(get_db)) -> Decision:
+    return protocol.report(db, trial_id, body.lease_token, body.steps())
+
+
+@router.post("/{trial_id}/complete", response_model=CompleteResponse)
+def complete(trial_id: int, body: CompleteRequest, db: Database = Depends(get_db)) -> CompleteResponse:
+    nxt = (body.claim_next.worker_id, body.claim_next.study) if body.claim_next is not None else None
+    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt)
+
+
+@router.post("/{trial_id}/prune", response_model=TrialRead)
+def prune(trial_id: int, body: PruneRequest, db: Database = Depends(get_db)) -> TrialRead:
+    return protocol.end_trial(db, trial_id, body.lease_token, "pruned", stop_reason=body.reason or "pruned")
+
+
+@router.post("/{trial_id}/fail", response_model=TrialRead)
+def fail(trial_id: int, body: FailRequest, db: Database = Depends(get_db)) -> TrialRead:
+    state = "diverged" if body.kind == "diverged" else "failed"
+    return protocol.end_trial(db, trial_id, body.lease_token, state, fail_kind=body.kind, fail_reason=body.reason)
+
+
+@router.post("/{trial_id}/release", response_model=TrialRead)
+def release(trial_id: int, body: LeaseRequest, db: Database = Depends(get_db)) -> TrialRead:
+    return protocol.end_trial(db, trial_id, body.lease_token, "waiting")

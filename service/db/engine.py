@@ -1,0 +1,97 @@
+"""Engine and session factory for SQLite (embedded) and PostgreSQL, plus the database clock.
+
+SQLite runs in WAL mode with a busy timeout and starts every transaction with BEGIN IMMEDIATE, so
+writers queue on the database lock instead of failing with "database is locked" half-way through a
+read-modify-write. PostgreSQL uses READ COMMITTED and row locks (FOR UPDATE SKIP LOCKED) in the store.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Engine, Float, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class db_epoch(FunctionElement):
+    """Seconds since the Unix epoch by the database server's clock.
+
+    Leases are compared against this, never against a worker's or a server replica's clock.
+    """
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_epoch, "postgresql")
+def _pg_epoch(element, compiler, **kw):  # noqa: ARG001
+    return "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+
+@compiles(db_epoch, "sqlite")
+def _sqlite_epoch(element, compiler, **kw):  # noqa: ARG001
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and route them to psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, pool_size: int = 16) -> Engine:
+    url = normalize_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours to emit.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Owns the engine; `transaction()` is the one unit of work a request runs in."""
+
+    def __init__(self, url: str, pool_size: int = 16):
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Commit when the block ends normally, roll back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,21 @@
+"""Lease expiry: the sweep every server replica runs in the background (safe to run concurrently)."""
+from __future__ import annotations
+
+import logging
+
+from service.db.engine import Database
+from service.store import studies as study_store
+from service.store import trials as trial_store
+
+log = logging.getLogger("tuneserve.leases")
+
+
+def reap_expired(db: Database) -> tuple[int, int]:
+    """Requeue or fail trials whose lease ran out; returns (requeued, failed)."""
+    with db.transaction() as s:
+        requeued, failed_studies = trial_store.expire_leases(s)
+        for study_id in set(failed_studies):
+            study_store.finish_if_done(s, study_id)
+    if requeued or failed_studies:
+        log.info("lease expiry: %d trial(s) requeued, %d failed after their retries", len(requeued), len(failed_studies))
+    return len(requeued), len(failed_studies)

@@ -1,0 +1,213 @@
+"""The worker protocol: claim, ask, heartbeat, report, complete, prune, fail, release.
+
+Each operation on a held trial is fenced by its lease token (see store.trials). Reports renew the
+lease, are idempotent per (trial, step), and answer with the pruner's decision. A NaN or infinite
+loss ends the trial as diverged; it is never stored as a value, so it can never rank as best.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from service.db.engine import Database
+from service.db.models import Study, Trial
+from service.domain.pruning import prune_decision
+from service.domain.suggest import suggest_trials
+from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
+from service.errors import ConflictingCompletion, InvalidInput, TrialNotFound, TrialNotHeld
+from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
+from service.store import studies as study_store
+from service.store import trials as trial_store
+
+TRIALS = trial_store.TRIALS
+
+
+def _not_held(session: Session, trial_id: int) -> TrialNotHeld | TrialNotFound:
+    row = trial_store.get_trial_row(session, trial_id)
+    if row is None:
+        return TrialNotFound(trial_id)
+    if row["state"] == "running":
+        return TrialNotHeld(trial_id, "running", "the lease token is not the current one (the lease was lost and the trial was claimed again)")
+    if row["state"] == "waiting":
+        return TrialNotHeld(trial_id, "waiting", "the lease ran out and the trial went back to the queue")
+    return TrialNotHeld(trial_id, row["state"], "the trial has ended")
+
+
+def _is_divergence(name: str, value: Any, metric: str) -> bool:
+    return isinstance(value, float) and not math.isfinite(value) and (name == metric or name.endswith("loss"))
+
+
+# ---- claim / ask -------------------------------------------------------------------------------
+
+def _candidate_studies(session: Session) -> list[int]:
+    """Running studies with budget left, least busy first, so one study does not starve others."""
+    r = TRIALS.alias("r")
+    active = (
+        select(func.count()).select_from(r).where(r.c.study_id == Study.id, r.c.state == "running")
+        .scalar_subquery()
+    )
+    return list(session.scalars(
+        select(Study.id)
+        .where(Study.state == "running", (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
+        .order_by(active, Study.id)
+        .limit(5)
+    ))
+
+
+def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | None:
+    """A waiting trial first (a retry or an enqueued configuration), else a fresh suggestion."""
+    with db.transaction() as s:
+        study_id = study_store.get_study(s, study_name).id if study_name else None
+        rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id)
+        if rows:
+            return trial_lease(rows[0], study_store.get_study_by_id(s, rows[0]["study_id"]))
+        candidates = [study_id] if study_id is not None else _candidate_studies(s)
+    for sid in candidates:
+        rows = suggest_trials(db, sid, 1, worker_id)
+        if rows:
+            with db.transaction() as s:
+                return trial_lease(rows[0], study_store.get_study_by_id(s, sid))
+    return None
+
+
+def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[TrialLease]:
+    with db.transaction() as s:
+        study = study_store.get_study(s, study_name)
+        rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study.id, limit=count)
+    if len(rows) < count:
+        rows += suggest_trials(db, study.id, count - len(rows), worker_id)
+    return [trial_lease(r, study) for r in rows]
+
+
+# ---- reports and heartbeats --------------------------------------------------------------------
+
+def _store_steps(session: Session, trial_id: int, study: Study, steps: list[StepReport]) -> str | None:
+    """Store steps; returns a divergence reason when a loss was NaN or infinite."""
+    stored, diverged = [], None
+    for st in steps:
+        value = st.metrics.get(study.metric_name)
+        for name, v in st.metrics.items():
+            if diverged is None and _is_divergence(name, v, study.metric_name):
+                diverged = f"non-finite {name} ({v}) at step {st.step}"
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+        stored.append((st.step, float(value) if finite else None, json_safe_metrics(st.metrics)))
+    trial_store.record_reports(session, trial_id, stored)
+    return diverged
+
+
+def _touch(session: Session, trial_id: int, token: str, steps: list[StepReport]) -> dict[str, Any]:
+    extra = {}
+    if steps:
+        top = max(st.step for st in steps)
+        extra["last_step"] = case(
+            ((TRIALS.c.last_step.is_(None)) | (TRIALS.c.last_step < top), top), else_=TRIALS.c.last_step
+        )
+    row = trial_store.touch_held(session, trial_id, token, **extra)
+    if row is None:
+        raise _not_held(session, trial_id)
+    return row
+
+
+def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> Decision:
+    with db.transaction() as s:
+        row = _touch(s, trial_id, token, steps)
+        study = study_store.get_study_by_id(s, row["study_id"])
+        diverged = _store_steps(s, trial_id, study, steps)
+        if diverged:
+            trial_store.end_held(s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged)
+            study_store.finish_if_done(s, study.id)
+            return Decision(should_stop=True, reason=f"diverged: {diverged}")
+        expires = epoch_to_datetime(row["lease_expires_at"])
+        if study.state != "running":
+            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
+        if row["stop_reason"]:
+            return Decision(should_stop=True, reason=row["stop_reason"], lease_expires_at=expires)
+        decision = prune_decision(s, study, trial_id, max(st.step for st in steps))
+        if decision.stop:
+            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
+        return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires)
+
+
+def heartbeat(db: Database, trial_id: int, token: str) -> Decision:
+    with db.transaction() as s:
+        row = _touch(s, trial_id, token, [])
+        study = study_store.get_study_by_id(s, row["study_id"])
+        expires = epoch_to_datetime(row["lease_expires_at"])
+        if study.state != "running":
+            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
+        return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires)
+
+
+# ---- ending a trial ----------------------------------------------------------------------------
+
+def _same_value(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+def complete(
+    db: Database, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
+    steps: list[StepReport] | None, claim_next: tuple[str, str | None] | None,
+) -> CompleteResponse:
+    with db.transaction() as s:
+        row = trial_store.get_trial_row(s, trial_id)
+        if row is None:
+            raise TrialNotFound(trial_id)
+        study = study_store.get_study_by_id(s, row["study_id"])
+        final = value if value is not None else metrics.get(study.metric_name)
+        if row["state"] != "running" or row["lease_token"] != token:
+            if row["state"] == "completed":
+                stored = row["value"]
+                if final is None or _same_value(stored, float(final)):
+                    return CompleteResponse(trial=trial_read(row, study.name))
+                raise ConflictingCompletion(trial_id, stored, final)
+            raise _not_held(s, trial_id)
+        diverged = _store_steps(s, trial_id, study, steps) if steps else None
+        if final is None and not diverged:
+            final = trial_store.last_report_value(s, trial_id)
+            if final is None:
+                raise InvalidInput(
+                    ("body", "value"),
+                    f"value is required: no {study.metric_name!r} in metrics or in any report of this trial",
+                )
+        if diverged is None and not math.isfinite(float(final)):
+            diverged = f"non-finite final value ({final})"
+        if diverged:
+            ended = trial_store.end_held(
+                s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged,
+                metrics=json_safe_metrics(metrics),
+            )
+        else:
+            ended = trial_store.end_held(
+                s, trial_id, token, "completed", value=float(final), metrics=json_safe_metrics(metrics)
+            )
+        if ended is None:  # lost the lease between the read and the write
+            raise _not_held(s, trial_id)
+        study_store.finish_if_done(s, study.id)
+        done = trial_read(ended, study.name)
+    nxt = claim(db, claim_next[0], claim_next[1]) if claim_next is not None else None
+    return CompleteResponse(trial=done, next=nxt)
+
+
+def end_trial(db: Database, trial_id: int, token: str, state: str, **values: Any) -> TrialRead:
+    """prune / fail / release: one fenced transition."""
+    with db.transaction() as s:
+        if state == "pruned":
+            values["value"] = trial_store.last_report_value(s, trial_id)
+        row = trial_store.end_held(s, trial_id, token, state, **values)
+        if row is None:
+            raise _not_held(s, trial_id)
+        study = study_store.get_study_by_id(s, row["study_id"])
+        study_store.finish_if_done(s, study.id)
+        return trial_read(row, study.name)
+
+
+def get_trial(session: Session, trial_id: int) -> TrialRead:
+    trial = session.get(Trial, trial_id)
+    if trial is None:
+        raise TrialNotFound(trial_id)
+    return trial_read(trial, trial.study.name, reports=list(trial.reports))

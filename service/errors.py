@@ -1,0 +1,78 @@
+"""Domain exceptions. No HTTP here: service/api/errors.py alone maps them to status codes."""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class StudyNotFound(DomainError):
+    code = "study_not_found"
+
+    def __init__(self, name: str):
+        super().__init__(f"study {name!r} not found", study=name)
+
+
+class TrialNotFound(DomainError):
+    code = "trial_not_found"
+
+    def __init__(self, trial_id: int):
+        super().__init__(f"trial {trial_id} not found", trial_id=trial_id)
+
+
+class StudyExists(DomainError):
+    code = "study_exists"
+
+    def __init__(self, name: str):
+        super().__init__(f"a study named {name!r} already exists", study=name)
+
+
+class TrialNotHeld(DomainError):
+    """The caller does not hold the trial's current lease, or the trial has ended."""
+
+    code = "trial_not_running"
+
+    def __init__(self, trial_id: int, state: str, why: str):
+        super().__init__(f"trial {trial_id} is {state}: {why}", trial_id=trial_id, state=state)
+
+
+class ConflictingCompletion(DomainError):
+    code = "conflicting_completion"
+
+    def __init__(self, trial_id: int, stored: float | None, sent: float | None):
+        super().__init__(
+            f"trial {trial_id} already completed with value {stored!r}; refusing a different value {sent!r}",
+            trial_id=trial_id, state="completed",
+        )
+
+
+class InvalidStudyState(DomainError):
+    code = "invalid_study_state"
+
+    def __init__(self, name: str, state: str, action: str):
+        super().__init__(f"study {name!r} is {state}: cannot {action}", study=name, state=state)
+
+
+class InvalidInput(DomainError):
+    """Input that passed the wire schema but breaks a rule only the domain can check.
+
+    `loc` is the field path (e.g. ("body", "parameters", "lr")), reported like a 422 validation error.
+    """
+
+    code = "invalid_input"
+
+    def __init__(self, loc: tuple, message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+class BudgetExhausted(DomainError):
+    code = "budget_exhausted"
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"study {name!r}: {why}", study=name)

@@ -1,0 +1,78 @@
+"""create_app(settings): routers, exception handlers, and the lifespan (migrations, lease reaper).
+
+The app holds no state that matters between requests: everything is in SQL, so several replicas
+can share one PostgreSQL and a restart loses nothing. Run with
+`uvicorn --factory service.main:create_app` or `tuneserve server`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.api import errors as api_errors
+from service.api import studies, trials
+from service.api.deps import require_token
+from service.config import Settings
+from service.db.engine import Database
+from service.db.migrate import upgrade
+from service.domain.leases import reap_expired
+
+log = logging.getLogger("tuneserve")
+
+
+async def _reaper(db: Database, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(reap_expired, db)
+        except Exception:  # noqa: BLE001 - a failed sweep (database restarting) is retried next tick
+            log.warning("lease sweep failed; retrying in %.1fs", interval, exc_info=True)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.auto_migrate:
+            await run_in_threadpool(upgrade, settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.db = db
+        task = asyncio.create_task(_reaper(db, settings.reaper_interval))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            db.dispose()
+
+    app = FastAPI(
+        title="tuneserve",
+        version="0.1.0",
+        description="Hyperparameter tuning for CNNs: studies, trials and a lease-based worker protocol.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    api_errors.install(app)
+    auth = [Depends(require_token)]
+    app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"ok": True}
+
+    return app
+
+
+def __getattr__(name: str):
+    # `uvicorn service.main:app` works too; the app is built only when asked for, not on import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

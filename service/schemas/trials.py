@@ -1,0 +1,160 @@
+"""Wire types for trials and the worker protocol (claim, heartbeat, report, complete, fail)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
+WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
+
+# A metric value: numbers (NaN and infinities allowed: they mean divergence), or null.
+MetricValue = float | int | None
+
+
+class Metric(BaseModel):
+    name: str
+    goal: Literal["minimize", "maximize"]
+
+
+class TrialLease(BaseModel):
+    trial_id: int
+    study: str
+    number: int
+    params: dict[str, Any]
+    attempt: int
+    lease_token: str
+    lease_expires_at: datetime
+    lease_seconds: float
+    metric: Metric
+    method: str
+
+
+class ReportRead(BaseModel):
+    step: int
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class TrialRead(BaseModel):
+    id: int
+    study: str
+    number: int
+    state: str
+    params: dict[str, Any]
+    method: str
+    attempt: int
+    worker_id: str | None
+    value: float | None
+    metrics: dict[str, Any]
+    last_step: int | None
+    stop_reason: str | None
+    fail_kind: str | None
+    fail_reason: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    reports: list[ReportRead] | None = None
+
+
+class TrialPage(BaseModel):
+    items: list[TrialRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    worker_id: str = WORKER_ID
+    study: str | None = Field(default=None, max_length=200, description="Claim from this study only")
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(default=1, ge=1, le=256)
+    worker_id: str = WORKER_ID
+
+
+class EnqueueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any]
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lease_token: str = TOKEN
+
+
+class StepReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    step: int = Field(ge=0, le=10_000_000)
+    metrics: dict[str, MetricValue] = Field(max_length=200)
+
+
+class ReportRequest(BaseModel):
+    """One step (`step` + `metrics`) or several at once (`reports`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lease_token: str = TOKEN
+    step: int | None = Field(default=None, ge=0, le=10_000_000)
+    metrics: dict[str, MetricValue] | None = Field(default=None, max_length=200)
+    reports: list[StepReport] | None = Field(default=None, min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "ReportRequest":
+        single = self.step is not None or self.metrics is not None
+        if single and self.reports is not None:
+            raise ValueError("send either step+metrics or reports, not both")
+        if not single and self.reports is None:
+            raise ValueError("step and metrics are required (or a reports list)")
+        if single and (self.step is None or self.metrics is None):
+            raise ValueError("step and metrics must be sent together")
+        return self
+
+    def steps(self) -> list[StepReport]:
+        if self.reports is not None:
+            return self.reports
+        return [StepReport(step=self.step, metrics=self.metrics)]
+
+
+class Decision(BaseModel):
+    should_stop: bool
+    reason: str = ""
+    lease_expires_at: datetime | None = None
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lease_token: str = TOKEN
+    value: float | None = None
+    metrics: dict[str, MetricValue] = Field(default_factory=dict, max_length=200)
+    reports: list[StepReport] | None = Field(
+        default=None, max_length=10_000, description="Per-step reports not sent yet, stored first"
+    )
+    claim_next: ClaimRequest | None = Field(
+        default=None, description="Claim the next trial in the same request"
+    )
+
+
+class CompleteResponse(BaseModel):
+    trial: TrialRead
+    next: TrialLease | None = None
+
+
+FailKind = Literal["error", "diverged", "oom", "timeout", "killed", "invalid_params", "other"]
+
+
+class FailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lease_token: str = TOKEN
+    reason: str = Field(default="", max_length=20_000)
+    kind: FailKind = "error"
+
+
+class PruneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lease_token: str = TOKEN
+    reason: str = Field(default="", max_length=20_000)

@@ -1,0 +1,119 @@
+"""Store functions for studies: insert, look up, change state, reserve trial numbers, count."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from service.db.models import Study, Trial
+from service.errors import StudyNotFound
+
+ACTIVE_TRIAL_STATES = ("waiting", "running")
+TRIAL_STATES = ("waiting", "running", "completed", "pruned", "failed", "diverged")
+
+
+def insert_study(session: Session, **fields: Any) -> Study:
+    study = Study(**fields)
+    session.add(study)
+    session.flush()
+    return study
+
+
+def find_study(session: Session, name: str) -> Study | None:
+    return session.scalars(select(Study).where(Study.name == name)).one_or_none()
+
+
+def get_study(session: Session, name: str, *, lock: bool = False) -> Study:
+    stmt = select(Study).where(Study.name == name)
+    if lock:
+        stmt = stmt.with_for_update()
+    study = session.scalars(stmt).one_or_none()
+    if study is None:
+        raise StudyNotFound(name)
+    return study
+
+
+def get_study_by_id(session: Session, study_id: int) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StudyNotFound(str(study_id))
+    return study
+
+
+def list_studies(session: Session, state: str | None = None) -> list[Study]:
+    stmt = select(Study).order_by(Study.id)
+    if state:
+        stmt = stmt.where(Study.state == state)
+    return list(session.scalars(stmt))
+
+
+def delete_study(session: Session, study: Study) -> None:
+    # Bulk deletes: the FK cascades (ON DELETE CASCADE) remove trials and reports in the database.
+    session.execute(delete(Study).where(Study.id == study.id))
+    session.flush()
+
+
+def set_study_state(session: Session, study: Study, state: str) -> Study:
+    study.state = state
+    session.flush()
+    return study
+
+
+def count_trials_by_state(session: Session, study_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Trial.state, func.count()).where(Trial.study_id == study_id).group_by(Trial.state)
+    ).all()
+    counts = {state: 0 for state in TRIAL_STATES}
+    counts.update({state: n for state, n in rows})
+    counts["total"] = sum(n for _, n in rows)
+    return counts
+
+
+def count_active_trials(session: Session, study_id: int) -> int:
+    return session.scalar(
+        select(func.count()).where(Trial.study_id == study_id, Trial.state.in_(ACTIVE_TRIAL_STATES))
+    ) or 0
+
+
+def reserve_numbers(session: Session, study_id: int, count: int) -> range:
+    """Take up to `count` trial numbers from the study's budget; an empty range when none is left
+    or the study is not running. Locks the study row (PostgreSQL) only for this short update."""
+    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one()
+    if study.state != "running":
+        return range(0)
+    granted = count
+    if study.max_trials is not None:
+        granted = max(0, min(count, study.max_trials - study.next_number))
+    if study.max_concurrent is not None:
+        running = session.scalar(
+            select(func.count()).where(Trial.study_id == study_id, Trial.state == "running")
+        ) or 0
+        granted = max(0, min(granted, study.max_concurrent - running))
+    first = study.next_number
+    study.next_number = first + granted
+    session.flush()
+    return range(first, first + granted)
+
+
+def cap_budget(session: Session, study_id: int, max_trials: int) -> None:
+    """A grid that ran out of points: the budget becomes what was actually handed out."""
+    session.execute(
+        update(Study)
+        .where(Study.id == study_id)
+        .values(max_trials=func.min(func.coalesce(Study.max_trials, max_trials), max_trials)
+                if session.bind.dialect.name == "sqlite"
+                else func.least(func.coalesce(Study.max_trials, max_trials), max_trials))
+    )
+
+
+def finish_if_done(session: Session, study_id: int) -> bool:
+    """Mark a running or paused study finished once its budget is spent and nothing is active."""
+    study = session.get(Study, study_id)
+    if study is None or study.state not in ("running", "paused") or study.max_trials is None:
+        return False
+    if study.next_number < study.max_trials or count_active_trials(session, study_id) > 0:
+        return False
+    study.state = "finished"
+    session.flush()
+    return True

@@ -1,0 +1,231 @@
+"""Store functions for trials and reports: claim under a lease, renew, finish, expire, record steps.
+
+Every state change of a held trial is one conditional UPDATE that names the trial, its state and
+the caller's lease token (fencing): a worker whose lease ran out matches no row and changes nothing.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Any, Iterable
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from service.db.engine import db_epoch
+from service.db.models import Study, Trial, TrialReport, utcnow
+
+TRIALS = Trial.__table__
+REPORTS = TrialReport.__table__
+STUDIES = Study.__table__
+ENDED_STATES = ("completed", "pruned", "failed", "diverged")
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def _lease_seconds_of_study():
+    return (
+        select(STUDIES.c.lease_seconds).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery()
+    )
+
+
+def insert_trials(
+    session: Session, study_id: int, numbers: Iterable[int], params_list: list[dict[str, Any]],
+    methods: list[str], *, state: str, worker_id: str | None = None, lease_seconds: float | None = None,
+) -> list[dict[str, Any]]:
+    """Insert trials; running ones get a lease for `worker_id`. Returns the inserted rows."""
+    rows = []
+    now = utcnow()
+    for number, params, method in zip(numbers, params_list, methods):
+        values: dict[str, Any] = dict(
+            study_id=study_id, number=number, state=state, params=params, method=method,
+            attempt=0, metrics={}, created_at=now,
+        )
+        if state == "running":
+            values.update(
+                worker_id=worker_id, lease_token=new_token(), started_at=now,
+                lease_expires_at=db_epoch() + lease_seconds,
+            )
+        rows.append(session.execute(insert(TRIALS).values(**values).returning(*TRIALS.c)).mappings().one())
+    return [dict(r) for r in rows]
+
+
+def claim_waiting(
+    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1
+) -> list[dict[str, Any]]:
+    """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
+
+    PostgreSQL: the candidate rows are locked FOR UPDATE SKIP LOCKED, so concurrent claimers take
+    different rows without waiting; the outer UPDATE re-checks state='waiting'. SQLite: the
+    transaction began IMMEDIATE, so claimers are serialised and the re-check is enough.
+    """
+    conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running"]
+    if study_id is not None:
+        conds.append(TRIALS.c.study_id == study_id)
+    r = TRIALS.alias("r")
+    running = (
+        select(func.count()).select_from(r).where(r.c.study_id == STUDIES.c.id, r.c.state == "running")
+        .scalar_subquery()
+    )
+    conds.append((STUDIES.c.max_concurrent.is_(None)) | (running < STUDIES.c.max_concurrent))
+    candidates = (
+        select(TRIALS.c.id)
+        .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
+        .where(and_(*conds))
+        .order_by(TRIALS.c.id)
+        .limit(limit)
+        .with_for_update(of=TRIALS, skip_locked=True)
+    )
+    ids = list(session.scalars(candidates))
+    claimed = []
+    for trial_id in ids:
+        row = session.execute(
+            update(TRIALS)
+            .where(TRIALS.c.id == trial_id, TRIALS.c.state == "waiting")
+            .values(
+                state="running", worker_id=worker_id, lease_token=new_token(),
+                lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=utcnow(),
+                stop_reason=None,
+            )
+            .returning(*TRIALS.c)
+        ).mappings().one_or_none()
+        if row is not None:
+            claimed.append(dict(row))
+    return claimed
+
+
+def touch_held(session: Session, trial_id: int, token: str, **values: Any) -> dict[str, Any] | None:
+    """Renew the lease of a trial the caller holds (and set `values`); None when it is not held."""
+    return session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.id == trial_id, TRIALS.c.state == "running", TRIALS.c.lease_token == token)
+        .values(lease_expires_at=db_epoch() + _lease_seconds_of_study(), **values)
+        .returning(*TRIALS.c)
+    ).mappings().one_or_none()
+
+
+def end_held(session: Session, trial_id: int, token: str, state: str, **values: Any) -> dict[str, Any] | None:
+    """Move a held trial to an ended state (or back to waiting); None when the caller does not hold it."""
+    lease_fields: dict[str, Any] = dict(lease_token=None, lease_expires_at=None)
+    if state != "waiting":
+        lease_fields["finished_at"] = utcnow()
+    else:
+        lease_fields["worker_id"] = None
+    return session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.id == trial_id, TRIALS.c.state == "running", TRIALS.c.lease_token == token)
+        .values(state=state, **lease_fields, **values)
+        .returning(*TRIALS.c)
+    ).mappings().one_or_none()
+
+
+def get_trial_row(session: Session, trial_id: int) -> dict[str, Any] | None:
+    row = session.execute(select(TRIALS).where(TRIALS.c.id == trial_id)).mappings().one_or_none()
+    return dict(row) if row is not None else None
+
+
+def get_trial(session: Session, trial_id: int) -> Trial | None:
+    return session.get(Trial, trial_id)
+
+
+def list_trials(
+    session: Session, study_id: int, *, state: str | None, limit: int, offset: int
+) -> tuple[list[Trial], int]:
+    conds = [Trial.study_id == study_id]
+    if state:
+        conds.append(Trial.state == state)
+    total = session.scalar(select(func.count()).select_from(Trial).where(*conds)) or 0
+    items = session.scalars(
+        select(Trial).where(*conds).order_by(Trial.number).limit(limit).offset(offset)
+    ).all()
+    return list(items), total
+
+
+def best_trial(session: Session, study_id: int, goal: str) -> Trial | None:
+    order = Trial.value.asc() if goal == "minimize" else Trial.value.desc()
+    return session.scalars(
+        select(Trial)
+        .where(Trial.study_id == study_id, Trial.state == "completed", Trial.value.is_not(None))
+        .order_by(order, Trial.number)
+        .limit(1)
+    ).one_or_none()
+
+
+def record_reports(session: Session, trial_id: int, steps: list[tuple[int, float | None, dict[str, Any]]]) -> None:
+    """Store (step, metric value, metrics) rows; a step already stored is kept as it was (idempotent)."""
+    if not steps:
+        return
+    dialect = session.bind.dialect.name
+    rows = [
+        dict(trial_id=trial_id, step=step, value=value, metrics=metrics, created_at=utcnow())
+        for step, value, metrics in steps
+    ]
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(REPORTS).values(rows)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["trial_id", "step"]))
+
+
+def last_report_value(session: Session, trial_id: int) -> float | None:
+    return session.scalar(
+        select(REPORTS.c.value)
+        .where(REPORTS.c.trial_id == trial_id, REPORTS.c.value.is_not(None))
+        .order_by(REPORTS.c.step.desc())
+        .limit(1)
+    )
+
+
+def study_curves(session: Session, study_id: int, max_step: int) -> list[tuple[int, str, int, float]]:
+    """(trial_id, trial state, step, metric value) for every finite report up to `max_step`."""
+    return list(
+        session.execute(
+            select(TRIALS.c.id, TRIALS.c.state, REPORTS.c.step, REPORTS.c.value)
+            .join(REPORTS, REPORTS.c.trial_id == TRIALS.c.id)
+            .where(TRIALS.c.study_id == study_id, REPORTS.c.step <= max_step, REPORTS.c.value.is_not(None))
+        ).all()
+    )
+
+
+def history(session: Session, study_id: int) -> list[tuple[dict[str, Any], float | None, str]]:
+    """(params, value, state) of every trial of a study, for the optimizers."""
+    return [
+        (params, value, state)
+        for params, value, state in session.execute(
+            select(TRIALS.c.params, TRIALS.c.value, TRIALS.c.state).where(TRIALS.c.study_id == study_id)
+        ).all()
+    ]
+
+
+def expire_leases(session: Session) -> tuple[list[int], list[int]]:
+    """Requeue running trials whose lease ran out (attempt + 1, same params), or fail them once
+    they have used their retries. Returns (requeued trial ids, study ids of failed trials).
+    Uses the database clock."""
+    max_retries = (
+        select(STUDIES.c.max_retries).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery()
+    )
+    expired = and_(TRIALS.c.state == "running", TRIALS.c.lease_expires_at < db_epoch())
+    requeued = session.scalars(
+        update(TRIALS)
+        .where(expired, TRIALS.c.attempt < max_retries)
+        .values(
+            state="waiting", attempt=TRIALS.c.attempt + 1, worker_id=None, lease_token=None,
+            lease_expires_at=None, stop_reason=None,
+        )
+        .returning(TRIALS.c.id)
+    ).all()
+    failed = session.scalars(
+        update(TRIALS)
+        .where(expired)
+        .values(
+            state="failed", attempt=TRIALS.c.attempt + 1, lease_token=None, lease_expires_at=None,
+            fail_kind="lease_expired", fail_reason="lease expired and the retry budget is used up",
+            finished_at=utcnow(),
+        )
+        .returning(TRIALS.c.study_id)
+    ).all()
+    return list(requeued), list(failed)
+
+
+def db_now(session: Session) -> float:
+    return float(session.scalar(select(db_epoch())))
