@@ -1,0 +1,201 @@
+"""Turn the stored history into what model-based optimizers learn from: one loss per trial.
+
+Shared by tpe.py and gp.py so both read the history the same way:
+  - losses are always "smaller is better" (the study's value negated when the goal is maximize);
+  - failed and diverged trials (value None or not finite), and pruned trials without a value, get
+    a penalty loss strictly worse than the worst completed loss, so the model learns to avoid
+    their region instead of forgetting it;
+  - pruned trials that carry a value keep it: it is the last intermediate result, which is
+    already a pessimistic estimate of where the trial was heading;
+  - observations whose params do not fit the current space (a study's space edited, or a
+    warm start from another study) are dropped, since they cannot be placed in it.
+
+It also holds the duplicate guard that keeps parallel suggestions apart, and per-call seed
+derivation, so both engines behave the same way for `count > 1`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from service.space import Dimension, SearchSpace
+
+# Failed/diverged trials land this fraction of the completed losses' spread above the worst one:
+# enough to rank strictly last, small enough not to squash a GP's normalised targets.
+PENALTY_SPREAD = 0.1
+
+
+@dataclass(frozen=True)
+class History:
+    params: list[dict[str, Any]]   # flat params of usable observations, in the order given
+    X: np.ndarray                  # their internal coordinates, one row each (model_dimensions order)
+    losses: np.ndarray             # minimisation form, penalties filled in
+    n_completed: int               # observations that had a real value (not penalised)
+    penalty: float                 # the loss a failed trial gets (also the constant liar for TPE)
+
+    n_total: int                   # observations in the full history (before any cap)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+
+def is_minimize(goal: str) -> bool:
+    if goal not in ("minimize", "maximize"):
+        raise ValueError(f"goal must be 'minimize' or 'maximize', not {goal!r}")
+    return goal == "minimize"
+
+
+def model_dimensions(space: SearchSpace) -> list[Dimension]:
+    """The dimensions a model searches: constants are not coordinates, nor is a 1-value choice."""
+    return [
+        d for d in space.dimensions
+        if d.distribution != "constant" and not (d.distribution == "categorical" and len(d.values) < 2)
+    ]
+
+
+def fixed_params(space: SearchSpace) -> dict[str, Any]:
+    """Values of the dimensions that model_dimensions leaves out (every suggestion carries them)."""
+    out: dict[str, Any] = {}
+    for d in space.dimensions:
+        if d.distribution != "constant" and not (d.distribution == "categorical" and len(d.values) < 2):
+            continue
+        out[d.name] = d.from_internal(0.0)
+    return out
+
+
+def internal_row(dims: Sequence[Dimension], params: dict[str, Any]) -> np.ndarray | None:
+    """Internal coordinates of `params`, or None when they do not fit these dimensions."""
+    row = np.empty(len(dims))
+    for j, d in enumerate(dims):
+        try:
+            row[j] = d.to_internal(params[d.name])
+        except (ValueError, TypeError, KeyError):
+            return None
+    return row if np.all(np.isfinite(row)) else None
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def build_history(
+    space: SearchSpace,
+    completed: Sequence[Any],
+    goal: str,
+    n_best: int | None = None,
+    n_recent: int | None = None,
+) -> History:
+    """The history in model form. With `n_best` and `n_recent`, a bounded history: the
+    `n_best` lowest losses plus the `n_recent` latest others (in history order), which keeps a
+    model's cost flat as a study grows; only those rows are converted, since converting every
+    parameter of every trial is itself a large share of a suggestion's time at N = 1000."""
+    dims = model_dimensions(space)
+    sign = 1.0 if is_minimize(goal) else -1.0
+    raw = np.full(len(completed), np.nan)
+    for i, obs in enumerate(completed):
+        value = obs.value if obs.state in ("completed", "pruned") else None
+        if _is_finite_number(value):
+            raw[i] = sign * float(value)
+    real = raw[np.isfinite(raw)]
+    penalty = penalty_for(real.tolist())
+    losses_all = np.where(np.isfinite(raw), raw, penalty)
+
+    n = len(completed)
+    rows: dict[int, np.ndarray] = {}
+
+    def take(order, limit: int) -> None:
+        taken = 0
+        for i in order:
+            if taken >= limit:
+                return
+            if i in rows:
+                continue
+            row = internal_row(dims, completed[i].params)
+            if row is not None:
+                rows[i] = row
+                taken += 1
+
+    if n_best is None or n_recent is None or n <= n_best + n_recent:
+        take(range(n), n)
+    else:
+        take(np.argsort(losses_all, kind="stable").tolist(), n_best)
+        take(range(n - 1, -1, -1), n_recent)
+    keep = sorted(rows)
+    X = np.vstack([rows[i] for i in keep]) if keep else np.empty((0, len(dims)))
+    return History(
+        params=[completed[i].params for i in keep],
+        X=X,
+        losses=losses_all[keep] if keep else np.empty(0),
+        n_completed=int(np.isfinite(raw[keep]).sum()) if keep else 0,
+        penalty=penalty,
+        n_total=n,
+    )
+
+
+def penalty_for(real_losses: Sequence[float]) -> float:
+    """A loss strictly worse than every real loss (1.0 when there is none: ranks are all that
+    matter then, every observation being equally bad)."""
+    if not real_losses:
+        return 1.0
+    worst, best = max(real_losses), min(real_losses)
+    spread = worst - best
+    if spread <= 0:
+        spread = max(abs(worst), 1.0)
+    return worst + PENALTY_SPREAD * spread
+
+
+def derive_seed(seed: int, *stream: int) -> int:
+    """An independent 32-bit seed for sub-stream `stream` of `seed` (deterministic)."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *stream]).generate_state(1)[0])
+
+
+class DuplicateGuard:
+    """Rejects a candidate lying within `radius` (Euclidean, unit-cube coordinates of
+    SearchSpace.to_unit) of a pending trial or of a point already chosen in this call.
+
+    The radius scales with sqrt(dimensions) so that it is the same per-coordinate tolerance in
+    every space; two points closer than that are the same experiment for a worker.
+    """
+
+    PER_COORDINATE = 0.02
+
+    def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]]):
+        self.space = space
+        n = len(model_dimensions(space))
+        self.radius = self.PER_COORDINATE * math.sqrt(max(n, 1))
+        self._points: list[np.ndarray] = []
+        for p in taken:
+            try:
+                self._points.append(np.asarray(space.to_unit(p), dtype=float))
+            except (ValueError, TypeError, KeyError):
+                continue   # a pending trial from an older space: nothing to keep away from
+
+    def distance(self, params: dict[str, Any]) -> float:
+        if not self._points:
+            return math.inf
+        u = np.asarray(self.space.to_unit(params), dtype=float)
+        return float(np.min(np.linalg.norm(np.vstack(self._points) - u, axis=1)))
+
+    def accepts(self, params: dict[str, Any]) -> bool:
+        return self.distance(params) >= self.radius
+
+    def add(self, params: dict[str, Any]) -> None:
+        self._points.append(np.asarray(self.space.to_unit(params), dtype=float))
+
+
+def prior_sample(space: SearchSpace, guard: DuplicateGuard, seed: int, tries: int = 16) -> dict[str, Any]:
+    """A draw from the space's prior, redrawn (up to `tries`) while it duplicates a taken point;
+    the farthest draw wins when every one is too close (a small finite space that is full)."""
+    best, best_d = None, -1.0
+    for attempt in range(tries):
+        rng = np.random.default_rng(derive_seed(seed, attempt))
+        cand = space.sample(rng)
+        dist = guard.distance(cand)
+        if dist >= guard.radius:
+            return cand
+        if dist > best_d:
+            best, best_d = cand, dist
+    return best
