@@ -1,0 +1,196 @@
+"""Datasets for the built-in trainer, none needing a download: sklearn's `digits`, generated `shapes`,
+and a user's `.npz`; plus the on-device batching (shuffle, class balance) and augmentation.
+
+Everything here is small enough to live on the training device, so batches are index gathers on
+that device and no DataLoader worker processes are needed.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.training.config import TrainConfig
+
+SPLIT_SEED = 0  # the train/val split never depends on the trial's seed, so trials are comparable
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Float images NCHW and int64 labels, already on one device."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        return Dataset(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),
+                       self.y_val.to(device), self.num_classes)
+
+
+def load_dataset(config: TrainConfig, device: torch.device | str = "cpu") -> Dataset:
+    """The dataset the config names, subsampled to its data_fraction, normalised with the training
+    split's per-channel mean and std, on `device`."""
+    raw = _load_raw(config.dataset)
+    x_train, y_train = raw.x_train, raw.y_train
+    if config.data_fraction < 1:
+        keep = stratified_subset(y_train.numpy(), config.data_fraction, seed=config.seed)
+        x_train, y_train = x_train[keep], y_train[keep]
+    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+    std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return Dataset((x_train - mean) / std, y_train, (raw.x_val - mean) / std, raw.y_val,
+                   raw.num_classes).to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_raw(spec: str) -> Dataset:
+    # Cached: a worker runs many trials on the same data, and generating shapes is not free.
+    if spec == "digits":
+        return digits()
+    if spec == "shapes" or spec.startswith("shapes:"):
+        options = dict(kv.split("=", 1) for kv in spec.partition(":")[2].split(",") if kv)
+        return shapes(**{k: int(v) if k != "noise" else float(v) for k, v in options.items()})
+    if spec.endswith(".npz") or spec.startswith("npz:"):
+        return from_npz(spec.removeprefix("npz:"))
+    raise ValueError(f"unknown dataset {spec!r}: use 'digits', 'shapes[:n=..,size=..,classes=..]' "
+                     f"or a path to an .npz file")
+
+
+def digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), values 0..16
+    xtr, xva, ytr, yva = train_test_split(x, bunch.target, test_size=0.2, stratify=bunch.target,
+                                          random_state=SPLIT_SEED)
+    return _tensors(xtr, ytr, xva, yva)
+
+
+SHAPE_NAMES = ("plus", "hbar", "vbar", "disk", "frame", "triangle", "cross", "ring", "square", "diamond")
+
+
+def shapes(n: int = 2000, size: int = 16, classes: int = 4, channels: int = 1, noise: float = 0.3,
+           seed: int = 0) -> Dataset:
+    """A generated classification task: which of the first `classes` shapes (most distinct first) is drawn, at a random position,
+    scale and brightness, on a noisy background. 80% train, 20% val."""
+    if not 2 <= classes <= len(SHAPE_NAMES):
+        raise ValueError(f"shapes: classes must be in 2..{len(SHAPE_NAMES)}")
+    if size < 8:
+        raise ValueError("shapes: size must be >= 8")
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    rng.shuffle(y)
+    half = rng.uniform(0.2, 0.35, n) * size               # half the shape's side, in pixels
+    cy, cx = (rng.uniform(half, size - half) for _ in range(2))
+    grid = np.arange(size, dtype=np.float32) + 0.5
+    dy = (grid[None, :, None] - cy[:, None, None]) / half[:, None, None]  # shape-local coordinates
+    dx = (grid[None, None, :] - cx[:, None, None]) / half[:, None, None]
+    r = np.sqrt(dx**2 + dy**2)
+    masks = {
+        "disk": r <= 1,
+        "ring": (r <= 1) & (r >= 0.6),
+        "square": (abs(dx) <= 0.9) & (abs(dy) <= 0.9),
+        "frame": (abs(dx) <= 0.9) & (abs(dy) <= 0.9) & ((abs(dx) >= 0.55) | (abs(dy) >= 0.55)),
+        "triangle": (dy <= 0.9) & (dy >= -0.9) & (abs(dx) <= (dy + 0.9) / 1.8),
+        "plus": ((abs(dx) <= 0.25) & (abs(dy) <= 1)) | ((abs(dy) <= 0.25) & (abs(dx) <= 1)),
+        "cross": (abs(abs(dx) - abs(dy)) <= 0.3) & (r <= 1.2),
+        "hbar": (abs(dy) <= 0.3) & (abs(dx) <= 1),
+        "vbar": (abs(dx) <= 0.3) & (abs(dy) <= 1),
+        "diamond": abs(dx) + abs(dy) <= 1,
+    }
+    stack = np.stack([masks[name] for name in SHAPE_NAMES[:classes]], axis=1)  # (n, classes, s, s)
+    img = stack[np.arange(n), y].astype(np.float32) * rng.uniform(0.5, 1.0, (n, 1, 1))
+    tint = rng.uniform(0.5, 1.0, (n, channels, 1, 1)).astype(np.float32)
+    x = img[:, None] * tint + noise * rng.standard_normal((n, channels, size, size)).astype(np.float32)
+    cut = int(n * 0.8)
+    return _tensors(x[:cut], y[:cut], x[cut:], y[cut:])
+
+
+def from_npz(path: str) -> Dataset:
+    """x_train, y_train, x_val, y_val; images NCHW or NHWC (or NHW for one channel)."""
+    with np.load(path) as f:
+        missing = {"x_train", "y_train", "x_val", "y_val"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+        arrays = [f[k] for k in ("x_train", "y_train", "x_val", "y_val")]
+    xtr, ytr, xva, yva = arrays
+    return _tensors(_nchw(xtr), ytr, _nchw(xva), yva)
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"images must have 3 or 4 dimensions, got shape {x.shape}")
+    # Channels are the small axis: NHWC when the last axis looks like channels and the second does not.
+    if x.shape[-1] in (1, 2, 3, 4) and x.shape[1] not in (1, 2, 3, 4):
+        return x.transpose(0, 3, 1, 2)
+    return x
+
+
+def _tensors(xtr, ytr, xva, yva) -> Dataset:
+    ytr, yva = np.asarray(ytr).astype(np.int64), np.asarray(yva).astype(np.int64)
+    num_classes = int(max(ytr.max(), yva.max())) + 1
+    as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return Dataset(as_float(xtr), torch.from_numpy(ytr), as_float(xva), torch.from_numpy(yva), num_classes)
+
+
+def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices keeping `fraction` of each class (at least one per class), in random order."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        keep.append(rng.choice(idx, max(1, math.ceil(len(idx) * fraction)), replace=False))
+    return rng.permutation(np.concatenate(keep))
+
+
+def epoch_batches(y: torch.Tensor, batch_size: int, balanced: bool, gen: torch.Generator):
+    """Index batches for one epoch: a fresh shuffle each epoch, or, when balanced, as many draws
+    (with replacement) weighted by 1/class-count so every class is about equally present."""
+    n = y.shape[0]
+    if balanced:
+        weights = 1.0 / torch.bincount(y).float()[y]
+        order = torch.multinomial(weights, n, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(n, device=y.device, generator=gen)
+    return order.split(batch_size)
+
+
+def augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after padding, horizontal flip, small rotations and shifts, per sample, batched."""
+    b, _, h, w = x.shape
+    dev = x.device
+    if config.crop_padding > 0:
+        p = config.crop_padding
+        padded = F.pad(x, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        ox = torch.randint(0, 2 * p + 1, (b, 1), device=dev, generator=gen)
+        rows = (oy + torch.arange(h, device=dev))[:, None, :, None]   # (b, 1, h, 1)
+        cols = (ox + torch.arange(w, device=dev))[:, None, None, :]   # (b, 1, 1, w)
+        bi = torch.arange(b, device=dev)[:, None, None, None]
+        ci = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        x = padded[bi, ci, rows, cols]
+    if config.hflip:
+        flip = torch.rand(b, device=dev, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if config.rotate_degrees > 0 or config.shift_fraction > 0:
+        angle = (torch.rand(b, device=dev, generator=gen) * 2 - 1) * math.radians(config.rotate_degrees)
+        shift = (torch.rand(b, 2, device=dev, generator=gen) * 2 - 1) * 2 * config.shift_fraction
+        cos, sin = angle.cos(), angle.sin()
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                             torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid.to(x.dtype), padding_mode="zeros", align_corners=False)
+    return x

@@ -1,0 +1,108 @@
+"""What an objective is and what it is handed: the `Context` (report, device, stop) and the loader
+that turns `builtin:cnn` or `module:function` into a callable `(params, context) -> float | dict`.
+
+The worker daemon subclasses Context to send reports to the server; `LocalContext` runs an objective
+with no server at all (tests, benchmarks, a notebook).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+import os
+import sys
+from typing import Any, Callable
+
+import torch
+
+Objective = Callable[[dict[str, Any], "Context"], "float | dict[str, Any]"]
+
+
+class Diverged(Exception):
+    """A loss or metric went NaN or infinite: the trial ends as diverged, never as an error."""
+
+    def __init__(self, reason: str, metrics: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.metrics = metrics or {}
+
+
+class Context:
+    """Handed to every objective. `report(step, **metrics)` returns False when the trial should stop
+    (the server's pruner, a stopped study, a draining worker); `device` is the assigned device."""
+
+    def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
+                 trial_id: int | None = None):
+        self.device = torch.device(device)
+        self.params = params or {}
+        self.trial_id = trial_id
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self.stop_reason: str | None = None
+
+    def report(self, step: int, **metrics: float) -> bool:
+        clean = {k: float(v) for k, v in metrics.items()}
+        bad = {k: v for k, v in clean.items() if not math.isfinite(v)}
+        if bad:
+            # Raised rather than returned so a user objective that ignores the answer still stops.
+            raise Diverged(f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}", clean)
+        self.history.append((step, clean))
+        return self._send(step, clean)
+
+    def should_stop(self) -> bool:
+        return self.stop_reason is not None
+
+    def _send(self, step: int, metrics: dict[str, float]) -> bool:
+        return not self.should_stop()
+
+
+class LocalContext(Context):
+    """A context with no server: reports are kept in `history`; `stop_after` simulates a pruner."""
+
+    def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
+                 stop_after: int | None = None, on_report: Callable[[int, dict[str, float]], None] | None = None):
+        super().__init__(device, params)
+        self.stop_after = stop_after
+        self.on_report = on_report
+
+    def _send(self, step: int, metrics: dict[str, float]) -> bool:
+        if self.on_report is not None:
+            self.on_report(step, metrics)
+        if self.stop_after is not None and len(self.history) >= self.stop_after:
+            self.stop_reason = "stop_after"
+        return not self.should_stop()
+
+
+def load_objective(spec: str) -> Objective:
+    """`builtin:cnn`, `package.module:function`, or `path/to/file.py:function`."""
+    if spec in ("builtin:cnn", "builtin", "cnn"):
+        from workers.training.run import train_cnn
+        return train_cnn
+    module_name, sep, func_name = spec.rpartition(":")
+    if not sep or not module_name or not func_name:
+        raise ValueError(f"objective must be 'builtin:cnn' or 'module:function', got {spec!r}")
+    if module_name.endswith(".py"):
+        path = os.path.abspath(module_name)
+        mod_spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+        if mod_spec is None or mod_spec.loader is None:
+            raise ValueError(f"cannot load objective file {path}")
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `python -m` would: the user's module beside them
+        module = importlib.import_module(module_name)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ValueError(f"{module_name} has no callable {func_name!r}")
+    return func
+
+
+def metric_value(result: float | dict[str, Any], metric: str) -> tuple[float | None, dict[str, Any]]:
+    """An objective's return value as (value of the study metric or None, extra metrics)."""
+    if isinstance(result, dict):
+        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        value = metrics.get(metric)
+        return (float(value) if value is not None else None), metrics
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        return float(result), {metric: float(result)}
+    raise TypeError(f"objective returned {type(result).__name__}; expected a float or a dict of metrics")

@@ -1,0 +1,179 @@
+"""The built-in CNN objective: train one configuration, report every epoch, return the final metrics.
+
+Read top to bottom: `train_cnn` seeds, builds the config, data, model and optimizer, then loops
+`train_epoch` / `evaluate` and reports. On CUDA it trains under bf16 autocast in channels_last with
+cudnn.benchmark and the data resident on the GPU; host syncs happen once per epoch (and every
+`SYNC_EVERY` steps to catch a diverging loss early), never per batch.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.training.config import TrainConfig
+from workers.training.data import Dataset, augment, epoch_batches, load_dataset
+from workers.training.nets import build_cnn
+from workers.training.objective import Context, Diverged
+
+SYNC_EVERY = 50  # steps between checks of the running loss for NaN/inf
+# Cross-entropy starts near ln(C); a loss 100x that has exploded even when clipping and batch norm
+# keep it finite (lr = 1000 does exactly that), and no schedule brings such a run back.
+EXPLODED = 100.0
+
+
+def exploded(loss: float, num_classes: int) -> bool:
+    return not math.isfinite(loss) or loss > EXPLODED * math.log(max(num_classes, 2))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    # Batch norm and bias parameters are not weight-decayed: decaying them only fights the norm.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if c.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.optimizer == "nesterov")
+    if c.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=c.lr)
+    return torch.optim.AdamW(groups, lr=c.lr)
+
+
+class LrSchedule:
+    """lr for each step: linear warmup, then constant / step / cosine / reduce-on-plateau."""
+
+    def __init__(self, c: TrainConfig, steps_per_epoch: int):
+        self.c, self.steps_per_epoch, self.plateau_scale = c, steps_per_epoch, 1.0
+        self.best, self.stale = math.inf, 0
+
+    def lr(self, epoch: int, step: int) -> float:
+        c = self.c
+        t = epoch + step / self.steps_per_epoch  # fractional epochs done
+        if c.lr_schedule == "step":
+            scale = c.lr_factor ** (epoch // max(1, c.lr_step_epochs))
+        elif c.lr_schedule == "cosine":
+            scale = 0.5 * (1 + math.cos(math.pi * t / c.epochs))
+        else:
+            scale = self.plateau_scale  # constant keeps 1.0 forever
+        warm = min(1.0, (t + 1 / self.steps_per_epoch) / c.warmup_epochs) if c.warmup_epochs > 0 else 1.0
+        return c.lr * scale * warm
+
+    def end_epoch(self, val_loss: float) -> None:
+        if self.c.lr_schedule != "plateau":
+            return
+        if val_loss < self.best * (1 - 1e-4):
+            self.best, self.stale = val_loss, 0
+        else:
+            self.stale += 1
+            if self.stale > self.c.lr_patience:
+                self.plateau_scale *= self.c.lr_factor
+                self.stale = 0
+
+
+def train_epoch(model, opt, data: Dataset, c: TrainConfig, sched: LrSchedule, epoch: int,
+                gen: torch.Generator, autocast) -> dict[str, float]:
+    model.train()
+    dev = data.x_train.device
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    norm_sum = torch.zeros((), device=dev)
+    seen, before = 0, None
+    batches = epoch_batches(data.y_train, c.batch_size, c.class_balanced, gen)
+    for i, idx in enumerate(batches):
+        xb, yb = data.x_train[idx], data.y_train[idx]
+        if c.crop_padding or c.hflip or c.rotate_degrees or c.shift_fraction:
+            xb = augment(xb, c, gen)
+        if c.channels_last and dev.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        lr = sched.lr(epoch, i)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast():
+            out = model(xb)
+            loss = F.cross_entropy(out, yb, label_smoothing=c.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in model.parameters() if p.grad is not None]
+        # clip_grad_norm_ with an infinite max only measures: one fused norm either way.
+        norm_sum += nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        if i == len(batches) - 1:  # update-to-weight ratio, measured on the epoch's last step
+            before = [p.detach().clone() for p in params]
+        opt.step()
+        loss_sum += loss.detach() * len(idx)
+        correct += (out.argmax(1) == yb).sum()
+        seen += len(idx)
+        if (i + 1) % SYNC_EVERY == 0 and exploded(loss_sum.item() / seen, data.num_classes):
+            raise Diverged(f"train_loss={loss_sum.item() / seen:.4g} at epoch {epoch + 1} step {i + 1} "
+                           f"(lr={lr:.3g})")
+    with torch.no_grad():
+        update = torch.stack([(p.detach() - b).norm() for p, b in zip(params, before)]).norm()
+        weight = torch.stack([b.norm() for b in before]).norm()
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+            "grad_norm": norm_sum.item() / len(batches), "update_ratio": (update / weight).item(),
+            "lr": lr, "images": seen}
+
+
+@torch.no_grad()
+def evaluate(model, data: Dataset, c: TrainConfig, autocast) -> dict[str, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=data.x_val.device)
+    correct = torch.zeros((), device=data.x_val.device, dtype=torch.long)
+    for xb, yb in zip(data.x_val.split(c.eval_batch_size), data.y_val.split(c.eval_batch_size)):
+        if c.channels_last and xb.device.type == "cuda":
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            out = model(xb)
+        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+        correct += (out.argmax(1) == yb).sum()
+    n = len(data.y_val)
+    return {"val_loss": loss_sum.item() / n, "val_acc": correct.item() / n}
+
+
+def train_cnn(params: dict[str, Any], context: Context, data: Dataset | None = None) -> dict[str, float]:
+    """The `builtin:cnn` objective. `data` overrides the config's dataset (benchmarks, tests)."""
+    c = TrainConfig.from_params(params)
+    dev = context.device
+    seed_everything(c.seed)
+    gen = torch.Generator(device=dev).manual_seed(c.seed)
+    on_cuda = dev.type == "cuda"
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    data = data.to(dev) if data is not None else load_dataset(c, dev)
+    channels, size, _ = data.image_shape
+    model = build_cnn(c, channels, data.num_classes, size).to(dev)
+    if on_cuda and c.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, c)
+    sched = LrSchedule(c, steps_per_epoch=math.ceil(len(data.y_train) / c.batch_size))
+    use_bf16 = on_cuda and c.bf16
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+
+    metrics: dict[str, float] = {}
+    for epoch in range(c.epochs):
+        t0 = time.perf_counter()
+        train = train_epoch(model, opt, data, c, sched, epoch, gen, autocast)
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(model, data, c, autocast)
+        images = train.pop("images")
+        metrics = {**train, **val, "epoch_seconds": time.perf_counter() - t0,
+                   "images_per_second": images / train_seconds}
+        for name in ("train_loss", "val_loss"):
+            if exploded(metrics[name], data.num_classes) or not math.isfinite(metrics["grad_norm"]):
+                raise Diverged(f"{name}={metrics[name]:.4g} at epoch {epoch + 1} (lr={metrics['lr']:.3g}, "
+                               f"grad_norm={metrics['grad_norm']:.3g})", metrics)
+        if not context.report(epoch + 1, **metrics):
+            break
+        sched.end_epoch(metrics["val_loss"])
+    return metrics
