@@ -11,7 +11,7 @@ from service.domain.views import trial_read, utc
 from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from service.optimizers.registry import METHODS, grid_size, validate_method
 from service.pruners.base import PrunerConfig
-from service.pruners.registry import build_pruner, pruner_from_wandb
+from service.pruners.registry import parse_pruner, pruner_from_wandb
 from service.schemas.studies import MetricSpec, StudyCreate, StudyRead, TrialCounts
 from service.space import SearchSpace, flatten_params, parse_parameters
 from service.space.parse import SpaceError
@@ -37,10 +37,9 @@ def _pruner_config(body: StudyCreate) -> PrunerConfig:
     field = "pruner" if body.pruner is not None else "early_terminate"
     try:
         if body.pruner is not None:
-            config = PrunerConfig.from_json(body.pruner)
+            config = parse_pruner(body.pruner, "pruner")
         else:
             config = pruner_from_wandb(body.early_terminate)
-        build_pruner(config)  # validates the options
     except (ValueError, TypeError) as err:
         raise InvalidInput(("body", field), str(err)) from None
     return config
@@ -71,7 +70,7 @@ def create_study(session: Session, body: StudyCreate) -> Study:
         goal=body.metric.goal,
         method=body.method,
         space=space.to_json(),
-        pruner=pruner.to_json(),
+        pruner=pruner.to_dict(),
         config=body.model_dump(mode="json", exclude_none=True),
         max_trials=max_trials,
         max_concurrent=body.max_concurrent,

@@ -1,0 +1,56 @@
+"""Shared fixtures: every database-backed test runs on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.db.engine import Database
+from service.db.migrate import upgrade
+from service.main import create_app
+from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, truncate_all
+from tests.support.live_server import LiveServer
+
+
+@pytest.fixture(scope="session")
+def pg_session_url():
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """A migrated, empty database of each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'tuneserve.db'}"
+        upgrade(url)
+        yield url
+    else:
+        url = request.getfixturevalue("pg_session_url")
+        truncate_all(url)
+        yield url
+
+
+@pytest.fixture
+def db(database_url):
+    database = Database(database_url, pool_size=4)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(database_url):
+    """The app in-process (fast API tests); end-to-end tests use `live_server`."""
+    app = create_app(Settings(database_url=database_url, reaper_interval=0.2))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def live_server(database_url, tmp_path):
+    server = LiveServer(database_url, log_path=tmp_path / "server.log")
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,40 @@
+"""Test databases: a SQLite file per test, and a throwaway PostgreSQL database per test session.
+
+PostgreSQL comes from TUNESERVE_TEST_PG_URL (default: the local server, database `test`); a
+database of our own is created next to it so parallel test runs never share tables.
+TUNESERVE_TEST_BACKENDS=sqlite (or postgres) narrows the matrix for a quick local run.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_ADMIN_URL = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = [b for b in os.environ.get("TUNESERVE_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+
+
+def create_pg_database() -> str:
+    name = f"tuneserve_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE trial_reports, trials, studies RESTART IDENTITY CASCADE"))
+    engine.dispose()
