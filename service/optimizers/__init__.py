@@ -1,0 +1,8 @@
+"""Optimizers: suggest new trial parameters from a search space and the stored history."""
+from service.optimizers.base import Observation, Optimizer, SpaceExhausted, Suggestion
+from service.optimizers.registry import METHODS, UnknownMethod, get_optimizer, grid_size, validate_method
+
+__all__ = [
+    "Observation", "Optimizer", "SpaceExhausted", "Suggestion",
+    "METHODS", "UnknownMethod", "get_optimizer", "grid_size", "validate_method",
+]
