@@ -17,6 +17,7 @@ not idempotent, and a claim whose answer is lost simply expires with its lease.
 """
 from __future__ import annotations
 
+import json as jsonlib
 import math
 import random
 import threading
@@ -86,27 +87,34 @@ class TuneClient:
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                 content: bytes | None = None, headers: dict[str, str] | None = None,
-                held: bool = False, retry_seconds: float | None | str = "default") -> Any:
+                held: bool = False, retry_seconds: float | None | str = "default",
+                cancel: threading.Event | None = None) -> Any:
         """One API call with retries. `held`: the call is about a trial this caller holds, so 409
-        and 404 mean the lease is lost. Returns the decoded JSON, or None for 204."""
+        and 404 mean the lease is lost. `retry_seconds` and `cancel` override the client's for this
+        call. Returns the decoded JSON, or None for 204."""
         budget = self.retry_seconds if retry_seconds == "default" else retry_seconds
+        cancel = cancel or self.cancel
+        if json is not None:
+            # NaN and infinities go out as JSON's NaN/Infinity tokens (httpx refuses them): a
+            # non-finite loss is information the server acts on (the trial ends as diverged).
+            content = jsonlib.dumps(json, allow_nan=True).encode()
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         deadline = math.inf if budget is None else time.monotonic() + budget
         backoff = Backoff(cap=self.backoff_cap)
         while True:
             try:
-                resp = self.http.request(method, API + path, json=json, params=params, content=content,
-                                         headers=headers)
+                resp = self.http.request(method, API + path, params=params, content=content, headers=headers)
                 if resp.status_code < 500:
                     break
                 error: Exception = ServerUnavailable(f"HTTP {resp.status_code} from {method} {path}")
             except httpx.TransportError as exc:
                 error = exc
             delay = backoff.next()
-            if self.cancel.is_set() or time.monotonic() + delay > deadline:
+            if cancel.is_set() or time.monotonic() + delay > deadline:
                 raise ServerUnavailable(f"{method} {path}: {error}") from error
             if self.on_retry is not None:
                 self.on_retry(f"{method} {path}", error, delay)
-            self.cancel.wait(delay)
+            cancel.wait(delay)
         if resp.status_code == 204:
             return None
         if resp.status_code >= 400:
@@ -169,9 +177,9 @@ class TuneClient:
 
     # --- the worker protocol --------------------------------------------------------------------
 
-    def claim(self, worker_id: str, study: str | None = None) -> dict | None:
+    def claim(self, worker_id: str, study: str | None = None, **kw: Any) -> dict | None:
         """A TrialLease, or None when there is no work."""
-        return self.request("POST", "/trials/claim", json={"worker_id": worker_id, "study": study})
+        return self.request("POST", "/trials/claim", json={"worker_id": worker_id, "study": study}, **kw)
 
     def heartbeat(self, trial_id: int, lease_token: str, **kw: Any) -> dict:
         return self.request("POST", f"/trials/{trial_id}/heartbeat", json={"lease_token": lease_token},

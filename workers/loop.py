@@ -1,0 +1,276 @@
+"""The worker daemon's loop: claim a trial, run the objective, report every step, end the trial,
+claim the next; heartbeats in a background thread; SIGTERM/SIGINT drain; backoff when idle or cut off.
+
+How each way a trial can end is told to the server:
+  objective returned                -> complete (with claim_next, saving a round trip)
+  server said stop (pruner, study)  -> prune
+  NaN/inf loss (Diverged)           -> fail kind=diverged
+  CUDA out of memory                -> fail kind=oom, cache emptied, keep serving
+  any other exception in user code  -> fail kind=error with the traceback's tail, keep serving
+  409/404 on the held trial         -> nothing: the lease is lost, abandon the trial and carry on
+  first SIGTERM/SIGINT              -> finish the epoch, report it, release; claim nothing new; exit 0
+  second SIGTERM/SIGINT             -> abandon the epoch at once, release, exit 0
+
+Logs are one line per event, `event=... worker=... trial=...`, so they grep and parse well.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import traceback
+from typing import Any
+
+import torch
+
+from workers.client import ApiError, Backoff, LeaseLost, ServerUnavailable, TuneClient
+from workers.training.objective import Context, Diverged, Objective, metric_value
+
+log = logging.getLogger("tuneserve.worker")
+TRACEBACK_TAIL = 4000  # characters of a user traceback sent with fail(kind=error)
+
+
+class Abandon(BaseException):
+    """A second stop signal: leave the current step now. BaseException so user code's
+    `except Exception` cannot swallow it."""
+
+
+class ServerContext(Context):
+    """The context a daemon hands to objectives: each report goes to the server, whose answer
+    (or a heartbeat's, or a drain) decides whether the objective goes on."""
+
+    def __init__(self, worker: "Worker", lease: dict[str, Any]):
+        super().__init__(worker.device, lease["params"], lease["trial_id"])
+        self.worker, self.lease = worker, lease
+        self.lease_lost = False
+
+    def _send(self, step: int, metrics: dict[str, float]) -> bool:
+        w = self.worker
+        answer = w.client.report(self.trial_id, self.lease["lease_token"], step, metrics, **w.call_options(self.lease))
+        w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
+        if answer.get("should_stop") and self.stop_reason is None:
+            self.stop_reason = answer.get("reason") or "stop"
+        if self.lease_lost:
+            raise LeaseLost(409, "heartbeat found the lease lost")
+        if w.draining.is_set() and self.stop_reason is None:
+            self.stop_reason = "draining"
+        return not self.should_stop()
+
+
+class Heartbeat(threading.Thread):
+    """Renews the lease every lease_seconds/3 while the objective runs (an epoch can outlast a
+    lease), and passes a stop decision or a lost lease to the context."""
+
+    def __init__(self, worker: "Worker", context: ServerContext):
+        super().__init__(name=f"heartbeat-{context.trial_id}", daemon=True)
+        self.worker, self.context = worker, context
+        self.interval = max(0.2, float(context.lease["lease_seconds"]) / 3)
+        self.done = threading.Event()
+        # Its own connection pool: the main thread may be blocked in a long report retry.
+        self.client = TuneClient(worker.client.base_url, worker.token, timeout=self.interval)
+
+    def run(self) -> None:
+        ctx = self.context
+        try:
+            while not self.done.wait(self.interval):
+                try:
+                    answer = self.client.heartbeat(ctx.trial_id, ctx.lease["lease_token"], retry_seconds=0)
+                except LeaseLost as exc:
+                    ctx.lease_lost = True
+                    self.worker.event("lease_lost", ctx.trial_id, level=logging.WARNING, detail=exc.detail)
+                    return
+                except (ServerUnavailable, ApiError) as exc:
+                    self.worker.event("heartbeat_failed", ctx.trial_id, level=logging.WARNING, error=exc)
+                    continue
+                if answer.get("should_stop") and ctx.stop_reason is None:
+                    ctx.stop_reason = answer.get("reason") or "stop"
+        finally:
+            self.client.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=self.interval + 1)
+
+
+class Worker:
+    def __init__(self, server: str, objective: Objective, *, worker_id: str, device: str = "cpu",
+                 study: str | None = None, token: str | None = None, idle_cap: float = 3.0,
+                 parent_pid: int | None = None):
+        self.worker_id, self.study, self.token = worker_id, study, token
+        self.objective, self.device = objective, torch.device(device)
+        self.idle_cap, self.parent_pid = idle_cap, parent_pid
+        self.draining = threading.Event()
+        self.client = TuneClient(server, token, retry_seconds=None, on_retry=self._on_retry)
+
+    # --- logging ----------------------------------------------------------------------------------
+
+    def event(self, name: str, trial: int | None = None, level: int = logging.INFO, **fields: Any) -> None:
+        parts = [f"event={name}", f"worker={self.worker_id}"] + ([f"trial={trial}"] if trial is not None else [])
+        parts += [f"{k}={_fmt(v)}" for k, v in fields.items()]
+        log.log(level, " ".join(parts))
+
+    def _on_retry(self, call: str, error: Exception, delay: float) -> None:
+        self.event("server_unreachable", level=logging.WARNING, call=call, error=error, retry_in=f"{delay:.2f}s")
+
+    # --- signals ----------------------------------------------------------------------------------
+
+    def request_drain(self, signum: int | None = None, frame: Any = None) -> None:
+        if self.draining.is_set() and signum is not None:
+            self.event("abandon", level=logging.WARNING, signal=signum)
+            raise Abandon()
+        self.draining.set()
+        self.event("draining", signal=signum)
+
+    def call_options(self, lease: dict[str, Any]) -> dict[str, Any]:
+        """Retry policy for a call about a held trial: forever while serving (the lease is the
+        server's to expire), but only about one lease period once draining, so a worker told to stop
+        while the server is down still exits."""
+        if self.draining.is_set():
+            return {"retry_seconds": float(lease["lease_seconds"]), "cancel": threading.Event()}
+        return {"retry_seconds": None, "cancel": self.draining}
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self.request_drain)
+        if self.parent_pid:
+            threading.Thread(target=self._watch_parent, name="parent-watch", daemon=True).start()
+        self.event("started", device=self.device, study=self.study or "*", pid=os.getpid())
+        idle = Backoff(base=0.25, cap=self.idle_cap)
+        lease: dict[str, Any] | None = None
+        try:
+            while not self.draining.is_set():
+                if lease is None:
+                    lease = self._claim()
+                    if lease is None:
+                        self.draining.wait(idle.next())
+                        continue
+                    idle.reset()
+                lease = self.run_trial(lease)
+            if lease is not None:  # claimed by complete's claim_next just as a drain began
+                self._end(lease, "release")
+        except Abandon:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.client.close()
+        self.event("stopped")
+        return 0
+
+    def _claim(self) -> dict[str, Any] | None:
+        try:
+            lease = self.client.claim(self.worker_id, self.study, cancel=self.draining)
+        except ServerUnavailable:
+            return None  # only when draining began during the retries
+        except ApiError as exc:  # e.g. the study does not exist yet: wait for it, do not crash
+            self.event("claim_refused", level=logging.WARNING, status=exc.status, detail=exc.detail)
+            return None
+        if lease is not None:
+            self.event("claimed", lease["trial_id"], study=lease["study"], number=lease["number"],
+                       attempt=lease["attempt"], params=lease["params"])
+        return lease
+
+    def run_trial(self, lease: dict[str, Any]) -> dict[str, Any] | None:
+        """Run one trial to its end; returns the next lease when complete handed one out."""
+        trial_id = lease["trial_id"]
+        ctx = ServerContext(self, lease)
+        heartbeat = Heartbeat(self, ctx)
+        heartbeat.start()
+        try:
+            try:
+                result = self.objective(lease["params"], ctx)
+            finally:
+                heartbeat.stop()
+            if ctx.lease_lost:
+                raise LeaseLost(409, "lease lost while the objective ran")
+            if ctx.stop_reason == "draining":
+                return self._end(lease, "release")
+            if ctx.stop_reason is not None:
+                if ctx.stop_reason.startswith("diverged"):  # the server already ended it
+                    self.event("diverged", trial_id, reason=ctx.stop_reason)
+                    return None
+                return self._end(lease, "prune", reason=ctx.stop_reason)
+            value, metrics = metric_value(result, lease["metric"]["name"])
+            if value is not None and not math.isfinite(value):
+                raise Diverged(f"final {lease['metric']['name']}={value}")
+            return self._end(lease, "complete", value=value, metrics=metrics)
+        except LeaseLost as exc:
+            self.event("abandoned", trial_id, level=logging.WARNING, reason="lease lost", detail=exc.detail)
+        except Diverged as exc:
+            self._end(lease, "fail", kind="diverged", reason=exc.reason)
+        except Abandon:
+            self._end(lease, "release")
+            raise
+        except ServerUnavailable as exc:  # a drain cut a retry short: hand the trial back
+            self.event("server_unreachable", trial_id, level=logging.WARNING, error=exc)
+            self._end(lease, "release")
+        except Exception as exc:  # noqa: BLE001 - user code may raise anything; the worker must survive
+            if _is_oom(exc):
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._end(lease, "fail", kind="oom", reason=f"{type(exc).__name__}: {exc}"[:TRACEBACK_TAIL])
+            else:
+                tail = traceback.format_exc()[-TRACEBACK_TAIL:]
+                self._end(lease, "fail", kind="error", reason=tail)
+        return None
+
+    def _end(self, lease: dict[str, Any], how: str, **body: Any) -> dict[str, Any] | None:
+        """Tell the server how the trial ended; a lost lease or an unreachable server while
+        draining is logged, not raised: either way the trial is no longer ours."""
+        trial_id, token = lease["trial_id"], lease["lease_token"]
+        options = self.call_options(lease)
+        try:
+            if how == "complete":
+                claim_next = None if self.draining.is_set() else {"worker_id": self.worker_id, "study": self.study}
+                answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
+                                              claim_next=claim_next, **options)
+                trial = answer["trial"]
+                self.event("completed", trial_id, state=trial["state"], value=trial.get("value"))
+                nxt = answer.get("next")
+                if nxt is not None:
+                    self.event("claimed", nxt["trial_id"], study=nxt["study"], number=nxt["number"],
+                               attempt=nxt["attempt"], params=nxt["params"], via="claim_next")
+                return nxt
+            if how == "prune":
+                self.client.prune(trial_id, token, body["reason"], **options)
+                self.event("pruned", trial_id, reason=body["reason"])
+            elif how == "fail":
+                self.client.fail(trial_id, token, body["reason"], body["kind"], **options)
+                last_line = body["reason"].strip().splitlines()[-1] if body["reason"].strip() else ""
+                self.event("failed", trial_id, level=logging.WARNING, kind=body["kind"], reason=last_line)
+            else:
+                self.client.release(trial_id, token, **options)
+                self.event("released", trial_id)
+        except LeaseLost as exc:
+            self.event("abandoned", trial_id, level=logging.WARNING, reason=f"lease lost on {how}", detail=exc.detail)
+        except (ServerUnavailable, ApiError) as exc:
+            self.event(f"{how}_failed", trial_id, level=logging.WARNING, error=exc)
+        return None
+
+    def _watch_parent(self) -> None:
+        # A slot whose supervisor died drains instead of serving on unsupervised.
+        while not self.draining.wait(1.0):
+            if os.getppid() != self.parent_pid:
+                self.event("parent_gone", level=logging.WARNING)
+                self.draining.set()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    text = str(value).replace("\n", " | ")
+    return json.dumps(text) if " " in text or not text else text
