@@ -27,7 +27,8 @@ def find_study(session: Session, name: str) -> Study | None:
 def get_study(session: Session, name: str, *, lock: bool = False) -> Study:
     stmt = select(Study).where(Study.name == name)
     if lock:
-        stmt = stmt.with_for_update()
+        # populate_existing: a row already in the session must be refreshed from the locked read.
+        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
     study = session.scalars(stmt).one_or_none()
     if study is None:
         raise StudyNotFound(name)
@@ -79,7 +80,9 @@ def count_active_trials(session: Session, study_id: int) -> int:
 def reserve_numbers(session: Session, study_id: int, count: int) -> range:
     """Take up to `count` trial numbers from the study's budget; an empty range when none is left
     or the study is not running. Locks the study row (PostgreSQL) only for this short update."""
-    study = session.scalars(select(Study).where(Study.id == study_id).with_for_update()).one()
+    study = session.scalars(
+        select(Study).where(Study.id == study_id).with_for_update(key_share=True).execution_options(populate_existing=True)
+    ).one()
     if study.state != "running":
         return range(0)
     granted = count
