@@ -1,0 +1,292 @@
+"""How good are the optimizers' suggestions: simple regret on standard problems, sequential and
+with 8 trials pending, for our random/tpe/gp next to Optuna's TPESampler and GPSampler.
+
+Problems: Branin (2-D), Hartmann-6, Rosenbrock-5 on [-5, 10]^5, and a small sklearn MLP on
+load_digits (3-fold CV error; its optimum is unknown, so its regret is measured against the best
+error any run of this benchmark reached). Simple regret = best value found - optimum.
+
+"8 pending" simulates 8 workers: the first 8 trials are asked with the earlier ones pending, then
+the oldest running trial is completed and a new one asked with the other 7 pending. Optuna runs
+with its defaults (its TPE ignores running trials unless constant_liar=True).
+
+It also measures how far apart concurrent suggestions are: the median nearest-neighbour distance
+(unit cube) among 8 points asked in one call with count=8, next to 8 consecutive sequential
+suggestions, after 20 random observations of Hartmann-6.
+
+    python benchmarks/optimizer_quality.py                  # everything (long: ~1 h on 2 cores)
+    python benchmarks/optimizer_quality.py --quick          # 3 seeds, synthetic problems, 40 evals
+    python benchmarks/optimizer_quality.py --problems branin,hartmann6 --seeds 5 --methods tpe,optuna_tpe
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from service.optimizers.base import Observation  # noqa: E402
+from service.space import Dimension, SearchSpace  # noqa: E402
+
+
+# -- problems ----------------------------------------------------------------------------------
+
+def branin(p: dict[str, Any]) -> float:
+    x1, x2 = p["x1"], p["x2"]
+    a, b, c, r, s, t = 1.0, 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return a * (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - t) * math.cos(x1) + s
+
+
+_H6_A = np.array([[10, 3, 17, 3.5, 1.7, 8], [0.05, 10, 17, 0.1, 8, 14],
+                  [3, 3.5, 1.7, 10, 17, 8], [17, 8, 0.05, 10, 0.1, 14]])
+_H6_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886], [2329, 4135, 8307, 3736, 1004, 9991],
+                         [2348, 1451, 3522, 2883, 3047, 6650], [4047, 8828, 8732, 5743, 1091, 381]])
+_H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+
+
+def hartmann6(p: dict[str, Any]) -> float:
+    x = np.array([p[f"x{i}"] for i in range(6)])
+    return float(-np.sum(_H6_ALPHA * np.exp(-np.sum(_H6_A * (x - _H6_P) ** 2, axis=1))))
+
+
+def rosenbrock5(p: dict[str, Any]) -> float:
+    x = np.array([p[f"x{i}"] for i in range(5)])
+    return float(np.sum(100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))
+
+
+_DIGITS = None
+
+
+def mlp_digits(p: dict[str, Any]) -> float:
+    global _DIGITS
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neural_network import MLPClassifier
+
+    if _DIGITS is None:
+        X, y = load_digits(return_X_y=True)
+        _DIGITS = (X / 16.0, y)
+    X, y = _DIGITS
+    clf = MLPClassifier(hidden_layer_sizes=(p["hidden"],) * p["layers"], alpha=p["alpha"],
+                        learning_rate_init=p["lr"], activation=p["activation"],
+                        batch_size=p["batch_size"], max_iter=25, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return float(1.0 - cross_val_score(clf, X, y, cv=3).mean())
+
+
+def _uniform(name: str, lo: float, hi: float) -> Dimension:
+    return Dimension(name=name, distribution="uniform", min=lo, max=hi)
+
+
+PROBLEMS: dict[str, tuple[SearchSpace, Callable, float | None, int]] = {
+    # name: (space, objective, known optimum or None, evaluations)
+    "branin": (SearchSpace((_uniform("x1", -5, 10), _uniform("x2", 0, 15))), branin, 0.397887357729738, 60),
+    "hartmann6": (SearchSpace(tuple(_uniform(f"x{i}", 0, 1) for i in range(6))), hartmann6, -3.32236801141551, 60),
+    "rosenbrock5": (SearchSpace(tuple(_uniform(f"x{i}", -5, 10) for i in range(5))), rosenbrock5, 0.0, 60),
+    "mlp_digits": (SearchSpace((
+        Dimension(name="hidden", distribution="q_log_uniform_values", min=16, max=256, q=8),
+        Dimension(name="layers", distribution="int_uniform", min=1, max=3),
+        Dimension(name="alpha", distribution="log_uniform_values", min=1e-6, max=1e-1),
+        Dimension(name="lr", distribution="log_uniform_values", min=1e-4, max=1e-1),
+        Dimension(name="activation", distribution="categorical", values=("relu", "tanh", "logistic")),
+        Dimension(name="batch_size", distribution="categorical", values=(32, 64, 128)),
+    )), mlp_digits, None, 20),
+}
+
+
+# -- methods -------------------------------------------------------------------------------------
+
+def _ours(name: str):
+    if name == "random":
+        from service.optimizers.random import RandomOptimizer
+        return RandomOptimizer()
+    if name == "tpe":
+        from service.optimizers.tpe import TPEOptimizer
+        return TPEOptimizer()
+    if name == "gp":
+        from service.optimizers.gp import GPOptimizer
+        return GPOptimizer()
+    raise ValueError(name)
+
+
+def _optuna_distributions(space: SearchSpace):
+    import optuna
+
+    out = {}
+    for d in space.dimensions:
+        if d.distribution == "uniform":
+            out[d.name] = optuna.distributions.FloatDistribution(d.min, d.max)
+        elif d.distribution == "log_uniform_values":
+            out[d.name] = optuna.distributions.FloatDistribution(d.min, d.max, log=True)
+        elif d.distribution == "q_log_uniform_values":
+            # Optuna cannot combine log and step: an int in log scale, rounded onto q by the space.
+            out[d.name] = optuna.distributions.IntDistribution(int(d.min), int(d.max), log=True)
+        elif d.distribution == "int_uniform":
+            out[d.name] = optuna.distributions.IntDistribution(d.min, d.max)
+        elif d.distribution == "categorical":
+            out[d.name] = optuna.distributions.CategoricalDistribution(list(d.values))
+        else:
+            raise ValueError(d.distribution)
+    return out
+
+
+def run_once(problem: str, method: str, seed: int, pending: int, evals: int | None = None) -> list[float]:
+    """One optimisation run; returns the objective value of every trial in order."""
+    space, fn, _, n_evals = PROBLEMS[problem]
+    n_evals = evals or n_evals
+    values: list[float] = []
+    if method.startswith("optuna"):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = (optuna.samplers.TPESampler(seed=seed) if method == "optuna_tpe"
+                   else optuna.samplers.GPSampler(seed=seed))
+        study = optuna.create_study(sampler=sampler)
+        dists = _optuna_distributions(space)
+        running: deque = deque()
+
+        def ask():
+            t = study.ask(dists)
+            params = {d.name: d.from_internal(d.to_internal(t.params[d.name])) for d in space.dimensions}
+            running.append((t, params))
+
+        while len(values) < n_evals:
+            while len(running) < max(pending, 1) and len(values) + len(running) < n_evals:
+                ask()
+            t, params = running.popleft()
+            v = fn(params)
+            study.tell(t, v)
+            values.append(v)
+        return values
+
+    opt = _ours(method)
+    completed: list[Observation] = []
+    running = deque()
+    asked = 0
+    while len(values) < n_evals:
+        while len(running) < max(pending, 1) and len(values) + len(running) < n_evals:
+            s = opt.suggest(space, completed, [p for p in running], 1, seed * 100_003 + asked)[0]
+            running.append(s.params)
+            asked += 1
+        params = running.popleft()
+        v = fn(params)
+        completed.append(Observation(params=params, value=v))
+        values.append(v)
+    return values
+
+
+def _job(args):
+    problem, method, seed, pending, evals = args
+    t0 = time.perf_counter()
+    vals = run_once(problem, method, seed, pending, evals)
+    return args, vals, time.perf_counter() - t0
+
+
+# -- concurrent-suggestion spread ----------------------------------------------------------------
+
+def spread(methods: list[str], seeds: int) -> list[tuple[str, float, float]]:
+    """Median nearest-neighbour distance among 8 suggestions: one call with count=8 (all pending
+    on each other) vs 8 sequential suggestions (each told its result before the next)."""
+    space, fn, _, _ = PROBLEMS["hartmann6"]
+    rows = []
+    for m in methods:
+        if m.startswith("optuna"):
+            continue
+        opt = _ours(m)
+        conc, seq = [], []
+        for s in range(seeds):
+            rng = np.random.default_rng(s)
+            base = [Observation(p, fn(p)) for p in (space.sample(rng) for _ in range(20))]
+            batch = [x.params for x in opt.suggest(space, base, [], 8, 1000 + s)]
+            hist = list(base)
+            sq = []
+            for i in range(8):
+                p = opt.suggest(space, hist, [], 1, 2000 + 10 * s + i)[0].params
+                sq.append(p)
+                hist.append(Observation(p, fn(p)))
+            for pts, acc in ((batch, conc), (sq, seq)):
+                U = np.vstack([space.to_unit(p) for p in pts])
+                D = np.linalg.norm(U[:, None] - U[None], axis=2) + np.eye(len(U)) * 1e9
+                acc.append(float(np.median(D.min(axis=1))))
+        rows.append((m, float(np.median(conc)), float(np.median(seq))))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problems", default="branin,hartmann6,rosenbrock5,mlp_digits")
+    ap.add_argument("--methods", default="random,tpe,gp,optuna_tpe,optuna_gp")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--evals", type=int, default=None, help="override every problem's evaluation count")
+    ap.add_argument("--modes", default="0,8", help="pending counts: 0 = sequential")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--quick", action="store_true", help="3 seeds, synthetic problems, 40 evaluations")
+    ap.add_argument("--no-spread", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seeds, args.evals = 3, 40
+        args.problems = ",".join(p for p in args.problems.split(",") if p != "mlp_digits")
+    problems = args.problems.split(",")
+    methods = args.methods.split(",")
+    modes = [int(m) for m in args.modes.split(",")]
+    jobs = [(p, m, s, k, args.evals) for p in problems for k in modes for m in methods for s in range(args.seeds)]
+    # Longest first: the GP and MLP runs would otherwise straggle at the end.
+    jobs.sort(key=lambda j: (j[0] != "mlp_digits", not j[1].endswith("gp")))
+
+    t0 = time.perf_counter()
+    results: dict[tuple, list[float]] = {}
+    secs: dict[tuple, float] = {}
+    with mp.get_context("fork").Pool(args.jobs) as pool:
+        for (p, m, s, k, _), vals, dt in pool.imap_unordered(_job, jobs):
+            results[(p, m, s, k)] = vals
+            secs[(p, m, k)] = secs.get((p, m, k), 0.0) + dt
+
+    print(f"# simple regret at the final evaluation: median [IQR] over {args.seeds} seeds "
+          f"({time.perf_counter() - t0:.0f} s wall, {args.jobs} processes)")
+    for p in problems:
+        space, fn, opt_value, n_evals = PROBLEMS[p]
+        n = args.evals or n_evals
+        if opt_value is None:   # unknown optimum: regret against the best any run reached
+            opt_value = min(min(v) for key, v in results.items() if key[0] == p)
+        print(f"\n## {p} ({n} evaluations{'' if PROBLEMS[p][2] is not None else ', regret vs best seen'})")
+        header = f"| method | " + " | ".join(f"{'sequential' if k == 0 else f'{k} pending'}" for k in modes)
+        if 0 in modes and len(modes) > 1:
+            header += " | pending/sequential"
+        print(header + " | s/run |")
+        print("|---" * (len(modes) + 2 + (1 if 0 in modes and len(modes) > 1 else 0)) + "|")
+        for m in methods:
+            cells, meds = [], {}
+            for k in modes:
+                r = np.array([min(results[(p, m, s, k)]) - opt_value for s in range(args.seeds)])
+                q1, med, q3 = np.percentile(r, [25, 50, 75])
+                meds[k] = med
+                cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")
+            ratio = ""
+            if 0 in modes and len(modes) > 1:
+                k = [k for k in modes if k][0]
+                ratio = f" | {meds[k] / meds[0]:.2f}" if meds[0] > 0 else " | -"
+            per_run = sum(secs[(p, m, k)] for k in modes) / (args.seeds * len(modes))
+            print(f"| {m} | " + " | ".join(cells) + ratio + f" | {per_run:.1f} |")
+
+    if not args.no_spread:
+        print("\n## nearest-neighbour distance among 8 suggestions (Hartmann-6, 20 observations, unit cube)")
+        print("| method | one call, count=8 (pending) | 8 sequential |")
+        print("|---|---|---|")
+        for m, c, s in spread([m for m in methods if not m.startswith("optuna")], min(args.seeds, 5)):
+            print(f"| {m} | {c:.3f} | {s:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
