@@ -1,7 +1,7 @@
 """How good are the optimizers' suggestions: simple regret on standard problems, sequential and
 with 8 trials pending, for our random/tpe/gp next to Optuna's TPESampler and GPSampler.
 
-Problems: Branin (2-D), Hartmann-6, Rosenbrock-5 on [-5, 10]^5, and a small sklearn MLP on
+Problems: Branin (2-D), Hartmann-6, Rosenbrock-5 on [-2.048, 2.048]^5, and a small sklearn MLP on
 load_digits (3-fold CV error; its optimum is unknown, so its regret is measured against the best
 error any run of this benchmark reached). Simple regret = best value found - optimum.
 
@@ -93,7 +93,7 @@ PROBLEMS: dict[str, tuple[SearchSpace, Callable, float | None, int]] = {
     # name: (space, objective, known optimum or None, evaluations)
     "branin": (SearchSpace((_uniform("x1", -5, 10), _uniform("x2", 0, 15))), branin, 0.397887357729738, 60),
     "hartmann6": (SearchSpace(tuple(_uniform(f"x{i}", 0, 1) for i in range(6))), hartmann6, -3.32236801141551, 60),
-    "rosenbrock5": (SearchSpace(tuple(_uniform(f"x{i}", -5, 10) for i in range(5))), rosenbrock5, 0.0, 60),
+    "rosenbrock5": (SearchSpace(tuple(_uniform(f"x{i}", -2.048, 2.048) for i in range(5))), rosenbrock5, 0.0, 60),
     "mlp_digits": (SearchSpace((
         Dimension(name="hidden", distribution="q_log_uniform_values", min=16, max=256, q=8),
         Dimension(name="layers", distribution="int_uniform", min=1, max=3),
