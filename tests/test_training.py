@@ -152,3 +152,12 @@ def test_user_objective_reporting_nan_is_diverged():
 def test_bad_objective_spec():
     with pytest.raises(ValueError):
         load_objective("no_colon_here")
+
+
+def test_digits_is_sklearns_digits_split_by_class():
+    from sklearn.datasets import load_digits
+
+    data = load_dataset(TrainConfig(), "cpu")
+    assert data.num_classes == 10 and len(data.y_train) + len(data.y_val) == len(load_digits().target)
+    counts = torch.bincount(data.y_val)
+    assert counts.min() >= 35 and counts.max() <= 37  # 20% of every class: a stratified split

@@ -67,14 +67,28 @@ def _load_raw(spec: str) -> Dataset:
 
 
 def digits() -> Dataset:
+    """sklearn's 8x8 digits (1797 images, values 0..16), split 80/20 stratified by class."""
+    x, y = _digits_arrays()
+    val = np.zeros(len(y), dtype=bool)
+    val[stratified_subset(y, 0.2, seed=SPLIT_SEED)] = True
+    return _tensors(x[~val], y[~val], x[val], y[val])
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    # The CSV that sklearn.datasets.load_digits reads, read directly: importing sklearn.datasets takes
+    # 1.5-2 s, paid by every worker process before its first trial. load_digits is the fallback.
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+    if csv is not None and csv.exists():
+        table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+        return table[:, :-1].reshape(-1, 1, 8, 8), table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x = bunch.images.astype(np.float32)[:, None]  # (1797, 1, 8, 8), values 0..16
-    xtr, xva, ytr, yva = train_test_split(x, bunch.target, test_size=0.2, stratify=bunch.target,
-                                          random_state=SPLIT_SEED)
-    return _tensors(xtr, ytr, xva, yva)
+    return bunch.images.astype(np.float32)[:, None], bunch.target
 
 
 SHAPE_NAMES = ("plus", "hbar", "vbar", "disk", "frame", "triangle", "cross", "ring", "square", "diamond")

@@ -1,0 +1,176 @@
+"""`tuneserve demo`: the whole system on one machine in one command. A server on embedded SQLite
+(uvicorn on 127.0.0.1, a free port), two CPU worker processes, a ~20-trial study on digits, live
+progress in the terminal, and the best parameters at the end. About two minutes on 2 CPU cores."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from workers.client import ApiError, TuneClient
+
+# Short trials that still separate good from bad settings: 4 epochs on digits, small nets.
+PARAMETERS = {
+    "dataset": {"value": "digits"},
+    "epochs": {"value": 4},
+    "optimizer": {"values": ["sgd", "nesterov", "adam"]},
+    "lr": {"distribution": "log_uniform_values", "min": 3e-4, "max": 0.3},
+    "weight_decay": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+    "width": {"values": [8, 16, 32]},
+    "batch_size": {"values": [32, 64, 128]},
+    "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
+}
+ENDED = ("completed", "pruned", "failed", "diverged")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TUNESERVE_API_TOKEN"}
+    env.update(TUNESERVE_DATABASE_URL=f"sqlite:///{(data_dir / 'tuneserve.db').resolve()}",
+               TUNESERVE_REAPER_INTERVAL="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        env=env, stdout=open(data_dir / "server.log", "ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the demo alone, which then stops everything in order
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}; see {data_dir / 'server.log'}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"the server did not come up in 60 s; see {data_dir / 'server.log'}")
+
+
+def create_study(client: TuneClient, name: str, trials: int, method: str) -> dict:
+    spec = {"name": name, "metric": {"name": "val_loss", "goal": "minimize"}, "parameters": PARAMETERS,
+            "max_trials": trials, "seed": 0, "lease_seconds": 30, "objective": "builtin:cnn",
+            "description": "tuneserve demo: a small CNN on sklearn digits"}
+    methods = [method] if method != "auto" else ["tpe", "random"]
+    for m in methods:
+        try:
+            return client.create_study(spec, method=m)
+        except ApiError as exc:
+            # Only an unknown method falls through to the next; anything else is a real error.
+            if exc.status != 422 or m == methods[-1] or "method" not in str(exc.detail):
+                raise
+    raise AssertionError("unreachable")
+
+
+def progress(study: dict, started: float, recent: list[dict]) -> Group:
+    c = study["counts"]
+    head = Table.grid(padding=(0, 2))
+    done = sum(c[s] for s in ENDED)
+    head.add_row(f"[bold]{study['name']}[/]", f"method {study['method']}",
+                 f"done {done}/{study['max_trials']}", f"running {c['running']}",
+                 f"pruned {c['pruned']}", f"failed {c['failed'] + c['diverged']}",
+                 f"{time.monotonic() - started:.0f}s")
+    best = study.get("best_trial")
+    if best:
+        m = best["metrics"]
+        head.add_row("[green]best so far[/]", f"trial {best['number']}", f"val_loss {best['value']:.4f}",
+                     f"val_acc {m.get('val_acc', float('nan')):.3f}", "", "", "")
+    table = Table(title="latest trials", title_justify="left")
+    for col in ("#", "state", "val_loss", "val_acc", "optimizer", "lr", "width", "batch"):
+        table.add_column(col, justify="right")
+    for t in recent:
+        p, m = t["params"], t.get("metrics") or {}
+        table.add_row(str(t["number"]), t["state"], f"{t['value']:.4f}" if t["value"] is not None else "-",
+                      f"{m['val_acc']:.3f}" if "val_acc" in m else "-", str(p.get("optimizer")),
+                      f"{p.get('lr', 0):.2g}", str(p.get("width")), str(p.get("batch_size")))
+    return Group(head, table)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tuneserve demo", description=__doc__)
+    ap.add_argument("--data-dir", default="tuneserve-data", help="where the SQLite file and logs go")
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--method", default="auto", help="tpe when the server has it, else random")
+    ap.add_argument("--port", type=int, default=0, help="default: a free port")
+    args = ap.parse_args(argv)
+    console = Console()
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    started = time.monotonic()
+    try:
+        server, url = start_server(data_dir, args.port or free_port())
+        procs.append(server)
+        console.print(f"server: {url} (SQLite at {(data_dir / 'tuneserve.db').resolve()})")
+        client = TuneClient(url, retry_seconds=10)
+        name = time.strftime("digits-demo-%Y%m%d-%H%M%S")
+        study = create_study(client, name, args.trials, args.method)
+        console.print(f"study {name}: {args.trials} trials, method {study['method']}, {args.workers} CPU workers")
+        worker_env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on two cores, no oversubscription
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "--server", url, "--study", name, "--device", "cpu",
+             "--worker-id", f"demo-w{i}", "--idle-max", "1"],
+            env=worker_env, stdout=open(data_dir / f"worker-{i}.log", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+            for i in range(args.workers)]
+        procs += workers
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                study = client.get_study(name)
+                recent = client.trials(name, limit=8)["items"]
+                recent = sorted(recent, key=lambda t: t["number"], reverse=True)[:8]
+                live.update(progress(study, started, recent))
+                if sum(study["counts"][s] for s in ENDED) >= args.trials:
+                    break
+                if all(w.poll() is not None for w in workers):
+                    raise SystemExit(f"the workers exited; see {data_dir}/worker-*.log")
+                time.sleep(0.5)
+        best = study["best_trial"]
+        console.print()
+        if best is None:
+            console.print("[red]no trial completed[/]; see the worker logs")
+            return 1
+        console.print(f"[bold green]best trial {best['number']}[/]: val_loss {best['value']:.4f}, "
+                      f"val_acc {best['metrics'].get('val_acc', float('nan')):.3f}")
+        for key, value in sorted(best["params"].items()):
+            console.print(f"  {key} = {value}")
+        console.print(f"\nresults: SQLite {(data_dir / 'tuneserve.db').resolve()}, study {name!r}; logs in {data_dir}/")
+        console.print(f"export: tuneserve study --server <url> export {name} (with `tuneserve server` on that database)")
+        console.print(f"took {time.monotonic() - started:.0f}s")
+        return 0
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    finally:
+        # Workers first, so they can still release their trials to the server; then the server.
+        for group in (procs[1:], procs[:1]):
+            for p in group:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in group:
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
