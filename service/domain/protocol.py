@@ -66,10 +66,9 @@ def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | 
             return trial_lease(rows[0], study_store.get_study_by_id(s, rows[0]["study_id"]))
         candidates = [study_id] if study_id is not None else _candidate_studies(s)
     for sid in candidates:
-        rows = suggest_trials(db, sid, 1, worker_id)
+        rows, study = suggest_trials(db, sid, 1, worker_id)
         if rows:
-            with db.transaction() as s:
-                return trial_lease(rows[0], study_store.get_study_by_id(s, sid))
+            return trial_lease(rows[0], study)
     return None
 
 
@@ -78,7 +77,7 @@ def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[Trial
         study = study_store.get_study(s, study_name)
         rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study.id, limit=count)
     if len(rows) < count:
-        rows += suggest_trials(db, study.id, count - len(rows), worker_id)
+        rows += suggest_trials(db, study.id, count - len(rows), worker_id)[0]
     return [trial_lease(r, study) for r in rows]
 
 

@@ -1,8 +1,9 @@
 """The suggest flow: read the history, ask the optimizer with no transaction open, write the trials.
 
 1. A short transaction reserves trial numbers from the study's budget (a brief row lock on the
-   study) and reads the history: finished trials as observations, waiting and running ones as
-   pending, plus the completed trials of a warm-start study.
+   study); then the history is read with no lock held: finished trials as observations, waiting
+   and running ones as pending, plus the completed trials of a warm-start study (random search
+   over a continuous space skips this read).
 2. The optimizer runs with no transaction open, seeded with study seed + first reserved number,
    so two servers suggesting for one study at once draw different points.
 3. A second short transaction inserts the trials, running under the caller's lease.
@@ -81,23 +82,25 @@ def compute(
         return get_optimizer("random").suggest(space, completed, pending, count, seed, goal)
 
 
-def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> list[dict[str, Any]]:
-    """Create up to `count` running trials for `worker_id`; [] when the budget or study says no."""
-    with db.transaction() as s:
+def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> tuple[list[dict[str, Any]], Study | None]:
+    """Create up to `count` running trials for `worker_id`; ([], study) when the budget or the
+    study's state says no. Returns the study as read, for building the leases."""
+    with db.transaction(fast_commit=True) as s:
+        # The only lock of the flow, held for one UPDATE: see Database.transaction(fast_commit).
+        numbers = study_store.reserve_numbers(s, study_id, count)
         study = study_store.get_study_by_id(s, study_id)
-        numbers = study_store.reserve_numbers(s, study.id, count)
-        if not numbers:
-            return []
-        space = SearchSpace.from_json(study.space)
-        completed: list[Observation] = []
-        pending: list[dict[str, Any]] = []
-        if needs_history(study.method, space):
+    if not numbers:
+        return [], study
+    space = SearchSpace.from_json(study.space)
+    completed: list[Observation] = []
+    pending: list[dict[str, Any]] = []
+    if needs_history(study.method, space):
+        with db.transaction() as s:
             completed, pending = _observations(trial_store.history(s, study.id), space)
             completed = _warm_start(s, study, space) + completed
-        method, goal, seed, lease_seconds = study.method, study.goal, study.seed, study.lease_seconds
 
     try:
-        suggestions = compute(method, space, completed, pending, len(numbers), seed + numbers[0], goal)
+        suggestions = compute(study.method, space, completed, pending, len(numbers), study.seed + numbers[0], study.goal)
     except SpaceExhausted:
         suggestions = []
     if len(suggestions) < len(numbers):
@@ -106,10 +109,11 @@ def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> l
             study_store.cap_budget(s, study_id, numbers[0] + len(suggestions))
             study_store.finish_if_done(s, study_id)
         if not suggestions:
-            return []
+            return [], study
     with db.transaction() as s:
-        return trial_store.insert_trials(
+        rows = trial_store.insert_trials(
             s, study_id, list(numbers)[: len(suggestions)], [sg.params for sg in suggestions],
             [sg.method for sg in suggestions], state="running", worker_id=worker_id,
-            lease_seconds=lease_seconds,
+            lease_seconds=study.lease_seconds,
         )
+    return rows, study

@@ -1,0 +1,196 @@
+"""Throughput of the worker protocol against a real server, on PostgreSQL and SQLite.
+
+64 simulated workers (aiohttp, zero-cost objective, method random) each loop: claim, 3 per-epoch
+reports, complete. Two protocol shapes are measured in the same run:
+  per-epoch : claim once, then per trial 3 report requests + complete-and-claim-next (4 requests)
+  batched   : per trial one complete-and-claim-next request carrying its 3 reports (1 request)
+Prints completed trials/s, p50/p99 latency of the request that hands out a trial, and duplicates
+(a trial handed out twice). A second part measures how many requests/s of report + heartbeat one
+server process answers, and so how many workers it sustains at one report and one heartbeat every
+10 s. All traffic goes to 127.0.0.1; every loop is bounded by a trial budget and a time limit.
+
+Usage: python benchmarks/api_throughput.py [--trials 2000] [--workers 64] [--backends postgres,sqlite]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SPACE = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}, "width": {"values": [16, 32, 64]}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fresh_database(backend: str, tmp: str) -> tuple[str, callable]:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp}/bench.db", lambda: None
+    name = f"tuneserve_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
+
+
+def start_server(url: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "TUNESERVE_DATABASE_URL": url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+async def worker(session, base, study, wid, shape, stats, deadline):
+    api = base + "/api/v1"
+    claim_body = {"worker_id": wid, "study": study}
+    t0 = time.perf_counter()
+    async with session.post(f"{api}/trials/claim", json=claim_body) as r:
+        if r.status == 204:
+            return
+        lease = await r.json()
+    stats["handout_ms"].append((time.perf_counter() - t0) * 1000)
+    while lease is not None and time.perf_counter() < deadline:
+        stats["handed"].append(lease["trial_id"])
+        tid, tok = lease["trial_id"], lease["lease_token"]
+        reports = [{"step": s, "metrics": {"train_loss": 1.0 / s, "val_loss": 1.1 / s}} for s in (1, 2, 3)]
+        body = {"lease_token": tok, "value": 0.3, "claim_next": claim_body}
+        if shape == "per-epoch":
+            for rep in reports:
+                async with session.post(f"{api}/trials/{tid}/report", json={"lease_token": tok, **rep}) as r:
+                    if r.status != 200:
+                        stats["errors"].append(r.status)
+                    await r.read()
+        else:
+            body["reports"] = reports
+        t0 = time.perf_counter()
+        async with session.post(f"{api}/trials/{tid}/complete", json=body) as r:
+            if r.status != 200:
+                stats["errors"].append(r.status)
+                return
+            out = await r.json()
+        stats["handout_ms"].append((time.perf_counter() - t0) * 1000)
+        stats["completed"] += 1
+        lease = out["next"]
+
+
+async def run_shape(base, shape, trials, workers, limit_s):
+    study = f"bench-{shape}-{uuid.uuid4().hex[:6]}"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=workers)) as session:
+        async with session.post(base + "/api/v1/studies", json={
+            "name": study, "method": "random", "parameters": SPACE, "max_trials": trials, "seed": 0}) as r:
+            assert r.status == 201, await r.text()
+        stats = {"handout_ms": [], "handed": [], "completed": 0, "errors": []}
+        start = time.perf_counter()
+        deadline = start + limit_s
+        await asyncio.gather(*(worker(session, base, study, f"w{i}", shape, stats, deadline) for i in range(workers)))
+        elapsed = time.perf_counter() - start
+    dup = sum(n - 1 for n in Counter(stats["handed"]).values() if n > 1)
+    lat = sorted(stats["handout_ms"])
+    return {
+        "shape": shape, "completed": stats["completed"], "seconds": elapsed,
+        "trials_per_s": stats["completed"] / elapsed,
+        "p50_ms": statistics.median(lat), "p99_ms": lat[int(0.99 * (len(lat) - 1))],
+        "duplicates": dup, "errors": len(stats["errors"]),
+    }
+
+
+async def keepalive_capacity(base, workers, seconds):
+    """report + heartbeat pairs per second one server answers, from `workers` concurrent holders."""
+    study = f"hb-{uuid.uuid4().hex[:6]}"
+    api = base + "/api/v1"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=workers)) as session:
+        async with session.post(api + "/studies", json={"name": study, "parameters": SPACE, "lease_seconds": 600}) as r:
+            assert r.status == 201
+        async with session.post(api + f"/studies/{study}/ask", json={"count": workers}) as r:
+            leases = await r.json()
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def hold(lease):
+            nonlocal done
+            step = 0
+            while time.perf_counter() < deadline:
+                step += 1
+                tok = lease["lease_token"]
+                async with session.post(f"{api}/trials/{lease['trial_id']}/report",
+                                        json={"lease_token": tok, "step": step, "metrics": {"val_loss": 1.0}}) as r:
+                    await r.read()
+                async with session.post(f"{api}/trials/{lease['trial_id']}/heartbeat", json={"lease_token": tok}) as r:
+                    await r.read()
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(hold(l) for l in leases))
+        return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=64)
+    ap.add_argument("--limit-s", type=float, default=60.0, help="time limit per measurement")
+    ap.add_argument("--backends", default="postgres,sqlite")
+    args = ap.parse_args()
+    print(f"api_throughput: {args.workers} workers, up to {args.trials} trials per shape, one server process, "
+          f"{os.cpu_count()} CPUs on this machine (server, database and load generator share them)\n")
+    print(f"{'backend':9} {'shape':10} {'trials':>7} {'trials/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'dups':>5} {'errors':>6}")
+    keep = {}
+    for backend in args.backends.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            url, drop = fresh_database(backend, tmp)
+            proc, base = start_server(url)
+            try:
+                for shape in ("per-epoch", "batched"):
+                    r = asyncio.run(run_shape(base, shape, args.trials, args.workers, args.limit_s))
+                    print(f"{backend:9} {shape:10} {r['completed']:7d} {r['trials_per_s']:9.1f} "
+                          f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['duplicates']:5d} {r['errors']:6d}", flush=True)
+                keep[backend] = asyncio.run(keepalive_capacity(base, args.workers, 10.0))
+            finally:
+                proc.terminate()
+                proc.wait(10)
+                drop()
+    print("\nworkers one server process sustains at 1 report + 1 heartbeat every 10 s:")
+    for backend, pairs in keep.items():
+        print(f"  {backend:9} {pairs:7.1f} report+heartbeat pairs/s -> about {int(pairs * 10):,} workers")
+
+
+if __name__ == "__main__":
+    main()
