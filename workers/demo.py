@@ -135,8 +135,8 @@ def main(argv: list[str]) -> int:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 study = client.get_study(name)
-                recent = client.trials(name, limit=8)["items"]
-                recent = sorted(recent, key=lambda t: t["number"], reverse=True)[:8]
+                newest = max(0, study["counts"]["total"] - 8)  # the list is in trial-number order
+                recent = client.trials(name, limit=8, offset=newest)["items"][::-1]
                 live.update(progress(study, started, recent))
                 if sum(study["counts"][s] for s in ENDED) >= args.trials:
                     break

@@ -105,8 +105,10 @@ def train_epoch(model, opt, data: Dataset, c: TrainConfig, sched: LrSchedule, ep
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in model.parameters() if p.grad is not None]
-        # clip_grad_norm_ with an infinite max only measures: one fused norm either way.
-        norm_sum += nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else math.inf)
+        if c.grad_clip > 0:
+            norm_sum += nn.utils.clip_grad_norm_(params, c.grad_clip)
+        else:  # measured for the report only; no clipping kernels
+            norm_sum += nn.utils.get_total_norm([p.grad for p in params])
         if i == len(batches) - 1:  # update-to-weight ratio, measured on the epoch's last step
             before = [p.detach().clone() for p in params]
         opt.step()
