@@ -93,16 +93,19 @@ def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[s
                 p.send_signal(signal.SIGTERM)
 
     procs = [spawn(i) for i in range(slots)]
+    born = [time.monotonic()] * slots
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     restarts = [Backoff(base=1.0, cap=30.0) for _ in range(slots)]
     try:
         while any(p.poll() is None for p in procs) or not stopping["signals"]:
             for i, p in enumerate(procs):
                 if p.poll() is not None and not stopping["signals"]:
+                    if time.monotonic() - born[i] > 60:
+                        restarts[i].reset()  # a slot that served a while and died is not crash-looping
                     delay = restarts[i].next()
                     log.warning("event=slot_exited worker=%s-s%d rc=%s restart_in=%.1fs", worker_id, i, p.returncode, delay)
                     time.sleep(delay)
-                    procs[i] = spawn(i)
+                    procs[i], born[i] = spawn(i), time.monotonic()
             time.sleep(0.2)
     finally:
         for sig, handler in previous.items():
