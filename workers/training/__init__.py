@@ -1,0 +1,1 @@
+"""The built-in CNN objective (config, nets, data, run) and the objective/context contract."""
