@@ -58,13 +58,13 @@ def fresh_database(backend: str, tmp: str) -> tuple[str, callable]:
     return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
 
 
-def start_server(url: str) -> tuple[subprocess.Popen, str]:
+def start_server(url: str, processes: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "TUNESERVE_DATABASE_URL": url}
+    env = {**os.environ, "TUNESERVE_DATABASE_URL": url, "TUNESERVE_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env=env,
+        [sys.executable, "-m", "service.cli", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(processes)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -168,24 +168,32 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=64)
     ap.add_argument("--limit-s", type=float, default=60.0, help="time limit per measurement")
     ap.add_argument("--backends", default="postgres,sqlite")
+    ap.add_argument("--processes", default="1,2", help="server process counts to measure on PostgreSQL")
     args = ap.parse_args()
     print(f"api_throughput: {args.workers} workers, up to {args.trials} trials per shape, one server process, "
           f"{os.cpu_count()} CPUs on this machine (server, database and load generator share them)\n")
-    print(f"{'backend':9} {'shape':10} {'trials':>7} {'trials/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'dups':>5} {'errors':>6}")
+    print(f"{'backend':9} {'procs':>5} {'shape':10} {'trials':>7} {'trials/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'dups':>5} {'errors':>6}")
     keep = {}
+    runs = []
     for backend in args.backends.split(","):
+        # SQLite has one writer: more processes only queue on its lock, so it runs with one.
+        for procs in ([int(p) for p in args.processes.split(",")] if backend == "postgres" else [1]):
+            runs.append((backend, procs))
+    for backend, procs in runs:
         with tempfile.TemporaryDirectory() as tmp:
             url, drop = fresh_database(backend, tmp)
-            proc, base = start_server(url)
+            proc, base = start_server(url, procs)
             try:
                 for shape in ("per-epoch", "batched"):
                     r = asyncio.run(run_shape(base, shape, args.trials, args.workers, args.limit_s))
-                    print(f"{backend:9} {shape:10} {r['completed']:7d} {r['trials_per_s']:9.1f} "
+                    print(f"{backend:9} {procs:5d} {shape:10} {r['completed']:7d} {r['trials_per_s']:9.1f} "
                           f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['duplicates']:5d} {r['errors']:6d}", flush=True)
-                keep[backend] = asyncio.run(keepalive_capacity(base, args.workers, 10.0))
+                if procs == 1:
+                    keep[backend] = asyncio.run(keepalive_capacity(base, args.workers, 10.0))
             finally:
                 proc.terminate()
-                proc.wait(10)
+                proc.wait(15)
                 drop()
     print("\nworkers one server process sustains at 1 report + 1 heartbeat every 10 s:")
     for backend, pairs in keep.items():

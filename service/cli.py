@@ -20,7 +20,18 @@ def _server(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    print(f"tuneserve: serving on http://{settings.host}:{settings.port} with {settings.database_url}", flush=True)
+    print(f"tuneserve: serving on http://{settings.host}:{settings.port} with {settings.database_url}"
+          f" ({args.workers} process{'es' if args.workers > 1 else ''})", flush=True)
+    if args.workers > 1:
+        # Several processes need the app as an import string; each builds it from the environment.
+        # Migrate once here so the processes do not all try at the same moment.
+        from service.db.migrate import upgrade
+
+        if settings.auto_migrate:
+            upgrade(settings.database_url)
+        uvicorn.run("service.main:create_app", factory=True, host=settings.host, port=settings.port,
+                    workers=args.workers, log_level=settings.log_level, access_log=args.access_log)
+        return
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port,
         log_level=settings.log_level, access_log=args.access_log,
@@ -106,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("server", help="run the API server (uvicorn)")
     sp.add_argument("--host", default=None, help="default TUNESERVE_HOST or 127.0.0.1")
     sp.add_argument("--port", type=int, default=None, help="default TUNESERVE_PORT or 8000")
+    sp.add_argument("--workers", type=int, default=1,
+                    help="server processes (stateless, they share the database); 1 for SQLite")
     sp.add_argument("--access-log", action="store_true")
     sp.set_defaults(func=_server)
 

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, Float, create_engine, event, text
+from sqlalchemy import Engine, Float, String, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +38,23 @@ def _sqlite_epoch(element, compiler, **kw):  # noqa: ARG001
     return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
+class db_token(FunctionElement):
+    """A fresh random lease token, computed per row by the database (32 hex characters)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(db_token, "postgresql")
+def _pg_token(element, compiler, **kw):  # noqa: ARG001
+    return "replace(gen_random_uuid()::text, '-', '')"
+
+
+@compiles(db_token, "sqlite")
+def _sqlite_token(element, compiler, **kw):  # noqa: ARG001
+    return "lower(hex(randomblob(16)))"
+
+
 def normalize_url(url: str) -> str:
     """Accept plain postgresql:// URLs and route them to psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -59,7 +76,9 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Overflow covers the request thread pool (40 threads) so no request waits for a connection.
+    # No pre-ping: it would add a round trip to every transaction; connections are recycled hourly.
+    return create_engine(url, pool_size=pool_size, max_overflow=max(pool_size, 40 - pool_size), pool_recycle=3600)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -57,19 +57,29 @@ def _candidate_studies(session: Session) -> list[int]:
     ))
 
 
-def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | None:
-    """A waiting trial first (a retry or an enqueued configuration), else a fresh suggestion."""
-    with db.transaction() as s:
-        study_id = study_store.get_study(s, study_name).id if study_name else None
-        rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id)
-        if rows:
-            return trial_lease(rows[0], study_store.get_study_by_id(s, rows[0]["study_id"]))
-        candidates = [study_id] if study_id is not None else _candidate_studies(s)
+def _claim_waiting(s: Session, worker_id: str, study_name: str | None) -> tuple[TrialLease | None, list[int]]:
+    """A waiting trial (a retry, an enqueued or drawn-ahead configuration) under a fresh lease, or
+    None and the studies a fresh suggestion may come from."""
+    study_id = study_store.get_study(s, study_name).id if study_name else None
+    rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id)
+    if rows:
+        return trial_lease(rows[0], study_store.get_study_by_id(s, rows[0]["study_id"])), []
+    return None, [study_id] if study_id is not None else _candidate_studies(s)
+
+
+def _suggest_for(db: Database, worker_id: str, candidates: list[int]) -> TrialLease | None:
     for sid in candidates:
         rows, study = suggest_trials(db, sid, 1, worker_id)
         if rows:
             return trial_lease(rows[0], study)
     return None
+
+
+def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | None:
+    """A waiting trial first, else a fresh suggestion (computed with no transaction open)."""
+    with db.transaction() as s:
+        lease, candidates = _claim_waiting(s, worker_id, study_name)
+    return lease if lease is not None else _suggest_for(db, worker_id, candidates)
 
 
 def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[TrialLease]:
@@ -188,7 +198,12 @@ def complete(
             raise _not_held(s, trial_id)
         study_store.finish_if_done(s, study.id)
         done = trial_read(ended, study.name)
-    nxt = claim(db, claim_next[0], claim_next[1]) if claim_next is not None else None
+        if claim_next is None:
+            return CompleteResponse(trial=done)
+        # The next trial, when one is waiting, is handed out in the same transaction.
+        nxt, candidates = _claim_waiting(s, *claim_next)
+    if nxt is None:
+        nxt = _suggest_for(db, claim_next[0], candidates)
     return CompleteResponse(trial=done, next=nxt)
 
 

@@ -82,15 +82,28 @@ def compute(
         return get_optimizer("random").suggest(space, completed, pending, count, seed, goal)
 
 
+# Random search over a continuous space ignores history, so its draws can be made ahead: a claim
+# that finds the queue empty reserves and inserts this many more as waiting trials, and the next
+# claims take them with one UPDATE instead of a reservation and an insert each.
+RANDOM_DRAW_AHEAD = 7
+
+
+def _draw_ahead(study: Study) -> int:
+    if study.method != "random" or study.max_concurrent is not None:
+        return 0
+    return 0 if needs_history(study.method, SearchSpace.from_json(study.space)) else RANDOM_DRAW_AHEAD
+
+
 def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> tuple[list[dict[str, Any]], Study | None]:
     """Create up to `count` running trials for `worker_id`; ([], study) when the budget or the
     study's state says no. Returns the study as read, for building the leases."""
     with db.transaction(fast_commit=True) as s:
         # The only lock of the flow, held for one UPDATE: see Database.transaction(fast_commit).
-        numbers = study_store.reserve_numbers(s, study_id, count)
+        run, queue = study_store.reserve_numbers(s, study_id, count, _draw_ahead)
         study = study_store.get_study_by_id(s, study_id)
-    if not numbers:
+    if not run:
         return [], study
+    numbers = list(run) + list(queue)
     space = SearchSpace.from_json(study.space)
     completed: list[Observation] = []
     pending: list[dict[str, Any]] = []
@@ -110,10 +123,15 @@ def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> t
             study_store.finish_if_done(s, study_id)
         if not suggestions:
             return [], study
+    now, later = suggestions[: len(run)], suggestions[len(run):]
     with db.transaction() as s:
         rows = trial_store.insert_trials(
-            s, study_id, list(numbers)[: len(suggestions)], [sg.params for sg in suggestions],
-            [sg.method for sg in suggestions], state="running", worker_id=worker_id,
-            lease_seconds=study.lease_seconds,
+            s, study_id, numbers[: len(now)], [sg.params for sg in now], [sg.method for sg in now],
+            state="running", worker_id=worker_id, lease_seconds=study.lease_seconds,
         )
+        if later:
+            trial_store.insert_trials(
+                s, study_id, numbers[len(now):len(now) + len(later)], [sg.params for sg in later],
+                [sg.method for sg in later], state="waiting",
+            )
     return rows, study

@@ -1,7 +1,7 @@
 """Store functions for studies: insert, look up, change state, reserve trial numbers, count."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -77,26 +77,35 @@ def count_active_trials(session: Session, study_id: int) -> int:
     ) or 0
 
 
-def reserve_numbers(session: Session, study_id: int, count: int) -> range:
-    """Take up to `count` trial numbers from the study's budget; an empty range when none is left
-    or the study is not running. Locks the study row (PostgreSQL) only for this short update."""
+def reserve_numbers(
+    session: Session, study_id: int, count: int, extra: Callable[[Study], int] = lambda study: 0
+) -> tuple[range, range]:
+    """Take trial numbers from the study's budget: up to `count` for trials to run now (capped by
+    max_concurrent) and then up to `extra(study)` more for trials to queue as waiting. Both ranges
+    are empty when the study is not running or nothing may run now. Locks the study row
+    (PostgreSQL, FOR NO KEY UPDATE) for this short update only."""
     study = session.scalars(
-        select(Study).where(Study.id == study_id).with_for_update(key_share=True).execution_options(populate_existing=True)
+        select(Study).where(Study.id == study_id)
+        .with_for_update(key_share=True).execution_options(populate_existing=True)
     ).one()
     if study.state != "running":
-        return range(0)
-    granted = count
-    if study.max_trials is not None:
-        granted = max(0, min(count, study.max_trials - study.next_number))
+        return range(0), range(0)
+    left = None if study.max_trials is None else max(0, study.max_trials - study.next_number)
+    run = count if left is None else min(count, left)
     if study.max_concurrent is not None:
         running = session.scalar(
             select(func.count()).where(Trial.study_id == study_id, Trial.state == "running")
         ) or 0
-        granted = max(0, min(granted, study.max_concurrent - running))
+        run = max(0, min(run, study.max_concurrent - running))
+    if run == 0:
+        return range(0), range(0)
+    queue = extra(study)
+    if left is not None:
+        queue = max(0, min(queue, left - run))
     first = study.next_number
-    study.next_number = first + granted
+    study.next_number = first + run + queue
     session.flush()
-    return range(first, first + granted)
+    return range(first, first + run), range(first + run, first + run + queue)
 
 
 def cap_budget(session: Session, study_id: int, max_trials: int) -> None:

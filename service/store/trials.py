@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.engine import db_epoch
+from service.db.engine import db_epoch, db_token
 from service.db.models import Study, Trial, TrialReport, utcnow
 
 TRIALS = Trial.__table__
@@ -53,19 +53,23 @@ def insert_trials(
     return [dict(r) for r in rows]
 
 
+_RUNNING_PEERS = TRIALS.alias("running_peers")
+
+
 def claim_waiting(
     session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1
 ) -> list[dict[str, Any]]:
     """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
 
-    PostgreSQL: the candidate rows are locked FOR UPDATE SKIP LOCKED, so concurrent claimers take
-    different rows without waiting; the outer UPDATE re-checks state='waiting'. SQLite: the
-    transaction began IMMEDIATE, so claimers are serialised and the re-check is enough.
+    One statement: UPDATE ... WHERE id IN (candidates) RETURNING. PostgreSQL locks the candidates
+    FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
+    UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
+    serialised. Each row gets its own token from the database (db_token).
     """
     conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running"]
     if study_id is not None:
         conds.append(TRIALS.c.study_id == study_id)
-    r = TRIALS.alias("r")
+    r = _RUNNING_PEERS
     running = (
         select(func.count()).select_from(r).where(r.c.study_id == STUDIES.c.id, r.c.state == "running")
         .scalar_subquery()
@@ -79,22 +83,17 @@ def claim_waiting(
         .limit(limit)
         .with_for_update(of=TRIALS, skip_locked=True)
     )
-    ids = list(session.scalars(candidates))
-    claimed = []
-    for trial_id in ids:
-        row = session.execute(
-            update(TRIALS)
-            .where(TRIALS.c.id == trial_id, TRIALS.c.state == "waiting")
-            .values(
-                state="running", worker_id=worker_id, lease_token=new_token(),
-                lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=utcnow(),
-                stop_reason=None,
-            )
-            .returning(*TRIALS.c)
-        ).mappings().one_or_none()
-        if row is not None:
-            claimed.append(dict(row))
-    return claimed
+    rows = session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.id.in_(candidates.scalar_subquery()), TRIALS.c.state == "waiting")
+        .values(
+            state="running", worker_id=worker_id, lease_token=db_token(),
+            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=utcnow(),
+            stop_reason=None,
+        )
+        .returning(*TRIALS.c)
+    ).mappings().all()
+    return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
 def touch_held(session: Session, trial_id: int, token: str, **values: Any) -> dict[str, Any] | None:
