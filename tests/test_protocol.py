@@ -235,3 +235,13 @@ def test_claim_any_study(client):
     got = {claim(client, None)["study"], claim(client, None)["study"]}
     assert got == {"one", "two"}
     assert claim(client, None) is None
+
+
+def test_a_claim_hands_out_exactly_one_trial(client):
+    make_study(client, max_trials=10)
+    for lr in (0.1, 0.01, 0.001):
+        client.post(f"{API}/studies/s/enqueue", json={"params": {"lr": lr, "dropout": 0.1, "optimizer": {"name": "sgd"}}})
+    lease = claim(client)
+    counts = client.get(f"{API}/studies/s").json()["counts"]
+    assert lease["params"]["lr"] == 0.1
+    assert counts["running"] == 1 and counts["waiting"] == 2

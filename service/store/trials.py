@@ -61,7 +61,7 @@ def claim_waiting(
 ) -> list[dict[str, Any]]:
     """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
 
-    One statement: UPDATE ... WHERE id IN (candidates) RETURNING. PostgreSQL locks the candidates
+    One statement: WITH picked AS (candidates) UPDATE ... RETURNING. PostgreSQL locks the candidates
     FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
     UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
     serialised. Each row gets its own token from the database (db_token).
@@ -83,9 +83,13 @@ def claim_waiting(
         .limit(limit)
         .with_for_update(of=TRIALS, skip_locked=True)
     )
+    # A CTE, not `id IN (subquery)`: PostgreSQL may run a subquery once per outer row, and with
+    # SKIP LOCKED each run can pick another row, so one claim would take several trials. A locking
+    # CTE is evaluated exactly once.
+    picked = candidates.cte("picked")
     rows = session.execute(
         update(TRIALS)
-        .where(TRIALS.c.id.in_(candidates.scalar_subquery()), TRIALS.c.state == "waiting")
+        .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
         .values(
             state="running", worker_id=worker_id, lease_token=db_token(),
             lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=utcnow(),
