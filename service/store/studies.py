@@ -120,11 +120,20 @@ def cap_budget(session: Session, study_id: int, max_trials: int) -> None:
 
 
 def finish_if_done(session: Session, study_id: int) -> bool:
-    """Mark a running or paused study finished once its budget is spent and nothing is active."""
+    """Mark a running or paused study finished once its budget is spent and nothing is active.
+
+    The study row is locked before counting: two trials ending at once then take turns, and the
+    second one's count (a fresh READ COMMITTED snapshot) sees the first one's commit, so the last
+    trial to end always finishes the study.
+    """
     study = session.get(Study, study_id)
-    if study is None or study.state not in ("running", "paused") or study.max_trials is None:
+    if study is None or study.max_trials is None or study.next_number < study.max_trials:
         return False
-    if study.next_number < study.max_trials or count_active_trials(session, study_id) > 0:
+    study = session.scalars(
+        select(Study).where(Study.id == study_id)
+        .with_for_update(key_share=True).execution_options(populate_existing=True)
+    ).one()
+    if study.state not in ("running", "paused") or count_active_trials(session, study_id) > 0:
         return False
     study.state = "finished"
     session.flush()
