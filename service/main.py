@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -21,6 +22,7 @@ from service.config import Settings
 from service.db.engine import Database
 from service.db.migrate import upgrade
 from service.domain.leases import reap_expired
+from service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")
 
@@ -34,6 +36,16 @@ async def _reaper(db: Database, interval: float) -> None:
             log.warning("lease sweep failed; retrying in %.1fs", interval, exc_info=True)
 
 
+def _warm_up_optimizers() -> None:
+    # hyperopt and bayes_opt take 1-2 s to import (scipy.stats, networkx); pay it in the background
+    # at start-up rather than in the first suggestion a worker waits for.
+    for method in METHODS:
+        try:
+            get_optimizer(method)
+        except Exception:  # noqa: BLE001 - an engine that cannot load falls back to random when used
+            log.warning("optimizer %s could not be loaded", method, exc_info=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -44,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         app.state.db = db
         task = asyncio.create_task(_reaper(db, settings.reaper_interval))
+        threading.Thread(target=_warm_up_optimizers, name="warm-up", daemon=True).start()
         try:
             yield
         finally:
