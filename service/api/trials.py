@@ -1,7 +1,9 @@
 """Trial routes: the worker protocol (claim, heartbeat, report, complete, prune, fail, release) and reads."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
 
 from service.api.deps import get_db
 from service.db.engine import Database
@@ -13,6 +15,9 @@ from service.schemas.trials import (
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
+# Ids are 32-bit integers in the database: a larger one is a 422, not a driver overflow.
+TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
+
 
 @router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
 def claim(body: ClaimRequest, db: Database = Depends(get_db)):
@@ -21,38 +26,38 @@ def claim(body: ClaimRequest, db: Database = Depends(get_db)):
 
 
 @router.get("/{trial_id}", response_model=TrialRead)
-def read_trial(trial_id: int, db: Database = Depends(get_db)) -> TrialRead:
+def read_trial(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
     with db.transaction() as s:
         return protocol.get_trial(s, trial_id)
 
 
 @router.post("/{trial_id}/heartbeat", response_model=Decision)
-def heartbeat(trial_id: int, body: LeaseRequest, db: Database = Depends(get_db)) -> Decision:
+def heartbeat(trial_id: TrialId, body: LeaseRequest, db: Database = Depends(get_db)) -> Decision:
     return protocol.heartbeat(db, trial_id, body.lease_token)
 
 
 @router.post("/{trial_id}/report", response_model=Decision)
-def report(trial_id: int, body: ReportRequest, db: Database = Depends(get_db)) -> Decision:
+def report(trial_id: TrialId, body: ReportRequest, db: Database = Depends(get_db)) -> Decision:
     return protocol.report(db, trial_id, body.lease_token, body.steps())
 
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
-def complete(trial_id: int, body: CompleteRequest, db: Database = Depends(get_db)) -> CompleteResponse:
+def complete(trial_id: TrialId, body: CompleteRequest, db: Database = Depends(get_db)) -> CompleteResponse:
     nxt = (body.claim_next.worker_id, body.claim_next.study) if body.claim_next is not None else None
     return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt)
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)
-def prune(trial_id: int, body: PruneRequest, db: Database = Depends(get_db)) -> TrialRead:
+def prune(trial_id: TrialId, body: PruneRequest, db: Database = Depends(get_db)) -> TrialRead:
     return protocol.end_trial(db, trial_id, body.lease_token, "pruned", stop_reason=body.reason or "pruned")
 
 
 @router.post("/{trial_id}/fail", response_model=TrialRead)
-def fail(trial_id: int, body: FailRequest, db: Database = Depends(get_db)) -> TrialRead:
+def fail(trial_id: TrialId, body: FailRequest, db: Database = Depends(get_db)) -> TrialRead:
     state = "diverged" if body.kind == "diverged" else "failed"
     return protocol.end_trial(db, trial_id, body.lease_token, state, fail_kind=body.kind, fail_reason=body.reason)
 
 
 @router.post("/{trial_id}/release", response_model=TrialRead)
-def release(trial_id: int, body: LeaseRequest, db: Database = Depends(get_db)) -> TrialRead:
+def release(trial_id: TrialId, body: LeaseRequest, db: Database = Depends(get_db)) -> TrialRead:
     return protocol.end_trial(db, trial_id, body.lease_token, "waiting")

@@ -10,7 +10,7 @@ TOKEN = Field(min_length=1, max_length=64, description="The lease token from the
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
 
 # A metric value: numbers (NaN and infinities allowed: they mean divergence), or null.
-MetricValue = float | int | None
+MetricValue = float | None
 
 
 class Metric(BaseModel):

@@ -269,6 +269,10 @@ def _check_number(path: str, key: str, v: Any) -> int | float:
         raise SpaceError(path, f"`{key}` must be a number, not a boolean ({str(v).lower()})")
     if not _is_number(v):
         raise SpaceError(path, f"`{key}` must be a number, got {_type_name(v)} {v!r}")
+    # Bounds go through floats (internal coordinates, JSON): an integer past 2**53 is not exact
+    # there, and one past the float range would overflow.
+    if isinstance(v, (int, np.integer)) and abs(int(v)) > 2**53:
+        raise SpaceError(path, f"`{key}` must be within +-2**53, got an integer of {len(str(abs(int(v))))} digits")
     if not math.isfinite(v):
         raise SpaceError(path, f"`{key}` must be finite, got {v}")
     return int(v) if isinstance(v, (int, np.integer)) else float(v)
