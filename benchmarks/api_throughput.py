@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,19 +25,14 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import start_server  # noqa: E402
+
 PG_ADMIN = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SPACE = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}, "width": {"values": [16, 32, 64]}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fresh_database(backend: str, tmp: str) -> tuple[str, callable]:
@@ -56,26 +49,6 @@ def fresh_database(backend: str, tmp: str) -> tuple[str, callable]:
         admin.dispose()
 
     return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
-
-
-def start_server(url: str, processes: int = 1) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "TUNESERVE_DATABASE_URL": url, "TUNESERVE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(processes)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 async def worker(session, base, study, wid, shape, stats, deadline):

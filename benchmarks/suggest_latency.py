@@ -16,7 +16,6 @@ import argparse
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +28,9 @@ sys.path.insert(0, ROOT)
 
 from service.optimizers.base import Observation  # noqa: E402
 from service.space import flatten_params, parse_parameters, unflatten_params  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _server import start_server  # noqa: E402
 
 PARAMETERS = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
@@ -55,33 +57,6 @@ def objective(p: dict) -> float:
 def history(n: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     return [SPACE.sample(rng) for _ in range(n)]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(db_url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        cwd=ROOT, env={**os.environ, "TUNESERVE_DATABASE_URL": db_url},
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: int) -> list[float]:
