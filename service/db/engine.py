@@ -110,6 +110,16 @@ class Database:
         # cheaper than SQLite's busy handler, which sleeps and retries; other processes still
         # queue on busy_timeout.
         self._sqlite_lock = threading.Lock() if self.dialect == "sqlite" else None
+        # PostgreSQL: a few autocommit connections with asynchronous commit, for single statements
+        # that take a hot row lock (trial number reservations). In autocommit the lock is released
+        # inside the server when the statement ends, never held while a Python thread waits for the
+        # GIL. Asynchronous commit is safe there: see `transaction(fast_commit=...)`.
+        self.autocommit_engine = (
+            create_engine(self.url, pool_size=4, max_overflow=8, pool_recycle=3600,
+                          isolation_level="AUTOCOMMIT",
+                          connect_args={"options": "-c synchronous_commit=off"})
+            if self.dialect == "postgresql" else None
+        )
 
     @contextmanager
     def transaction(self, *, fast_commit: bool = False) -> Iterator[Session]:
@@ -130,3 +140,5 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.autocommit_engine is not None:
+            self.autocommit_engine.dispose()

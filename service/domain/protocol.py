@@ -60,10 +60,13 @@ def _candidate_studies(session: Session) -> list[int]:
 def _claim_waiting(s: Session, worker_id: str, study_name: str | None) -> tuple[TrialLease | None, list[int]]:
     """A waiting trial (a retry, an enqueued or drawn-ahead configuration) under a fresh lease, or
     None and the studies a fresh suggestion may come from."""
-    study_id = study_store.get_study(s, study_name).id if study_name else None
+    study = study_store.study_header_by_name(s, study_name) if study_name else None
+    study_id = study.id if study is not None else None
     rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id)
     if rows:
-        return trial_lease(rows[0], study_store.get_study_by_id(s, rows[0]["study_id"])), []
+        if study is None:
+            study = study_store.study_header(s, rows[0]["study_id"])
+        return trial_lease(rows[0], study), []
     return None, [study_id] if study_id is not None else _candidate_studies(s)
 
 
@@ -123,7 +126,7 @@ def _touch(session: Session, trial_id: int, token: str, steps: list[StepReport])
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> Decision:
     with db.transaction() as s:
         row = _touch(s, trial_id, token, steps)
-        study = study_store.get_study_by_id(s, row["study_id"])
+        study = study_store.study_header(s, row["study_id"])
         diverged = _store_steps(s, trial_id, study, steps)
         if diverged:
             trial_store.end_held(s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged)
@@ -143,7 +146,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
 def heartbeat(db: Database, trial_id: int, token: str) -> Decision:
     with db.transaction() as s:
         row = _touch(s, trial_id, token, [])
-        study = study_store.get_study_by_id(s, row["study_id"])
+        study = study_store.study_header(s, row["study_id"])
         expires = epoch_to_datetime(row["lease_expires_at"])
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
@@ -166,7 +169,7 @@ def complete(
         row = trial_store.get_trial_row(s, trial_id)
         if row is None:
             raise TrialNotFound(trial_id)
-        study = study_store.get_study_by_id(s, row["study_id"])
+        study = study_store.study_header(s, row["study_id"])
         final = value if value is not None else metrics.get(study.metric_name)
         if row["state"] != "running" or row["lease_token"] != token:
             if row["state"] == "completed":
@@ -215,7 +218,7 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, **values: Any
         row = trial_store.end_held(s, trial_id, token, state, **values)
         if row is None:
             raise _not_held(s, trial_id)
-        study = study_store.get_study_by_id(s, row["study_id"])
+        study = study_store.study_header(s, row["study_id"])
         study_store.finish_if_done(s, study.id)
         return trial_read(row, study.name)
 

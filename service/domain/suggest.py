@@ -94,13 +94,25 @@ def _draw_ahead(study: Study) -> int:
     return 0 if needs_history(study.method, SearchSpace.from_json(study.space)) else RANDOM_DRAW_AHEAD
 
 
+def _reserve(db: Database, study_id: int, count: int) -> tuple[range, range, Study]:
+    """The only lock of the flow, on the study row, held as briefly as the backend allows."""
+    if db.autocommit_engine is None:  # SQLite: serialised by the transaction itself
+        with db.transaction() as s:
+            run, queue = study_store.reserve_numbers(s, study_id, count, _draw_ahead)
+            return run, queue, study_store.get_study_by_id(s, study_id)
+    with db.transaction() as s:
+        study = study_store.get_study_by_id(s, study_id)  # method and space never change
+    if study.state != "running":
+        return range(0), range(0), study
+    with db.autocommit_engine.connect() as conn:
+        run, queue = study_store.reserve_numbers_pg(conn, study_id, count, _draw_ahead(study))
+    return run, queue, study
+
+
 def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> tuple[list[dict[str, Any]], Study | None]:
     """Create up to `count` running trials for `worker_id`; ([], study) when the budget or the
     study's state says no. Returns the study as read, for building the leases."""
-    with db.transaction(fast_commit=True) as s:
-        # The only lock of the flow, held for one UPDATE: see Database.transaction(fast_commit).
-        run, queue = study_store.reserve_numbers(s, study_id, count, _draw_ahead)
-        study = study_store.get_study_by_id(s, study_id)
+    run, queue, study = _reserve(db, study_id, count)
     if not run:
         return [], study
     numbers = list(run) + list(queue)

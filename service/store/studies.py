@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Study, Trial
@@ -40,6 +40,28 @@ def get_study_by_id(session: Session, study_id: int) -> Study:
     if study is None:
         raise StudyNotFound(str(study_id))
     return study
+
+
+# What the worker protocol needs of a study on every call: no JSON documents (space, config) to
+# parse and no ORM identity map, since these reads run several times per trial.
+_HEADER = select(
+    Study.id, Study.name, Study.state, Study.metric_name, Study.goal, Study.pruner, Study.lease_seconds,
+    Study.max_trials, Study.next_number, Study.method,
+)
+
+
+def study_header(session: Session, study_id: int):
+    row = session.execute(_HEADER.where(Study.id == study_id)).one_or_none()
+    if row is None:
+        raise StudyNotFound(str(study_id))
+    return row
+
+
+def study_header_by_name(session: Session, name: str):
+    row = session.execute(_HEADER.where(Study.name == name)).one_or_none()
+    if row is None:
+        raise StudyNotFound(name)
+    return row
 
 
 def list_studies(session: Session, state: str | None = None) -> list[Study]:
@@ -108,6 +130,46 @@ def reserve_numbers(
     return range(first, first + run), range(first + run, first + run + queue)
 
 
+# No FOR UPDATE: the guard `next_number = h.first` makes it optimistic. A concurrent reservation
+# that committed first changes next_number, PostgreSQL re-checks the guard on the new row version,
+# no row is returned, and the caller runs the statement again. (Locking the row in a CTE and then
+# updating it in the same statement deadlocked against waiters under load.)
+_RESERVE_PG = text("""
+WITH g AS (
+    SELECT id, next_number AS first,
+           COALESCE(max_trials - next_number, 2147483647) AS budget_left,
+           GREATEST(0, LEAST(
+               :count,
+               COALESCE(max_trials - next_number, :count),
+               CASE WHEN max_concurrent IS NULL THEN :count
+                    ELSE max_concurrent - (SELECT count(*) FROM trials t
+                                           WHERE t.study_id = studies.id AND t.state = 'running') END
+           )) AS run
+    FROM studies WHERE id = :study_id AND state = 'running'
+), h AS (
+    SELECT id, first, run,
+           CASE WHEN run = 0 THEN 0 ELSE GREATEST(0, LEAST(:extra, budget_left - run)) END AS queue
+    FROM g
+)
+UPDATE studies SET next_number = h.first + h.run + h.queue
+FROM h WHERE studies.id = h.id AND studies.next_number = h.first AND studies.state = 'running'
+RETURNING h.first, h.run, h.queue
+""")
+RESERVE_TRIES = 100
+
+
+def reserve_numbers_pg(conn: Connection, study_id: int, count: int, extra: int) -> tuple[range, range]:
+    """reserve_numbers as one statement on an autocommit PostgreSQL connection, so no client round
+    trip happens while the study row is locked; retried when a concurrent reservation won."""
+    for _ in range(RESERVE_TRIES):
+        row = conn.execute(_RESERVE_PG, {"study_id": study_id, "count": count, "extra": extra}).one_or_none()
+        if row is not None:
+            if row.run == 0:
+                break
+            return range(row.first, row.first + row.run), range(row.first + row.run, row.first + row.run + row.queue)
+    return range(0), range(0)
+
+
 def cap_budget(session: Session, study_id: int, max_trials: int) -> None:
     """A grid that ran out of points: the budget becomes what was actually handed out."""
     session.execute(
@@ -126,8 +188,10 @@ def finish_if_done(session: Session, study_id: int) -> bool:
     second one's count (a fresh READ COMMITTED snapshot) sees the first one's commit, so the last
     trial to end always finishes the study.
     """
-    study = session.get(Study, study_id)
-    if study is None or study.max_trials is None or study.next_number < study.max_trials:
+    budget = session.execute(
+        select(Study.max_trials, Study.next_number).where(Study.id == study_id)
+    ).one_or_none()
+    if budget is None or budget.max_trials is None or budget.next_number < budget.max_trials:
         return False
     study = session.scalars(
         select(Study).where(Study.id == study_id)

@@ -6,9 +6,10 @@ the caller's lease token (fencing): a worker whose lease ran out matches no row 
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -56,19 +57,13 @@ def insert_trials(
 _RUNNING_PEERS = TRIALS.alias("running_peers")
 
 
-def claim_waiting(
-    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1
-) -> list[dict[str, Any]]:
-    """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
-
-    One statement: WITH picked AS (candidates) UPDATE ... RETURNING. PostgreSQL locks the candidates
-    FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
-    UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
-    serialised. Each row gets its own token from the database (db_token).
-    """
+@lru_cache(maxsize=2)
+def _claim_statement(one_study: bool):
+    """Built once per shape: constructing this statement costs more than running it. Parameters:
+    b_worker_id, b_now, b_limit, and b_study_id when `one_study`."""
     conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running"]
-    if study_id is not None:
-        conds.append(TRIALS.c.study_id == study_id)
+    if one_study:
+        conds.append(TRIALS.c.study_id == bindparam("b_study_id"))
     r = _RUNNING_PEERS
     running = (
         select(func.count()).select_from(r).where(r.c.study_id == STUDIES.c.id, r.c.state == "running")
@@ -80,23 +75,39 @@ def claim_waiting(
         .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
         .where(and_(*conds))
         .order_by(TRIALS.c.id)
-        .limit(limit)
+        .limit(bindparam("b_limit"))
         .with_for_update(of=TRIALS, skip_locked=True)
     )
     # A CTE, not `id IN (subquery)`: PostgreSQL may run a subquery once per outer row, and with
     # SKIP LOCKED each run can pick another row, so one claim would take several trials. A locking
     # CTE is evaluated exactly once.
     picked = candidates.cte("picked")
-    rows = session.execute(
+    return (
         update(TRIALS)
         .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
         .values(
-            state="running", worker_id=worker_id, lease_token=db_token(),
-            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=utcnow(),
+            state="running", worker_id=bindparam("b_worker_id"), lease_token=db_token(),
+            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
             stop_reason=None,
         )
         .returning(*TRIALS.c)
-    ).mappings().all()
+    )
+
+
+def claim_waiting(
+    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1
+) -> list[dict[str, Any]]:
+    """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
+
+    One statement: WITH picked AS (candidates) UPDATE ... RETURNING. PostgreSQL locks the candidates
+    FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
+    UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
+    serialised. Each row gets its own token from the database (db_token).
+    """
+    params: dict[str, Any] = {"b_worker_id": worker_id, "b_now": utcnow(), "b_limit": limit}
+    if study_id is not None:
+        params["b_study_id"] = study_id
+    rows = session.execute(_claim_statement(study_id is not None), params).mappings().all()
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
@@ -162,12 +173,16 @@ def record_reports(session: Session, trial_id: int, steps: list[tuple[int, float
     if not steps:
         return
     dialect = session.bind.dialect.name
-    rows = [
-        dict(trial_id=trial_id, step=step, value=value, metrics=metrics, created_at=utcnow())
-        for step, value, metrics in steps
-    ]
-    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(REPORTS).values(rows)
-    session.execute(stmt.on_conflict_do_nothing(index_elements=["trial_id", "step"]))
+    now = utcnow()
+    rows = [dict(trial_id=trial_id, step=step, value=value, metrics=metrics, created_at=now)
+            for step, value, metrics in steps]
+    session.execute(_report_insert(dialect), rows)
+
+
+@lru_cache(maxsize=2)
+def _report_insert(dialect: str):
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert_(REPORTS).on_conflict_do_nothing(index_elements=["trial_id", "step"])
 
 
 def last_report_value(session: Session, trial_id: int) -> float | None:
