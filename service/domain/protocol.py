@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.db.engine import Database
@@ -111,12 +111,7 @@ def _store_steps(session: Session, trial_id: int, study: Study, steps: list[Step
 
 
 def _touch(session: Session, trial_id: int, token: str, steps: list[StepReport]) -> dict[str, Any]:
-    extra = {}
-    if steps:
-        top = max(st.step for st in steps)
-        extra["last_step"] = case(
-            ((TRIALS.c.last_step.is_(None)) | (TRIALS.c.last_step < top), top), else_=TRIALS.c.last_step
-        )
+    extra = {"last_step": max(st.step for st in steps)} if steps else {}
     row = trial_store.touch_held(session, trial_id, token, **extra)
     if row is None:
         raise _not_held(session, trial_id)
@@ -161,44 +156,69 @@ def _same_value(a: float | None, b: float | None) -> bool:
     return a == b or math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
 
 
+def _all_finite(value: float | None, metrics: dict[str, Any], steps: list[StepReport] | None) -> bool:
+    values = [value, *metrics.values(), *(v for st in steps or () for v in st.metrics.values())]
+    return all(v is None or math.isfinite(v) for v in values)
+
+
+def _end_completed(
+    s: Session, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
+    steps: list[StepReport] | None,
+) -> tuple[dict[str, Any], Any] | CompleteResponse:
+    """End a held trial as completed (or diverged); a CompleteResponse when it already was."""
+    if value is not None and _all_finite(value, metrics, steps):
+        # The common case in one fenced UPDATE; only a miss needs the reads below to explain it.
+        ended = trial_store.end_held(s, trial_id, token, "completed", value=float(value), metrics=metrics)
+        if ended is not None:
+            study = study_store.study_header(s, ended["study_id"])
+            if steps:
+                _store_steps(s, trial_id, study, steps)
+            return ended, study
+    row = trial_store.get_trial_row(s, trial_id)
+    if row is None:
+        raise TrialNotFound(trial_id)
+    study = study_store.study_header(s, row["study_id"])
+    final = value if value is not None else metrics.get(study.metric_name)
+    if row["state"] != "running" or row["lease_token"] != token:
+        if row["state"] == "completed":
+            stored = row["value"]
+            if final is None or _same_value(stored, float(final)):
+                return CompleteResponse(trial=trial_read(row, study.name))
+            raise ConflictingCompletion(trial_id, stored, final)
+        raise _not_held(s, trial_id)
+    diverged = _store_steps(s, trial_id, study, steps) if steps else None
+    if final is None and not diverged:
+        final = trial_store.last_report_value(s, trial_id)
+        if final is None:
+            raise InvalidInput(
+                ("body", "value"),
+                f"value is required: no {study.metric_name!r} in metrics or in any report of this trial",
+            )
+    if diverged is None and not math.isfinite(float(final)):
+        diverged = f"non-finite final value ({final})"
+    if diverged:
+        ended = trial_store.end_held(
+            s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged,
+            metrics=json_safe_metrics(metrics),
+        )
+    else:
+        ended = trial_store.end_held(
+            s, trial_id, token, "completed", value=float(final), metrics=json_safe_metrics(metrics)
+        )
+    if ended is None:  # lost the lease between the read and the write
+        raise _not_held(s, trial_id)
+    return ended, study
+
+
 def complete(
     db: Database, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
     steps: list[StepReport] | None, claim_next: tuple[str, str | None] | None,
 ) -> CompleteResponse:
     with db.transaction() as s:
-        row = trial_store.get_trial_row(s, trial_id)
-        if row is None:
-            raise TrialNotFound(trial_id)
-        study = study_store.study_header(s, row["study_id"])
-        final = value if value is not None else metrics.get(study.metric_name)
-        if row["state"] != "running" or row["lease_token"] != token:
-            if row["state"] == "completed":
-                stored = row["value"]
-                if final is None or _same_value(stored, float(final)):
-                    return CompleteResponse(trial=trial_read(row, study.name))
-                raise ConflictingCompletion(trial_id, stored, final)
-            raise _not_held(s, trial_id)
-        diverged = _store_steps(s, trial_id, study, steps) if steps else None
-        if final is None and not diverged:
-            final = trial_store.last_report_value(s, trial_id)
-            if final is None:
-                raise InvalidInput(
-                    ("body", "value"),
-                    f"value is required: no {study.metric_name!r} in metrics or in any report of this trial",
-                )
-        if diverged is None and not math.isfinite(float(final)):
-            diverged = f"non-finite final value ({final})"
-        if diverged:
-            ended = trial_store.end_held(
-                s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged,
-                metrics=json_safe_metrics(metrics),
-            )
-        else:
-            ended = trial_store.end_held(
-                s, trial_id, token, "completed", value=float(final), metrics=json_safe_metrics(metrics)
-            )
-        if ended is None:  # lost the lease between the read and the write
-            raise _not_held(s, trial_id)
+        outcome = _end_completed(s, trial_id, token, value, metrics, steps)
+        if isinstance(outcome, CompleteResponse):
+            return outcome  # completed before with the same value: idempotent
+        ended, study = outcome
         study_store.finish_if_done(s, study.id)
         done = trial_read(ended, study.name)
         if claim_next is None:

@@ -9,7 +9,7 @@ import secrets
 from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -111,29 +111,48 @@ def claim_waiting(
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
+_HELD = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.state == "running",
+             TRIALS.c.lease_token == bindparam("b_token"))
+
+
+@lru_cache(maxsize=64)
+def _held_update(state: str | None, keys: tuple[str, ...]):
+    """The fenced UPDATE of a held trial, built once per (target state, columns set)."""
+    values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys if k != "last_step"}
+    if "last_step" in keys:  # keep the highest step reported
+        top = bindparam("b_last_step")
+        values["last_step"] = case(
+            ((TRIALS.c.last_step.is_(None)) | (TRIALS.c.last_step < top), top), else_=TRIALS.c.last_step
+        )
+    if state is None:  # renew the lease
+        values["lease_expires_at"] = db_epoch() + _lease_seconds_of_study()
+    else:
+        values.update(state=state, lease_token=None, lease_expires_at=None)
+        if state == "waiting":
+            values["worker_id"] = None
+        else:
+            values["finished_at"] = bindparam("b_finished_at")
+    return update(TRIALS).where(_HELD).values(**values).returning(*TRIALS.c)
+
+
+def _run_held(session: Session, state: str | None, trial_id: int, token: str, values: dict[str, Any]):
+    params = {f"b_{k}": v for k, v in values.items()}
+    params.update(b_id=trial_id, b_token=token)
+    if state not in (None, "waiting"):
+        params["b_finished_at"] = utcnow()
+    stmt = _held_update(state, tuple(sorted(values)))
+    return session.execute(stmt, params).mappings().one_or_none()
+
+
 def touch_held(session: Session, trial_id: int, token: str, **values: Any) -> dict[str, Any] | None:
-    """Renew the lease of a trial the caller holds (and set `values`); None when it is not held."""
-    return session.execute(
-        update(TRIALS)
-        .where(TRIALS.c.id == trial_id, TRIALS.c.state == "running", TRIALS.c.lease_token == token)
-        .values(lease_expires_at=db_epoch() + _lease_seconds_of_study(), **values)
-        .returning(*TRIALS.c)
-    ).mappings().one_or_none()
+    """Renew the lease of a trial the caller holds (and set `values`; `last_step` only ever rises);
+    None when it is not held."""
+    return _run_held(session, None, trial_id, token, values)
 
 
 def end_held(session: Session, trial_id: int, token: str, state: str, **values: Any) -> dict[str, Any] | None:
     """Move a held trial to an ended state (or back to waiting); None when the caller does not hold it."""
-    lease_fields: dict[str, Any] = dict(lease_token=None, lease_expires_at=None)
-    if state != "waiting":
-        lease_fields["finished_at"] = utcnow()
-    else:
-        lease_fields["worker_id"] = None
-    return session.execute(
-        update(TRIALS)
-        .where(TRIALS.c.id == trial_id, TRIALS.c.state == "running", TRIALS.c.lease_token == token)
-        .values(state=state, **lease_fields, **values)
-        .returning(*TRIALS.c)
-    ).mappings().one_or_none()
+    return _run_held(session, state, trial_id, token, values)
 
 
 def get_trial_row(session: Session, trial_id: int) -> dict[str, Any] | None:
