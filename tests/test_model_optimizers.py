@@ -1,11 +1,13 @@
-"""The "tpe" optimizer (hyperopt TPE rebuilt from history): legal values for every distribution,
-determinism, pending avoidance, failures as bad results, goal direction, quiet stdout."""
+"""The model-based optimizers, "tpe" (hyperopt TPE) and "gp" (bayesian-optimization GP), both rebuilt
+from history: legal values for every distribution, determinism, pending avoidance, failures as bad
+results, goal direction, quiet stdout. Every test runs on both engines."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from service.optimizers.base import Observation
+from service.optimizers.gp import GPOptimizer
 from service.optimizers.tpe import TPEOptimizer
 from service.space import Dimension, SearchSpace, parse_parameters
 
@@ -28,6 +30,14 @@ EVERY_DISTRIBUTION = SearchSpace((
 ))
 
 
+ENGINES = {"tpe": TPEOptimizer, "gp": GPOptimizer}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def engine(request):
+    return request.param
+
+
 def _history(space, n, fn, seed=0):
     rng = np.random.default_rng(seed)
     return [Observation(p, fn(p)) for p in (space.sample(rng) for _ in range(n))]
@@ -38,18 +48,18 @@ def _loss(p):
 
 
 @pytest.mark.parametrize("n_history", [0, 5, 30])
-def test_every_distribution_round_trips_to_legal_values(n_history):
+def test_every_distribution_round_trips_to_legal_values(engine, n_history):
     hist = _history(EVERY_DISTRIBUTION, n_history, _loss)
-    out = TPEOptimizer().suggest(EVERY_DISTRIBUTION, hist, [], 4, seed=3)
+    out = ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [], 4, seed=3)
     assert len(out) == 4
     for s in out:
         assert list(s.params) == EVERY_DISTRIBUTION.names
         assert EVERY_DISTRIBUTION.contains(s.params), s.params
         assert isinstance(s.params["i"], int) and s.params["c"] == 7
-    assert {s.method for s in out} == ({"random"} if n_history < 10 else {"tpe"})
+    assert {s.method for s in out} == ({"random"} if n_history < 10 else {engine})
 
 
-def test_nested_blocks_from_the_parser():
+def test_nested_blocks_from_the_parser(engine):
     space = parse_parameters({
         "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
         "optimizer": {"parameters": {
@@ -58,24 +68,24 @@ def test_nested_blocks_from_the_parser():
         }},
     })
     hist = _history(space, 15, lambda p: p["lr"] + p["optimizer.momentum"])
-    for s in TPEOptimizer().suggest(space, hist, [], 3, seed=1):
+    for s in ENGINES[engine]().suggest(space, hist, [], 3, seed=1):
         assert space.contains(s.params) and "optimizer.name" in s.params
 
 
-def test_same_seed_and_history_give_the_same_suggestions():
+def test_same_seed_and_history_give_the_same_suggestions(engine):
     hist = _history(EVERY_DISTRIBUTION, 25, _loss)
-    a = TPEOptimizer().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=11)
-    b = TPEOptimizer().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=11)
-    c = TPEOptimizer().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=12)
+    a = ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=11)
+    b = ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=11)
+    c = ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [], 3, seed=12)
     assert [s.params for s in a] == [s.params for s in b]
     assert [s.params for s in a] != [s.params for s in c]
 
 
 @pytest.mark.parametrize("n_history", [3, 40])
-def test_eight_concurrent_suggestions_do_not_duplicate(n_history):
+def test_eight_concurrent_suggestions_do_not_duplicate(engine, n_history):
     space = SearchSpace(tuple(Dimension(name=f"x{i}", distribution="uniform", min=0.0, max=1.0) for i in range(3)))
     hist = _history(space, n_history, lambda p: sum((v - 0.3) ** 2 for v in p.values()))
-    opt = TPEOptimizer()
+    opt = ENGINES[engine]()
     batch = [s.params for s in opt.suggest(space, hist, [], 8, seed=5)]
     # and one at a time, the earlier ones pending (how parallel workers ask)
     pending = []
@@ -87,7 +97,7 @@ def test_eight_concurrent_suggestions_do_not_duplicate(n_history):
         assert d.min() > 0.02 * np.sqrt(3), d.min()
 
 
-def test_failed_and_diverged_trials_count_as_bad():
+def test_failed_and_diverged_trials_count_as_bad(engine):
     space = SearchSpace((Dimension(name="x", distribution="uniform", min=0.0, max=1.0),))
     rng = np.random.default_rng(0)
     hist = []
@@ -98,12 +108,12 @@ def test_failed_and_diverged_trials_count_as_bad():
             hist.append(Observation({"x": x}, None, "failed" if x > 0.75 else "diverged"))
         else:
             hist.append(Observation({"x": x}, 1.0 + 0.01 * x))
-    xs = [s.params["x"] for s in TPEOptimizer().suggest(space, hist, [], 10, seed=2)]
+    xs = [s.params["x"] for s in ENGINES[engine]().suggest(space, hist, [], 10, seed=2)]
     assert np.mean(np.array(xs) < 0.5) >= 0.8, xs
 
 
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_goal_is_honoured_on_a_quadratic(goal):
+def test_goal_is_honoured_on_a_quadratic(engine, goal):
     space = SearchSpace((Dimension(name="x", distribution="uniform", min=-5.0, max=5.0),))
     sign = 1.0 if goal == "minimize" else -1.0
     rng = np.random.default_rng(1)
@@ -111,7 +121,7 @@ def test_goal_is_honoured_on_a_quadratic(goal):
     for _ in range(25):   # the optimum is x = 2 either way
         x = float(rng.uniform(-5, 5))
         hist.append(Observation({"x": x}, sign * (x - 2.0) ** 2))
-    opt = TPEOptimizer()
+    opt = ENGINES[engine]()
     for i in range(10):
         p = opt.suggest(space, hist, [], 1, seed=i, goal=goal)[0].params
         hist.append(Observation(p, sign * (p["x"] - 2.0) ** 2))
@@ -119,8 +129,8 @@ def test_goal_is_honoured_on_a_quadratic(goal):
     assert np.median(np.abs(np.array(last) - 2.0)) < 1.0, last
 
 
-def test_nothing_printed(capsys):
+def test_nothing_printed(engine, capsys):
     hist = _history(EVERY_DISTRIBUTION, 20, _loss)
-    TPEOptimizer().suggest(EVERY_DISTRIBUTION, hist, [hist[0].params], 2, seed=1)
+    ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [hist[0].params], 2, seed=1)
     out = capsys.readouterr()
     assert out.out == "" and out.err == ""
