@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, Float, String, create_engine, event, text
+from sqlalchemy import Engine, Float, String, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,7 +113,9 @@ class Database:
         # PostgreSQL: a few autocommit connections with asynchronous commit, for single statements
         # that take a hot row lock (trial number reservations). In autocommit the lock is released
         # inside the server when the statement ends, never held while a Python thread waits for the
-        # GIL. Asynchronous commit is safe there: see `transaction(fast_commit=...)`.
+        # GIL. Asynchronous commit (no wait for the WAL flush) is safe for a reservation: its loss in
+        # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
+        # it, which flushes the WAL up to and including the reservation.
         self.autocommit_engine = (
             create_engine(self.url, pool_size=4, max_overflow=8, pool_recycle=3600,
                           isolation_level="AUTOCOMMIT",
@@ -122,20 +124,13 @@ class Database:
         )
 
     @contextmanager
-    def transaction(self, *, fast_commit: bool = False) -> Iterator[Session]:
-        """Commit when the block ends normally, roll back on any exception.
-
-        fast_commit (PostgreSQL): do not wait for the WAL flush at commit. Only for writes whose
-        loss in a crash is harmless and that a later, ordinary commit depends on anyway (trial
-        number reservations): it shortens the time a hot row lock is held.
-        """
+    def transaction(self) -> Iterator[Session]:
+        """Commit when the block ends normally, roll back on any exception."""
         if self._sqlite_lock is not None:
             with self._sqlite_lock, self._sessions.begin() as session:
                 yield session
             return
         with self._sessions.begin() as session:
-            if fast_commit:
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     def dispose(self) -> None:
