@@ -199,3 +199,30 @@ def prior_sample(space: SearchSpace, guard: DuplicateGuard, seed: int, tries: in
         if dist > best_d:
             best, best_d = cand, dist
     return best
+
+
+def ordered(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """Params in the space's dimension order (what the optimizers return)."""
+    return {name: params[name] for name in space.names}
+
+
+def before_the_model(
+    space: SearchSpace, dims: Sequence[Dimension], fixed: dict[str, Any], guard: DuplicateGuard,
+    n_completed: int, n_startup: int, count: int, seed: int, method: str,
+) -> list[Any] | None:
+    """What a model-based engine suggests before it has a model: the constants alone when nothing
+    is searched, prior draws (kept apart by the guard) during start-up; None once the model runs."""
+    from service.optimizers.base import Suggestion
+
+    if not dims:
+        return [Suggestion(params=ordered(space, fixed), method=method, info={"phase": "fixed"})
+                for _ in range(count)]
+    if n_completed >= n_startup:
+        return None
+    out = []
+    for i in range(count):
+        params = ordered(space, prior_sample(space, guard, derive_seed(seed, i)))
+        out.append(Suggestion(params=params, method="random",
+                              info={"phase": "startup", "n_completed": n_completed}))
+        guard.add(params)
+    return out

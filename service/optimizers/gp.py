@@ -63,12 +63,13 @@ from threadpoolctl import threadpool_limits
 
 from service.optimizers._history import (
     DuplicateGuard,
+    before_the_model,
+    ordered,
     build_history,
     derive_seed,
     fixed_params,
     internal_row,
     model_dimensions,
-    prior_sample,
 )
 from service.optimizers.base import Observation, Suggestion
 from service.space import Dimension, SearchSpace
@@ -204,21 +205,10 @@ class GPOptimizer:
         fixed = fixed_params(space)
         history = build_history(space, completed, goal, n_best=self.n_best, n_recent=self.n_recent)
         guard = DuplicateGuard(space, pending)
-
-        def ordered(params: dict[str, Any]) -> dict[str, Any]:
-            return {name: params[name] for name in space.names}
-
-        if not dims:
-            return [Suggestion(params=ordered(fixed), method=self.name, info={"phase": "fixed"})
-                    for _ in range(count)]
-        if history.n_completed < self.n_startup:
-            out = []
-            for i in range(count):
-                params = ordered(prior_sample(space, guard, derive_seed(seed, i)))
-                out.append(Suggestion(params=params, method="random",
-                                      info={"phase": "startup", "n_completed": history.n_completed}))
-                guard.add(params)
-            return out
+        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup,
+                                 count, seed, self.name)
+        if early is not None:
+            return early
 
         # The library prints (duplicate points, its step log) and sklearn warns (length scales
         # at their bounds): neither belongs on a server's stdout.
@@ -226,9 +216,9 @@ class GPOptimizer:
         # than they save, and a server runs many requests side by side.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed, ordered)
+            return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed)
 
-    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed, ordered):
+    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed):
         from bayes_opt import BayesianOptimization
         from sklearn.gaussian_process.kernels import Matern
 
@@ -289,7 +279,7 @@ class GPOptimizer:
             for attempt in range(MAX_REDRAWS):
                 point = opt.suggest()
                 u = np.asarray([point[k] for k in keys], dtype=float)
-                cand = ordered({**fixed, **enc.decode(u)})
+                cand = ordered(space, {**fixed, **enc.decode(u)})
                 dist = guard.distance(cand)
                 if dist > best_d:
                     best, best_d, best_u = cand, dist, u

@@ -43,12 +43,13 @@ import numpy as np
 
 from service.optimizers._history import (
     DuplicateGuard,
+    before_the_model,
+    ordered,
     build_history,
     derive_seed,
     fixed_params,
     internal_row,
     model_dimensions,
-    prior_sample,
 )
 from service.optimizers.base import Observation, Suggestion
 from service.space import Dimension, SearchSpace
@@ -204,10 +205,6 @@ class TPEOptimizer:
         n_good = min(math.ceil(self.gamma * math.sqrt(n_full)), _HYPEROPT_GOOD_CAP)
         return (n_good - 1e-9) / math.sqrt(n_used)
 
-    @staticmethod
-    def _ordered(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
-        return {name: params[name] for name in space.names}
-
     # -- the Optimizer interface --------------------------------------------------------------
 
     def suggest(
@@ -223,30 +220,22 @@ class TPEOptimizer:
         fixed = fixed_params(space)
         history = build_history(space, completed, goal, n_best=_HYPEROPT_GOOD_CAP, n_recent=self.max_history)
         guard = DuplicateGuard(space, pending)
-        if not dims:
-            return [Suggestion(params=self._ordered(space, fixed), method=self.name, info={"phase": "fixed"})
-                    for _ in range(count)]
+        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup,
+                                 count, seed, self.name)
+        if early is not None:
+            return early
 
-        use_model = history.n_completed >= self.n_startup
-        docs: list[dict] = []
-        if use_model:
-            domain = self._domain(dims)
-            docs = [self._doc(t, dims, x, l) for t, (x, l) in enumerate(zip(history.X, history.losses))]
-            for p in pending:
-                row = internal_row(dims, p)
-                if row is not None:   # a pending trial from an older space: the guard does what it can
-                    docs.append(self._doc(len(docs), dims, row, history.penalty))
-            n_liars = len(docs) - len(history)
+        domain = self._domain(dims)
+        docs = [self._doc(t, dims, x, l) for t, (x, l) in enumerate(zip(history.X, history.losses))]
+        for p in pending:
+            row = internal_row(dims, p)
+            if row is not None:   # a pending trial from an older space: the guard does what it can
+                docs.append(self._doc(len(docs), dims, row, history.penalty))
+        n_liars = len(docs) - len(history)
 
         out: list[Suggestion] = []
         for i in range(count):
             call_seed = derive_seed(seed, i)
-            if not use_model:
-                params = self._ordered(space, prior_sample(space, guard, call_seed))
-                out.append(Suggestion(params=params, method="random",
-                                      info={"phase": "startup", "n_completed": history.n_completed}))
-                guard.add(params)
-                continue
             best, best_d, redraws = None, -1.0, 0
             for attempt in range(MAX_REDRAWS):
                 gamma = self._gamma(history.n_total + n_liars + i, len(docs))
@@ -257,7 +246,7 @@ class TPEOptimizer:
                 if dist >= guard.radius:
                     break
                 redraws += 1
-            params = self._ordered(space, {**fixed, **best})
+            params = ordered(space, {**fixed, **best})
             out.append(Suggestion(params=params, method=self.name,
                                   info={"n_history": len(history.params), "n_pending": len(pending),
                                         "redraws": redraws}))
