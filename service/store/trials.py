@@ -251,9 +251,11 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
         )
         .returning(TRIALS.c.id)
     ).all()
+    # The retry condition is repeated rather than implied: each statement reads the clock anew, so
+    # a lease that runs out between the two statements must not be failed with retries left.
     failed = session.scalars(
         update(TRIALS)
-        .where(expired)
+        .where(expired, TRIALS.c.attempt >= max_retries)
         .values(
             state="failed", attempt=TRIALS.c.attempt + 1, lease_token=None, lease_expires_at=None,
             fail_kind="lease_expired", fail_reason="lease expired and the retry budget is used up",
