@@ -20,6 +20,7 @@ suggestions, after 20 random observations of Hartmann-6.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing as mp
 import os
@@ -113,7 +114,10 @@ def _ours(name: str):
         return RandomOptimizer()
     if name == "tpe":
         from service.optimizers.tpe import TPEOptimizer
-        return TPEOptimizer()
+        return TPEOptimizer(**json.loads(os.environ.get("TUNESERVE_BENCH_TPE_OPTIONS", "{}")))
+    if name == "tpe_hyperopt":
+        from service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
+        return HyperoptTPEOptimizer()
     if name == "gp":
         from service.optimizers.gp import GPOptimizer
         return GPOptimizer()
@@ -226,7 +230,7 @@ def spread(methods: list[str], seeds: int) -> list[tuple[str, float, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", default="branin,hartmann6,rosenbrock5,mlp_digits")
-    ap.add_argument("--methods", default="random,tpe,gp,optuna_tpe,optuna_gp")
+    ap.add_argument("--methods", default="random,tpe,tpe_hyperopt,gp,optuna_tpe,optuna_gp")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--evals", type=int, default=None, help="override every problem's evaluation count")
     ap.add_argument("--modes", default="0,8", help="pending counts: 0 = sequential")

@@ -1,4 +1,4 @@
-"""How long one suggestion takes as a study grows: tpe and gp over REST and in-process, next to
+"""How long one suggestion takes as a study grows: tpe, tpe_hyperopt and gp over REST and in-process, next to
 Optuna's TPESampler ask() on an Optuna RDB storage (SQLite), at N = 100, 1000 and 5000 completed
 trials of a CNN-like search space (8 parameters: log, int, q, categorical, nested).
 
@@ -90,11 +90,9 @@ def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: i
 
 
 def inprocess_times(method: str, points: list[dict], repeats: int) -> list[float]:
-    if method == "tpe":
-        from service.optimizers.tpe import TPEOptimizer as Opt
-    else:
-        from service.optimizers.gp import GPOptimizer as Opt
-    opt = Opt()
+    from service.optimizers.registry import get_optimizer
+
+    opt = get_optimizer(method)
     obs = [Observation(p, objective(p)) for p in points]
     opt.suggest(SPACE, obs, [], 1, seed=0)   # imports and caches out of the timing
     out = []
@@ -135,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="N = 100, 1000 and 5 repeats")
     ap.add_argument("--no-rest", action="store_true", help="skip the server (in-process and Optuna only)")
+    ap.add_argument("--methods", default="tpe,tpe_hyperopt,gp")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeats = "100,1000", 5
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for n in sizes:
                 points = history(n)
-                for method in ("tpe", "gp"):
+                for method in args.methods.split(","):
                     inproc = inprocess_times(method, points, args.repeats)
                     rest = rest_times(client, method, points, args.repeats) if client else None
                     rows.append((n, method, rest, inproc))

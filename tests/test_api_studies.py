@@ -63,7 +63,7 @@ def test_wandb_sweep_yaml_is_a_study(client):
 @pytest.mark.parametrize(
     "overrides, loc, words",
     [
-        ({"method": "bayes"}, ["body", "method"], "random, grid, tpe, gp"),
+        ({"method": "bayes"}, ["body", "method"], "random, grid, tpe, tpe_hyperopt, gp"),
         ({"parameters": {"lr": {"min": 1.0, "max": 0.1}}}, ["body", "parameters", "lr"], "must be < max"),
         ({"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1}}},
          ["body", "parameters", "lr"], "> 0"),

@@ -1,6 +1,6 @@
-"""The model-based optimizers, "tpe" (hyperopt TPE) and "gp" (bayesian-optimization GP), both rebuilt
-from history: legal values for every distribution, determinism, pending avoidance, failures as bad
-results, goal direction, quiet stdout. Every test runs on both engines."""
+"""The model-based optimizers, "tpe" (multivariate TPE), "tpe_hyperopt" (hyperopt's TPE) and "gp"
+(bayesian-optimization GP), all rebuilt from history: legal values for every distribution, determinism, pending avoidance, failures as bad
+results, goal direction, quiet stdout. Every test runs on every engine."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +9,7 @@ import pytest
 from service.optimizers.base import Observation
 from service.optimizers.gp import GPOptimizer
 from service.optimizers.tpe import TPEOptimizer
+from service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
 from service.space import Dimension, SearchSpace, parse_parameters
 
 EVERY_DISTRIBUTION = SearchSpace((
@@ -30,7 +31,7 @@ EVERY_DISTRIBUTION = SearchSpace((
 ))
 
 
-ENGINES = {"tpe": TPEOptimizer, "gp": GPOptimizer}
+ENGINES = {"tpe": TPEOptimizer, "tpe_hyperopt": HyperoptTPEOptimizer, "gp": GPOptimizer}
 
 
 @pytest.fixture(params=sorted(ENGINES))

@@ -211,7 +211,7 @@ def test_unknown_method_lists_the_valid_ones():
         registry.get_optimizer("bayes")
     assert isinstance(err.value, ValueError)
     assert err.value.name == "bayes" and tuple(err.value.valid) == registry.METHODS
-    assert "random, grid, tpe, gp" in str(err.value)
+    assert "random, grid, tpe, tpe_hyperopt, gp" in str(err.value)
     with pytest.raises(registry.UnknownMethod):
         registry.validate_method("hyperband", FINITE)
 

@@ -1,6 +1,6 @@
 """The optimizer interface: plain value objects in, plain value objects out.
 
-Every method (random, grid, tpe, gp) implements `Optimizer.suggest`. Optimizers never see a database
+Every method (random, grid, tpe, tpe_hyperopt, gp) implements `Optimizer.suggest`. Optimizers never see a database
 session or a web request: the suggest flow in `service.domain` reads the history, builds these value
 objects, calls `suggest` with no transaction open, and writes the result.
 """

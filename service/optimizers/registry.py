@@ -1,4 +1,4 @@
-"""Optimizer names -> instances, with the heavy engines (hyperopt, bayes_opt) imported only when used."""
+"""Optimizer names -> instances, with the heavy engines (hyperopt, bayes_opt, scipy) imported only when used."""
 from __future__ import annotations
 
 import importlib
@@ -7,13 +7,14 @@ from service.optimizers.base import Optimizer
 from service.optimizers.grid import check_finite
 from service.space import SearchSpace
 
-METHODS = ("random", "grid", "tpe", "gp")
+METHODS = ("random", "grid", "tpe", "tpe_hyperopt", "gp")
 
 # module, class: imported on first use so a server that never runs TPE needs no hyperopt.
 _FACTORIES = {
     "random": ("service.optimizers.random", "RandomOptimizer"),
     "grid": ("service.optimizers.grid", "GridOptimizer"),
     "tpe": ("service.optimizers.tpe", "TPEOptimizer"),
+    "tpe_hyperopt": ("service.optimizers.tpe_hyperopt", "HyperoptTPEOptimizer"),
     "gp": ("service.optimizers.gp", "GPOptimizer"),
 }
 

@@ -28,7 +28,7 @@ class StudyCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique; letters, digits, '_', '-', '.'")
     description: str = Field(default="", max_length=10_000)
-    method: str = Field(default="random", description="random | grid | tpe | gp")
+    method: str = Field(default="random", description="random | grid | tpe | tpe_hyperopt | gp")
     metric: MetricSpec = Field(default_factory=MetricSpec)
     parameters: dict[str, Any] = Field(description="A W&B sweep `parameters` block")
     max_trials: int | None = Field(
