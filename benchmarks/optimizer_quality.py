@@ -121,7 +121,40 @@ def _ours(name: str):
     if name == "gp":
         from service.optimizers.gp import GPOptimizer
         return GPOptimizer()
+    if name == "bayes_opt":
+        return ShippedBayesOpt()
     raise ValueError(name)
+
+
+class ShippedBayesOpt:
+    """bayesian-optimization as shipped, the reference the gp method must not lose to: the
+    library's default acquisition and GP through its own ask/tell (`suggest`, `register`), after
+    5 prior draws (`maximize()`'s default init_points), on the gp adapter's [0, 1] encoding
+    (the library's own integer/categorical parameters are experimental). Sequential only: it
+    ignores pending trials."""
+
+    name = "bayes_opt"
+
+    def suggest(self, space, completed, pending, count, seed, goal="minimize"):
+        from bayes_opt import BayesianOptimization
+
+        from service.optimizers._history import fixed_params, internal_row, model_dimensions, ordered
+        from service.optimizers.base import Suggestion
+        from service.optimizers.gp import _Encoding
+
+        if len(completed) < 5:
+            return [Suggestion(space.sample(np.random.default_rng(seed)), "random")]
+        dims = model_dimensions(space)
+        enc = _Encoding(dims)
+        keys = [f"x{j:04d}" for j in range(enc.size)]
+        opt = BayesianOptimization(f=None, pbounds={k: (0.0, 1.0) for k in keys},
+                                   random_state=seed % 2**32, verbose=0, allow_duplicate_points=True)
+        for obs in completed:
+            u = enc.encode(internal_row(dims, obs.params))
+            opt.register(params=dict(zip(keys, u)), target=-obs.value)
+        point = opt.suggest()
+        params = enc.decode(np.array([point[k] for k in keys]))
+        return [Suggestion(ordered(space, {**fixed_params(space), **params}), self.name)]
 
 
 def _optuna_distributions(space: SearchSpace):
