@@ -39,6 +39,7 @@ import numpy as np
 
 from service.optimizers._history import (
     DuplicateGuard,
+    History,
     before_the_model,
     build_history,
     derive_seed,
@@ -61,6 +62,8 @@ GOOD_CAP = 25
 
 class TPEOptimizer:
     name = "tpe"
+    # Whether pending trials fill the start-up design (see the module docstring).
+    pending_fill_startup = True
 
     def __init__(
         self,
@@ -89,11 +92,16 @@ class TPEOptimizer:
         fixed = fixed_params(space)
         history = build_history(space, completed, goal, n_best=GOOD_CAP, n_recent=self.max_history)
         guard = DuplicateGuard(space, pending)
-        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup,
-                                 count, seed, self.name, n_pending=len(pending))
+        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup, count,
+                                 seed, self.name, n_pending=len(pending) if self.pending_fill_startup else 0)
         if early is not None:
             return early
+        return self._suggest_model(space, dims, fixed, history, guard, pending, count, seed)
 
+    def _suggest_model(
+        self, space: SearchSpace, dims: list[Dimension], fixed: dict[str, Any], history: History,
+        guard: DuplicateGuard, pending: list[dict[str, Any]], count: int, seed: int,
+    ) -> list[Suggestion]:
         X, losses = history.X, history.losses
         rows = [r for r in (internal_row(dims, p) for p in pending) if r is not None]
         if rows:   # a pending trial from an older space is left to the guard

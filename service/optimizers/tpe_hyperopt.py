@@ -45,19 +45,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from service.optimizers._history import (
-    DuplicateGuard,
-    before_the_model,
-    ordered,
-    build_history,
-    derive_seed,
-    first_apart,
-    fixed_params,
-    internal_row,
-    model_dimensions,
-)
-from service.optimizers.base import Observation, Suggestion
-from service.space import Dimension, SearchSpace
+from service.optimizers._history import derive_seed, first_apart, internal_row, ordered
+from service.optimizers.base import Suggestion
+from service.optimizers.tpe import TPEOptimizer
+from service.space import Dimension
 
 # hyperopt logs every suggest at INFO; the service's logs should not carry that.
 logging.getLogger("hyperopt").setLevel(logging.WARNING)
@@ -122,8 +113,12 @@ def _from_hyperopt(dim: Dimension, raw: Any) -> Any:
     return dim.from_internal(x)
 
 
-class HyperoptTPEOptimizer:
+class HyperoptTPEOptimizer(TPEOptimizer):
+    """The shared TPE front (history, start-up, guard) from TPEOptimizer, hyperopt's model behind it."""
+
     name = "tpe_hyperopt"
+    # hyperopt's engine keeps the start-up rule it was measured with: results only.
+    pending_fill_startup = False
 
     def __init__(
         self,
@@ -133,11 +128,7 @@ class HyperoptTPEOptimizer:
         prior_weight: float = 0.25,
         max_history: int = 300,
     ):
-        self.n_startup = n_startup
-        self.n_ei_candidates = n_ei_candidates
-        self.gamma = gamma
-        self.prior_weight = prior_weight
-        self.max_history = max_history
+        super().__init__(n_startup, n_ei_candidates, gamma, prior_weight, max_history)
         self._domains: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
@@ -212,24 +203,7 @@ class HyperoptTPEOptimizer:
 
     # -- the Optimizer interface --------------------------------------------------------------
 
-    def suggest(
-        self,
-        space: SearchSpace,
-        completed: list[Observation],
-        pending: list[dict[str, Any]],
-        count: int,
-        seed: int,
-        goal: str = "minimize",
-    ) -> list[Suggestion]:
-        dims = model_dimensions(space)
-        fixed = fixed_params(space)
-        history = build_history(space, completed, goal, n_best=_HYPEROPT_GOOD_CAP, n_recent=self.max_history)
-        guard = DuplicateGuard(space, pending)
-        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup,
-                                 count, seed, self.name)
-        if early is not None:
-            return early
-
+    def _suggest_model(self, space, dims, fixed, history, guard, pending, count, seed) -> list[Suggestion]:
         domain = self._domain(dims)
         docs = [self._doc(t, dims, x, l) for t, (x, l) in enumerate(zip(history.X, history.losses))]
         for p in pending:
