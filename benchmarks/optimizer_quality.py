@@ -20,6 +20,8 @@ suggestions, after 20 random observations of Hartmann-6.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import multiprocessing as mp
@@ -120,7 +122,7 @@ def _ours(name: str):
         return HyperoptTPEOptimizer()
     if name == "gp":
         from service.optimizers.gp import GPOptimizer
-        return GPOptimizer()
+        return GPOptimizer(**json.loads(os.environ.get("TUNESERVE_BENCH_GP_OPTIONS", "{}")))
     if name == "bayes_opt":
         return ShippedBayesOpt()
     raise ValueError(name)
@@ -149,10 +151,11 @@ class ShippedBayesOpt:
         keys = [f"x{j:04d}" for j in range(enc.size)]
         opt = BayesianOptimization(f=None, pbounds={k: (0.0, 1.0) for k in keys},
                                    random_state=seed % 2**32, verbose=0, allow_duplicate_points=True)
-        for obs in completed:
-            u = enc.encode(internal_row(dims, obs.params))
-            opt.register(params=dict(zip(keys, u)), target=-obs.value)
-        point = opt.suggest()
+        with contextlib.redirect_stdout(io.StringIO()):   # it prints every duplicate point
+            for obs in completed:
+                u = enc.encode(internal_row(dims, obs.params))
+                opt.register(params=dict(zip(keys, u)), target=-obs.value)
+            point = opt.suggest()
         params = enc.decode(np.array([point[k] for k in keys]))
         return [Suggestion(ordered(space, {**fixed_params(space), **params}), self.name)]
 

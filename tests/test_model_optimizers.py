@@ -48,16 +48,17 @@ def _loss(p):
     return (p["u"] - 0.5) ** 2 + abs(np.log(p["luv"]) + 5) + (p["cat"] != "b")
 
 
-@pytest.mark.parametrize("n_history", [0, 5, 30])
+@pytest.mark.parametrize("n_history", [0, 4, 7, 30])
 def test_every_distribution_round_trips_to_legal_values(engine, n_history):
     hist = _history(EVERY_DISTRIBUTION, n_history, _loss)
-    out = ENGINES[engine]().suggest(EVERY_DISTRIBUTION, hist, [], 4, seed=3)
+    opt = ENGINES[engine]()
+    out = opt.suggest(EVERY_DISTRIBUTION, hist, [], 4, seed=3)
     assert len(out) == 4
     for s in out:
         assert list(s.params) == EVERY_DISTRIBUTION.names
         assert EVERY_DISTRIBUTION.contains(s.params), s.params
         assert isinstance(s.params["i"], int) and s.params["c"] == 7
-    assert {s.method for s in out} == ({"random"} if n_history < 10 else {engine})
+    assert {s.method for s in out} == ({"random"} if n_history < opt.n_startup else {engine})
 
 
 def test_nested_blocks_from_the_parser(engine):
