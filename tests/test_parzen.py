@@ -32,6 +32,30 @@ def test_one_dimensional_density_is_the_truncated_normal_mixture():
     assert est.mu[-1, 0] == 0.5 and est.sigma[-1, 0] == 1.0
 
 
+def test_a_normal_family_value_beyond_the_bounds_keeps_a_proper_kernel():
+    # normal families are searched over mu +- 3 sigma, but a draw (or an enqueued value) can lie
+    # far outside: its kernel is truncated to a sliver in its far tail, on either side
+    dim = Dimension(name="n", distribution="normal", mu=0.0, sigma=1.0)
+    for far in (9.0, -9.0):
+        # two values close together out there, many inside: the far kernels are narrow (and
+        # latest, so linear forgetting gives them full weight)
+        inside = np.linspace(-2.0, 2.0, 60)
+        est = ParzenEstimator([dim], np.concatenate([inside, [far, far * 0.999]])[:, None])
+        xs = np.linspace(-3.0, 3.0, 2001)[:, None]
+        dens = np.exp(est.log_pdf(xs))
+        assert np.all(np.isfinite(dens))
+        # the far kernels live within ~0.002 of the bound: integrate adaptively
+        pdf = lambda x: float(np.exp(est.log_pdf(np.array([[x]])))[0])  # noqa: E731
+        total = sum(integrate.quad(pdf, lo, hi, limit=200)[0] for lo, hi in ((-3, -2.9), (-2.9, 2.9), (2.9, 3)))
+        assert total == pytest.approx(1.0, abs=0.01)
+        draws = est.sample(np.random.default_rng(0), 5000)
+        assert draws.min() >= -3.0 and draws.max() <= 3.0
+        # and they follow the density
+        mean = sum(integrate.quad(lambda x: x * pdf(x), lo, hi, limit=200)[0]
+                   for lo, hi in ((-3, -2.9), (-2.9, 2.9), (2.9, 3)))
+        assert float(draws.mean()) == pytest.approx(mean, abs=0.05)
+
+
 def test_bandwidths_follow_the_neighbour_rule_with_the_magic_clip():
     obs = np.array([[0.1], [0.2], [0.6]])
     est = ParzenEstimator([U01], obs)

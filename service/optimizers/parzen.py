@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+from scipy.special import log_ndtr, ndtri_exp
 
 from service.space import Dimension
 
@@ -91,10 +91,15 @@ class ParzenEstimator:
         self.high = np.array(highs)
         self.mu = np.array(mus).T.reshape(k, len(self.num))          # (K, Dn)
         self.sigma = np.array(sigmas).T.reshape(k, len(self.num))
+        # Standardised bounds, mirrored where the interval lies above the mean so that both
+        # sit in the lower tail, and kept as log CDFs: a kernel centred on a normal-family value
+        # far beyond mu +- 3 sigma has a mass like 1e-900, which plain CDFs round to 0.
         a = (self.low - self.mu) / self.sigma
         b = (self.high - self.mu) / self.sigma
-        self._cdf_a, self._cdf_b = ndtr(a), ndtr(b)
-        self._log_mass = np.log(np.maximum(self._cdf_b - self._cdf_a, 1e-300))
+        self._flip = np.where(a > 0, -1.0, 1.0)
+        self._log_cdf_lo = log_ndtr(np.where(a > 0, -b, a))
+        log_cdf_hi = log_ndtr(np.where(a > 0, -a, b))
+        self._log_mass = log_cdf_hi + np.log1p(-np.exp(np.minimum(self._log_cdf_lo - log_cdf_hi, -1e-300)))
 
         self.cat_probs = []                            # per categorical dimension: (K, C)
         for j in self.cat:
@@ -113,9 +118,11 @@ class ParzenEstimator:
         comp = rng.choice(len(self.log_weights), size=size, p=np.exp(self.log_weights))
         out = np.empty((size, len(self.dims)))
         if self.num:
-            lo_u, hi_u = self._cdf_a[comp], self._cdf_b[comp]
-            u = lo_u + rng.random((size, len(self.num))) * (hi_u - lo_u)
-            x = self.mu[comp] + self.sigma[comp] * ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+            # inverse CDF in log space: u = cdf_lo + r * mass, z = ndtri(u)
+            r = rng.random((size, len(self.num)))
+            log_u = np.logaddexp(self._log_cdf_lo[comp], np.log(np.maximum(r, 1e-300)) + self._log_mass[comp])
+            z = self._flip[comp] * ndtri_exp(np.minimum(log_u, 0.0))
+            x = self.mu[comp] + self.sigma[comp] * z
             out[:, self.num] = np.clip(x, self.low, self.high)
         for j, probs in zip(self.cat, self.cat_probs):
             cum = np.cumsum(probs[comp], axis=1)
