@@ -5,11 +5,13 @@ the caller's lease token (fencing): a worker whose lease ran out matches no row 
 """
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Text, and_, bindparam, case, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -224,12 +226,42 @@ def study_curves(session: Session, study_id: int, max_step: int) -> list[tuple[i
     )
 
 
-def history(session: Session, study_id: int) -> list[tuple[dict[str, Any], float | None, str]]:
-    """(params, value, state) of every trial of a study, for the optimizers."""
+class JsonParams(Mapping[str, Any]):
+    """A trial's params as their stored JSON text, decoded on first use. At N = 5000 trials,
+    decoding every trial's params took 19 of the 27 ms of a history read, and the model-based
+    engines look at a few hundred of them (their bounded histories)."""
+
+    __slots__ = ("_text", "_data")
+
+    def __init__(self, text: str):
+        self._text = text
+        self._data: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = json.loads(self._text)
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self):
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    def __repr__(self) -> str:
+        return repr(self._decoded())
+
+
+def history(session: Session, study_id: int) -> list[tuple[Mapping[str, Any], float | None, str]]:
+    """(params, value, state) of every trial of a study, for the optimizers; params are decoded
+    lazily (JsonParams), values and states are not."""
     return [
-        (params, value, state)
-        for params, value, state in session.execute(
-            select(TRIALS.c.params, TRIALS.c.value, TRIALS.c.state).where(TRIALS.c.study_id == study_id)
+        (JsonParams(text), value, state)
+        for text, value, state in session.execute(
+            select(cast(TRIALS.c.params, Text), TRIALS.c.value, TRIALS.c.state).where(TRIALS.c.study_id == study_id)
         ).all()
     ]
 
