@@ -2,21 +2,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from service.launch import ServerDidNotStart, free_port, wait_healthy  # noqa: E402
 
 
 def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str]:
@@ -29,12 +22,9 @@ def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    try:
+        wait_healthy(proc, base, timeout=30)
+    except ServerDidNotStart:
+        proc.kill()
+        raise
+    return proc, base

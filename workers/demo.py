@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from service.launch import ServerDidNotStart, free_port, wait_healthy
 from workers.client import ApiError, TuneClient
 
 # Short trials that still separate good from bad settings: 4 epochs on digits, small nets.
@@ -33,12 +32,6 @@ PARAMETERS = {
 ENDED = ("completed", "pruned", "failed", "diverged")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if k != "TUNESERVE_API_TOKEN"}
     env.update(TUNESERVE_DATABASE_URL=f"sqlite:///{(data_dir / 'tuneserve.db').resolve()}",
@@ -50,18 +43,13 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
         start_new_session=True,  # Ctrl-C reaches the demo alone, which then stops everything in order
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}; see {data_dir / 'server.log'}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit(f"the server did not come up in 60 s; see {data_dir / 'server.log'}")
+    try:
+        wait_healthy(proc, url, timeout=60, poll=0.2)
+    except ServerDidNotStart as err:
+        if proc.poll() is None:
+            proc.terminate()
+        raise SystemExit(f"{err}; see {data_dir / 'server.log'}") from err
+    return proc, url
 
 
 def create_study(client: TuneClient, name: str, trials: int, method: str) -> dict:

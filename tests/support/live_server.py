@@ -2,21 +2,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from service.launch import ServerDidNotStart, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:
@@ -44,18 +36,12 @@ class LiveServer:
              "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode} (log: {self.log_path})")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not become healthy in time")
+        try:
+            wait_healthy(self.proc, self.url, timeout)
+        except ServerDidNotStart as err:
+            self.stop()
+            raise RuntimeError(f"{err} (log: {self.log_path})") from err
+        return self
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
