@@ -47,7 +47,7 @@ import numpy as np
 
 from service.optimizers._history import derive_seed, first_apart, internal_row, ordered
 from service.optimizers.base import Suggestion
-from service.optimizers.tpe import TPEOptimizer
+from service.optimizers.tpe import GOOD_CAP, TPEOptimizer
 from service.space import Dimension
 
 # hyperopt logs every suggest at INFO; the service's logs should not carry that.
@@ -55,9 +55,8 @@ logging.getLogger("hyperopt").setLevel(logging.WARNING)
 
 # A pending trial the guard keeps rejecting is re-drawn at most this many times.
 MAX_REDRAWS = 8
-# hyperopt never puts more than this many trials in its "good" group (its DEFAULT_LF, not a
-# tpe.suggest argument), so a bounded history keeps this many best trials whole.
-_HYPEROPT_GOOD_CAP = 25
+# GOOD_CAP (25, from tpe.py) is also hyperopt's own cap on its "good" group (its DEFAULT_LF, not a
+# tpe.suggest argument), so the shared bounded history keeps every trial hyperopt could call good.
 # hyperopt builds a pyll graph per Domain; spaces repeat across calls, so keep a few compiled.
 _DOMAIN_CACHE_SIZE = 32
 
@@ -198,7 +197,7 @@ class HyperoptTPEOptimizer(TPEOptimizer):
         "good" trials as it would have picked from the full one: ceil(gamma * sqrt(n)), capped."""
         if n_used >= n_full:
             return self.gamma
-        n_good = min(math.ceil(self.gamma * math.sqrt(n_full)), _HYPEROPT_GOOD_CAP)
+        n_good = min(math.ceil(self.gamma * math.sqrt(n_full)), GOOD_CAP)
         return (n_good - 1e-9) / math.sqrt(n_used)
 
     # -- the Optimizer interface --------------------------------------------------------------
