@@ -15,6 +15,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from service.schemas.enums import ENDED_STATES
 from service.launch import ServerDidNotStart, free_port, wait_healthy
 from workers.client import ApiError, TuneClient
 
@@ -29,7 +30,7 @@ PARAMETERS = {
     "batch_size": {"values": [32, 64, 128]},
     "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
 }
-ENDED = ("completed", "pruned", "failed", "diverged")
+ENDED = tuple(ENDED_STATES)
 
 
 def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:

@@ -15,6 +15,7 @@ from service.db.engine import Database
 from service.domain import protocol
 from service.domain import studies as study_domain
 from service.domain.views import trial_read
+from service.schemas.enums import StudyState, TrialState
 from service.schemas.studies import StudyCreate, StudyRead
 from service.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
 from service.store import studies as study_store
@@ -68,7 +69,7 @@ async def create_study(request: Request, db: Database = Depends(get_db)) -> Stud
 
 
 @router.get("", response_model=list[StudyRead])
-def list_studies(state: str | None = None, db: Database = Depends(get_db)) -> list[StudyRead]:
+def list_studies(state: StudyState | None = None, db: Database = Depends(get_db)) -> list[StudyRead]:
     with db.transaction() as s:
         return [study_domain.study_read(s, st) for st in study_store.list_studies(s, state)]
 
@@ -114,7 +115,7 @@ def ask(name: str, body: AskRequest, db: Database = Depends(get_db)) -> list[Tri
 @router.get("/{name}/trials", response_model=TrialPage)
 def list_trials(
     name: str,
-    state: str | None = Query(default=None, pattern="^(waiting|running|completed|pruned|failed|diverged)$"),
+    state: TrialState | None = Query(default=None),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
     db: Database = Depends(get_db),

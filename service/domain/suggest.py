@@ -23,21 +23,21 @@ from service.db.engine import Database
 from service.db.models import Study
 from service.optimizers.base import Observation, SpaceExhausted, Suggestion
 from service.optimizers.registry import get_optimizer, grid_size
+from service.schemas.enums import ACTIVE_STATES, VALUED_STATES
 from service.space import SearchSpace
 from service.store import studies as study_store
 from service.store import trials as trial_store
 
 log = logging.getLogger("tuneserve.suggest")
 
-PENDING_STATES = ("waiting", "running")
 
 
 def _observations(rows, space: SearchSpace) -> tuple[list[Observation], list[dict[str, Any]]]:
     completed, pending = [], []
     for params, value, state in rows:
-        if state in PENDING_STATES:
+        if state in ACTIVE_STATES:
             pending.append(params)
-        elif state in ("completed", "pruned"):
+        elif state in VALUED_STATES:
             completed.append(Observation(params=params, value=value, state=state))
         else:  # failed, diverged: taught as worse than the worst completed value by the optimizer
             completed.append(Observation(params=params, value=None, state=state))

@@ -5,9 +5,10 @@ import importlib
 
 from service.optimizers.base import Optimizer
 from service.optimizers.grid import check_finite
+from service.schemas.enums import Method
 from service.space import SearchSpace
 
-METHODS = ("random", "grid", "tpe", "tpe_hyperopt", "gp")
+METHODS = tuple(m.value for m in Method)
 
 # module, class: imported on first use so a server that never runs TPE needs no hyperopt.
 _FACTORIES = {

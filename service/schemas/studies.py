@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from service.schemas.enums import StudyState
 from service.schemas.trials import TrialRead
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
@@ -76,7 +77,7 @@ class StudyRead(BaseModel):
     description: str
     method: str
     metric: MetricSpec
-    state: str
+    state: StudyState
     parameters: dict[str, Any]
     max_trials: int | None
     max_concurrent: int | None

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.schemas.enums import FailKind, Method, TrialState
+
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
 
@@ -41,16 +43,16 @@ class TrialRead(BaseModel):
     id: int
     study: str
     number: int
-    state: str
+    state: TrialState
     params: dict[str, Any]
-    method: str
+    method: Method | Literal["enqueued"] = Field(description="The engine that drew the params, or 'enqueued'")
     attempt: int
     worker_id: str | None
     value: float | None
     metrics: dict[str, Any]
     last_step: int | None
     stop_reason: str | None
-    fail_kind: str | None
+    fail_kind: FailKind | None
     fail_reason: str | None
     lease_expires_at: datetime | None
     created_at: datetime
@@ -144,14 +146,11 @@ class CompleteResponse(BaseModel):
     next: TrialLease | None = None
 
 
-FailKind = Literal["error", "diverged", "oom", "timeout", "killed", "invalid_params", "other"]
-
-
 class FailRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lease_token: str = TOKEN
     reason: str = Field(default="", max_length=20_000)
-    kind: FailKind = "error"
+    kind: FailKind = Field(default=FailKind.ERROR, description="Why it failed; lease_expired is the server's own")
 
 
 class PruneRequest(BaseModel):

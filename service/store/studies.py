@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session
 from service.db.models import Study, Trial
 from service.errors import StudyNotFound
 
-ACTIVE_TRIAL_STATES = ("waiting", "running")
-TRIAL_STATES = ("waiting", "running", "completed", "pruned", "failed", "diverged")
+from service.schemas.enums import ACTIVE_STATES as ACTIVE_TRIAL_STATES
+from service.schemas.enums import TrialState
+
+TRIAL_STATES = tuple(TrialState)
 
 
 def insert_study(session: Session, **fields: Any) -> Study:

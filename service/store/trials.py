@@ -22,7 +22,6 @@ from service.db.models import Study, Trial, TrialReport, utcnow
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__
 STUDIES = Study.__table__
-ENDED_STATES = ("completed", "pruned", "failed", "diverged")
 
 
 def new_token() -> str:

@@ -1,0 +1,49 @@
+"""The names that travel on the wire and in the database: study and trial states, fail kinds and
+optimizer methods. One StrEnum each, shared by the models, the wire types (so OpenAPI lists the
+values) and the worker SDK; a member compares equal to its string, so stored rows need no mapping.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TrialState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+
+# A trial that may still produce a result: pending for the optimizers, active for the budget.
+ACTIVE_STATES = (TrialState.WAITING, TrialState.RUNNING)
+ENDED_STATES = (TrialState.COMPLETED, TrialState.PRUNED, TrialState.FAILED, TrialState.DIVERGED)
+# Ended with a value the optimizers learn from as it is (failed and diverged count as worse than any).
+VALUED_STATES = (TrialState.COMPLETED, TrialState.PRUNED)
+
+
+class StudyState(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FINISHED = "finished"
+
+
+class FailKind(StrEnum):
+    ERROR = "error"
+    DIVERGED = "diverged"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    INVALID_PARAMS = "invalid_params"
+    LEASE_EXPIRED = "lease_expired"
+    OTHER = "other"
+
+
+class Method(StrEnum):
+    RANDOM = "random"
+    GRID = "grid"
+    TPE = "tpe"
+    TPE_HYPEROPT = "tpe_hyperopt"
+    GP = "gp"
