@@ -1,0 +1,73 @@
+"""`tuneserve trial show ID`: one trial's params, state, curve and the tail of its log."""
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from service.cli import _render as render
+from service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
+from service.space import flatten_params
+
+app = typer.Typer(help="Look at single trials.", no_args_is_help=True)
+
+# The columns a practitioner reads first, in this order; any other metric follows.
+CURVE_FIRST = ("train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio")
+
+
+@app.command()
+def show(
+    trial_id: Annotated[int, typer.Argument(min=1, help="The trial's id.", show_default=False)],
+    log_lines: Annotated[int, typer.Option("--log-lines", min=0, help="Lines of the trial's log to show.")] = 20,
+    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+) -> None:
+    """Params, state, timings, the per-step curve, and the tail of the trial's log."""
+    with Api(server, token) as api:
+        trial = api.get(f"/trials/{trial_id}")
+        log = api.get(f"/trials/{trial_id}/log", ok404=True) if log_lines else None
+    if as_json:
+        print_json(trial)
+        return
+    out.print(f"[bold]trial {trial['id']}[/] (study {trial['study']}, #{trial['number']}): "
+              f"{trial['state']}, value {render.number(trial['value'])}, method {trial['method']}, "
+              f"attempt {trial['attempt']}, worker {trial.get('worker_id') or '-'}")
+    for key in ("fail_kind", "fail_reason", "stop_reason"):
+        if trial.get(key):
+            out.print(f"{key.replace('_', ' ')}: {trial[key]}")
+    diagnosis = trial.get("diagnosis")
+    if diagnosis:
+        out.print(f"diagnosis: [bold]{diagnosis.get('label')}[/]"
+                  + (f" ({diagnosis['cause']})" if diagnosis.get("cause") else "")
+                  + (f": {diagnosis['advice']}" if diagnosis.get("advice") else ""))
+    out.print("params:")
+    for key, value in sorted(flatten_params(trial["params"]).items()):
+        out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}")
+    reports = trial.get("reports") or []
+    if reports:
+        out.print(_curve(reports))
+    text = _log_text(log)
+    if text:
+        tail = text.rstrip("\n").splitlines()[-log_lines:]
+        out.print(f"[bold]log[/] (last {len(tail)} lines):")
+        for line in tail:
+            out.print(line, markup=False)
+
+
+def _curve(reports: list[dict]) -> Table:
+    names = {k for r in reports for k in r["metrics"]}
+    cols = [k for k in CURVE_FIRST if k in names] + sorted(names - set(CURVE_FIRST))
+    table = Table(box=None, header_style="bold", title="reports", title_justify="left")
+    table.add_column("step", justify="right")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for r in reports:
+        table.add_row(str(r["step"]), *(render.number(r["metrics"].get(c)) for c in cols))
+    return table
+
+
+def _log_text(log) -> str:
+    if log is None:
+        return ""
+    if isinstance(log, dict):
+        return log.get("text") or log.get("log") or ""
+    return str(log)

@@ -1,0 +1,140 @@
+"""The `tuneserve` command line against a real server: the study lifecycle, trials, export, and the
+human messages it gives instead of tracebacks."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app, main
+from service.launch import free_port
+
+SWEEP = """\
+name: cli-sweep
+method: random
+metric: {name: val_loss, goal: minimize}
+run_cap: 3
+seed: 3
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+  width: {values: [8, 16]}
+"""
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
+
+    return run
+
+
+def _run_trials(url: str, study: str, n: int, delay: float = 0.0) -> list[int]:
+    ids = []
+    with httpx.Client(base_url=url + "/api/v1", timeout=30) as c:
+        for i in range(n):
+            time.sleep(delay)
+            lease = c.post("/trials/claim", json={"worker_id": "cli-test", "study": study}).json()
+            tid, tok = lease["trial_id"], lease["lease_token"]
+            for step in (1, 2):
+                c.post(f"/trials/{tid}/report", json={"lease_token": tok, "step": step,
+                                                      "metrics": {"train_loss": 1.0 / step, "val_loss": 1.5 / step + i}})
+            c.post(f"/trials/{tid}/complete", json={"lease_token": tok, "value": 0.75 + i,
+                                                    "metrics": {"val_acc": 0.9 - i / 10}})
+            ids.append(tid)
+    return ids
+
+
+def test_study_lifecycle_from_a_sweep_file(cli, live_server, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SWEEP)
+    url = live_server.url
+    r = cli("study", "create", str(sweep), "--server", url)
+    assert r.exit_code == 0, r.output
+    assert "created study cli-sweep" in r.output and "method random" in r.output
+
+    env = {"TUNESERVE_SERVER": url}  # the same server from the environment, for every command
+    r = cli("study", "list", env=env)
+    assert r.exit_code == 0 and "cli-sweep" in r.output and "0/3" in r.output
+
+    ids = _run_trials(url, "cli-sweep", 2)
+    r = cli("study", "status", "cli-sweep", env=env)
+    assert r.exit_code == 0, r.output
+    assert "2/3 done" in r.output and "best: trial 0, val_loss = 0.75" in r.output
+
+    r = cli("study", "trials", "cli-sweep", "--state", "completed", env=env)
+    assert r.exit_code == 0 and r.output.count("completed") == 2
+
+    r = cli("study", "pause", "cli-sweep", env=env)
+    assert r.exit_code == 0 and "is paused" in r.output
+    r = cli("study", "resume", "cli-sweep", env=env)
+    assert r.exit_code == 0 and "is running" in r.output
+
+    r = cli("trial", "show", str(ids[1]), env=env)
+    assert r.exit_code == 0, r.output
+    assert "completed, value 1.75" in r.output and "train_loss" in r.output and "val_loss" in r.output
+
+    out = tmp_path / "trials.csv"
+    r = cli("study", "export", "cli-sweep", "--format", "csv", "-o", str(out), env=env)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    # random search draws ahead: the third trial already waits in the queue
+    assert [(row["state"], row["value"]) for row in rows] == [("completed", "0.75"), ("completed", "1.75"), ("waiting", "")]
+    assert rows[0]["method"] == "random" and rows[0]["metrics.val_acc"] == "0.9"
+    assert {"params.lr", "params.width", "fail_kind", "fail_reason"} <= set(rows[0])
+
+    r = cli("study", "export", "cli-sweep", "--format", "json", env=env)
+    assert r.exit_code == 0
+    assert [t["number"] for t in json.loads(r.output)] == [0, 1, 2]
+
+    r = cli("study", "stop", "cli-sweep", env=env)
+    assert r.exit_code == 0 and "is stopped" in r.output
+    r = cli("study", "delete", "cli-sweep", "--yes", env=env)
+    assert r.exit_code == 0
+    r = cli("study", "status", "cli-sweep", env=env)
+    assert r.exit_code == 1 and "not found" in r.output
+
+
+def test_watch_follows_the_study_until_it_finishes(cli, live_server, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(SWEEP)
+    url = live_server.url
+    assert cli("study", "create", str(sweep), "-s", url).exit_code == 0
+    runner = threading.Thread(target=_run_trials, args=(url, "cli-sweep", 3, 0.3))
+    runner.start()
+    try:
+        r = cli("study", "status", "cli-sweep", "--watch", "--interval", "0.2", "-s", url)
+    finally:
+        runner.join(60)
+    assert r.exit_code == 0, r.output
+    assert "cli-sweep: finished" in r.output and "3/3 done" in r.output
+
+
+def test_errors_are_one_readable_line(cli, live_server, tmp_path):
+    r = cli("study", "status", "x", "--server", f"http://127.0.0.1:{free_port()}")
+    assert r.exit_code == 1
+    assert "cannot reach the tuneserve server" in r.output and "Traceback" not in r.output
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nmethod: random\nparameters:\n  lr: {min: 1.0, max: 0.1}\n")
+    r = cli("study", "create", str(bad), "--server", live_server.url)
+    assert r.exit_code == 1
+    assert "parameters.lr" in r.output and "must be < max" in r.output
+
+    r = cli("study", "create", str(tmp_path / "missing.yaml"), "--server", live_server.url)
+    assert r.exit_code == 1 and "cannot read" in r.output
+
+
+def test_worker_and_demo_keep_their_own_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["worker", "--help"])
+    assert exc.value.code == 0
+    assert "--slots" in capsys.readouterr().out
