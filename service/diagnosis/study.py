@@ -223,9 +223,9 @@ def _edge_rule(ended: list[TrialSummary], space: SearchSpace, goal: str, t: Thre
             continue
         units = [_unit(x, lo, hi, dim.is_log) for x in xs]
         if min(units) >= 1 - t.edge:
-            end, where, act = hi, "top", "raise its upper bound"
+            where, act = "top", "raise its upper bound"
         elif max(units) <= t.edge and not (lo <= 0 and not dim.is_log):
-            end, where, act = lo, "bottom", "lower its lower bound"  # a floor of 0 (dropout) cannot move
+            where, act = "bottom", "lower its lower bound"  # a floor of 0 (dropout) cannot move
         else:
             continue
         out.append(Advice("edge_of_range", f"The best {k} trials all sit at the {where} of {dim.name}'s range "
