@@ -54,6 +54,11 @@ def test_nan_before_any_update_is_bad_data_from_the_reason_alone():
     assert "no learning rate" in d.advice
 
 
+def test_a_reason_that_says_before_the_first_update_is_bad_data():
+    d = diagnose_trial([], state="diverged", fail_reason="loss was inf before the first update in my script")
+    assert (d.label, d.cause) == ("diverged", "bad_data")
+
+
 def test_a_first_loss_far_above_ln_c_is_bad_scale_with_the_ratio():
     d = diagnose_trial(_epochs([5000.0], initial_loss=4046.0, num_classes=10), state="diverged")
     assert (d.label, d.cause) == ("diverged", "bad_scale")

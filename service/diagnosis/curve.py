@@ -74,9 +74,6 @@ class Curve:
     def values(self, name: str) -> list[float]:
         return [v for _, v in self.series(name)]
 
-    def has(self, name: str) -> bool:
-        return any(name in r for r in self.rows)
-
     def first(self, name: str) -> float | None:
         for r in self.rows:
             if name in r:

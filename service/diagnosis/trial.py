@@ -183,7 +183,7 @@ def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
                                 "initial_loss": num(f.initial), "chance_loss": num(chance)}
     init = f.initial
 
-    if init is not None and not math.isfinite(init):
+    if (init is not None and not math.isfinite(init)) or (init is None and f.extra.get("before_update")):
         return f.done(Label.DIVERGED, "The loss was already NaN before the first update, so no learning "
                       "rate caused it: the inputs (or labels) hold NaN or inf; check the data "
                       "(torch.isfinite(x).all()) before tuning anything.", evidence, Cause.BAD_DATA)
