@@ -32,9 +32,12 @@ def test_digits_reaches_95_percent_in_a_few_epochs():
     final = train_cnn({"epochs": 5, "optimizer": {"name": "adam", "lr": 3e-3}, "seed": 1}, ctx)
     assert final["val_acc"] >= 0.95
     assert [step for step, _ in ctx.history] == [1, 2, 3, 4, 5]
-    for _, metrics in ctx.history:
-        assert set(metrics) == EPOCH_METRICS
+    for step, metrics in ctx.history:
+        # Step 1 also carries the loss before any update and C, to compare with ln(C).
+        assert set(metrics) == EPOCH_METRICS | ({"initial_loss", "num_classes"} if step == 1 else set())
         assert all(math.isfinite(v) for v in metrics.values())
+    assert ctx.history[0][1]["num_classes"] == 10
+    assert ctx.history[0][1]["initial_loss"] == pytest.approx(math.log(10), rel=0.1)
     first, last = ctx.history[0][1], ctx.history[-1][1]
     assert last["val_loss"] < first["val_loss"]
     assert 0 < last["update_ratio"] < 1 and last["images_per_second"] > 0

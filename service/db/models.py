@@ -47,6 +47,8 @@ class Study(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")
     # Trial numbers handed out so far (enqueued or suggested); the budget is counted against it.
     next_number: Mapped[int] = mapped_column(Integer, default=0)
+    # The sanity gate: config, state, figures and verdict (service.diagnosis.SanityResult); NULL if never asked.
+    sanity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -70,6 +72,7 @@ class Trial(Base):
     state: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)  # flat: dotted names -> values
     method: Mapped[str] = mapped_column(String(32))  # engine that produced the params, or "enqueued"
+    kind: Mapped[str] = mapped_column(String(16), default="trial", server_default="trial")  # trial | sanity
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -81,6 +84,8 @@ class Trial(Base):
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when told to stop
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # service.diagnosis.Diagnosis.to_json(), computed when the trial ends.
+    diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -47,3 +47,37 @@ class Method(StrEnum):
     TPE = "tpe"
     TPE_HYPEROPT = "tpe_hyperopt"
     GP = "gp"
+
+
+class TrialKind(StrEnum):
+    TRIAL = "trial"      # an ordinary trial of the study's search
+    SANITY = "sanity"    # the sanity gate's run (service/diagnosis/sanity.py)
+
+
+class DiagnosisLabel(StrEnum):
+    """What a trial's curves say (service/diagnosis)."""
+
+    HEALTHY = "healthy"
+    DIVERGED = "diverged"
+    LR_TOO_HIGH = "lr_too_high"
+    LR_TOO_LOW = "lr_too_low"
+    PLATEAU = "plateau"
+    OVERFITTING = "overfitting"
+    UNDERFITTING = "underfitting"
+    NOISY = "noisy"
+
+
+class DiagnosisCause(StrEnum):
+    """The likely cause of a divergence (NaN, inf or an exploded loss)."""
+
+    LR_TOO_HIGH = "lr_too_high"   # the loss rose from the first epochs, the gradient norm grew
+    BAD_DATA = "bad_data"         # NaN before any update: NaN or inf in the inputs
+    BAD_SCALE = "bad_scale"       # a first loss far above ln(C): inputs or initial weights too large
+
+
+class SanityState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"

@@ -26,6 +26,8 @@ class TrainConfig:
     dataset: str = "digits"            # digits | shapes[:n=..,size=..,classes=..] | path/to/file.npz
     data_fraction: float = 1.0         # fidelity knob: stratified share of the training set used
     class_balanced: bool = False       # oversample rare classes so each batch is about balanced
+    normalize: bool = True             # standardise inputs with train-split statistics; false feeds raw
+                                       # values (checks what an unnormalised pipeline does)
     # model
     width: int = 32                    # filters of the first block; doubles each block
     depth: int = 2                     # conv blocks (two 3x3 convs each, then 2x2 pooling while >= 4px)

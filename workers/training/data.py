@@ -40,30 +40,62 @@ class Dataset:
 
 def load_dataset(config: TrainConfig, device: torch.device | str = "cpu") -> Dataset:
     """The dataset the config names, subsampled to its data_fraction, normalised with the training
-    split's per-channel mean and std, on `device`."""
+    split's per-channel mean and std (unless `normalize` is off), on `device`."""
     raw = _load_raw(config.dataset)
     x_train, y_train = raw.x_train, raw.y_train
     if config.data_fraction < 1:
         keep = stratified_subset(y_train.numpy(), config.data_fraction, seed=config.seed)
         x_train, y_train = x_train[keep], y_train[keep]
+    if not config.normalize:
+        return Dataset(x_train, y_train, raw.x_val, raw.y_val, raw.num_classes).to(device)
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return Dataset((x_train - mean) / std, y_train, (raw.x_val - mean) / std, raw.y_val,
                    raw.num_classes).to(device)
 
 
+DATASET_HELP = ("use 'digits[:scale=..,nan=..]', 'shapes[:n=..,size=..,classes=..,channels=..,noise=..,"
+                "scale=..,nan=..]' or a path to an .npz file")
+
+
 @functools.lru_cache(maxsize=4)
 def _load_raw(spec: str) -> Dataset:
     # Cached: a worker runs many trials on the same data, and generating shapes is not free.
-    if spec == "digits":
-        return digits()
-    if spec == "shapes" or spec.startswith("shapes:"):
-        options = dict(kv.split("=", 1) for kv in spec.partition(":")[2].split(",") if kv)
-        return shapes(**{k: int(v) if k != "noise" else float(v) for k, v in options.items()})
     if spec.endswith(".npz") or spec.startswith("npz:"):
         return from_npz(spec.removeprefix("npz:"))
-    raise ValueError(f"unknown dataset {spec!r}: use 'digits', 'shapes[:n=..,size=..,classes=..]' "
-                     f"or a path to an .npz file")
+    name, _, option_text = spec.partition(":")
+    try:
+        options = {k: float(v) for k, v in (kv.split("=", 1) for kv in option_text.split(",") if kv)}
+    except ValueError:
+        raise ValueError(f"dataset {spec!r}: options are name=number pairs; {DATASET_HELP}") from None
+    scale, nan = options.pop("scale", 1.0), options.pop("nan", 0.0)
+    if name == "digits" and not options:
+        data = digits()
+    elif name == "shapes":
+        if not set(options) <= {"n", "size", "classes", "channels", "noise", "seed"}:
+            raise ValueError(f"dataset {spec!r}: unknown option(s) {sorted(options)}; {DATASET_HELP}")
+        data = shapes(**{k: v if k == "noise" else int(v) for k, v in options.items()})
+    else:
+        raise ValueError(f"unknown dataset {spec!r}: {DATASET_HELP}")
+    return corrupt(data, scale=scale, nan=nan)
+
+
+def corrupt(data: Dataset, scale: float = 1.0, nan: float = 0.0) -> Dataset:
+    """The data as a broken pipeline would deliver it, for checking that diagnosis and the sanity
+    gate notice: every input multiplied by `scale` (raw units, e.g. 0-255 pixels, when normalisation
+    is off), and one NaN pixel in a `nan` share of the training images (at least one when > 0)."""
+    if not math.isfinite(scale) or not 0 <= nan <= 1:
+        raise ValueError("dataset options: scale must be a finite number and nan a share in [0, 1]")
+    if scale == 1.0 and nan == 0.0:
+        return data
+    x_train = data.x_train * scale
+    if nan > 0:
+        rng = np.random.default_rng(np.random.SeedSequence([SPLIT_SEED, 1]))
+        n = len(x_train)
+        rows = rng.choice(n, max(1, round(n * nan)), replace=False)
+        pixels = rng.integers(0, x_train[0].numel(), len(rows))
+        x_train.view(n, -1)[torch.from_numpy(rows), torch.from_numpy(pixels)] = float("nan")
+    return Dataset(x_train, data.y_train, data.x_val * scale, data.y_val, data.num_classes)
 
 
 def digits() -> Dataset:
@@ -97,15 +129,24 @@ SHAPE_NAMES = ("plus", "hbar", "vbar", "disk", "frame", "triangle", "cross", "ri
 def shapes(n: int = 2000, size: int = 16, classes: int = 4, channels: int = 1, noise: float = 0.3,
            seed: int = 0) -> Dataset:
     """A generated classification task: which of the first `classes` shapes (most distinct first) is drawn, at a random position,
-    scale and brightness, on a noisy background. 80% train, 20% val."""
-    if not 2 <= classes <= len(SHAPE_NAMES):
-        raise ValueError(f"shapes: classes must be in 2..{len(SHAPE_NAMES)}")
+    scale and brightness, on a noisy background. 80% train, 20% val.
+
+    Up to 20 classes: beyond 10, a class is a shape and a size band, the first ten drawn small
+    (half-side 0.15-0.25 of the image) and the next ones large (0.32-0.45), so a model must tell
+    both what and how big."""
+    if not 2 <= classes <= 2 * len(SHAPE_NAMES):
+        raise ValueError(f"shapes: classes must be in 2..{2 * len(SHAPE_NAMES)}")
     if size < 8:
         raise ValueError("shapes: size must be >= 8")
     rng = np.random.default_rng(seed)
-    y = np.arange(n) % classes
-    rng.shuffle(y)
-    half = rng.uniform(0.2, 0.35, n) * size               # half the shape's side, in pixels
+    labels = np.arange(n) % classes
+    rng.shuffle(labels)
+    y = labels % len(SHAPE_NAMES)                          # the shape drawn
+    if classes <= len(SHAPE_NAMES):
+        half = rng.uniform(0.2, 0.35, n) * size           # half the shape's side, in pixels
+    else:
+        large = labels >= len(SHAPE_NAMES)
+        half = np.where(large, rng.uniform(0.32, 0.45, n), rng.uniform(0.15, 0.25, n)) * size
     cy, cx = (rng.uniform(half, size - half) for _ in range(2))
     grid = np.arange(size, dtype=np.float32) + 0.5
     dy = (grid[None, :, None] - cy[:, None, None]) / half[:, None, None]  # shape-local coordinates
@@ -123,12 +164,12 @@ def shapes(n: int = 2000, size: int = 16, classes: int = 4, channels: int = 1, n
         "vbar": (abs(dx) <= 0.3) & (abs(dy) <= 1),
         "diamond": abs(dx) + abs(dy) <= 1,
     }
-    stack = np.stack([masks[name] for name in SHAPE_NAMES[:classes]], axis=1)  # (n, classes, s, s)
+    stack = np.stack([masks[name] for name in SHAPE_NAMES[:min(classes, len(SHAPE_NAMES))]], axis=1)
     img = stack[np.arange(n), y].astype(np.float32) * rng.uniform(0.5, 1.0, (n, 1, 1))
     tint = rng.uniform(0.5, 1.0, (n, channels, 1, 1)).astype(np.float32)
     x = img[:, None] * tint + noise * rng.standard_normal((n, channels, size, size)).astype(np.float32)
     cut = int(n * 0.8)
-    return _tensors(x[:cut], y[:cut], x[cut:], y[cut:])
+    return _tensors(x[:cut], labels[:cut], x[cut:], labels[cut:])
 
 
 def from_npz(path: str) -> Dataset:

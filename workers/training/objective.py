@@ -1,5 +1,6 @@
-"""What an objective is and what it is handed: the `Context` (report, device, stop) and the loader
-that turns `builtin:cnn` or `module:function` into a callable `(params, context) -> float | dict`.
+"""What an objective is and what it is handed: the `Context` (report, device, stop, and the sanity
+check's request) and the loader that turns `builtin:cnn` or `module:function` into a callable
+`(params, context) -> float | dict`.
 
 The worker daemon subclasses Context to send reports to the server; `LocalContext` runs an objective
 with no server at all (tests, benchmarks, a notebook).
@@ -11,7 +12,8 @@ import importlib.util
 import math
 import os
 import sys
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -27,17 +29,59 @@ class Diverged(Exception):
         self.metrics = metrics or {}
 
 
+@dataclass(frozen=True)
+class SanityRequest:
+    """This run is the study's sanity check: fit `samples` training examples (stratified) until
+    training accuracy reaches 99% or the loss falls below 1% of its start, or `max_epochs`; try the
+    learning rates in `lrs` in order when given. A subprocess program reads the same from the
+    environment (`to_env`)."""
+
+    samples: int
+    max_epochs: int
+    lrs: tuple[float, ...] = ()
+
+    ENV = ("TUNESERVE_SANITY_SAMPLES", "TUNESERVE_SANITY_MAX_EPOCHS", "TUNESERVE_SANITY_LRS")
+
+    def to_env(self) -> dict[str, str]:
+        samples, epochs, lrs = self.ENV
+        return {samples: str(self.samples), epochs: str(self.max_epochs),
+                **({lrs: ",".join(repr(lr) for lr in self.lrs)} if self.lrs else {})}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "SanityRequest | None":
+        samples, epochs, lrs = cls.ENV
+        if samples not in environ:
+            return None
+        return cls(int(environ[samples]), int(environ[epochs]),
+                   tuple(float(x) for x in environ.get(lrs, "").split(",") if x))
+
+
+def supports_sanity(objective: Objective) -> Objective:
+    """Mark an objective that takes part in the sanity gate: when `context.sanity` is set it runs the
+    sanity check (see SanityRequest) instead of a trial, reports per epoch as usual (train_loss,
+    train_acc; initial_loss and num_classes at step 1 when it can) and calls `context.sanity_done()`."""
+    objective.supports_sanity = True  # type: ignore[attr-defined]
+    return objective
+
+
 class Context:
     """Handed to every objective. `report(step, **metrics)` returns False when the trial should stop
-    (the server's pruner, a stopped study, a draining worker); `device` is the assigned device."""
+    (the server's pruner, a stopped study, a draining worker); `device` is the assigned device;
+    `sanity` is None, or a SanityRequest when this run is the study's sanity check."""
 
     def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
-                 trial_id: int | None = None):
+                 trial_id: int | None = None, sanity: SanityRequest | None = None):
         self.device = torch.device(device)
         self.params = params or {}
         self.trial_id = trial_id
         self.history: list[tuple[int, dict[str, float]]] = []
         self.stop_reason: str | None = None
+        self.sanity = sanity
+        self.sanity_figures: dict[str, float] | None = None
+
+    def sanity_done(self, **figures: float) -> None:
+        """Say the sanity check ran (figures beyond the reports are optional, e.g. `input_std`)."""
+        self.sanity_figures = {k: float(v) for k, v in figures.items()}
 
     def report(self, step: int, **metrics: float) -> bool:
         clean = {k: float(v) for k, v in metrics.items()}
@@ -59,8 +103,9 @@ class LocalContext(Context):
     """A context with no server: reports are kept in `history`; `stop_after` simulates a pruner."""
 
     def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
-                 stop_after: int | None = None, on_report: Callable[[int, dict[str, float]], None] | None = None):
-        super().__init__(device, params)
+                 stop_after: int | None = None, on_report: Callable[[int, dict[str, float]], None] | None = None,
+                 sanity: SanityRequest | None = None):
+        super().__init__(device, params, sanity=sanity)
         self.stop_after = stop_after
         self.on_report = on_report
 

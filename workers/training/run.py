@@ -20,7 +20,7 @@ from torch import nn
 from workers.training.config import TrainConfig
 from workers.training.data import Dataset, augment, epoch_batches, load_dataset
 from workers.training.nets import build_cnn
-from workers.training.objective import Context, Diverged
+from workers.training.objective import Context, Diverged, supports_sanity
 
 SYNC_EVERY = 50  # steps between checks of the running loss for NaN/inf
 # Cross-entropy starts near ln(C); a loss 100x that has exploded even when clipping and batch norm
@@ -88,7 +88,7 @@ def train_epoch(model, opt, data: Dataset, c: TrainConfig, sched: LrSchedule, ep
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     norm_sum = torch.zeros((), device=dev)
-    seen, before = 0, None
+    seen, before, initial = 0, None, None
     batches = epoch_batches(data.y_train, c.batch_size, c.class_balanced, gen)
     for i, idx in enumerate(batches):
         xb, yb = data.x_train[idx], data.y_train[idx]
@@ -102,6 +102,8 @@ def train_epoch(model, opt, data: Dataset, c: TrainConfig, sched: LrSchedule, ep
         with autocast():
             out = model(xb)
             loss = F.cross_entropy(out, yb, label_smoothing=c.label_smoothing)
+        if epoch == 0 and i == 0:  # the loss before any update: one host sync per trial
+            initial = check_initial_loss(loss.item(), data.num_classes, lr)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in model.parameters() if p.grad is not None]
@@ -116,14 +118,28 @@ def train_epoch(model, opt, data: Dataset, c: TrainConfig, sched: LrSchedule, ep
         correct += (out.argmax(1) == yb).sum()
         seen += len(idx)
         if (i + 1) % SYNC_EVERY == 0 and exploded(loss_sum.item() / seen, data.num_classes):
-            raise Diverged(f"train_loss={loss_sum.item() / seen:.4g} at epoch {epoch + 1} step {i + 1} "
-                           f"(lr={lr:.3g})")
+            running = loss_sum.item() / seen
+            first = f", initial_loss={initial:.4g}" if initial is not None else ""
+            raise Diverged(f"train_loss={running:.4g} at epoch {epoch + 1} step {i + 1} (lr={lr:.3g}, "
+                           f"num_classes={data.num_classes}{first})",
+                           {"train_loss": running, "lr": lr, "epoch": epoch + 1, "num_classes": data.num_classes,
+                            **({"initial_loss": initial} if initial is not None else {})})
     with torch.no_grad():
         update = torch.stack([(p.detach() - b).norm() for p, b in zip(params, before)]).norm()
         weight = torch.stack([b.norm() for b in before]).norm()
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "grad_norm": norm_sum.item() / len(batches), "update_ratio": (update / weight).item(),
-            "lr": lr, "images": seen}
+            "lr": lr, "images": seen, **({"initial_loss": initial} if initial is not None else {})}
+
+
+def check_initial_loss(loss: float, num_classes: int, lr: float) -> float:
+    """The loss before the first update, which should be about ln(C). Not finite there means no
+    update did it: the inputs (or the loss) hold NaN or inf, whatever the learning rate."""
+    if not math.isfinite(loss):
+        raise Diverged(f"initial_loss={loss} before the first update (NaN or inf in the inputs?); "
+                       f"num_classes={num_classes} lr={lr:.3g}",
+                       {"initial_loss": loss, "num_classes": num_classes, "lr": lr, "epoch": 1})
+    return loss
 
 
 @torch.no_grad()
@@ -142,8 +158,12 @@ def evaluate(model, data: Dataset, c: TrainConfig, autocast) -> dict[str, float]
     return {"val_loss": loss_sum.item() / n, "val_acc": correct.item() / n}
 
 
+@supports_sanity
 def train_cnn(params: dict[str, Any], context: Context, data: Dataset | None = None) -> dict[str, float]:
     """The `builtin:cnn` objective. `data` overrides the config's dataset (benchmarks, tests)."""
+    if context.sanity is not None:  # the study's sanity check, not a trial
+        from workers.training.sanity import run_sanity  # imports this module
+        return run_sanity(params, context, data=data)
     c = TrainConfig.from_params(params)
     dev = context.device
     seed_everything(c.seed)
@@ -171,10 +191,14 @@ def train_cnn(params: dict[str, Any], context: Context, data: Dataset | None = N
         images = train.pop("images")
         metrics = {**train, **val, "epoch_seconds": time.perf_counter() - t0,
                    "images_per_second": images / train_seconds}
+        if epoch == 0:  # the loss before any update, to compare with ln(C): see service/diagnosis
+            metrics["num_classes"] = data.num_classes
         for name in ("train_loss", "val_loss"):
             if exploded(metrics[name], data.num_classes) or not math.isfinite(metrics["grad_norm"]):
+                first = f", initial_loss={metrics['initial_loss']:.4g}" if "initial_loss" in metrics else ""
                 raise Diverged(f"{name}={metrics[name]:.4g} at epoch {epoch + 1} (lr={metrics['lr']:.3g}, "
-                               f"grad_norm={metrics['grad_norm']:.3g})", metrics)
+                               f"grad_norm={metrics['grad_norm']:.3g}, num_classes={data.num_classes}{first})",
+                               {**metrics, "epoch": epoch + 1, "num_classes": data.num_classes})
         if not context.report(epoch + 1, **metrics):
             break
         sched.end_epoch(metrics["val_loss"])

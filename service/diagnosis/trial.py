@@ -1,0 +1,452 @@
+"""Diagnose one trial from its curves: what went wrong, the numbers that show it, what to change.
+
+The rules read the per-step reports the server stores (train_loss, val_loss, train_acc, val_acc,
+lr, grad_norm, update_ratio, and `initial_loss` / `num_classes` when reported; any may be missing),
+the trial's state and its fail reason. They are tried in order, first match wins:
+
+  diverged      a loss went NaN/inf or exploded (100 ln C); the cause is bad_data when the loss was
+                already NaN before any update, bad_scale when it started far above ln(C), else
+                lr_too_high
+  lr_too_high   the loss never got 10% below its start and rose 1.5x in the first epochs (or the
+                update ratio is far above 1e-3), or the training loss climbed back up late
+  lr_too_low    the loss never got 10% below its start, did not rise, the update ratio is tiny
+  overfitting   validation rose after its best epoch while training kept falling, or ended 3x
+                above a low training loss
+  underfitting  both losses high (training above half of ln C) and stalled, or nothing learnt at
+                all although the weights moved
+  plateau       fell by 30%+, then stalled for 3 epochs at a constant lr, not yet fitted
+  noisy         the validation curve spikes away from its neighbours twice or more
+  healthy       none of the above
+
+Thresholds live in thresholds.py. A running trial gets the same rules, marked provisional.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from service.diagnosis.curve import Curve, is_loss, reason_figures, to_float
+from service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from service.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
+
+Label, Cause = DiagnosisLabel, DiagnosisCause
+
+
+def num(x: float | int | None, digits: int = 4) -> float | int | str | None:
+    """A figure for evidence: 4 significant digits, JSON-safe (NaN and infinities as strings,
+    the form the server stores them in)."""
+    if x is None:
+        return None
+    if isinstance(x, int) and not isinstance(x, bool):
+        return x
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return float(f"{x:.{digits}g}")
+
+
+def fmt(x: float | None) -> str:
+    """A figure for a sentence: 3 significant digits."""
+    if x is None:
+        return "?"
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{x:.3g}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    label: DiagnosisLabel
+    advice: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    cause: DiagnosisCause | None = None
+    provisional: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": str(self.label), "cause": None if self.cause is None else str(self.cause),
+                "evidence": dict(self.evidence), "advice": self.advice, "provisional": self.provisional}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Diagnosis":
+        """Rebuild from to_json(); stored JSON is input too, so unknown labels are an error."""
+        cause = data.get("cause")
+        return cls(label=DiagnosisLabel(data["label"]), advice=str(data.get("advice", "")),
+                   evidence=dict(data.get("evidence") or {}),
+                   cause=None if cause is None else DiagnosisCause(cause),
+                   provisional=bool(data.get("provisional", False)))
+
+
+@dataclass
+class _Facts:
+    curve: Curve
+    extra: dict[str, float]          # final metrics and the fail reason's figures
+    num_classes: int | None
+    initial: float | None            # the loss before any update (may be NaN)
+    provisional: bool
+    t: Thresholds
+
+    @property
+    def chance(self) -> float | None:
+        return math.log(self.num_classes) if self.num_classes and self.num_classes >= 2 else None
+
+    def last(self, name: str) -> float | None:
+        values = self.curve.values(name)
+        if values:
+            return values[-1]
+        value = self.extra.get(name)
+        return value if value is not None and math.isfinite(value) else None
+
+    def done(self, label: Label, advice: str, evidence: dict[str, Any], cause: Cause | None = None) -> "Diagnosis":
+        evidence = {k: v for k, v in evidence.items() if v is not None}
+        return Diagnosis(label, advice, evidence, cause, self.provisional)
+
+
+def diagnose_trial(
+    reports: Iterable[Any] = (),
+    *,
+    state: str = TrialState.COMPLETED,
+    fail_kind: str | None = None,
+    fail_reason: str | None = None,
+    final_metrics: Mapping[str, Any] | None = None,
+    metric: str = "val_loss",
+    num_classes: int | None = None,
+    initial_loss: float | None = None,
+    thresholds: Thresholds = THRESHOLDS,
+) -> Diagnosis | None:
+    """The trial's diagnosis, or None when there is nothing to judge: a waiting trial, or one that
+    failed (not diverged) or reported no loss at all. `final_metrics` are figures known at the end
+    that never became a stored report (a Diverged exception's metrics); `num_classes` and
+    `initial_loss` default to the reported metrics of those names."""
+    if state == TrialState.WAITING:
+        return None
+    curve = Curve.from_reports(reports)
+    extra = reason_figures(fail_reason)
+    for name, value in (final_metrics or {}).items():
+        number = to_float(value)
+        if number is not None:
+            extra[name] = number
+    classes = num_classes or curve.first("num_classes") or extra.get("num_classes")
+    initial = initial_loss if initial_loss is not None else curve.first("initial_loss")
+    if initial is None:
+        initial = extra.get("initial_loss")
+    f = _Facts(curve, extra, int(classes) if classes else None, initial, state == TrialState.RUNNING, thresholds)
+
+    diverged = _diverged(f, state == TrialState.DIVERGED or fail_kind == "diverged")
+    if diverged is not None:
+        return diverged
+    train = curve.series("train_loss")
+    val = curve.series("val_loss") or (curve.series(metric) if is_loss(metric) else [])
+    main = train or val
+    if not main:
+        return None
+    for rule in (_lr_too_high, _lr_too_low, _overfitting, _underfitting, _plateau, _noisy):
+        found = rule(f, main, train, val)
+        if found is not None:
+            return found
+    return _healthy(f, main, train, val)
+
+
+# ---- diverged ----------------------------------------------------------------------------------
+
+def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
+    t, chance = f.t, f.chance
+    bad = f.curve.first_non_finite()
+    if bad is None:
+        for name in sorted(f.extra):
+            if is_loss(name) and not math.isfinite(f.extra[name]):
+                step = f.extra.get("epoch", f.extra.get("step"))
+                bad = (int(step) if step is not None else None, name, f.extra[name])
+                break
+    exploded = None
+    if chance is not None:
+        for step, row in zip(f.curve.steps, f.curve.rows):
+            over = [n for n in sorted(row) if is_loss(n) and math.isfinite(row[n])
+                    and row[n] > t.exploded_factor * chance and n != "initial_loss"]
+            if over:
+                exploded = (step, over[0], row[over[0]])
+                break
+    if not (ended_diverged or bad or exploded):
+        return None
+    where = bad or exploded
+    if where is None:  # ended diverged, no figure says where: the reason's or the last loss
+        losses = {n: v for n, v in f.extra.items() if is_loss(n) and n != "initial_loss"}
+        name = next(iter(sorted(losses)), None)
+        step = f.extra.get("epoch", f.extra.get("step"))
+        where = (int(step) if step is not None else None, name, losses.get(name))
+    step, name, value = where
+    what = "went non-finite" if value is not None and not math.isfinite(value) else "exploded"
+    evidence: dict[str, Any] = {"step": step, "metric": name, "value": num(value),
+                                "initial_loss": num(f.initial), "chance_loss": num(chance)}
+    init = f.initial
+
+    if (init is not None and not math.isfinite(init)) or (init is None and f.extra.get("before_update")):
+        return f.done(Label.DIVERGED, "The loss was already NaN before the first update, so no learning "
+                      "rate caused it: the inputs (or labels) hold NaN or inf; check the data "
+                      "(torch.isfinite(x).all()) before tuning anything.", evidence, Cause.BAD_DATA)
+    if init is not None and chance is not None and init > t.bad_scale_factor * chance:
+        evidence["initial_over_chance"] = num(init / chance, 3)
+        return f.done(Label.DIVERGED, f"The loss started at {fmt(init)} before any update, "
+                      f"{init / chance:.0f}x ln({f.num_classes}) = {fmt(chance)}: the inputs or initial "
+                      f"weights are far too large; normalise the inputs to zero mean and unit variance "
+                      f"and check the weight init.", evidence, Cause.BAD_SCALE)
+
+    lr = f.last("lr")
+    grads = f.curve.values("grad_norm")
+    if "grad_norm" in f.extra and math.isfinite(f.extra["grad_norm"]) and (not grads or f.extra["grad_norm"] != grads[-1]):
+        grads = grads + [f.extra["grad_norm"]]
+    losses = f.curve.values("train_loss") or f.curve.values("val_loss")
+    growing = len(grads) >= 2 and grads[-1] > 2 * grads[0]
+    rising = bool(losses) and init is not None and max(losses) > t.rise_factor * init
+    evidence.update({"lr": num(lr), "grad_norm_first": num(grads[0]) if grads else None,
+                     "grad_norm_last": num(grads[-1]) if grads else None,
+                     "grad_norm_growing": growing or None, "loss_rising": rising or None})
+    at = f" at epoch {step}" if step is not None else ""
+    # A sound first loss rules out the data and the scale; what is left is the step size.
+    if init is not None or growing or rising or lr is not None:
+        grad_text = f", gradient norm {fmt(grads[0])} -> {fmt(grads[-1])}" if len(grads) >= 2 else ""
+        try_lr = f" (try {fmt(lr / 10)})" if lr else ""
+        return f.done(Label.DIVERGED, f"The loss {what}{at} (lr {fmt(lr)}{grad_text}) after a sound "
+                      f"start: lower the learning rate{try_lr} or clip the gradient norm at 5-15.",
+                      evidence, Cause.LR_TOO_HIGH)
+    return f.done(Label.DIVERGED, f"The loss {what}{at} with nothing reported before it: lower the "
+                  f"learning rate first; if it persists, check the inputs for NaN/inf and that they are "
+                  f"normalised (report initial_loss and num_classes to tell these apart).", evidence)
+
+
+# ---- is it learning ----------------------------------------------------------------------------
+
+def _start(f: _Facts, main: list[tuple[int, float]]) -> float:
+    return f.initial if f.initial is not None and math.isfinite(f.initial) else main[0][1]
+
+
+def _progress(start: float, best: float) -> float:
+    return (start - best) / abs(start) if start else 0.0
+
+
+def _rose(f: _Facts, main: list[tuple[int, float]]) -> float | None:
+    """The highest early loss when it went rise_factor above the start, else None."""
+    start = _start(f, main)
+    early = [v for _, v in main[:f.t.early_steps]]
+    if f.initial is None or not math.isfinite(f.initial):
+        early = early[1:]  # the first report is the start itself
+    peak = max(early, default=None)
+    return peak if peak is not None and peak >= f.t.rise_factor * start else None
+
+
+def _update_ratio(f: _Facts) -> float | None:
+    values = f.curve.values("update_ratio")
+    return statistics.median(values) if values else None
+
+
+def _the_lr(lr: float | None) -> str:
+    return f"the learning rate {fmt(lr)}" if lr is not None else "the learning rate"
+
+
+def _configured_lr(f: _Facts) -> float | None:
+    """The lr the trial started with (schedules only lower it afterwards), the one to change."""
+    first = f.curve.first("lr")
+    return first if first is not None and math.isfinite(first) else f.extra.get("lr")
+
+
+def _lr_too_high(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    values = [v for _, v in main]
+    start, best = _start(f, main), min(values)
+    enough = len(main) >= 2 or (len(main) >= 1 and f.initial is not None)
+    peak, ratio, lr = _rose(f, main), _update_ratio(f), _configured_lr(f)
+    evidence = {"start": num(start), "best": num(best), "last": num(values[-1]), "early_peak": num(peak),
+                "update_ratio": num(ratio), "lr": num(lr)}
+    lower = f" (try {fmt(lr / 10)})" if lr else ""
+    if enough and _progress(start, best) < t.no_progress and (peak is not None or (ratio or 0) >= t.update_ratio_high):
+        why = (f"jumped to {fmt(peak)} in the first epochs" if peak is not None
+               else f"the update ratio is {fmt(ratio)}, far above ~1e-3")
+        return f.done(Label.LR_TOO_HIGH, f"The loss never got below its start ({fmt(start)}, best {fmt(best)}) "
+                      f"and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence)
+    if train and len(train) >= 3:
+        tv = [v for _, v in train]
+        best_i = min(range(len(tv)), key=tv.__getitem__)
+        now = _smoothed_last(tv)  # a rise that lasts, not one bad epoch
+        if best_i < len(tv) - 1 and now >= t.rise_factor * tv[best_i] and now - tv[best_i] >= 0.1 * abs(start):
+            evidence.update({"best_step": train[best_i][0], "best": num(tv[best_i]), "last": num(now)})
+            return f.done(Label.LR_TOO_HIGH, f"The training loss climbed back from {fmt(tv[best_i])} at epoch "
+                          f"{train[best_i][0]} to {fmt(now)} by epoch {train[-1][0]}: the steps are too "
+                          f"large to settle; lower the learning rate{lower} or decay it.", evidence)
+    return None
+
+
+def _lr_too_low(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    if len(main) < 3:
+        return None
+    values = [v for _, v in main]
+    start, best = _start(f, main), min(values)
+    ratio, lr = _update_ratio(f), _configured_lr(f)
+    if _progress(start, best) >= t.no_progress or _rose(f, main) is not None:
+        return None
+    if ratio is not None and ratio > t.update_ratio_low:
+        return None  # the weights move at a normal pace and still nothing is learnt: not the lr
+    moved = f", update ratio {fmt(ratio)} against ~1e-3" if ratio is not None else ""
+    return f.done(Label.LR_TOO_LOW, f"The loss barely moved ({fmt(start)} -> {fmt(values[-1])} in {len(main)} "
+                  f"epochs{moved}): {_the_lr(lr)} is too low; raise it 10x or more.",
+                  {"start": num(start), "best": num(best), "last": num(values[-1]), "steps": len(main),
+                   "update_ratio": num(ratio), "lr": num(lr)})
+
+
+# ---- the shape of the curves -------------------------------------------------------------------
+
+def _median3(values: list[float], i: int) -> float:
+    window = values[max(0, i - 1): i + 2]
+    return statistics.median(window)
+
+
+def _smoothed_last(values: list[float]) -> float:
+    return statistics.median(values[-3:])
+
+
+def _scale(f: _Facts, main) -> float:
+    return f.chance if f.chance is not None else abs(_start(f, main))
+
+
+def _overfitting(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    if len(train) < 3 or len(val) < 3:
+        return None
+    vs, ts = [v for _, v in val], dict(train)
+    smooth = [_median3(vs, i) for i in range(len(vs))]
+    k = min(range(len(vs)), key=smooth.__getitem__)
+    best_step, v_best, v_last = val[k][0], smooth[k], _smoothed_last(vs)
+    t_last = train[-1][1]
+    t_at_best = ts.get(best_step)
+    scale = _scale(f, main)
+    evidence = {"best_step": best_step, "val_best": num(v_best), "val_last": num(v_last),
+                "train_at_best": num(t_at_best), "train_last": num(t_last), "last_step": val[-1][0]}
+    rise = v_last - v_best
+    if (k < len(vs) - 1 and t_at_best is not None and t_last < t_at_best
+            and rise >= max(t.overfit_give_back * (vs[0] - v_best), t.overfit_min_rise * scale)):
+        return f.done(Label.OVERFITTING, f"The validation loss bottomed at {fmt(v_best)} at epoch {best_step} "
+                      f"and rose to {fmt(v_last)} by epoch {val[-1][0]} while the training loss fell to "
+                      f"{fmt(t_last)}: add regularisation (dropout, weight decay, augmentation) or data, or "
+                      f"stop at epoch {best_step}.", evidence)
+    if v_last >= t.gap_ratio * t_last and v_last - t_last >= t.gap_abs * scale:
+        evidence["gap_ratio"] = num(v_last / t_last if t_last > 0 else math.inf, 3)
+        return f.done(Label.OVERFITTING, f"The training loss fell to {fmt(t_last)} but the validation loss "
+                      f"is {fmt(v_last)} at epoch {val[-1][0]}: the model memorises the training set; add "
+                      f"regularisation (dropout, weight decay, augmentation) or more data.", evidence)
+    return None
+
+
+def _stalled(f: _Facts, series: list[tuple[int, float]]) -> float | None:
+    """The relative gain over the last stall_steps reports when under stall_gain, else None."""
+    n = f.t.stall_steps
+    if len(series) < n + 1:
+        return None
+    before = series[-n - 1][1]
+    gain = (before - min(v for _, v in series[-n:])) / abs(before) if before else 0.0
+    return gain if gain < f.t.stall_gain else None
+
+
+def _high(f: _Facts, main) -> bool:
+    last = main[-1][1]
+    if f.chance is not None:
+        return last >= f.t.underfit_loss * f.chance
+    acc = f.last("train_acc")
+    if acc is not None:
+        return acc < f.t.underfit_acc
+    return last >= f.t.underfit_loss * abs(_start(f, main))
+
+
+def _underfitting(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    values = [v for _, v in main]
+    start, ratio = _start(f, main), _update_ratio(f)
+    evidence = {"train_last": num(train[-1][1]) if train else None, "val_last": num(val[-1][1]) if val else None,
+                "chance_loss": num(f.chance), "train_acc": num(f.last("train_acc")),
+                "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start)}
+    if len(main) >= 3 and _progress(start, min(values)) < t.no_progress and ratio is not None:
+        return f.done(Label.UNDERFITTING, f"Almost nothing was learnt ({fmt(start)} -> {fmt(values[-1])}) although "
+                      f"the weights moved (update ratio {fmt(ratio)}): the model may be far too small or too "
+                      f"regularised, or the data broken; run the sanity gate to rule out the data.", evidence)
+    gain = _stalled(f, main)
+    if gain is None or not _high(f, main):
+        return None
+    if train and val and val[-1][1] > t.underfit_gap * train[-1][1]:
+        return None
+    evidence["recent_gain"] = num(gain, 3)
+    both = (f"training and validation loss both stay high ({fmt(train[-1][1])} and {fmt(val[-1][1])}"
+            if train and val else f"the loss stays high ({fmt(values[-1])}")
+    chance = f", chance is {fmt(f.chance)})" if f.chance is not None else ")"
+    return f.done(Label.UNDERFITTING, f"The {both}{chance} and stopped improving: the model lacks capacity or "
+                  f"is over-regularised; make it wider or deeper, or lower dropout and weight decay.", evidence)
+
+
+def _fitted(f: _Facts, main) -> bool:
+    last, acc = main[-1][1], f.last("train_acc")
+    if acc is not None and acc >= f.t.fitted_acc:
+        return True
+    scale = f.chance if f.chance is not None else abs(_start(f, main))
+    return last <= f.t.fitted_loss * scale
+
+
+def _plateau(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    values = [v for _, v in main]
+    start = _start(f, main)
+    gain = _stalled(f, main)
+    if gain is None or _progress(start, min(values)) < t.learnt or _fitted(f, main):
+        return None
+    window = f.curve.series("lr")
+    since = main[-t.stall_steps - 1][0]
+    lrs = [v for s, v in window if s >= since]
+    if lrs and lrs[-1] < 0.99 * lrs[0]:
+        return None  # the lr was already cut during the stall: a schedule is doing its job
+    lr = lrs[-1] if lrs else None
+    at = f" at lr {fmt(lr)}" if lr is not None else ""
+    return f.done(Label.PLATEAU, f"The loss fell from {fmt(start)} to {fmt(values[-1])} and has stalled since "
+                  f"epoch {since}{at}: lower the learning rate when it stalls (a step or plateau "
+                  f"schedule), or start 3-10x lower.",
+                  {"start": num(start), "last": num(values[-1]), "stalled_since": since,
+                   "recent_gain": num(gain, 3), "lr": num(lr)})
+
+
+def _noisy(f, main, train, val) -> Diagnosis | None:
+    t = f.t
+    series = val or main
+    if len(series) < 5:
+        return None
+    vs = [v for _, v in series]
+    tail = vs[1:]  # the first report is before most learning and would dwarf the range
+    span = max(tail) - min(tail)
+    spikes = []
+    for i in range(1, len(vs) - 1):
+        mid = _median3(vs, i)
+        dev = vs[i] - mid
+        if span > 0 and abs(dev) >= t.spike_range * span and abs(dev) >= t.spike_level * abs(mid):
+            spikes.append([series[i][0], num(vs[i])])
+    if len(spikes) < t.noisy_spikes:
+        return None
+    name = "validation loss" if val else "loss"
+    return f.done(Label.NOISY, f"The {name} jumps away from its neighbours at {len(spikes)} epochs "
+                  f"({', '.join(str(s) for s, _ in spikes[:4])}): lower the learning rate or raise the batch "
+                  f"size, and repeat the run before trusting its value.",
+                  {"spikes": spikes, "range": num(span)})
+
+
+def _healthy(f, main, train, val) -> Diagnosis:
+    values = [v for _, v in main]
+    start = _start(f, main)
+    evidence = {"start": num(start), "last": num(values[-1]), "steps": len(main),
+                "val_best": num(min(v for _, v in val)) if val else None, "train_acc": num(f.last("train_acc")),
+                "val_acc": num(f.last("val_acc"))}
+    if len(main) < 3:
+        return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported, no sign of trouble yet: too few to "
+                      f"judge more than divergence.", evidence)
+    gain = _stalled(f, main)
+    if gain is None and not _fitted(f, main):
+        return f.done(Label.HEALTHY, f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> "
+                      f"{fmt(values[-1])}): more epochs would likely help.", evidence)
+    return f.done(Label.HEALTHY, f"Learnt well ({fmt(start)} -> {fmt(values[-1])}) with no sign of over- or "
+                  f"underfitting: nothing to change in this configuration.", evidence)
