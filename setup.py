@@ -1,0 +1,11 @@
+"""Packaging that pyproject.toml cannot say: the Alembic folder `migrations/` stays at the top of the
+repository (where `alembic` and the tests expect it) and ships inside the wheel as
+`service/db/migrations`, so an installed tuneserve can migrate its database (service/db/migrate.py
+looks there first). Everything else about the package is in pyproject.toml."""
+from setuptools import find_packages, setup
+
+setup(
+    packages=find_packages(include=["service", "service.*", "workers", "workers.*", "tuneserve", "tuneserve.*"])
+    + ["service.db.migrations", "service.db.migrations.versions"],
+    package_dir={"service.db.migrations": "migrations"},
+)
