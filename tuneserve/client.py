@@ -93,11 +93,11 @@ class Client:
         return self._as(StudyRead, self.request("POST", "/studies", content=document.encode(),
                                                 headers={"Content-Type": "application/yaml"}))
 
-    def list_studies(self, state: str | None = None) -> list[StudyRead]:
-        return self._as(list[StudyRead], self.request("GET", "/studies", params={"state": state} if state else None))
+    def list_studies(self, state: str | None = None, **kw: Any) -> list[StudyRead]:
+        return self._as(list[StudyRead], self.request("GET", "/studies", params={"state": state} if state else None, **kw))
 
-    def get_study(self, name: str) -> StudyRead:
-        return self._as(StudyRead, self.request("GET", f"/studies/{name}"))
+    def get_study(self, name: str, **kw: Any) -> StudyRead:
+        return self._as(StudyRead, self.request("GET", f"/studies/{name}", **kw))
 
     def delete_study(self, name: str) -> None:
         self.request("DELETE", f"/studies/{name}")
@@ -124,9 +124,9 @@ class Client:
         query = {k: v for k, v in {"state": state, "limit": limit, "offset": offset}.items() if v is not None}
         return self._as(TrialPage, self.request("GET", f"/studies/{name}/trials", params=query or None))
 
-    def get_trial(self, trial_id: int) -> TrialRead:
+    def get_trial(self, trial_id: int, **kw: Any) -> TrialRead:
         """One trial with every report."""
-        return self._as(TrialRead, self.request("GET", f"/trials/{trial_id}"))
+        return self._as(TrialRead, self.request("GET", f"/trials/{trial_id}", **kw))
 
     def trial_log(self, trial_id: int, attempt: int | None = None) -> TrialLogRead:
         """The tail of the output log of a trial run by a program (the latest attempt by default)."""

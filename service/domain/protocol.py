@@ -68,7 +68,7 @@ def _claim_waiting(
     worker_store.record_seen(s, worker_id, objective, study_name)
     study = study_store.study_header_by_name(s, study_name) if study_name else None
     study_id = study.id if study is not None else None
-    if study is not None and objective is not None and not worker_store.can_run(study.objective, objective):
+    if study is not None and not worker_store.can_run(study.objective, objective):
         return None, []
     rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, objective=objective)
     if rows:
