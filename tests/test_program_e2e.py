@@ -141,3 +141,39 @@ def test_a_crash_fails_with_stderr_and_a_stop_ends_the_program(api, server, tmp_
         assert re.search(rf"event=pruned worker=pw trial={slow.id}", worker.log)
     finally:
         assert worker.stop() == 0
+
+
+TOGETHER = """
+    import json, os, sys, time
+    from pathlib import Path
+    from tuneserve import summary
+    meet = Path(sys.argv[1])
+    (meet / os.environ["TUNESERVE_TRIAL_ID"]).write_text(os.environ["TUNESERVE_DEVICE"])
+    deadline = time.time() + 120
+    while len(list(meet.iterdir())) < 2:   # both slots' programs must be running at once
+        if time.time() > deadline:
+            sys.exit("the other slot's program never started")
+        time.sleep(0.1)
+    print(json.dumps({k: os.environ[k] for k in ("TUNESERVE_TRIAL_ID", "TUNESERVE_DEVICE", "CUDA_VISIBLE_DEVICES")}))
+    summary(val_loss=float(os.environ["TUNESERVE_TRIAL_ID"]))
+"""
+
+
+def test_each_slot_runs_its_own_program_process(api, server, tmp_path):
+    program = tmp_path / "together.py"
+    program.write_text(textwrap.dedent(TOGETHER))
+    meet = tmp_path / "meet"
+    meet.mkdir()
+    api.create_study(name="slots", command=["${env}", "${interpreter}", str(program), str(meet)],
+                     method="random", max_trials=2, metric={"name": "val_loss", "goal": "minimize"},
+                     parameters={"x": {"min": 0.0, "max": 1.0}})
+    worker = Worker(server.url, tmp_path, "slots", "--slots", "2")
+    try:
+        wait_until(lambda: api.get_study("slots").counts.completed == 2, 240, "both slots' trials", worker)
+    finally:
+        assert worker.stop() == 0
+    trials = [api.get_trial(t.id) for t in api.trials("slots").items]
+    assert {t.worker_id for t in trials} == {"pw-s0", "pw-s1"}
+    for t in trials:
+        assert t.value == float(t.id)
+        assert f'"TUNESERVE_TRIAL_ID": "{t.id}", "TUNESERVE_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": ""' in api.trial_log(t.id).text
