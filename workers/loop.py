@@ -178,6 +178,10 @@ class Worker:
                 continue
             except ServerUnavailable:
                 return False
+            except ApiError as exc:  # e.g. a wrong token: say so and keep trying, as claims do
+                self.event("study_refused", level=logging.WARNING, status=exc.status, detail=exc.detail)
+                self.draining.wait(backoff.next())
+                continue
             self.objective_name, self.objective = self._runner_for(study)
             self.event("objective", study=self.study, objective=self.objective_name)
             return True

@@ -290,7 +290,7 @@ class _Run:
 
     def _upload(self, force: bool = False) -> None:
         upload = getattr(self.ctx, "upload_log", None)
-        if upload is None:
+        if upload is None or not self.log_path.exists():
             return
         text, size = read_tail(self.log_path)
         if size == self.uploaded_size and not force:
