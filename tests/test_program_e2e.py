@@ -113,6 +113,7 @@ SLOW_OR_CRASH = """
         raise ValueError("planted failure")
     signal.signal(signal.SIGTERM, lambda *_: (print("got SIGTERM", flush=True), sys.exit(143)))
     for step in range(1, 1000):
+        print(f"step {step}", flush=True)
         report(step, val_loss=1.0 / step)   # the answer is ignored on purpose: the signal stops it
         time.sleep(0.2)
 """
@@ -126,7 +127,7 @@ def test_a_crash_fails_with_stderr_and_a_stop_ends_the_program(api, server, tmp_
                      parameters={"mode": {"values": ["crash", "slow"]}})
     crash = api.enqueue("ctl", {"mode": "crash"})
     slow = api.enqueue("ctl", {"mode": "slow"})
-    worker = Worker(server.url, tmp_path, "ctl", "--kill-grace", "2")
+    worker = Worker(server.url, tmp_path, "ctl", "--kill-grace", "2", "--log-interval", "0.5")
     try:
         failed = wait_until(lambda: (t := api.get_trial(crash.id)).state == "failed" and t, 180, "the crash", worker)
         assert failed.fail_kind == "error"
@@ -134,6 +135,9 @@ def test_a_crash_fails_with_stderr_and_a_stop_ends_the_program(api, server, tmp_
         assert failed.fail_reason.rstrip().endswith("ValueError: planted failure")
         assert "about to fail" in api.trial_log(crash.id).text
         wait_until(lambda: (api.get_trial(slow.id).last_step or 0) >= 2, 120, "the slow trial's reports", worker)
+        # The log of a running trial is uploaded as it grows.
+        wait_until(lambda: "step 3" in _log_text(api, slow.id), 60, "the running trial's log", worker)
+        assert api.get_trial(slow.id).state == "running"
         api.stop_study("ctl")
         pruned = wait_until(lambda: (t := api.get_trial(slow.id)).state == "pruned" and t, 60, "the stop", worker)
         assert pruned.stop_reason == "study is stopped"
@@ -177,3 +181,25 @@ def test_each_slot_runs_its_own_program_process(api, server, tmp_path):
     for t in trials:
         assert t.value == float(t.id)
         assert f'"TUNESERVE_TRIAL_ID": "{t.id}", "TUNESERVE_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": ""' in api.trial_log(t.id).text
+
+
+def _log_text(api, trial_id: int) -> str:
+    try:
+        return api.trial_log(trial_id).text
+    except Exception:  # noqa: BLE001 - no log uploaded yet (404)
+        return ""
+
+
+def test_sigterm_drains_a_program_trial_back_to_the_queue(api, server, tmp_path):
+    program = tmp_path / "slow_or_crash.py"
+    program.write_text(textwrap.dedent(SLOW_OR_CRASH))
+    api.create_study(name="drain", program=str(program), method="random", max_trials=1, lease_seconds=10,
+                     metric={"name": "val_loss", "goal": "minimize"}, parameters={"mode": {"values": ["slow"]}})
+    worker = Worker(server.url, tmp_path, "drain", "--kill-grace", "2")
+    trial = wait_until(lambda: next((t for t in api.trials("drain").items if (t.last_step or 0) >= 2), None),
+                       120, "two reports", worker)
+    assert worker.stop() == 0  # SIGTERM: the next report is answered stop, then SIGTERM to the program
+    after = api.get_trial(trial.id)
+    assert after.state == "waiting" and after.attempt == 0  # released, not failed: another worker redoes it
+    assert "got SIGTERM" in api.trial_log(trial.id).text
+    assert re.search(rf"event=released worker=pw trial={trial.id}", worker.log)
