@@ -2,6 +2,7 @@
 can run a study, and the claim filter that keeps a worker to the studies it can run."""
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from sqlalchemy import ColumnElement, literal, or_, select, true
@@ -58,9 +59,23 @@ def _touch(dialect: str):
     )
 
 
+# (database, worker) -> (objective, study, when this process last wrote the row): a worker that
+# polls or claims back to back costs one statement per TOUCH_EVERY seconds, not one per claim.
+_written: dict[tuple[str, str], tuple[str | None, str | None, float]] = {}
+_WRITTEN_MAX = 10_000
+
+
 def record_seen(session: Session, worker_id: str, objective: str | None, study: str | None) -> None:
+    key = (str(session.bind.url), worker_id)
+    now = time.monotonic()
+    last = _written.get(key)
+    if last is not None and last[:2] == (objective, study) and now - last[2] < TOUCH_EVERY:
+        return
     session.execute(_touch(session.bind.dialect.name).values(
         id=worker_id, objective=objective, study=study, last_seen_at=db_epoch()))
+    if len(_written) >= _WRITTEN_MAX:
+        _written.clear()
+    _written[key] = (objective, study, now)
 
 
 def workers_for_study(session: Session, study_id: int, study_name: str, study_objective: str,
