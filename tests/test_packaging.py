@@ -36,6 +36,10 @@ def test_wheel_installs_and_runs_its_migrations(tmp_path):
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True).stdout
     assert "service/db/migrations/env.py" in names and "service/db/migrations/versions/0001_initial.py" in names
     assert "service/db/migrations/script.py.mako" in names and "tuneserve/report.py" in names
+    # Every module of the checkout is in the wheel (a package added later is not silently left out).
+    modules = {str(p.relative_to(src)) for top in ("service", "workers", "tuneserve") for p in (src / top).rglob("*.py")}
+    missing = sorted(m for m in modules if m not in names)
+    assert not missing, f"left out of the wheel: {missing}"
 
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=tmp_path)
