@@ -29,4 +29,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Seconds between sweeps that requeue trials whose lease ran out."
     )
     db_pool_size: int = Field(default=16, ge=1, description="Connections kept per server process.")
+    db_max_overflow: int | None = Field(
+        default=None, ge=0,
+        description="Extra connections a busy process may open beyond the pool; default max(pool, 40 - pool). "
+        "With several replicas on one PostgreSQL keep replicas x (pool + overflow + 12) under max_connections.",
+    )
     log_level: str = Field(default="info")

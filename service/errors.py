@@ -76,3 +76,11 @@ class BudgetExhausted(DomainError):
 
     def __init__(self, name: str, why: str):
         super().__init__(f"study {name!r}: {why}", study=name)
+
+
+class LogNotFound(DomainError):
+    code = "log_not_found"
+
+    def __init__(self, trial_id: int, attempt: int | None):
+        which = f"attempt {attempt} of trial {trial_id}" if attempt is not None else f"trial {trial_id}"
+        super().__init__(f"no log for {which}: only trials run by a program have one", trial_id=trial_id)

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors as api_errors
-from service.api import studies, trials
+from service.api import health, logs, studies, trials
 from service.api.deps import require_token
 from service.config import Settings
 from service.db.engine import Database
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         if settings.auto_migrate:
             await run_in_threadpool(upgrade, settings.database_url)
-        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
         app.state.db = db
         task = asyncio.create_task(_reaper(db, settings.reaper_interval))
         threading.Thread(target=_warm_up_optimizers, name="warm-up", daemon=True).start()
@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = [Depends(require_token)]
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(health.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

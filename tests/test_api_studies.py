@@ -53,8 +53,10 @@ def test_wandb_sweep_yaml_is_a_study(client):
     assert study["max_trials"] == 7
     assert study["metric"] == {"name": "val_acc", "goal": "maximize"}
     assert study["pruner"]["type"] == "hyperband"
-    lease = claim(client, "sweep1")
-    p = lease["params"]
+    assert study["objective"] == "program" and study["command"] == ["python", "train.py"]
+    assert claim(client, "sweep1") is None  # a client that names no objective never runs a program's trials
+    r = client.post("/api/v1/trials/claim", json={"worker_id": "w1", "study": "sweep1", "objective": "program"})
+    p = r.json()["params"]
     assert p["epochs"] == 5 and p["batch_size"] in (32, 64, 128)
     assert 8 <= p["arch"]["width"] <= 64 and isinstance(p["arch"]["width"], int)
     assert 1e-4 <= p["lr"] <= 0.1

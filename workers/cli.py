@@ -1,42 +1,26 @@
-"""`tuneserve worker`: parse the daemon's options (flags, else TUNESERVE_* environment variables)
-and run one worker loop, or a supervisor of `--slots K` worker processes."""
+"""`tuneserve worker`: the worker daemon's command line (typer). Every option can come from the
+TUNESERVE_* variable named in its help; `main(argv)` runs one worker loop, or a supervisor of
+`--slots K` worker processes. `tuneserve worker ...` (service/cli.py) dispatches here."""
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import socket
 import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from service.schemas.objectives import PROGRAM
+
+class MpsMode(str, Enum):
+    auto = "auto"
+    off = "off"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    p = argparse.ArgumentParser(
-        prog="tuneserve worker",
-        description="Pull trials from a tuneserve server, train them, report every epoch. "
-                    "Every option also reads the TUNESERVE_* variable named in its help.",
-    )
-    p.add_argument("--server", default=env("TUNESERVE_SERVER", "http://127.0.0.1:8000"),
-                   help="server URL (TUNESERVE_SERVER)")
-    p.add_argument("--token", default=env("TUNESERVE_TOKEN"), help="API token (TUNESERVE_TOKEN)")
-    p.add_argument("--study", default=env("TUNESERVE_STUDY"),
-                   help="serve only this study; default: any running study (TUNESERVE_STUDY)")
-    p.add_argument("--device", default=env("TUNESERVE_DEVICE", "auto"),
-                   help="auto | cpu | cuda | cuda:N (TUNESERVE_DEVICE)")
-    p.add_argument("--slots", type=int, default=int(env("TUNESERVE_SLOTS", "1")),
-                   help="trials run at once on the device, one process each (TUNESERVE_SLOTS)")
-    p.add_argument("--objective", default=env("TUNESERVE_OBJECTIVE", "builtin:cnn"),
-                   help="builtin:cnn, module:function or file.py:function (TUNESERVE_OBJECTIVE)")
-    p.add_argument("--worker-id", default=env("TUNESERVE_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
-                   help="name in logs and on the server (TUNESERVE_WORKER_ID)")
-    p.add_argument("--mps", choices=("auto", "off"), default=env("TUNESERVE_MPS", "auto"),
-                   help="with --slots > 1 on CUDA, start an MPS daemon when nvidia-cuda-mps-control "
-                        "is available (TUNESERVE_MPS)")
-    p.add_argument("--idle-max", type=float, default=float(env("TUNESERVE_IDLE_MAX", "3")),
-                   help="longest sleep between claims when there is no work, seconds")
-    p.add_argument("--log-level", default=env("TUNESERVE_LOG_LEVEL", "INFO"))
-    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
-    return p
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def resolve_devices(spec: str) -> list[str]:
@@ -51,40 +35,100 @@ def resolve_devices(spec: str) -> list[str]:
         spec = "cuda:0"
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SystemExit(f"--device {spec}: CUDA is not available on this machine")
+            raise typer.BadParameter(f"{spec}: CUDA is not available on this machine", param_hint="--device")
         index = torch.device(spec).index or 0
         if index >= torch.cuda.device_count():
-            raise SystemExit(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise typer.BadParameter(f"{spec}: only {torch.cuda.device_count()} CUDA device(s)", param_hint="--device")
     elif spec != "cpu":
-        raise SystemExit(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+        raise typer.BadParameter(f"must be auto, cpu, cuda or cuda:N, got {spec!r}", param_hint="--device")
     return [spec]
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(message)s")
+@app.command(help="Pull trials from a tuneserve server, run them, report every epoch. With --study, "
+                  "the study says what runs its trials: its `program` (run as `wandb agent` runs it) "
+                  "or its objective; otherwise --objective (default builtin:cnn).")
+def worker(
+    server: str = typer.Option("http://127.0.0.1:8000", envvar="TUNESERVE_SERVER", help="Server URL."),
+    token: Optional[str] = typer.Option(None, envvar="TUNESERVE_TOKEN", help="API token."),
+    study: Optional[str] = typer.Option(None, envvar="TUNESERVE_STUDY",
+                                        help="Serve only this study (default: any running study it can run)."),
+    device: str = typer.Option("auto", envvar="TUNESERVE_DEVICE", help="auto | cpu | cuda | cuda:N"),
+    slots: int = typer.Option(1, envvar="TUNESERVE_SLOTS", min=1,
+                              help="Trials run at once on the device, one process each."),
+    objective: Optional[str] = typer.Option(
+        None, envvar="TUNESERVE_OBJECTIVE",
+        help="builtin:cnn, module:function, file.py:function, or `program` (needs --study). "
+             "Default: what the study names, else builtin:cnn."),
+    worker_id: Optional[str] = typer.Option(None, envvar="TUNESERVE_WORKER_ID",
+                                            help="Name in logs and on the server (default hostname-pid)."),
+    mps: MpsMode = typer.Option(MpsMode.auto, envvar="TUNESERVE_MPS",
+                            help="With --slots > 1 on CUDA, start an MPS daemon when nvidia-cuda-mps-control "
+                                 "is available."),
+    idle_max: float = typer.Option(3.0, envvar="TUNESERVE_IDLE_MAX",
+                                   help="Longest sleep between claims when there is no work, seconds."),
+    runs_dir: Path = typer.Option(Path("tuneserve-runs"), envvar="TUNESERVE_RUNS_DIR",
+                                  help="Programs: where each trial's directory (output.log, params.json) goes."),
+    interpreter: str = typer.Option("python", envvar="TUNESERVE_INTERPRETER",
+                                    help="Programs: what ${interpreter} expands to (W&B: python)."),
+    kill_grace: float = typer.Option(30.0, envvar="TUNESERVE_KILL_GRACE",
+                                     help="Programs: seconds between SIGTERM and SIGKILL when a trial is stopped."),
+    log_interval: float = typer.Option(30.0, envvar="TUNESERVE_LOG_INTERVAL",
+                                       help="Programs: seconds between uploads of a running trial's log."),
+    log_level: str = typer.Option("INFO", envvar="TUNESERVE_LOG_LEVEL"),
+    parent_pid: Optional[int] = typer.Option(None, hidden=True),
+) -> None:
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown events
-    if args.slots < 1:
-        raise SystemExit("--slots must be >= 1")
-    devices = resolve_devices(args.device)
-    if args.token:
-        os.environ["TUNESERVE_TOKEN"] = args.token  # slots inherit it without it showing in `ps`
-    if args.slots > 1:
+    worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    if objective == PROGRAM and not study:
+        raise typer.BadParameter("a worker that runs programs serves one study: add --study NAME",
+                                 param_hint="--objective")
+    devices = resolve_devices(device)
+    if token:
+        os.environ["TUNESERVE_TOKEN"] = token  # slots inherit it without it showing in `ps`
+    if slots > 1:
         from workers.slots import run_slots
 
-        child = ["--server", args.server, "--objective", args.objective, "--idle-max", str(args.idle_max),
-                 "--log-level", args.log_level] + (["--study", args.study] if args.study else [])
-        return run_slots(child, args.slots, args.worker_id, devices, use_mps=args.mps == "auto")
+        child = ["--server", server, "--idle-max", str(idle_max), "--log-level", log_level,
+                 "--runs-dir", str(runs_dir), "--interpreter", interpreter, "--kill-grace", str(kill_grace),
+                 "--log-interval", str(log_interval)]
+        child += (["--study", study] if study else []) + (["--objective", objective] if objective else [])
+        raise typer.Exit(run_slots(child, slots, worker_id, devices, use_mps=mps == MpsMode.auto))
 
-    from workers.loop import Worker
+    from workers.loop import ConfigError, Worker
     from workers.training.objective import load_objective
 
-    objective = load_objective(args.objective)  # a bad spec fails now, not on the first trial
-    worker = Worker(args.server, objective, worker_id=args.worker_id, device=devices[0], study=args.study,
-                    token=args.token, idle_cap=args.idle_max, parent_pid=args.parent_pid)
-    return worker.run()
+    program_options = dict(runs_dir=runs_dir, interpreter=interpreter, kill_grace=kill_grace,
+                           log_interval=log_interval)
+    if study:
+        # What runs the study's trials is learned from the study before the first claim.
+        fn, name = None, None
+    else:
+        name = objective or "builtin:cnn"
+        try:
+            fn = load_objective(name)  # a bad spec fails now, not on the first trial
+        except (ValueError, ImportError, OSError) as err:
+            raise typer.BadParameter(str(err), param_hint="--objective") from None
+    w = Worker(server, fn, worker_id=worker_id, device=devices[0], study=study, token=token,
+               idle_cap=idle_max, parent_pid=parent_pid, objective_name=name, requested=objective,
+               program_options=program_options)
+    try:
+        code = w.run()
+    except (ConfigError, ValueError, ImportError) as err:
+        typer.echo(f"tuneserve worker: {err}", err=True)
+        code = 2
+    raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command with `argv` (default sys.argv[1:]); returns the exit status."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="tuneserve worker")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

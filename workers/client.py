@@ -1,46 +1,20 @@
-"""The tuneserve REST API over httpx: the worker daemon's transport and the Python SDK.
+"""`TuneClient`: the tuneserve API answering plain JSON (dicts), kept for code written before the
+typed client. New code: `from tuneserve import Client` (the same calls, answering wire types).
 
-    from workers.client import TuneClient
-    client = TuneClient("http://127.0.0.1:8000")
-    client.create_study({"name": "digits", "metric": {"name": "val_loss", "goal": "minimize"},
-                         "method": "tpe", "parameters": {"lr": {"min": 1e-4, "max": 1e-1,
-                         "distribution": "log_uniform_values"}}, "max_trials": 20})
-    trial = client.ask("digits")[0]          # a HeldTrial: params, report(), complete(), ...
-    trial.report(1, val_loss=0.3)
-    trial.complete(0.3)
-
-Answers are the server's JSON (dicts), so the client needs nothing of the service's code. Errors:
-`ApiError` (4xx, with `status`, `code`, `detail`), `LeaseLost` (409/404 on a held trial: the trial is
-someone else's now), `ServerUnavailable` (no answer, or 5xx, after the retry budget). Transport
-errors and 5xx are retried with exponential backoff and full jitter; claim is the one call that is
-not idempotent, and a claim whose answer is lost simply expires with its lease.
+Both share one transport (tuneserve/_transport.py: httpx, retries by tenacity honouring
+Retry-After) and one set of errors: `ApiError` (4xx, with `status`, `code`, `detail`), `LeaseLost`
+(409/404 on a held trial), `ServerUnavailable` (no answer, or 5xx, after the retry budget).
+`Backoff` is the daemon's own sleep policy when idle or restarting a slot.
 """
 from __future__ import annotations
 
-import json as jsonlib
-import math
 import random
-import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
-import httpx
+from tuneserve.client import Client
+from tuneserve.errors import ApiError, LeaseLost, ServerUnavailable
 
-API = "/api/v1"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: Any, code: str | None = None):
-        super().__init__(f"HTTP {status}: {detail}" + (f" ({code})" if code else ""))
-        self.status, self.detail, self.code = status, detail, code
-
-
-class LeaseLost(ApiError):
-    """The server no longer lets this caller act on the trial (lease expired or taken over)."""
-
-
-class ServerUnavailable(Exception):
-    """No usable answer from the server within the retry budget."""
+__all__ = ["TuneClient", "HeldTrial", "Backoff", "ApiError", "LeaseLost", "ServerUnavailable"]
 
 
 class Backoff:
@@ -59,163 +33,23 @@ class Backoff:
         self.attempt = 0
 
 
-class TuneClient:
-    """A client for one server. `retry_seconds`: how long a call keeps retrying an unreachable
-    server (None: forever). `cancel`: an Event that, once set, stops the retrying early."""
+class TuneClient(Client):
+    """`tuneserve.Client` with every answer left as the server's JSON (dicts and lists), and
+    `base_url` as the first argument as before."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0,
-                 retry_seconds: float | None = 30.0, backoff_cap: float = 5.0,
-                 cancel: threading.Event | None = None,
-                 on_retry: Callable[[str, Exception, float], None] | None = None):
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
-        self.retry_seconds, self.backoff_cap = retry_seconds, backoff_cap
-        self.cancel = cancel or threading.Event()
-        self.on_retry = on_retry
+    def __init__(self, base_url: str, token: str | None = None, **kw: Any):
+        super().__init__(base_url, token or "", **kw)
 
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> "TuneClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # --- transport ------------------------------------------------------------------------------
-
-    def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                content: bytes | None = None, headers: dict[str, str] | None = None,
-                held: bool = False, retry_seconds: float | None | str = "default",
-                cancel: threading.Event | None = None) -> Any:
-        """One API call with retries. `held`: the call is about a trial this caller holds, so 409
-        and 404 mean the lease is lost. `retry_seconds` and `cancel` override the client's for this
-        call. Returns the decoded JSON, or None for 204."""
-        budget = self.retry_seconds if retry_seconds == "default" else retry_seconds
-        cancel = cancel or self.cancel
-        if json is not None:
-            # NaN and infinities go out as JSON's NaN/Infinity tokens (httpx refuses them): a
-            # non-finite loss is information the server acts on (the trial ends as diverged).
-            content = jsonlib.dumps(json, allow_nan=True).encode()
-            headers = {**(headers or {}), "Content-Type": "application/json"}
-        deadline = math.inf if budget is None else time.monotonic() + budget
-        backoff = Backoff(cap=self.backoff_cap)
-        while True:
-            try:
-                resp = self.http.request(method, API + path, params=params, content=content, headers=headers)
-                if resp.status_code < 500:
-                    break
-                error: Exception = ServerUnavailable(f"HTTP {resp.status_code} from {method} {path}")
-            except httpx.TransportError as exc:
-                error = exc
-            delay = backoff.next()
-            if cancel.is_set() or time.monotonic() + delay > deadline:
-                raise ServerUnavailable(f"{method} {path}: {error}") from error
-            if self.on_retry is not None:
-                self.on_retry(f"{method} {path}", error, delay)
-            cancel.wait(delay)
-        if resp.status_code == 204:
-            return None
-        if resp.status_code >= 400:
-            body = _json_or_text(resp)
-            detail = body.get("detail", body) if isinstance(body, dict) else body
-            code = body.get("code") if isinstance(body, dict) else None
-            cls = LeaseLost if held and resp.status_code in (404, 409) else ApiError
-            raise cls(resp.status_code, detail, code)
-        return resp.json()
-
-    def health(self) -> bool:
-        try:
-            return self.http.get("/healthz").json().get("ok") is True
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    # --- studies --------------------------------------------------------------------------------
-
-    def create_study(self, spec: dict[str, Any] | None = None, **fields: Any) -> dict:
-        """POST /studies with a StudyCreate document (a dict, keyword fields, or both)."""
-        return self.request("POST", "/studies", json={**(spec or {}), **fields})
-
-    def create_study_yaml(self, document: str) -> dict:
-        """POST /studies with a W&B sweep document as YAML text."""
-        return self.request("POST", "/studies", content=document.encode(),
-                            headers={"Content-Type": "application/yaml"})
-
-    def list_studies(self, state: str | None = None) -> list[dict]:
-        return self.request("GET", "/studies", params={"state": state} if state else None)
-
-    def get_study(self, name: str) -> dict:
-        return self.request("GET", f"/studies/{name}")
-
-    def delete_study(self, name: str) -> None:
-        self.request("DELETE", f"/studies/{name}")
-
-    def pause_study(self, name: str) -> dict:
-        return self.request("POST", f"/studies/{name}/pause")
-
-    def resume_study(self, name: str) -> dict:
-        return self.request("POST", f"/studies/{name}/resume")
-
-    def stop_study(self, name: str) -> dict:
-        return self.request("POST", f"/studies/{name}/stop")
-
-    def enqueue(self, name: str, params: dict[str, Any]) -> dict:
-        return self.request("POST", f"/studies/{name}/enqueue", json={"params": params})
+    def _as(self, model: Any, data: Any) -> Any:
+        return data
 
     def ask(self, name: str, count: int = 1, worker_id: str = "sdk") -> list["HeldTrial"]:
         leases = self.request("POST", f"/studies/{name}/ask", json={"count": count, "worker_id": worker_id})
         return [HeldTrial(self, lease) for lease in leases]
 
-    def trials(self, name: str, state: str | None = None, limit: int | None = None,
-               offset: int | None = None) -> dict:
-        query = {k: v for k, v in {"state": state, "limit": limit, "offset": offset}.items() if v is not None}
-        return self.request("GET", f"/studies/{name}/trials", params=query or None)
-
-    def get_trial(self, trial_id: int) -> dict:
-        return self.request("GET", f"/trials/{trial_id}")
-
-    # --- the worker protocol --------------------------------------------------------------------
-
-    def claim(self, worker_id: str, study: str | None = None, **kw: Any) -> dict | None:
-        """A TrialLease, or None when there is no work."""
-        return self.request("POST", "/trials/claim", json={"worker_id": worker_id, "study": study}, **kw)
-
-    def heartbeat(self, trial_id: int, lease_token: str, **kw: Any) -> dict:
-        return self.request("POST", f"/trials/{trial_id}/heartbeat", json={"lease_token": lease_token},
-                            held=True, **kw)
-
-    def report(self, trial_id: int, lease_token: str, step: int, metrics: dict[str, float], **kw: Any) -> dict:
-        return self.request("POST", f"/trials/{trial_id}/report",
-                            json={"lease_token": lease_token, "step": step, "metrics": metrics}, held=True, **kw)
-
-    def report_many(self, trial_id: int, lease_token: str, reports: list[dict[str, Any]], **kw: Any) -> dict:
-        """`reports`: [{"step": int, "metrics": {...}}, ...]"""
-        return self.request("POST", f"/trials/{trial_id}/report",
-                            json={"lease_token": lease_token, "reports": reports}, held=True, **kw)
-
-    def complete(self, trial_id: int, lease_token: str, value: float | None = None,
-                 metrics: dict[str, float] | None = None, claim_next: dict[str, Any] | None = None,
-                 **kw: Any) -> dict:
-        """`{"trial": TrialRead, "next": TrialLease or None}`; claim_next = {"worker_id", "study"}."""
-        body = {"lease_token": lease_token, "value": value, "metrics": metrics or {}, "claim_next": claim_next}
-        return self.request("POST", f"/trials/{trial_id}/complete", json=body, held=True, **kw)
-
-    def prune(self, trial_id: int, lease_token: str, reason: str = "", **kw: Any) -> dict:
-        return self.request("POST", f"/trials/{trial_id}/prune",
-                            json={"lease_token": lease_token, "reason": reason}, held=True, **kw)
-
-    def fail(self, trial_id: int, lease_token: str, reason: str, kind: str = "error", **kw: Any) -> dict:
-        return self.request("POST", f"/trials/{trial_id}/fail",
-                            json={"lease_token": lease_token, "reason": reason, "kind": kind}, held=True, **kw)
-
-    def release(self, trial_id: int, lease_token: str, **kw: Any) -> dict:
-        return self.request("POST", f"/trials/{trial_id}/release", json={"lease_token": lease_token},
-                            held=True, **kw)
-
 
 class HeldTrial:
-    """A trial this client holds (from ask or claim): its lease plus the calls that need it."""
+    """A trial a TuneClient holds (from ask or claim): its lease (a dict) plus the calls that need it."""
 
     def __init__(self, client: TuneClient, lease: dict[str, Any]):
         self.client, self.lease = client, lease
@@ -250,10 +84,3 @@ class HeldTrial:
 
     def release(self) -> dict:
         return self.client.release(self.id, self.token)
-
-
-def _json_or_text(resp: httpx.Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        return resp.text

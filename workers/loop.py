@@ -6,10 +6,15 @@ How each way a trial can end is told to the server:
   server said stop (pruner, study)  -> prune
   NaN/inf loss (Diverged)           -> fail kind=diverged
   CUDA out of memory                -> fail kind=oom, cache emptied, keep serving
+  a program exited non-zero         -> fail kind=error with the tail of its stderr (oom when it ran out of memory)
   any other exception in user code  -> fail kind=error with the traceback's tail, keep serving
   409/404 on the held trial         -> nothing: the lease is lost, abandon the trial and carry on
   first SIGTERM/SIGINT              -> finish the epoch, report it, release; claim nothing new; exit 0
   second SIGTERM/SIGINT             -> abandon the epoch at once, release, exit 0
+
+A worker started with `--study` learns from the study what runs it (its program, or its objective)
+before it claims anything; each claim says what this worker runs, so the server hands it only
+trials of studies it can run. It speaks to the server through the typed SDK (tuneserve.Client).
 
 Logs are one line per event, `event=... worker=... trial=...`, so they grep and parse well.
 """
@@ -22,12 +27,17 @@ import os
 import signal
 import threading
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from workers.client import ApiError, Backoff, LeaseLost, ServerUnavailable, TuneClient
-from workers.training.objective import Context, Diverged, Objective, metric_value
+from service.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
+from service.schemas.trials import TrialLease
+from tuneserve.client import Client
+from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
+from workers.client import Backoff
+from workers.program import ProgramFailed, ProgramRunner, ProgramSpec
+from workers.training.objective import Context, Diverged, Objective, load_objective, metric_value
 
 log = logging.getLogger("tuneserve.worker")
 TRACEBACK_TAIL = 4000  # characters of a user traceback sent with fail(kind=error)
@@ -38,26 +48,40 @@ class Abandon(BaseException):
     `except Exception` cannot swallow it."""
 
 
+class ConfigError(Exception):
+    """The worker cannot serve what it was asked to (wrong objective for the study, and the like)."""
+
+
 class ServerContext(Context):
     """The context a daemon hands to objectives: each report goes to the server, whose answer
     (or a heartbeat's, or a drain) decides whether the objective goes on."""
 
-    def __init__(self, worker: "Worker", lease: dict[str, Any]):
-        super().__init__(worker.device, lease["params"], lease["trial_id"])
+    def __init__(self, worker: "Worker", lease: TrialLease):
+        super().__init__(worker.device, lease.params, lease.trial_id)
         self.worker, self.lease = worker, lease
         self.lease_lost = False
 
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
         w = self.worker
-        answer = w.client.report(self.trial_id, self.lease["lease_token"], step, metrics, **w.call_options(self.lease))
+        answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, **w.call_options(self.lease))
         w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
-        if answer.get("should_stop") and self.stop_reason is None:
-            self.stop_reason = answer.get("reason") or "stop"
+        if answer.should_stop and self.stop_reason is None:
+            self.stop_reason = answer.reason or "stop"
         if self.lease_lost:
             raise LeaseLost(409, "heartbeat found the lease lost")
         if w.draining.is_set() and self.stop_reason is None:
             self.stop_reason = "draining"
         return not self.should_stop()
+
+    def upload_log(self, text: str, size: int, final: bool = False) -> bool:
+        """Store the tail of the trial's output log on the server; best effort (False on failure)."""
+        try:
+            self.worker.client.put_trial_log(self.trial_id, self.lease.lease_token, text, size,
+                                             retry_seconds=10.0 if final else 0.0, cancel=threading.Event())
+            return True
+        except (ApiError, ServerUnavailable) as exc:
+            self.worker.event("log_upload_failed", self.trial_id, level=logging.WARNING, error=exc)
+            return False
 
 
 class Heartbeat(threading.Thread):
@@ -67,17 +91,17 @@ class Heartbeat(threading.Thread):
     def __init__(self, worker: "Worker", context: ServerContext):
         super().__init__(name=f"heartbeat-{context.trial_id}", daemon=True)
         self.worker, self.context = worker, context
-        self.interval = max(0.2, float(context.lease["lease_seconds"]) / 3)
+        self.interval = max(0.2, float(context.lease.lease_seconds) / 3)
         self.done = threading.Event()
         # Its own connection pool: the main thread may be blocked in a long report retry.
-        self.client = TuneClient(worker.client.base_url, worker.token, timeout=self.interval)
+        self.client = Client(worker.client.base_url, worker.token or "", timeout=self.interval)
 
     def run(self) -> None:
         ctx = self.context
         try:
             while not self.done.wait(self.interval):
                 try:
-                    answer = self.client.heartbeat(ctx.trial_id, ctx.lease["lease_token"], retry_seconds=0)
+                    answer = self.client.heartbeat(ctx.trial_id, ctx.lease.lease_token, retry_seconds=0)
                 except LeaseLost as exc:
                     ctx.lease_lost = True
                     self.worker.event("lease_lost", ctx.trial_id, level=logging.WARNING, detail=exc.detail)
@@ -85,8 +109,8 @@ class Heartbeat(threading.Thread):
                 except (ServerUnavailable, ApiError) as exc:
                     self.worker.event("heartbeat_failed", ctx.trial_id, level=logging.WARNING, error=exc)
                     continue
-                if answer.get("should_stop") and ctx.stop_reason is None:
-                    ctx.stop_reason = answer.get("reason") or "stop"
+                if answer.should_stop and ctx.stop_reason is None:
+                    ctx.stop_reason = answer.reason or "stop"
         finally:
             self.client.close()
 
@@ -96,14 +120,22 @@ class Heartbeat(threading.Thread):
 
 
 class Worker:
-    def __init__(self, server: str, objective: Objective, *, worker_id: str, device: str = "cpu",
+    """`objective`: the callable to run, or None to learn it from `study` before the first claim
+    (its program, or its objective, else `requested`). `objective_name` is what claims say this
+    worker runs. `program_options` go to ProgramRunner (runs_dir, interpreter, kill_grace, log_interval)."""
+
+    def __init__(self, server: str, objective: Objective | None, *, worker_id: str, device: str = "cpu",
                  study: str | None = None, token: str | None = None, idle_cap: float = 3.0,
-                 parent_pid: int | None = None):
+                 parent_pid: int | None = None, objective_name: str | None = None,
+                 requested: str | None = None, program_options: dict[str, Any] | None = None,
+                 load: Callable[[str], Objective] = load_objective):
         self.worker_id, self.study, self.token = worker_id, study, token
         self.objective, self.device = objective, torch.device(device)
+        self.objective_name = normalize_objective(objective_name) if objective_name else None
+        self.requested, self.program_options, self.load = requested, program_options or {}, load
         self.idle_cap, self.parent_pid = idle_cap, parent_pid
         self.draining = threading.Event()
-        self.client = TuneClient(server, token, retry_seconds=None, on_retry=self._on_retry)
+        self.client = Client(server, token or "", retry_seconds=None, on_retry=self._on_retry)
 
     # --- logging ----------------------------------------------------------------------------------
 
@@ -124,13 +156,53 @@ class Worker:
         self.draining.set()
         self.event("draining", signal=signum)
 
-    def call_options(self, lease: dict[str, Any]) -> dict[str, Any]:
+    def call_options(self, lease: TrialLease) -> dict[str, Any]:
         """Retry policy for a call about a held trial: forever while serving (the lease is the
         server's to expire), but only about one lease period once draining, so a worker told to stop
         while the server is down still exits."""
         if self.draining.is_set():
-            return {"retry_seconds": float(lease["lease_seconds"]), "cancel": threading.Event()}
+            return {"retry_seconds": float(lease.lease_seconds), "cancel": threading.Event()}
         return {"retry_seconds": None, "cancel": self.draining}
+
+    # --- what this worker runs ----------------------------------------------------------------------
+
+    def resolve(self) -> bool:
+        """Learn what runs `study` (waiting for the study to exist); False when a drain began first."""
+        backoff = Backoff(base=0.5, cap=self.idle_cap)
+        while not self.draining.is_set():
+            try:
+                study = self.client.get_study(self.study, cancel=self.draining)
+            except NotFound:
+                self.event("waiting_for_study", level=logging.WARNING, study=self.study)
+                self.draining.wait(backoff.next())
+                continue
+            except ServerUnavailable:
+                return False
+            except ApiError as exc:  # e.g. a wrong token: say so and keep trying, as claims do
+                self.event("study_refused", level=logging.WARNING, status=exc.status, detail=exc.detail)
+                self.draining.wait(backoff.next())
+                continue
+            self.objective_name, self.objective = self._runner_for(study)
+            self.event("objective", study=self.study, objective=self.objective_name)
+            return True
+        return False
+
+    def _runner_for(self, study: Any) -> tuple[str, Objective]:
+        requested = normalize_objective(self.requested) if self.requested else None
+        spec = ProgramSpec.from_document(getattr(study, "program", None), getattr(study, "command", None))
+        if spec is not None:
+            if requested not in (None, PROGRAM):
+                raise ConfigError(f"study {study.name!r} runs its program ({spec.program or spec.command}); "
+                                  f"this worker was started with --objective {requested}: drop --objective")
+            return PROGRAM, ProgramRunner(spec, **self.program_options)
+        if requested == PROGRAM:
+            raise ConfigError(f"study {study.name!r} has no `program` or `command` to run")
+        wanted = normalize_objective(study.objective)
+        if wanted and requested and requested != wanted:
+            raise ConfigError(f"study {study.name!r} is run by {wanted}; this worker was started with "
+                              f"--objective {requested}")
+        name = wanted or requested or BUILTIN_CNN
+        return name, self.load(name)
 
     # --- the loop ---------------------------------------------------------------------------------
 
@@ -144,8 +216,10 @@ class Worker:
             threading.Thread(target=self._watch_parent, name="parent-watch", daemon=True).start()
         self.event("started", device=self.device, study=self.study or "*", pid=os.getpid())
         idle = Backoff(base=0.25, cap=self.idle_cap)
-        lease: dict[str, Any] | None = None
+        lease: TrialLease | None = None
         try:
+            if self.objective is None and not self.resolve():
+                return 0
             while not self.draining.is_set():
                 if lease is None:
                     lease = self._claim()
@@ -162,31 +236,31 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.client.close()
-        self.event("stopped")
+            self.event("stopped")
         return 0
 
-    def _claim(self) -> dict[str, Any] | None:
+    def _claim(self) -> TrialLease | None:
         try:
-            lease = self.client.claim(self.worker_id, self.study, cancel=self.draining)
+            lease = self.client.claim(self.worker_id, self.study, self.objective_name, cancel=self.draining)
         except ServerUnavailable:
             return None  # only when draining began during the retries
         except ApiError as exc:  # e.g. the study does not exist yet: wait for it, do not crash
             self.event("claim_refused", level=logging.WARNING, status=exc.status, detail=exc.detail)
             return None
         if lease is not None:
-            self.event("claimed", lease["trial_id"], study=lease["study"], number=lease["number"],
-                       attempt=lease["attempt"], params=lease["params"])
+            self.event("claimed", lease.trial_id, study=lease.study, number=lease.number,
+                       attempt=lease.attempt, params=lease.params)
         return lease
 
-    def run_trial(self, lease: dict[str, Any]) -> dict[str, Any] | None:
+    def run_trial(self, lease: TrialLease) -> TrialLease | None:
         """Run one trial to its end; returns the next lease when complete handed one out."""
-        trial_id = lease["trial_id"]
+        trial_id = lease.trial_id
         ctx = ServerContext(self, lease)
         heartbeat = Heartbeat(self, ctx)
         heartbeat.start()
         try:
             try:
-                result = self.objective(lease["params"], ctx)
+                result = self.objective(lease.params, ctx)
             finally:
                 heartbeat.stop()
             if ctx.lease_lost:
@@ -198,9 +272,9 @@ class Worker:
                     self.event("diverged", trial_id, reason=ctx.stop_reason)
                     return None
                 return self._end(lease, "prune", reason=ctx.stop_reason)
-            value, metrics = metric_value(result, lease["metric"]["name"])
+            value, metrics = metric_value(result, lease.metric.name)
             if value is not None and not math.isfinite(value):
-                raise Diverged(f"final {lease['metric']['name']}={value}")
+                raise Diverged(f"final {lease.metric.name}={value}")
             return self._end(lease, "complete", value=value, metrics=metrics)
         except LeaseLost as exc:
             self.event("abandoned", trial_id, level=logging.WARNING, reason="lease lost", detail=exc.detail)
@@ -212,6 +286,8 @@ class Worker:
         except ServerUnavailable as exc:  # a drain cut a retry short: hand the trial back
             self.event("server_unreachable", trial_id, level=logging.WARNING, error=exc)
             self._end(lease, "release")
+        except ProgramFailed as exc:
+            self._end(lease, "fail", kind="oom" if _is_oom(exc) else "error", reason=exc.reason[-TRACEBACK_TAIL:])
         except Exception as exc:  # noqa: BLE001 - user code may raise anything; the worker must survive
             if _is_oom(exc):
                 if torch.cuda.is_available():
@@ -222,22 +298,23 @@ class Worker:
                 self._end(lease, "fail", kind="error", reason=tail)
         return None
 
-    def _end(self, lease: dict[str, Any], how: str, **body: Any) -> dict[str, Any] | None:
+    def _end(self, lease: TrialLease, how: str, **body: Any) -> TrialLease | None:
         """Tell the server how the trial ended; a lost lease or an unreachable server while
         draining is logged, not raised: either way the trial is no longer ours."""
-        trial_id, token = lease["trial_id"], lease["lease_token"]
+        trial_id, token = lease.trial_id, lease.lease_token
         options = self.call_options(lease)
         try:
             if how == "complete":
-                claim_next = None if self.draining.is_set() else {"worker_id": self.worker_id, "study": self.study}
+                claim_next = None if self.draining.is_set() else {
+                    "worker_id": self.worker_id, "study": self.study,
+                    **({"objective": self.objective_name} if self.objective_name else {})}
                 answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
                                               claim_next=claim_next, **options)
-                trial = answer["trial"]
-                self.event("completed", trial_id, state=trial["state"], value=trial.get("value"))
-                nxt = answer.get("next")
+                self.event("completed", trial_id, state=answer.trial.state, value=answer.trial.value)
+                nxt = answer.next
                 if nxt is not None:
-                    self.event("claimed", nxt["trial_id"], study=nxt["study"], number=nxt["number"],
-                               attempt=nxt["attempt"], params=nxt["params"], via="claim_next")
+                    self.event("claimed", nxt.trial_id, study=nxt.study, number=nxt.number,
+                               attempt=nxt.attempt, params=nxt.params, via="claim_next")
                 return nxt
             if how == "prune":
                 self.client.prune(trial_id, token, body["reason"], **options)

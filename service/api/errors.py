@@ -9,6 +9,7 @@ from service import errors as e
 STATUS = {
     e.StudyNotFound: 404,
     e.TrialNotFound: 404,
+    e.LogNotFound: 404,
     e.StudyExists: 409,
     e.TrialNotHeld: 409,
     e.ConflictingCompletion: 409,

@@ -21,7 +21,7 @@ TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
 
 @router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
 def claim(body: ClaimRequest, db: Database = Depends(get_db)):
-    lease = protocol.claim(db, body.worker_id, body.study)
+    lease = protocol.claim(db, body.worker_id, body.study, body.objective)
     return lease if lease is not None else Response(status_code=204)
 
 
@@ -43,7 +43,8 @@ def report(trial_id: TrialId, body: ReportRequest, db: Database = Depends(get_db
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
 def complete(trial_id: TrialId, body: CompleteRequest, db: Database = Depends(get_db)) -> CompleteResponse:
-    nxt = (body.claim_next.worker_id, body.claim_next.study) if body.claim_next is not None else None
+    nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
+           if body.claim_next is not None else None)
     return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt)
 
 

@@ -62,7 +62,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 16) -> Engine:
+def make_engine(url: str, pool_size: int = 16, max_overflow: int | None = None) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -78,7 +78,8 @@ def make_engine(url: str, pool_size: int = 16) -> Engine:
         return engine
     # Overflow covers the request thread pool (40 threads) so no request waits for a connection.
     # No pre-ping: it would add a round trip to every transaction; connections are recycled hourly.
-    return create_engine(url, pool_size=pool_size, max_overflow=max(pool_size, 40 - pool_size), pool_recycle=3600)
+    overflow = max(pool_size, 40 - pool_size) if max_overflow is None else max_overflow
+    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=3600)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -101,9 +102,9 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """Owns the engine; `transaction()` is the one unit of work a request runs in."""
 
-    def __init__(self, url: str, pool_size: int = 16):
+    def __init__(self, url: str, pool_size: int = 16, max_overflow: int | None = None):
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url, pool_size=pool_size)
+        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time. Queueing this process's transactions on a lock is much

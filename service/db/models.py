@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -110,3 +110,28 @@ class TrialReport(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="reports")
+
+
+class TrialLog(Base):
+    """The tail of a trial's output log, per attempt, as its worker last uploaded it."""
+
+    __tablename__ = "trial_logs"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)  # bytes of the whole log on the worker
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerSeen(Base):
+    """Workers that asked for work recently, and what they run: a study with no matching worker
+    says so. Written by claims (at most every few seconds per worker)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the worker_id it claims with
+    objective: Mapped[str | None] = mapped_column(String(200), nullable=True)  # None: sent none (old client)
+    study: Mapped[str | None] = mapped_column(String(200), nullable=True)  # its --study filter
+    # Seconds since the epoch by the database clock, like lease times.
+    last_seen_at: Mapped[float] = mapped_column(Float)

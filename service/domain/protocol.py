@@ -21,6 +21,7 @@ from service.errors import ConflictingCompletion, InvalidInput, TrialNotFound, T
 from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from service.store import studies as study_store
 from service.store import trials as trial_store
+from service.store import workers as worker_store
 
 TRIALS = trial_store.TRIALS
 
@@ -42,8 +43,9 @@ def _is_divergence(name: str, value: Any, metric: str) -> bool:
 
 # ---- claim / ask -------------------------------------------------------------------------------
 
-def _candidate_studies(session: Session) -> list[int]:
-    """Running studies with budget left, least busy first, so one study does not starve others."""
+def _candidate_studies(session: Session, objective: str | None = None) -> list[int]:
+    """Running studies with budget left that a worker running `objective` can run, least busy
+    first, so one study does not starve others."""
     r = TRIALS.alias("r")
     active = (
         select(func.count()).select_from(r).where(r.c.study_id == Study.id, r.c.state == "running")
@@ -52,22 +54,28 @@ def _candidate_studies(session: Session) -> list[int]:
     return list(session.scalars(
         select(Study.id)
         .where(Study.state == "running", (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
+        .where(worker_store.runs_study(Study.objective, objective))
         .order_by(active, Study.id)
         .limit(5)
     ))
 
 
-def _claim_waiting(s: Session, worker_id: str, study_name: str | None) -> tuple[TrialLease | None, list[int]]:
+def _claim_waiting(
+    s: Session, worker_id: str, study_name: str | None, objective: str | None = None,
+) -> tuple[TrialLease | None, list[int]]:
     """A waiting trial (a retry, an enqueued or drawn-ahead configuration) under a fresh lease, or
-    None and the studies a fresh suggestion may come from."""
+    None and the studies a fresh suggestion may come from; only of studies `objective` can run."""
+    worker_store.record_seen(s, worker_id, objective, study_name)
     study = study_store.study_header_by_name(s, study_name) if study_name else None
     study_id = study.id if study is not None else None
-    rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id)
+    if study is not None and not worker_store.can_run(study.objective, objective):
+        return None, []
+    rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, objective=objective)
     if rows:
         if study is None:
             study = study_store.study_header(s, rows[0]["study_id"])
         return trial_lease(rows[0], study), []
-    return None, [study_id] if study_id is not None else _candidate_studies(s)
+    return None, [study_id] if study_id is not None else _candidate_studies(s, objective)
 
 
 def _suggest_for(db: Database, worker_id: str, candidates: list[int]) -> TrialLease | None:
@@ -78,10 +86,10 @@ def _suggest_for(db: Database, worker_id: str, candidates: list[int]) -> TrialLe
     return None
 
 
-def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | None:
+def claim(db: Database, worker_id: str, study_name: str | None, objective: str | None = None) -> TrialLease | None:
     """A waiting trial first, else a fresh suggestion (computed with no transaction open)."""
     with db.transaction() as s:
-        lease, candidates = _claim_waiting(s, worker_id, study_name)
+        lease, candidates = _claim_waiting(s, worker_id, study_name, objective)
     return lease if lease is not None else _suggest_for(db, worker_id, candidates)
 
 
@@ -212,7 +220,7 @@ def _end_completed(
 
 def complete(
     db: Database, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
-    steps: list[StepReport] | None, claim_next: tuple[str, str | None] | None,
+    steps: list[StepReport] | None, claim_next: tuple[str, str | None, str | None] | None,
 ) -> CompleteResponse:
     with db.transaction() as s:
         outcome = _end_completed(s, trial_id, token, value, metrics, steps)

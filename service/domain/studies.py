@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service.db.models import Study
+from service.domain import runners
 from service.domain.views import trial_read, utc
 from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from service.optimizers.registry import METHODS, grid_size, validate_method
@@ -78,7 +79,7 @@ def create_study(session: Session, body: StudyCreate) -> Study:
         lease_seconds=body.lease_seconds,
         max_retries=body.max_retries,
         warm_start_from=body.warm_start_from,
-        objective=body.objective,
+        objective=runners.study_objective(body),
         state="running",
         next_number=0,
     )
@@ -175,6 +176,7 @@ def study_read(session: Session, study: Study) -> StudyRead:
         pruner=study.pruner,
         warm_start_from=study.warm_start_from,
         objective=study.objective,
+        **runners.read_fields(session, study),
         trials_created=study.next_number,
         counts=TrialCounts(**counts),
         best_trial=trial_read(best, study.name) if best is not None else None,

@@ -86,7 +86,12 @@ class StudyRead(BaseModel):
     max_retries: int
     pruner: dict[str, Any]
     warm_start_from: str | None
-    objective: str
+    objective: str = Field(description="What runs its trials: `program`, `builtin:cnn`, a `module:function`, or '' (any)")
+    program: Any = Field(default=None, description="The W&B sweep's `program`, run by `tuneserve worker --study`")
+    command: Any = Field(default=None, description="The W&B sweep's `command` (its ${...} macros as `wandb agent` expands them)")
+    runnable_by_workers: int = Field(
+        default=0, description="Workers that can run this study: seen claiming in the last 120 s, or holding its trials")
+    runner_warning: str | None = Field(default=None, description="Set while the study runs with no such worker")
     trials_created: int
     counts: TrialCounts
     best_trial: TrialRead | None

@@ -72,6 +72,10 @@ class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     worker_id: str = WORKER_ID
     study: str | None = Field(default=None, max_length=200, description="Claim from this study only")
+    objective: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="What this worker runs (`builtin:cnn`, `module:function`, `program`): it is only handed "
+        "trials of studies with that objective (or none). Omitted: any study not run by a program.")
 
 
 class AskRequest(BaseModel):

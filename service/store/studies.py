@@ -48,7 +48,7 @@ def get_study_by_id(session: Session, study_id: int) -> Study:
 # parse and no ORM identity map, since these reads run several times per trial.
 _HEADER = select(
     Study.id, Study.name, Study.state, Study.metric_name, Study.goal, Study.pruner, Study.lease_seconds,
-    Study.max_trials, Study.next_number, Study.method,
+    Study.max_trials, Study.next_number, Study.method, Study.objective,
 )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import db_epoch, db_token
 from service.db.models import Study, Trial, TrialReport, utcnow
+from service.store.workers import ANY, runs_study
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__
@@ -58,11 +59,11 @@ def insert_trials(
 _RUNNING_PEERS = TRIALS.alias("running_peers")
 
 
-@lru_cache(maxsize=2)
-def _claim_statement(one_study: bool):
-    """Built once per shape: constructing this statement costs more than running it. Parameters:
-    b_worker_id, b_now, b_limit, and b_study_id when `one_study`."""
-    conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running"]
+@lru_cache(maxsize=32)
+def _claim_statement(one_study: bool, objective: str | None = ANY):
+    """Built once per shape (and objective): constructing this statement costs more than running
+    it. Parameters: b_worker_id, b_now, b_limit, and b_study_id when `one_study`."""
+    conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running", runs_study(STUDIES.c.objective, objective)]
     if one_study:
         conds.append(TRIALS.c.study_id == bindparam("b_study_id"))
     r = _RUNNING_PEERS
@@ -96,19 +97,21 @@ def _claim_statement(one_study: bool):
 
 
 def claim_waiting(
-    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1
+    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1,
+    objective: str | None = ANY,
 ) -> list[dict[str, Any]]:
     """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
 
     One statement: WITH picked AS (candidates) UPDATE ... RETURNING. PostgreSQL locks the candidates
     FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
     UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
-    serialised. Each row gets its own token from the database (db_token).
+    serialised. Each row gets its own token from the database (db_token). `objective`: only
+    studies a worker running it can run (store.workers.runs_study); ANY for no filter.
     """
     params: dict[str, Any] = {"b_worker_id": worker_id, "b_now": utcnow(), "b_limit": limit}
     if study_id is not None:
         params["b_study_id"] = study_id
-    rows = session.execute(_claim_statement(study_id is not None), params).mappings().all()
+    rows = session.execute(_claim_statement(study_id is not None, objective), params).mappings().all()
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 

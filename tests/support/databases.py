@@ -36,5 +36,5 @@ def drop_pg_database(url: str) -> None:
 def truncate_all(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE trial_reports, trials, studies RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE trial_logs, workers, trial_reports, trials, studies RESTART IDENTITY CASCADE"))
     engine.dispose()

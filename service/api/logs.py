@@ -1,0 +1,30 @@
+"""Trial log routes: the worker's upload of a program's output tail, and the read."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from service.api.deps import get_db
+from service.db.engine import Database
+from service.domain import logs
+from service.schemas.logs import TrialLogRead, TrialLogWrite
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
+
+
+@router.put("/{trial_id}/log", response_model=TrialLogRead,
+            responses={404: {"description": "No such trial"}, 409: {"description": "The caller does not hold the trial"}})
+def put_log(trial_id: TrialId, body: TrialLogWrite, db: Database = Depends(get_db)) -> TrialLogRead:
+    """Replace the log of the attempt the caller holds (the server keeps the last 64 KiB)."""
+    return logs.put_log(db, trial_id, body.lease_token, body.text, body.size)
+
+
+@router.get("/{trial_id}/log", response_model=TrialLogRead,
+            responses={404: {"description": "No such trial, or it has no log"}})
+def get_log(trial_id: TrialId, db: Database = Depends(get_db),
+            attempt: int | None = Query(default=None, ge=0, le=1000,
+                                        description="Which attempt (default: the latest with a log)")) -> TrialLogRead:
+    return logs.get_log(db, trial_id, attempt)

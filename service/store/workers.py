@@ -1,0 +1,99 @@
+"""Store functions for workers: record a claim's worker and what it runs, count the workers that
+can run a study, and the claim filter that keeps a worker to the studies it can run."""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from sqlalchemy import ColumnElement, literal, or_, select, true
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from service.db.engine import db_epoch
+from service.db.models import Trial, WorkerSeen
+from service.schemas.objectives import PROGRAM
+
+WORKERS = WorkerSeen.__table__
+TOUCH_EVERY = 5.0  # seconds: a worker polling in a loop writes its row at most this often
+ANY = "*"          # no filter: `ask` hands out trials of the study it names, whatever runs them
+
+
+def can_run(study_objective: str, objective: str | None) -> bool:
+    """The rule of runs_study, for one study in Python."""
+    if objective == ANY:
+        return True
+    if objective is None:
+        return study_objective != PROGRAM
+    if objective == PROGRAM:
+        return study_objective == PROGRAM
+    return study_objective in ("", objective)
+
+
+def runs_study(study_objective: ColumnElement, objective: str | None) -> ColumnElement:
+    """The studies a worker that runs `objective` may take trials from. None (a client that says
+    nothing) takes every study but those run by a program; `program` only program studies; a
+    function only studies naming it or naming nothing."""
+    if objective == ANY:
+        return true()
+    if objective is None:
+        return study_objective != PROGRAM
+    if objective == PROGRAM:
+        return study_objective == PROGRAM
+    return or_(study_objective == "", study_objective == literal(objective))
+
+
+@lru_cache(maxsize=2)
+def _touch(dialect: str):
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert_(WORKERS)
+    return stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"objective": stmt.excluded.objective, "study": stmt.excluded.study,
+              "last_seen_at": stmt.excluded.last_seen_at},
+        # Only when the row is a few seconds old (or says something else): an idle worker polls
+        # often, and one write per poll would be wasted.
+        where=(WORKERS.c.last_seen_at < stmt.excluded.last_seen_at - TOUCH_EVERY)
+        | (WORKERS.c.objective.is_distinct_from(stmt.excluded.objective))
+        | (WORKERS.c.study.is_distinct_from(stmt.excluded.study)),
+    )
+
+
+# (database, worker) -> (objective, study, when this process last wrote the row): a worker that
+# polls or claims back to back costs one statement per TOUCH_EVERY seconds, not one per claim.
+_written: dict[tuple[str, str], tuple[str | None, str | None, float]] = {}
+_WRITTEN_MAX = 10_000
+
+
+def record_seen(session: Session, worker_id: str, objective: str | None, study: str | None) -> None:
+    key = (str(session.bind.url), worker_id)
+    now = time.monotonic()
+    last = _written.get(key)
+    if last is not None and last[:2] == (objective, study) and now - last[2] < TOUCH_EVERY:
+        return
+    session.execute(_touch(session.bind.dialect.name).values(
+        id=worker_id, objective=objective, study=study, last_seen_at=db_epoch()))
+    if len(_written) >= _WRITTEN_MAX:
+        _written.clear()
+    _written[key] = (objective, study, now)
+
+
+def workers_for_study(session: Session, study_id: int, study_name: str, study_objective: str,
+                      within: float) -> int:
+    """Workers that can run this study: seen claiming in the last `within` seconds with a matching
+    objective and study filter, or holding one of its trials now."""
+    w = WORKERS.c
+    if study_objective == PROGRAM:
+        matches = w.objective == PROGRAM
+    elif study_objective:
+        matches = or_(w.objective.is_(None), w.objective == study_objective)
+    else:
+        matches = or_(w.objective.is_(None), w.objective != PROGRAM)
+    seen = set(session.scalars(
+        select(w.id).where(w.last_seen_at > db_epoch() - within, matches,
+                           or_(w.study.is_(None), w.study == study_name))))
+    holding = set(session.scalars(
+        select(Trial.worker_id).distinct().where(Trial.study_id == study_id, Trial.state == "running",
+                                                 Trial.worker_id.is_not(None))))
+    return len(seen | holding)
+
