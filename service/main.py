@@ -19,6 +19,7 @@ from service.api import errors as api_errors
 from service.api import studies, trials
 from service.api.deps import require_token
 from service.config import Settings
+from service.dashboard import install_dashboard
 from service.db.engine import Database
 from service.db.migrate import upgrade
 from service.domain.leases import reap_expired
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth = [Depends(require_token)]
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
+    install_dashboard(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

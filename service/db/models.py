@@ -79,6 +79,8 @@ class Trial(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when told to stop
+    # The reported step at which the pruner decided to stop the trial (the dashboard shows it).
+    stop_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

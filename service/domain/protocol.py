@@ -134,7 +134,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
             return Decision(should_stop=True, reason=row["stop_reason"], lease_expires_at=expires)
         decision = prune_decision(s, study, trial_id, [st.step for st in steps])
         if decision.stop:
-            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
+            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason, stop_step=decision.step)
         return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires)
 
 
