@@ -20,6 +20,7 @@ from service.api import studies, trials
 from service.api.deps import require_token
 from service.config import Settings
 from service.dashboard import install_dashboard
+from service.observability import install_metrics
 from service.db.engine import Database
 from service.db.migrate import upgrade
 from service.domain.leases import reap_expired
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
     install_dashboard(app)
+    install_metrics(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

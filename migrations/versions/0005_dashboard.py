@@ -1,4 +1,4 @@
-"""dashboard: the step at which the pruner stopped a trial
+"""dashboard and metrics: the step at which the pruner stopped a trial; an index on finished_at
 
 Revision ID: 0005
 Revises: 0001
@@ -17,8 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('trials', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stop_step', sa.Integer(), nullable=True))
+        batch_op.create_index('ix_trials_finished_at', ['finished_at'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('trials', schema=None) as batch_op:
+        batch_op.drop_index('ix_trials_finished_at')
         batch_op.drop_column('stop_step')

@@ -21,6 +21,7 @@ from service.errors import ConflictingCompletion, InvalidInput, TrialNotFound, T
 from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from service.store import studies as study_store
 from service.store import trials as trial_store
+from service.observability import metrics as observe
 
 TRIALS = trial_store.TRIALS
 
@@ -82,7 +83,9 @@ def claim(db: Database, worker_id: str, study_name: str | None) -> TrialLease | 
     """A waiting trial first, else a fresh suggestion (computed with no transaction open)."""
     with db.transaction() as s:
         lease, candidates = _claim_waiting(s, worker_id, study_name)
-    return lease if lease is not None else _suggest_for(db, worker_id, candidates)
+    lease = lease if lease is not None else _suggest_for(db, worker_id, candidates)
+    observe.claimed(lease is not None)
+    return lease
 
 
 def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[TrialLease]:
@@ -91,6 +94,7 @@ def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[Trial
         rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study.id, limit=count)
     if len(rows) < count:
         rows += suggest_trials(db, study.id, count - len(rows), worker_id)[0]
+    observe.claimed(len(rows))
     return [trial_lease(r, study) for r in rows]
 
 
@@ -107,6 +111,7 @@ def _store_steps(session: Session, trial_id: int, study: Study, steps: list[Step
         finite = isinstance(value, (int, float)) and math.isfinite(value)
         stored.append((st.step, float(value) if finite else None, json_safe_metrics(st.metrics)))
     trial_store.record_reports(session, trial_id, stored)
+    observe.reported(len(stored))
     return diverged
 
 
@@ -126,6 +131,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
         if diverged:
             trial_store.end_held(s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged)
             study_store.finish_if_done(s, study.id)
+            observe.ended("diverged")
             return Decision(should_stop=True, reason=f"diverged: {diverged}")
         expires = epoch_to_datetime(row["lease_expires_at"])
         if study.state != "running":
@@ -220,6 +226,7 @@ def complete(
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
         study_store.finish_if_done(s, study.id)
+        observe.ended(ended["state"])
         done = trial_read(ended, study.name)
         if claim_next is None:
             return CompleteResponse(trial=done)
@@ -227,6 +234,7 @@ def complete(
         nxt, candidates = _claim_waiting(s, *claim_next)
     if nxt is None:
         nxt = _suggest_for(db, claim_next[0], candidates)
+    observe.claimed(nxt is not None)
     return CompleteResponse(trial=done, next=nxt)
 
 
@@ -240,7 +248,9 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, **values: Any
             raise _not_held(s, trial_id)
         study = study_store.study_header(s, row["study_id"])
         study_store.finish_if_done(s, study.id)
-        return trial_read(row, study.name)
+    if state != "waiting":
+        observe.ended(state)
+    return trial_read(row, study.name)
 
 
 def get_trial(session: Session, trial_id: int) -> TrialRead:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import DateTime, Float, Text, and_, cast, func, or_, select
+from sqlalchemy import DateTime, Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Study, Trial, TrialReport
@@ -167,28 +167,4 @@ def trial_reports(session: Session, trial_id: int) -> list[Any]:
     return list(session.execute(
         select(REPORTS.c.step, REPORTS.c.metrics, REPORTS.c.created_at)
         .where(REPORTS.c.trial_id == trial_id).order_by(REPORTS.c.step)
-    ).all())
-
-
-def float_column_bounds(session: Session, study_id: int) -> tuple[float | None, float | None]:
-    row = session.execute(
-        select(func.min(TRIALS.c.value), func.max(TRIALS.c.value, type_=Float))
-        .where(TRIALS.c.study_id == study_id)
-    ).one()
-    return row[0], row[1]
-
-
-def recent_worker_ids(session: Session, since_epoch: float, since_datetime) -> list[str]:
-    """Workers that held a lease renewed after `since_epoch` (database clock: a running trial's
-    lease was last renewed at lease_expires_at - lease_seconds) or ended a trial after
-    `since_datetime`."""
-    lease_seconds = select(STUDIES.c.lease_seconds).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery()
-    return list(session.scalars(
-        select(TRIALS.c.worker_id).distinct().where(
-            TRIALS.c.worker_id.is_not(None),
-            or_(
-                and_(TRIALS.c.state == "running", TRIALS.c.lease_expires_at - lease_seconds >= since_epoch),
-                TRIALS.c.finished_at >= since_datetime,
-            ),
-        )
     ).all())
