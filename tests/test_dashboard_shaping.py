@@ -72,7 +72,8 @@ def test_importance_ranks_the_parameters_that_matter():
               for p in params]
     result = importance.compute(meta, param_columns(meta, params), values, seed=3)
     ranked = [n for _, n in sorted(zip(result.mean, result.names), reverse=True)]
-    assert ranked[:2] == ["lr", "act"] and ranked[-1] == "noise"
+    share = dict(zip(result.names, result.mean))
+    assert ranked[:2] == ["lr", "act"] and share["noise"] < 0.05 and share["lr"] > 0.5
     assert abs(sum(result.mean) - 1) < 1e-9 and result.trials == 300 and result.r2 > 0.8
     again = importance.compute(meta, param_columns(meta, params), values, seed=3)
     assert again == result  # seeded: the same study gives the same bars
