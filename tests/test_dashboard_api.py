@@ -273,3 +273,26 @@ def test_token_query_parameter_becomes_a_cookie(secured):
     # A bearer header and a non-ASCII token are checked by the same function: 401, never 500.
     assert secured.get("/dashboard/api/studies", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     assert secured.get("/dashboard/api/studies", headers={"Authorization": "Bearer s3crét".encode()}).status_code == 401
+
+
+def test_serve_dashboard_prints_the_url_once_up(tmp_path):
+    """What `tuneserve dashboard` runs: the server on the demo's database, the URL printed when up."""
+    import threading
+    import time
+
+    import httpx
+
+    from service.dashboard import serve
+    from service.launch import free_port
+
+    port, printed = free_port(), []
+    url = serve.demo_database_url(tmp_path)
+    assert url == f"sqlite:///{tmp_path.resolve() / 'tuneserve.db'}"
+    thread = threading.Thread(target=serve.serve_dashboard, daemon=True,
+                              kwargs=dict(database_url=url, port=port, study="s", print_fn=printed.append))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not printed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert printed and printed[0].startswith(f"dashboard: http://127.0.0.1:{port}/dashboard/studies/s")
+    assert httpx.get(f"http://127.0.0.1:{port}/dashboard/api/studies").json() == []

@@ -20,12 +20,12 @@ PARAMETERS = {
 }
 
 
-def run_study(url: str, name: str, log_dir: Path, trials: int = 3, timeout: float = 180.0) -> dict:
+def run_study(url: str, name: str, log_dir: Path, trials: int = 3, epochs: int = 3, timeout: float = 180.0) -> dict:
     """Create a random-search study of `trials` trials, run one worker until every trial has ended,
     stop it (SIGTERM), and return the study's read."""
     with TuneClient(url, retry_seconds=5) as api:
         api.create_study(name=name, method="random", max_trials=trials, lease_seconds=30, seed=5,
-                         objective="builtin:cnn", parameters=PARAMETERS,
+                         objective="builtin:cnn", parameters={**PARAMETERS, "epochs": {"value": epochs}},
                          description="trained by a real worker in the tests")
         log = log_dir / f"worker-{name}.log"
         proc = subprocess.Popen(

@@ -12,7 +12,8 @@
     failed: "#dc2626", diverged: "#7c3aed", best: "#111827",
   };
   const POLL_MS = 3000;
-  const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: "hover", modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  // No mode bar: it covers small charts; drag zooms, a double click resets.
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
   const BASE_LAYOUT = {
     margin: { l: 56, r: 16, t: 8, b: 40 }, font: { family: "system-ui, sans-serif", size: 12, color: "#1c2430" },
     paper_bgcolor: "#fff", plot_bgcolor: "#fff", hovermode: "closest",
