@@ -85,9 +85,10 @@ def test_summary_history_and_best_so_far(client):
     assert s["stamp"] == get(client, f"{DASH}/studies/d")["stamp"]
     h = get(client, f"{DASH}/studies/d/history")
     assert h["number"] == list(range(12))
-    assert h["state"][3] == "failed" and h["value"][3] is None
+    states = [h["states"][i] for i in h["state"]]  # states travel as indexes into the legend
+    assert states[3] == "failed" and h["value"][3] is None
     best, expected = None, []
-    for v, st in zip(h["value"], h["state"]):
+    for v, st in zip(h["value"], states):
         if st == "completed" and (best is None or v < best):
             best = v
         expected.append(best)

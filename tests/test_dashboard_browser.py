@@ -74,6 +74,13 @@ def points_in(browser, div_id: str) -> int:
         return n;""", div_id)
 
 
+def drawn_points(browser, div_id: str) -> int:
+    """Scroll a chart into view (charts below the fold are drawn when they become visible) and
+    return its data points once it has some."""
+    browser.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'})", div_id)
+    return wait_for(lambda: points_in(browser, div_id), what=f"points in {div_id}")
+
+
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,9 +116,9 @@ def test_every_chart_of_the_study_page_has_data(server, browser, shots):
     visit(browser, f"{server.url}/dashboard/studies/{STUDY}")
     assert points_in(browser, "chart-history") >= 8 + 8  # each trial's value, and the best-so-far line
     assert points_in(browser, "chart-curves") >= 8 * 2  # two epochs per trial
-    assert points_in(browser, "chart-parallel") == 8
-    assert points_in(browser, "chart-slices") == 8 * 2  # lr and optimizer, one point per trial each
-    assert points_in(browser, "chart-importance") == 2
+    assert drawn_points(browser, "chart-parallel") == 8
+    assert drawn_points(browser, "chart-slices") == 8 * 2  # lr and optimizer, one point per trial each
+    assert drawn_points(browser, "chart-importance") == 2
     assert browser.execute_script("return document.getElementById('chart-slices').layout.xaxis.type") == "log"  # lr
     assert len(table_rows(browser)) == 8
     assert console_errors(browser) == []

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.dashboard import importance as importance_mod
 from service.dashboard.shaping import (
-    TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
+    best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
 from service.domain import studies as study_domain
 from service.domain.views import trial_read, utc
@@ -47,14 +47,16 @@ def _latest(*times: datetime | None) -> datetime | None:
 
 
 def studies_overview(session: Session) -> list[dict[str, Any]]:
-    """Every study with its progress, best value and last activity (two queries in all)."""
+    """Every study with its progress, best value and last activity (the latest trial start or end,
+    or change of the study): three queries in all, whatever the number of trials."""
     per_study: dict[int, list[Any]] = {}
     for row in store.trial_aggregates(session):
         per_study.setdefault(row.study_id, []).append(row)
+    starts = store.latest_starts(session)
     out = []
     for s in store.study_rows(session):
         counts = {state.value: 0 for state in TrialState}
-        best, last = None, utc(s.updated_at)
+        best, last = None, _latest(s.updated_at, starts.get(s.id))
         for row in per_study.get(s.id, []):
             counts[row.state] = row.n
             if row.state == TrialState.COMPLETED:
@@ -88,18 +90,30 @@ def study_summary(session: Session, name: str) -> dict[str, Any]:
             "stamp": _stamp(study, store.trial_aggregates(session, study.id))}
 
 
-def _points(session: Session, study_id: int) -> list[TrialPoint]:
-    return [TrialPoint(r.id, r.number, r.state, r.value, r.last_step) for r in store.trial_points(session, study_id)]
+def _points(session: Session, study_id: int) -> list[Any]:
+    # The rows themselves (id, number, state, value, last_step): building 20,000 objects costs more
+    # than the query.
+    return store.trial_points(session, study_id)
 
 
 def history(session: Session, name: str) -> dict[str, Any]:
-    """Every trial's value and the best so far, as arrays in trial-number order."""
+    """Every trial's value and the best so far, as arrays in trial-number order; states as indexes
+    into `states` (a fifth of the bytes of repeating the names)."""
     study = study_store.get_study(session, name)
     pts = _points(session, study.id)
-    values = [p.value for p in pts]
-    states = [p.state for p in pts]
-    return {"goal": study.goal, "metric": study.metric_name, "id": [p.id for p in pts],
-            "number": [p.number for p in pts], "value": values, "state": states,
+    ids: list[int] = []
+    numbers: list[int] = []
+    states: list[str] = []
+    values: list[float | None] = []
+    for p in pts:
+        ids.append(p.id)
+        numbers.append(p.number)
+        states.append(p.state)
+        values.append(p.value)
+    legend = list(TrialState)
+    code = {s.value: i for i, s in enumerate(legend)}
+    return {"goal": study.goal, "metric": study.metric_name, "id": ids, "number": numbers, "value": values,
+            "states": [s.value for s in legend], "state": [code[s] for s in states],
             "best": best_so_far(values, states, study.goal)}
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from service.space import SearchSpace
 from service.schemas.enums import TrialState
 
 
-@dataclass(frozen=True)
-class TrialPoint:
+class TrialPoint(NamedTuple):
+    """What the selection needs of a trial (store rows have the same attributes)."""
+
     id: int
     number: int
     state: str
@@ -120,7 +120,11 @@ def _jsonable(v: Any) -> Any:
 def category_label(v: Any) -> str:
     """How a categorical value is shown and matched in the browser (strings as they are, any other
     JSON value as its JSON text)."""
-    return v if isinstance(v, str) else json.dumps(_jsonable(v))
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)  # what json.dumps gives, without its cost per cell
+    return json.dumps(_jsonable(v))
 
 
 def finite(v: Any) -> float | None:

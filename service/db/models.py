@@ -63,6 +63,9 @@ class Trial(Base):
         Index("ix_trials_state_lease", "state", "lease_expires_at"),
         # Recent endings (workers seen in the last minute, for /metrics) without a full scan.
         Index("ix_trials_finished_at", "finished_at"),
+        # Covers the dashboard's per-study scans (history, curve selection, counts, best value, last
+        # ending): read from the index alone, never from the wide rows that hold the JSON params.
+        Index("ix_trials_study_points", "study_id", "number", "state", "value", "last_step", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -71,5 +72,6 @@ def full_screenshot(driver, path: Path) -> Path:
     height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
     width = driver.get_window_size()["width"]
     driver.set_window_size(width, min(max(height + 120, 600), 6000))
+    time.sleep(1.0)  # charts below the fold draw when they come into view
     driver.save_screenshot(str(path))
     return path

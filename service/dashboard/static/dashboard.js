@@ -41,10 +41,19 @@
     constructor(status, detail) { super(`${status}: ${detail}`); this.status = status; this.detail = detail; }
   }
 
+  // Requests started while plotly.js is still being parsed (see the end of this file); the first
+  // api() call for the same path takes the answer.
+  const PREFETCH = new Map();
+  function prefetch(path) {
+    PREFETCH.set(path, fetch(path, { credentials: "same-origin", headers: { accept: "application/json" } }));
+  }
+
   async function api(path, options) {
     const opts = Object.assign({ credentials: "same-origin", headers: { accept: "application/json" } }, options || {});
     if (opts.body !== undefined) opts.headers["content-type"] = "application/json";
-    const resp = await fetch(path, opts);
+    let pending = null;
+    if (!options && PREFETCH.has(path)) { pending = PREFETCH.get(path); PREFETCH.delete(path); }
+    const resp = await (pending || fetch(path, opts));
     if (resp.status === 401) { location.href = "/dashboard/login?next=" + enc(location.pathname); throw new HttpError(401, "login"); }
     const body = resp.status === 204 ? null : await resp.json();
     if (!resp.ok) throw new HttpError(resp.status, errorText(body));
@@ -123,6 +132,36 @@
 
   function ready() { if (!window.__readyAt) window.__readyAt = performance.now(); document.body.dataset.ready = "1"; }
 
+  const DEFAULT_QUERY = () => ({ states: new Set(), vmin: "", vmax: "", params: [], sort: "number", order: "desc", limit: 50, offset: 0 });
+
+  function buildTableUrl(base, query) {
+    const qs = new URLSearchParams();
+    for (const s of query.states) qs.append("state", s);
+    if (query.vmin !== "") qs.set("value_min", query.vmin);
+    if (query.vmax !== "") qs.set("value_max", query.vmax);
+    for (const f of query.params) qs.append("param", f.spec);
+    qs.set("sort", query.sort); qs.set("order", query.order); qs.set("limit", query.limit); qs.set("offset", query.offset);
+    return `${base}/trials?${qs}`;
+  }
+
+  // Charts below the fold are drawn when they scroll into view (WebGL charts cost seconds without
+  // a GPU); until then a redraw only marks them stale.
+  const pendingDraws = new Map();
+  const observer = "IntersectionObserver" in window ? new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      if (!e.isIntersecting) continue;
+      const draw = pendingDraws.get(e.target);
+      if (draw) { pendingDraws.delete(e.target); draw(); }
+    }
+  }, { rootMargin: "150px" }) : null;
+  function drawWhenVisible(div, draw) {
+    const r = div.getBoundingClientRect();
+    const visible = r.bottom >= -150 && r.top <= window.innerHeight + 150;
+    if (!observer || visible) { pendingDraws.delete(div); draw(); return; }
+    if (!pendingDraws.has(div)) observer.observe(div);
+    pendingDraws.set(div, () => { observer.unobserve(div); draw(); });
+  }
+
   // ---- the studies page -------------------------------------------------------------------------
   function studiesPage() {
     const table = $("#studies");
@@ -196,7 +235,7 @@
     const name = document.body.dataset.study;
     const base = `/dashboard/api/studies/${enc(name)}`;
     const st = { summary: null, stamp: null, completed: -1, paramsAt: 0, table: null };
-    const query = { states: new Set(), vmin: "", vmax: "", params: [], sort: "number", order: "desc", limit: 50, offset: 0 };
+    const query = DEFAULT_QUERY();
 
     // Panels: `load` fetches, `render` draws. A later issue's panel (advice, sanity verdict) is one
     // more entry here with `when: (summary) => "advice" in summary.study`.
@@ -204,7 +243,7 @@
       history: { url: "/history", render: renderHistory },
       curves: { url: "/curves", render: renderCurves },
       params: { url: "/params", render: renderParams },
-      importance: { url: "/importance", render: renderImportance },
+      importance: { url: "/importance", render: (d) => drawWhenVisible($("#chart-importance"), () => renderImportance(d)) },
     };
     const latest = {};
 
@@ -212,7 +251,7 @@
       const p = panels[key];
       const data = await api(base + p.url);
       latest[key] = data;
-      p.render(data);
+      timed(key, () => p.render(data));
     }
 
     // -- header and controls
@@ -266,6 +305,7 @@
     // -- optimisation history
     function renderHistory(h) {
       const div = $("#chart-history");
+      if (h.states) { h.state = h.state.map((i) => h.states[i]); delete h.states; }
       const n = h.number.length;
       if (!n) { emptyChart(div, "No trials yet"); return; }
       chartReady(div);
@@ -370,22 +410,46 @@
     }
 
     function renderParams(p) {
-      renderParallel(p);
-      renderSlices(p);
+      drawWhenVisible($("#chart-parallel"), () => timed("parallel", () => renderParallel(p)));
+      drawWhenVisible($("#chart-slices"), () => timed("slices", () => renderSlices(p)));
+    }
+
+    function timed(key, fn) {
+      const t0 = performance.now();
+      fn();
+      // How long each chart took to draw (read by benchmarks/dashboard.py).
+      (window.__renderMs = window.__renderMs || {})[key] = Math.round(performance.now() - t0);
+    }
+
+    // Parallel coordinates draw with WebGL, which costs about 1.5 ms a line without a GPU: at most
+    // PARCOORDS_LINES lines, the best 40% of them and an even sample of the rest.
+    const PARCOORDS_LINES = 400;
+    function parcoordsRows(p) {
+      const n = p.id.length;
+      if (n <= PARCOORDS_LINES) return [...Array(n).keys()];
+      const sign = p.goal === "minimize" ? 1 : -1;
+      const order = [...Array(n).keys()].sort((a, b) => sign * (p.value[a] - p.value[b]));
+      const best = order.slice(0, Math.floor(PARCOORDS_LINES * 0.4));
+      const rest = order.slice(best.length).sort((a, b) => a - b);
+      const want = PARCOORDS_LINES - best.length;
+      const sample = [...Array(want).keys()].map((i) => rest[Math.floor((i * rest.length) / want)]);
+      return best.concat(sample).sort((a, b) => a - b);
     }
 
     function renderParallel(p) {
       const div = $("#chart-parallel");
       if (!p.id.length) { emptyChart(div, "No completed trials yet"); return; }
       chartReady(div);
-      const dims = p.params.map((m) => Object.assign({ label: m.name + (m.log ? " (log)" : "") }, axisFor(m, p.columns[m.name])));
-      dims.push({ label: p.metric, values: p.value });
+      const rows = parcoordsRows(p);
+      const pick = (arr) => rows.map((i) => arr[i]);
+      const dims = p.params.map((m) => Object.assign({ label: m.name + (m.log ? " (log)" : "") }, axisFor(m, pick(p.columns[m.name]))));
+      dims.push({ label: p.metric, values: pick(p.value) });
       react(div, [{
         type: "parcoords", dimensions: dims,
-        line: { color: p.value, colorscale: "Viridis", reversescale: p.goal === "maximize", showscale: true, colorbar: { thickness: 10, title: { text: p.metric, side: "right" } } },
+        line: { color: pick(p.value), colorscale: "Viridis", reversescale: p.goal === "maximize", showscale: true, colorbar: { thickness: 10, title: { text: p.metric, side: "right" } } },
         labelfont: { size: 11 }, tickfont: { size: 10 },
       }], { margin: { l: 48, r: 56, t: 36, b: 24 } });
-      setText($("#parallel-note"), p.shown < p.total ? `${p.shown} of ${p.total} valued trials (the best and an even sample)` : `${p.shown} completed and pruned trials; darker is better`);
+      setText($("#parallel-note"), rows.length < p.total ? `${rows.length} of ${p.total} completed and pruned trials (the best and an even sample); darker is better` : `${rows.length} completed and pruned trials; darker is better`);
     }
 
     function renderSlices(p) {
@@ -438,13 +502,7 @@
 
     // -- the trial table: filtered, sorted and paginated by the server; rows updated in place
     function tableUrl() {
-      const qs = new URLSearchParams();
-      for (const s of query.states) qs.append("state", s);
-      if (query.vmin !== "") qs.set("value_min", query.vmin);
-      if (query.vmax !== "") qs.set("value_max", query.vmax);
-      for (const f of query.params) qs.append("param", f.spec);
-      qs.set("sort", query.sort); qs.set("order", query.order); qs.set("limit", query.limit); qs.set("offset", query.offset);
-      return `${base}/trials?${qs}`;
+      return buildTableUrl(base, query);
     }
 
     function tableColumns(params) {
@@ -812,5 +870,15 @@
   }
 
   const PAGES = { studies: studiesPage, study: studyPage, trial: trialPage };
-  document.addEventListener("DOMContentLoaded", () => { const page = PAGES[document.body.dataset.page]; if (page) page(); });
+  // This script runs at the end of <body>, before the deferred plotly.js is evaluated: start the
+  // page's first requests now, and draw once the document (and plotly) is ready.
+  const page = document.body.dataset.page;
+  if (page === "studies") prefetch("/dashboard/api/studies");
+  if (page === "trial") prefetch(`/dashboard/api/trials/${document.body.dataset.trial}`);
+  if (page === "study") {
+    const base = `/dashboard/api/studies/${enc(document.body.dataset.study)}`;
+    for (const path of [base, `${base}/history`, `${base}/curves`, `${base}/params`, `${base}/importance`,
+      buildTableUrl(base, DEFAULT_QUERY())]) prefetch(path);
+  }
+  document.addEventListener("DOMContentLoaded", () => { if (PAGES[page]) PAGES[page](); });
 })();
