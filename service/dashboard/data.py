@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.dashboard import importance as importance_mod
 from service.dashboard.shaping import (
-    best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
+    TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
 from service.domain import studies as study_domain
 from service.domain.views import trial_read, utc
@@ -90,10 +90,9 @@ def study_summary(session: Session, name: str) -> dict[str, Any]:
             "stamp": _stamp(study, store.trial_aggregates(session, study.id))}
 
 
-def _points(session: Session, study_id: int) -> list[Any]:
-    # The rows themselves (id, number, state, value, last_step): building 20,000 objects costs more
-    # than the query.
-    return store.trial_points(session, study_id)
+def _points(session: Session, study_id: int) -> list[TrialPoint]:
+    # Named tuples: their fields read at C speed, which matters over 20,000 trials.
+    return list(map(TrialPoint._make, store.trial_points(session, study_id)))
 
 
 def history(session: Session, name: str) -> dict[str, Any]:
@@ -138,7 +137,7 @@ def curves(session: Session, name: str, limit: int = CURVES_LIMIT, points: int =
             "shown": len(trials), "total": len(pts)}
 
 
-_VALUED = (TrialState.COMPLETED, TrialState.PRUNED)
+_VALUED = frozenset({TrialState.COMPLETED.value, TrialState.PRUNED.value})
 
 
 def param_points(session: Session, name: str, limit: int = PARAMS_LIMIT) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from operator import attrgetter
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from service.space import SearchSpace
@@ -59,8 +60,9 @@ def pick_trials(points: Iterable[TrialPoint], goal: str, limit: int, *, best_sha
     pool = [p for p in points if wanted is None or p.state in wanted]
     if len(pool) <= limit:
         return sorted(pool, key=lambda p: p.number)
-    valued = [p for p in pool if p.value is not None and p.state == TrialState.COMPLETED]
-    valued.sort(key=lambda p: (p.value if goal == "minimize" else -p.value, p.number))
+    valued = [p for p in pool if p.value is not None and p.state == "completed"]
+    # A stable sort of a list in number order: ties keep the lower trial number first.
+    valued.sort(key=attrgetter("value"), reverse=goal != "minimize")
     chosen: dict[int, TrialPoint] = {p.id: p for p in valued[: int(limit * best_share)]}
     for p in pool:
         if len(chosen) >= limit:

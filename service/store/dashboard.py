@@ -61,13 +61,19 @@ def latest_starts(session: Session, study_id: int | None = None) -> dict[int, An
     return dict(session.execute(stmt).all())
 
 
-def trial_points(session: Session, study_id: int) -> list[Any]:
-    """(id, number, state, value, last_step) of every trial of a study, in number order."""
-    return list(session.execute(
-        select(TRIALS.c.id, TRIALS.c.number, TRIALS.c.state, TRIALS.c.value, TRIALS.c.last_step)
-        .where(TRIALS.c.study_id == study_id)
-        .order_by(TRIALS.c.number)
-    ).all())
+def trial_points(session: Session, study_id: int) -> list[tuple]:
+    """(id, number, state, value, last_step) of every trial of a study, in number order, as plain
+    tuples from the driver's cursor (in this session's transaction): at 20,000 trials, SQLAlchemy's
+    row objects cost 100 ms more than the query on PostgreSQL. Columns of simple types only."""
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT id, number, state, value, last_step FROM trials "
+                       f"WHERE study_id = {mark} ORDER BY number", (study_id,))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def curve_points(session: Session, trial_ids: Sequence[int]) -> list[tuple[int, int, float]]:
