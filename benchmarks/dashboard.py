@@ -157,7 +157,14 @@ def endpoints(trial_id: int) -> list[tuple[str, str]]:
     ]
 
 
-def time_endpoints(base: str, calls: int) -> list[dict]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): what a request costs the server,
+    whatever else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_endpoints(base: str, calls: int, pid: int) -> list[dict]:
     out = []
     with httpx.Client(base_url=base, timeout=120) as c:
         trial_id = c.get(f"/api/v1/studies/{STUDY}/trials", params={"state": "completed", "limit": 1}).json()["items"][0]["id"]
@@ -167,12 +174,14 @@ def time_endpoints(base: str, calls: int) -> list[dict]:
             cold = (time.perf_counter() - t0) * 1000
             r.raise_for_status()
             times = []
+            cpu0 = cpu_seconds(pid)
             for _ in range(calls):
                 t0 = time.perf_counter()
                 c.get(path).raise_for_status()
                 times.append((time.perf_counter() - t0) * 1000)
+            cpu = (cpu_seconds(pid) - cpu0) * 1000 / calls
             times.sort()
-            out.append({"endpoint": label, "cold_ms": cold, "median_ms": statistics.median(times),
+            out.append({"endpoint": label, "cold_ms": cold, "median_ms": statistics.median(times), "cpu_ms": cpu,
                         "p90_ms": times[min(len(times) - 1, int(math.ceil(0.9 * len(times))) - 1)],
                         "kb": len(r.content) / 1024})
     return out
@@ -221,7 +230,7 @@ def run_backend(backend: str, args) -> dict:
         print(f"{backend}: built {args.trials} trials in {time.perf_counter() - t0:.1f} s", flush=True)
         proc, base = start_server(url)
         try:
-            rows = time_endpoints(base, args.calls)
+            rows = time_endpoints(base, args.calls, proc.pid)
             page = time_page(base, args.loads)
         finally:
             proc.terminate()
@@ -242,19 +251,21 @@ def main() -> int:
     args = ap.parse_args()
     results = [run_backend(b, args) for b in args.backends.split(",") if b]
     print(f"\n{args.trials} trials, {sum(n * s for _, n, s in MIX) * args.trials // 20_000} reports; "
-          f"{os.cpu_count()} CPUs; warm calls: {args.calls}\n")
-    print("| endpoint | " + " | ".join(f"{r['backend']} median / p90 (cold) ms" for r in results) + " | size KB |")
-    print("|---|" + "---|" * len(results) + "---|")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; warm calls: {args.calls}\n")
+    print("wall: median / p90 (first, cold) ms; cpu: server CPU ms per warm call\n")
+    print("| endpoint | " + " | ".join(f"{r['backend']} wall | {r['backend']} cpu" for r in results) + " | size KB |")
+    print("|---|" + "---|---|" * len(results) + "---|")
     for i, row in enumerate(results[0]["endpoints"]):
         cells = [f"{r['endpoints'][i]['median_ms']:.0f} / {r['endpoints'][i]['p90_ms']:.0f} "
-                 f"({r['endpoints'][i]['cold_ms']:.0f})" for r in results]
+                 f"({r['endpoints'][i]['cold_ms']:.0f}) | {r['endpoints'][i]['cpu_ms']:.0f}" for r in results]
         print(f"| {row['endpoint']} | " + " | ".join(cells) + f" | {row['kb']:.0f} |")
     for r in results:
         if r["page_ms"]:
             print(f"study page time to interactive, {r['backend']}: "
                   + ", ".join(f"{t / 1000:.2f} s" for t in r["page_ms"]) + " (first load has a cold browser cache)")
     worst = max(e["p90_ms"] for r in results for e in r["endpoints"])
-    print(f"\nslowest endpoint p90: {worst:.0f} ms (target <= 300); "
+    worst_cpu = max(e["cpu_ms"] for r in results for e in r["endpoints"])
+    print(f"\nslowest endpoint: p90 {worst:.0f} ms wall, {worst_cpu:.0f} ms server CPU (target <= 300); "
           f"slowest page load: {max((t for r in results for t in r['page_ms']), default=float('nan')) / 1000:.2f} s (target <= 3)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
