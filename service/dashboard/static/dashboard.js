@@ -329,13 +329,14 @@
           hovertemplate: failed ? `trial #%{x}: ${state}<extra></extra>` : `trial #%{x}<br>${h.metric} %{y:.5g}<extra>${state}</extra>`,
         });
       }
+      if (!traces.length) { emptyChart(div, `No finished trials yet (${n} waiting or running)`); return; }
       traces.push({
         type: gl, mode: "lines", name: "best so far", x: h.number, y: h.best, line: { color: COLORS.best, width: 2, shape: "hv" },
         hovertemplate: `best so far %{y:.5g}<extra></extra>`, connectgaps: false,
       });
       const log = $("#history-log").checked;
       react(div, traces, { xaxis: { title: { text: "trial number" } }, yaxis: { title: { text: h.metric }, type: log ? "log" : "linear" } });
-      setText($("#history-note"), `${n} trials; failed and diverged trials are marked along the top`);
+      setText($("#history-note"), `${n} trial${n === 1 ? "" : "s"}; failed and diverged trials are marked along the top`);
       if (!div.dataset.clicks) {
         div.dataset.clicks = "1";
         div.on("plotly_click", (ev) => { const id = ev.points[0] && ev.points[0].customdata; if (id) location.href = `/dashboard/trials/${id}`; });
