@@ -130,6 +130,9 @@
     timer = setTimeout(run, POLL_MS);
   }
 
+  // Steps are whole epochs: with few of them, tick every one instead of at 1.2, 1.4, ...
+  const stepTicks = (maxStep) => (maxStep <= 20 ? { tick0: 0, dtick: 1 } : {});
+
   function ready() { if (!window.__readyAt) window.__readyAt = performance.now(); document.body.dataset.ready = "1"; }
 
   const DEFAULT_QUERY = () => ({ states: new Set(), vmin: "", vmax: "", params: [], sort: "number", order: "desc", limit: 50, offset: 0 });
@@ -382,7 +385,8 @@
         });
       }
       const log = $("#curves-log").checked;
-      react(div, traces, { xaxis: { title: { text: "step (epoch)" } }, yaxis: { title: { text: c.metric }, type: log ? "log" : "linear" } });
+      const maxStep = Math.max(...c.trials.map((t) => t.steps[t.steps.length - 1]));
+      react(div, traces, { xaxis: Object.assign({ title: { text: "step (epoch)" } }, stepTicks(maxStep)), yaxis: { title: { text: c.metric }, type: log ? "log" : "linear" } });
       setText($("#curves-note"), c.shown < c.total
         ? `${c.shown} of ${c.total} trials: the best, the running ones and an even sample of the rest`
         : `${c.shown} trials; an × marks where a pruned trial was stopped`);
@@ -792,7 +796,7 @@
       const traces = present.map((n, i) => lineTrace(d, n, palette[i % palette.length]));
       const extra = (opts && opts.ref) ? { shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: opts.ref, y1: opts.ref, line: { color: "#9aa5b1", dash: "dot", width: 1 } }] } : {};
       react(div, traces, Object.assign({ margin: { l: 56, r: 12, t: 8, b: 34 }, showlegend: present.length > 1,
-        xaxis: { title: { text: "step" } }, yaxis: opts && opts.log ? { type: "log", tickformat: ".1e", nticks: 5 } : { type: "linear" } }, extra));
+        xaxis: Object.assign({ title: { text: "step" } }, stepTicks(d.steps[d.steps.length - 1] || 0)), yaxis: opts && opts.log ? { type: "log", tickformat: ".1e", nticks: 5 } : { type: "linear" } }, extra));
     }
 
     function render(d) {
@@ -834,7 +838,7 @@
       else {
         chartReady(lossDiv);
         const traces = present.map((n) => lineTrace(d, n, n === "train_loss" ? "#1f4e79" : n === "val_loss" ? "#d97706" : "#2f7d4f", n === "train_loss" ? "solid" : n === "val_loss" ? "solid" : "dot"));
-        react(lossDiv, traces, Object.assign({ xaxis: { title: { text: "step (epoch)" } }, yaxis: { title: { text: "loss" }, type: $("#loss-log").checked ? "log" : "linear" } }, stopShapes(t)));
+        react(lossDiv, traces, Object.assign({ xaxis: Object.assign({ title: { text: "step (epoch)" } }, stepTicks(d.steps[d.steps.length - 1] || 0)), yaxis: { title: { text: "loss" }, type: $("#loss-log").checked ? "log" : "linear" } }, stopShapes(t)));
       }
       smallChart($("#chart-acc"), d, ["train_acc", "val_acc"]);
       smallChart($("#chart-lr"), d, ["lr"], { log: true });
