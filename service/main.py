@@ -19,6 +19,8 @@ from service.api import errors as api_errors
 from service.api import health, logs, studies, trials
 from service.api.deps import require_token
 from service.config import Settings
+from service.dashboard import install_dashboard
+from service.observability import install_metrics
 from service.db.engine import Database
 from service.db.migrate import upgrade
 from service.domain.leases import reap_expired
@@ -78,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
     app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
     app.include_router(health.router)
+    install_dashboard(app)
+    install_metrics(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

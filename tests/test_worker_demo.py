@@ -20,6 +20,7 @@ def test_demo_runs_a_study_and_prints_the_best(tmp_path):
     assert best, out[-3000:]
     assert 0 < float(best.group(3)) <= 1
     assert re.search(r"^\s+lr = ", out, re.M) and "optimizer = " in out
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/dashboard", out)  # printed once the server is up
     assert (data / "tuneserve.db").exists() and str(data / "tuneserve.db") in out.replace("\n", "")
     logs = "".join(p.read_text() for p in data.glob("worker-*.log"))
     assert logs.count("event=completed") + logs.count("event=failed") >= 4

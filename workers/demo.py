@@ -109,10 +109,12 @@ def main(argv: list[str]) -> int:
         server, url = start_server(data_dir, args.port or free_port())
         procs.append(server)
         console.print(f"server: {url} (SQLite at {(data_dir / 'tuneserve.db').resolve()})")
+        console.print(f"dashboard: [link={url}/dashboard]{url}/dashboard[/link] (open it to watch the study live)")
         client = TuneClient(url, retry_seconds=10)
         name = time.strftime("digits-demo-%Y%m%d-%H%M%S")
         study = create_study(client, name, args.trials, args.method)
-        console.print(f"study {name}: {args.trials} trials, method {study['method']}, {args.workers} CPU workers")
+        console.print(f"study {name}: {args.trials} trials, method {study['method']}, {args.workers} CPU workers; "
+                      f"live at {url}/dashboard/studies/{name}")
         worker_env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on two cores, no oversubscription
         workers = [subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "--server", url, "--study", name, "--device", "cpu",
@@ -143,6 +145,8 @@ def main(argv: list[str]) -> int:
             console.print(f"  {key} = {value}")
         console.print(f"\nresults: SQLite {(data_dir / 'tuneserve.db').resolve()}, study {name!r}; logs in {data_dir}/")
         console.print(f"export: tuneserve study --server <url> export {name} (with `tuneserve server` on that database)")
+        console.print(f"dashboard again: TUNESERVE_DATABASE_URL=sqlite:///{(data_dir / 'tuneserve.db').resolve()} "
+                      f"tuneserve server, then open http://127.0.0.1:8000/dashboard/studies/{name}")
         console.print(f"took {time.monotonic() - started:.0f}s")
         return 0
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """diagnosis and the sanity gate: studies.sanity, trials.diagnosis, trials.kind
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-27 10:00:00
 
 - studies.sanity: the gate's state, config, figures and verdict (SanityResult.to_json() plus the
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

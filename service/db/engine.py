@@ -96,7 +96,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (Database.read) begin DEFERRED: in WAL mode they never wait for, or block, a writer.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("tuneserve_read") else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -107,6 +108,7 @@ class Database:
         self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(tuneserve_read=True), expire_on_commit=False)
         # SQLite has one writer at a time. Queueing this process's transactions on a lock is much
         # cheaper than SQLite's busy handler, which sleeps and retries; other processes still
         # queue on busy_timeout.
@@ -133,6 +135,17 @@ class Database:
             return
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only unit of work (dashboard, metrics): rolled back at the end. On SQLite it takes
+        neither the process's writer lock nor the database's write lock, so a slow aggregate never
+        holds up the worker protocol."""
+        with self._readers() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
 
     def dispose(self) -> None:
         self.engine.dispose()

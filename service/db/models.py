@@ -63,6 +63,11 @@ class Trial(Base):
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
         Index("ix_trials_study_state", "study_id", "state"),
         Index("ix_trials_state_lease", "state", "lease_expires_at"),
+        # Recent endings (workers seen in the last minute, for /metrics) without a full scan.
+        Index("ix_trials_finished_at", "finished_at"),
+        # Covers the dashboard's per-study scans (history, curve selection, counts, best value, last
+        # ending): read from the index alone, never from the wide rows that hold the JSON params.
+        Index("ix_trials_study_points", "study_id", "number", "state", "value", "last_step", "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -82,6 +87,8 @@ class Trial(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when told to stop
+    # The reported step at which the pruner decided to stop the trial (the dashboard shows it).
+    stop_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # service.diagnosis.Diagnosis.to_json(), computed when the trial ends.

@@ -6,6 +6,7 @@ import logging
 from service.db.engine import Database
 from service.store import studies as study_store
 from service.store import trials as trial_store
+from service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.leases")
 
@@ -16,6 +17,7 @@ def reap_expired(db: Database) -> tuple[int, int]:
         requeued, failed_studies = trial_store.expire_leases(s)
         for study_id in set(failed_studies):
             study_store.finish_if_done(s, study_id)
+    observe.leases_expired(len(requeued), len(failed_studies))
     if requeued or failed_studies:
         log.info("lease expiry: %d trial(s) requeued, %d failed after their retries", len(requeued), len(failed_studies))
     return len(requeued), len(failed_studies)

@@ -22,6 +22,7 @@ from service.schemas.trials import CompleteResponse, Decision, StepReport, Trial
 from service.store import studies as study_store
 from service.store import trials as trial_store
 from service.store import workers as worker_store
+from service.observability import metrics as observe
 
 TRIALS = trial_store.TRIALS
 
@@ -90,7 +91,9 @@ def claim(db: Database, worker_id: str, study_name: str | None, objective: str |
     """A waiting trial first, else a fresh suggestion (computed with no transaction open)."""
     with db.transaction() as s:
         lease, candidates = _claim_waiting(s, worker_id, study_name, objective)
-    return lease if lease is not None else _suggest_for(db, worker_id, candidates)
+    lease = lease if lease is not None else _suggest_for(db, worker_id, candidates)
+    observe.claimed(lease is not None)
+    return lease
 
 
 def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[TrialLease]:
@@ -99,6 +102,7 @@ def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[Trial
         rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study.id, limit=count)
     if len(rows) < count:
         rows += suggest_trials(db, study.id, count - len(rows), worker_id)[0]
+    observe.claimed(len(rows))
     return [trial_lease(r, study) for r in rows]
 
 
@@ -115,6 +119,7 @@ def _store_steps(session: Session, trial_id: int, study: Study, steps: list[Step
         finite = isinstance(value, (int, float)) and math.isfinite(value)
         stored.append((st.step, float(value) if finite else None, json_safe_metrics(st.metrics)))
     trial_store.record_reports(session, trial_id, stored)
+    observe.reported(len(stored))
     return diverged
 
 
@@ -134,6 +139,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
         if diverged:
             trial_store.end_held(s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged)
             study_store.finish_if_done(s, study.id)
+            observe.ended("diverged")
             return Decision(should_stop=True, reason=f"diverged: {diverged}")
         expires = epoch_to_datetime(row["lease_expires_at"])
         if study.state != "running":
@@ -142,7 +148,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
             return Decision(should_stop=True, reason=row["stop_reason"], lease_expires_at=expires)
         decision = prune_decision(s, study, trial_id, [st.step for st in steps])
         if decision.stop:
-            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
+            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason, stop_step=decision.step)
         return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires)
 
 
@@ -228,6 +234,7 @@ def complete(
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
         study_store.finish_if_done(s, study.id)
+        observe.ended(ended["state"])
         done = trial_read(ended, study.name)
         if claim_next is None:
             return CompleteResponse(trial=done)
@@ -235,6 +242,7 @@ def complete(
         nxt, candidates = _claim_waiting(s, *claim_next)
     if nxt is None:
         nxt = _suggest_for(db, claim_next[0], candidates)
+    observe.claimed(nxt is not None)
     return CompleteResponse(trial=done, next=nxt)
 
 
@@ -248,7 +256,9 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, **values: Any
             raise _not_held(s, trial_id)
         study = study_store.study_header(s, row["study_id"])
         study_store.finish_if_done(s, study.id)
-        return trial_read(row, study.name)
+    if state != "waiting":
+        observe.ended(state)
+    return trial_read(row, study.name)
 
 
 def get_trial(session: Session, trial_id: int) -> TrialRead:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from functools import lru_cache
 import json
 
@@ -37,5 +38,5 @@ def prune_decision(session: Session, study: Study, trial_id: int, steps: list[in
     for step in sorted(set(steps)):
         decision = pruner.decide(mine.until(step), others, study.goal)
         if decision.stop:
-            return decision
+            return replace(decision, step=step)
     return CONTINUE

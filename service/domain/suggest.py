@@ -27,6 +27,7 @@ from service.schemas.enums import ACTIVE_STATES, VALUED_STATES
 from service.space import SearchSpace
 from service.store import studies as study_store
 from service.store import trials as trial_store
+from service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.suggest")
 
@@ -67,6 +68,7 @@ def needs_history(method: str, space: SearchSpace) -> bool:
     return method != "random" or grid_size(space) is not None
 
 
+@observe.timed_suggest
 def compute(
     method: str, space: SearchSpace, completed: list[Observation], pending: list[dict[str, Any]],
     count: int, seed: int, goal: str,

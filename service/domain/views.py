@@ -48,6 +48,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         metrics=_get(trial, "metrics") or {},
         last_step=_get(trial, "last_step"),
         stop_reason=_get(trial, "stop_reason"),
+        stop_step=_get(trial, "stop_step"),
         fail_kind=_get(trial, "fail_kind"),
         fail_reason=_get(trial, "fail_reason"),
         lease_expires_at=epoch_to_datetime(_get(trial, "lease_expires_at")),

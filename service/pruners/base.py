@@ -46,6 +46,7 @@ class Curve:
 class Decision:
     stop: bool
     reason: str = ""
+    step: int | None = None  # the reported step the decision was made at (set by the caller)
 
 
 class Pruner(Protocol):

@@ -52,6 +52,7 @@ class TrialRead(BaseModel):
     metrics: dict[str, Any]
     last_step: int | None
     stop_reason: str | None
+    stop_step: int | None = Field(default=None, description="The step at which the pruner said stop")
     fail_kind: FailKind | None
     fail_reason: str | None
     lease_expires_at: datetime | None

@@ -90,7 +90,7 @@ def _claim_statement(one_study: bool, objective: str | None = ANY):
         .values(
             state="running", worker_id=bindparam("b_worker_id"), lease_token=db_token(),
             lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
-            stop_reason=None,
+            stop_reason=None, stop_step=None,
         )
         .returning(*TRIALS.c)
     )
@@ -281,7 +281,7 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
         .where(expired, TRIALS.c.attempt < max_retries)
         .values(
             state="waiting", attempt=TRIALS.c.attempt + 1, worker_id=None, lease_token=None,
-            lease_expires_at=None, stop_reason=None,
+            lease_expires_at=None, stop_reason=None, stop_step=None,
         )
         .returning(TRIALS.c.id)
     ).all()
