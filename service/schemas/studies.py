@@ -50,7 +50,8 @@ def _json_integer(v: Any) -> Any:
 
 
 JsonNumber = Annotated[float, BeforeValidator(_json_number)]
-JsonInteger = Annotated[int, BeforeValidator(_json_integer)]
+# The budget: W&B's run_cap is a JSON integer > 0.
+Budget = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
 
 
 class _Strict(BaseModel):
@@ -174,8 +175,8 @@ class StudyCreate(_Strict):
                     "tpe_hyperopt | gp. W&B requires it; tuneserve defaults to random")
     metric: MetricSpec | None = Field(default=None, description="Default: val_loss, minimize")
     parameters: dict[str, Any] = Field(description="A W&B sweep `parameters` block")
-    max_trials: JsonInteger | None = Field(
-        default=None, ge=1, le=1_000_000, validation_alias=AliasChoices("max_trials", "run_cap"),
+    max_trials: Budget | None = Field(
+        default=None, validation_alias=AliasChoices("max_trials", "run_cap"),
         description="The trial budget (W&B: run_cap)")
     early_terminate: dict[str, Any] | None = Field(
         default=None, description="W&B's block: {type: hyperband, min_iter | max_iter and s, eta, strict}")
