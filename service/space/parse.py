@@ -276,8 +276,7 @@ def _dimension(path: str, distribution: str, spec: dict[str, Any], merge_repeats
                 raise SpaceError(path, f"{key} ({shape[key]}) must be > 0 (Beta(a, b) needs both > 0; W&B's "
                                        f"schema allows 0, but its sampler then returns NaN)")
         q = _q(path, spec) if distribution == "q_beta" else None
-        dim = Dimension(path, distribution, a=float(shape["a"]), b=float(shape["b"]), q=q)
-        return dim
+        return Dimension(path, distribution, a=float(shape["a"]), b=float(shape["b"]), q=q)
     return _bounded(path, spec, distribution)
 
 
