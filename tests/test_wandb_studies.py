@@ -114,6 +114,14 @@ def test_target_finishes_the_study(client, goal, values, finishing):
     assert hb.json()["should_stop"] is True and "finished" in hb.json()["reason"]
 
 
+def test_the_last_trial_of_the_budget_can_still_be_the_one_that_reached_the_target(client):
+    create(client, name="t", method="random", max_trials=2, metric={**LOSS, "target": 0.1}, parameters=SPACE)
+    run_trial(client, "t", [], value=0.5)
+    run_trial(client, "t", [], value=0.05)
+    read = client.get(f"{API}/studies/t").json()
+    assert read["state"] == "finished" and read["target_reached_by"] == 1
+
+
 def test_a_value_short_of_the_target_or_a_stopped_study_is_left_alone(client):
     create(client, name="t", method="random", max_trials=5, metric={**LOSS, "target": 0.1}, parameters=SPACE)
     run_trial(client, "t", [], value=0.1000001)

@@ -225,9 +225,9 @@ def complete(
         if isinstance(outcome, CompleteResponse):
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
-        study_store.finish_if_done(s, study.id)
         if ended["state"] == "completed":  # W&B's metric.target (h9-sweeps)
             finish_on_target(s, study.id, ended["value"], ended["number"])
+        study_store.finish_if_done(s, study.id)
         done = trial_read(ended, study.name)
         if claim_next is None:
             return CompleteResponse(trial=done)
