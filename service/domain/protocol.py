@@ -147,7 +147,7 @@ def heartbeat(db: Database, trial_id: int, token: str) -> Decision:
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
         if not row["stop_reason"]:  # W&B's hyperband re-checks running trials (h9-sweeps)
-            decision = recheck_decision(s, study, trial_id)
+            decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
             if decision.stop:
                 trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
                 return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires)

@@ -56,11 +56,15 @@ def prune_decision(session: Session, study: Any, trial_id: int, steps: list[int]
     return CONTINUE
 
 
-def recheck_decision(session: Session, study: Any, trial_id: int) -> Decision:
+def recheck_decision(session: Session, study: Any, trial_id: int, last_step: int | None = None) -> Decision:
     """At a heartbeat: W&B's hyperband judges every running run again as other runs reach its
-    latest band (its controller's periodic pass); the other pruners judge only at reports."""
+    latest band (its controller's periodic pass); the other pruners judge only at reports.
+    `last_step` (the trial's highest reported step, when known) spares the read of every curve
+    while the trial cannot have reached a band yet (a band counts reports, and steps start at 1)."""
     pruner = _study_pruner(study)
     if pruner is None or not getattr(pruner, "rechecks", False):
+        return CONTINUE
+    if last_step is not None and last_step < pruner.bands[0]:
         return CONTINUE
     mine, others = _curves(session, study, trial_id, ALL_STEPS)
     if not mine.values:
