@@ -51,10 +51,15 @@ def test_wandb_sweep_yaml_is_a_study(client):
     assert r.status_code == 201, r.text
     study = r.json()
     assert study["max_trials"] == 7
-    assert study["metric"] == {"name": "val_acc", "goal": "maximize"}
+    assert study["metric"] == {"name": "val_acc", "goal": "maximize", "target": None, "impute": None,
+                               "impute_while_running": None}
+    assert study["display_name"] == "sweep1" and study["program"] == "train.py"
+    assert study["command"] == ["python", "train.py"] and study["project"] == "cnn"
     assert study["pruner"]["type"] == "hyperband"
     assert study["objective"] == "program" and study["command"] == ["python", "train.py"]
-    assert claim(client, "sweep1") is None  # a client that names no objective never runs a program's trials
+    # a CNN worker never runs a program's trials; a program worker (or a client that says nothing) does
+    cnn = client.post("/api/v1/trials/claim", json={"worker_id": "w0", "study": "sweep1", "objective": "builtin:cnn"})
+    assert cnn.status_code == 204
     r = client.post("/api/v1/trials/claim", json={"worker_id": "w1", "study": "sweep1", "objective": "program"})
     p = r.json()["params"]
     assert p["epochs"] == 5 and p["batch_size"] in (32, 64, 128)
@@ -65,23 +70,46 @@ def test_wandb_sweep_yaml_is_a_study(client):
 @pytest.mark.parametrize(
     "overrides, loc, words",
     [
-        ({"method": "bayes"}, ["body", "method"], "random, grid, tpe, tpe_hyperopt, gp"),
+        ({"method": "hyperband"}, ["body", "method"], "'random', 'grid', 'bayes', 'tpe', 'tpe_hyperopt' or 'gp'"),
+        ({"method": "custom"}, ["body", "method"], "W&B Launch custom scheduler"),
+        ({"method": "bayes", "metric": None}, ["body", "metric"], "bayes needs a `metric`"),
         ({"parameters": {"lr": {"min": 1.0, "max": 0.1}}}, ["body", "parameters", "lr"], "must be < max"),
         ({"parameters": {"lr": {"distribution": "log_uniform_values", "min": 0, "max": 1}}},
          ["body", "parameters", "lr"], "> 0"),
         ({"parameters": {"a": {"parameters": {"b": {"values": []}}}}}, ["body", "parameters", "a", "b"], "empty"),
-        ({"parameters": {"lr": {"values": [1, 1]}}}, ["body", "parameters", "lr"], "unique"),
-        ({"parameters": {"bad-name": {"value": 1}}}, ["body", "parameters", "bad-name"], "identifier"),
+        ({"method": "grid", "parameters": {"lr": {"values": [1, 2], "probabilities": [0.5, 0.5]}}},
+         ["body", "parameters", "lr"], "grid search cannot weight values"),
+        ({"parameters": {"bad name": {"value": 1}}}, ["body", "parameters", "bad name"], "not a valid parameter name"),
+        ({"parameters": {"a.b": {"min": 2, "max": 1}}}, ["body", "parameters", "a.b"], "must be < max"),
+        ({"parameters": {"lr": {"distribution": "log_uniform", "min": -5, "max": 0}}}, ["body", "parameters", "lr"],
+         "use log_uniform_values"),
         ({"method": "grid", "parameters": {"lr": {"min": 0.1, "max": 0.2}}}, ["body", "method"], "lr"),
         ({"max_trials": 0}, ["body", "max_trials"], "greater than or equal"),
         ({"metric": {"name": "x", "goal": "up"}}, ["body", "metric", "goal"], "minimize"),
         ({"early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 1}}, ["body", "early_terminate"], "eta"),
+        ({"early_terminate": {"type": "hyperband", "min_iter": 2}, "metric": None}, ["body", "metric"],
+         "early_terminate ranks runs"),
+        ({"early_terminate": {"type": "asha"}}, ["body", "early_terminate"], "go in `pruner`"),
+        ({"metric": {"name": "x", "target": "low"}}, ["body", "metric", "target"], "must be a number"),
+        ({"metric": {"goal": "maximize"}}, ["body", "metric", "name"], "Field required"),
+        ({"metric": {"name": "x", "impute": "mean"}}, ["body", "metric", "impute"], "'latest', 'best' or 'worst'"),
+        ({"metrics": [{"name": "a"}, {"name": "b"}]}, ["body", "metrics"], "tuneserve optimizes one `metric`"),
+        ({"scheduler": {"engine": "optuna"}}, ["body", "scheduler"], "'optuna' is not supported"),
+        ({"scheduler": {"engine": "wandb"}, "early_terminate": {"type": "hyperband", "min_iter": 2}},
+         ["body", "early_terminate"], "cannot be used together with `scheduler`"),
+        ({"run_cap": 5.5, "max_trials": None}, ["body", "run_cap"], "must be an integer"),
+        ({"run_cap": 5, "max_trials": 6}, ["body", "run_cap"], "not both"),
+        ({"program": ["train.py"]}, ["body", "program"], "valid string"),
+        ({"kind": "job"}, ["body", "kind"], "'sweep'"),
         ({"warm_start_from": "nope"}, ["body", "warm_start_from"], "not found"),
-        ({"bogus": 1}, ["body", "bogus"], "Extra inputs"),
+        ({"bogus": 1}, ["body", "bogus"], "unknown key 'bogus': a study document (W&B's sweep keys and "
+                                          "tuneserve's) takes only: name, description, method, metric"),
+        ({"metric": {"name": "x", "bogus": 1}}, ["body", "metric", "bogus"], "metric takes only: name, goal"),
     ],
 )
 def test_invalid_study_is_422_naming_field_and_stores_nothing(client, overrides, loc, words):
-    r = client.post("/api/v1/studies", json=study_body("bad", **overrides))
+    body = {k: v for k, v in study_body("bad", **overrides).items() if v is not None}
+    r = client.post("/api/v1/studies", json=body)
     assert r.status_code == 422, r.text
     err = r.json()["detail"][0]
     assert err["loc"] == loc

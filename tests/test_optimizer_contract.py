@@ -1,6 +1,7 @@
 """One contract, every optimizer in the registry: what the suggest flow relies on, whatever the engine."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -14,8 +15,9 @@ from service.space import SearchSpace, SpaceError, params_key, parse_parameters
 ALL_METHODS = list(registry.METHODS)
 NON_GRID_METHODS = [m for m in registry.METHODS if m != "grid"]
 
-# Every distribution the parser knows, nested block included: model-based engines must map each
-# one into their own form and back.
+# Every distribution the parser knows, nested blocks included (W&B's exponent forms are only legal
+# nested), and categoricals of every JSON type: model-based engines must map each one into their own
+# form and back, and handle categoricals by index whatever their values are.
 CONTINUOUS = parse_parameters({
     "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
     "dropout": {"min": 0.0, "max": 0.6},
@@ -23,13 +25,21 @@ CONTINUOUS = parse_parameters({
     "batch": {"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 16},
     "momentum": {"distribution": "q_uniform", "min": 0.5, "max": 0.95, "q": 0.05},
     "decay": {"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 1e-1},
-    "scale": {"distribution": "log_uniform", "min": -3, "max": 1},
-    "inv_scale": {"distribution": "inv_log_uniform", "min": 0, "max": 2},
+    "v1": {"parameters": {
+        "scale": {"distribution": "log_uniform", "min": -3, "max": 1},
+        "inv_scale": {"distribution": "inv_log_uniform", "min": 0, "max": 2},
+        "qscale": {"distribution": "q_log_uniform", "min": 1, "max": 4, "q": 4},
+    }},
     "noise": {"distribution": "normal", "mu": 0.5, "sigma": 0.1},
     "qnoise": {"distribution": "q_normal", "mu": 4, "sigma": 2, "q": 1},
     "width": {"distribution": "log_normal", "mu": 1.0, "sigma": 0.5},
     "qwidth": {"distribution": "q_log_normal", "mu": 2.0, "sigma": 0.5, "q": 2},
+    "mix": {"distribution": "beta", "a": 2, "b": 5},
+    "qmix": {"distribution": "q_beta", "a": 0.5, "b": 0.5, "q": 0.125},
     "activation": {"value": "relu"},
+    "arch": {"values": [{"depth": 2, "widths": [16, 32]}, {"depth": 3, "widths": None}, [1, 2], None, "plain"]},
+    "aug-level": {"values": [0, 0, 0, 1, 2]},                     # repeated values are weights
+    "model.kind": {"values": [True, False]},                       # a dot inside a W&B name
     "optimizer": {"parameters": {
         "name": {"values": ["sgd", "adam", "rmsprop"]},
         "nesterov": {"values": [True, False], "probabilities": [0.25, 0.75]},
@@ -243,3 +253,76 @@ def test_random_never_picks_a_zero_probability_value_to_avoid_a_repeat():
     suggestions = registry.get_optimizer("random").suggest(space, [], [{"opt": "a"}], count=2, seed=0)
     assert suggestions[0].params == {"opt": "b"}
     assert suggestions[1].params["opt"] in ("a", "b") and suggestions[1].info.get("repeat")
+
+
+# --- categoricals of any JSON type, through storage ----------------------------------------------
+
+def _stored(params: dict) -> dict:
+    """Params as a JSON column gives them back: lists for tuples, mapping keys reordered."""
+    def reorder(v):
+        if isinstance(v, dict):
+            return {k: reorder(v[k]) for k in sorted(v, reverse=True)}
+        if isinstance(v, list):
+            return [reorder(x) for x in v]
+        return v
+    return {k: reorder(v) for k, v in json.loads(json.dumps(params)).items()}
+
+
+@pytest.mark.parametrize("method", NON_GRID_METHODS)
+def test_suggestions_round_trip_through_json_with_any_value_type(method):
+    completed = [Observation(params=_stored(o.params), value=o.value, state=o.state) for o in history(CONTINUOUS, 14)]
+    pending = [_stored(CONTINUOUS.sample(np.random.default_rng(50)))]
+    suggestions = registry.get_optimizer(method).suggest(CONTINUOUS, completed, pending, count=3, seed=12)
+    assert len(suggestions) == 3
+    for s in suggestions:
+        text = json.dumps(s.params, allow_nan=False)           # plain JSON: no tuples, no FrozenMap
+        again = json.loads(text)
+        assert again == s.params
+        assert CONTINUOUS.contains(again)
+        arch = s.params["arch"]
+        assert arch is None or isinstance(arch, (dict, list, str))
+        if isinstance(arch, dict):
+            assert type(arch) is dict and arch["depth"] in (2, 3)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_categoricals_are_handled_by_index_not_value(method):
+    # Values a model cannot order or hash (mappings, lists, null, mixed types): every engine must
+    # still learn from them and hand them back unchanged.
+    space = parse_parameters({
+        "block": {"values": [{"kind": "res", "n": 2}, {"kind": "plain"}, None, [3, 3]]},
+        "act": {"values": ["relu", 1, False]},
+    })
+    grid = space.grid()
+    completed = [Observation(params=_stored(p), value=float(i)) for i, p in enumerate(grid[:6])]
+    suggestions = registry.get_optimizer(method).suggest(space, completed, [], count=2, seed=5)
+    assert_legal(space, suggestions)
+    for s in suggestions:
+        assert s.params["block"] in [{"kind": "res", "n": 2}, {"kind": "plain"}, None, [3, 3]]
+
+
+def test_repeated_values_are_weights_for_random_search():
+    space = parse_parameters({"aug": {"values": ["none", "none", "none", "flip"]}})
+    draws = [s.params["aug"] for s in registry.get_optimizer("random").suggest(space, [], [], count=4000, seed=2)]
+    assert math.isclose(draws.count("none") / len(draws), 0.75, abs_tol=0.03)
+
+
+def test_grid_runs_a_repeated_value_once():
+    # W&B's grid skips a combination it has already produced: each distinct value once.
+    space = parse_parameters({"aug": {"values": ["none", "flip", "none"]}, "k": {"values": [1, 2]}})
+    assert registry.grid_size(space) == 4
+    points = [s.params for s in GridOptimizer().suggest(space, [], [], count=10, seed=0)]
+    assert points == [{"aug": "none", "k": 1}, {"aug": "none", "k": 2}, {"aug": "flip", "k": 1}, {"aug": "flip", "k": 2}]
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_beta_and_q_beta_stay_on_their_support(method):
+    space = parse_parameters({"mix": {"distribution": "q_beta", "a": 2, "b": 2, "q": 0.25},
+                              "p": {"distribution": "beta", "a": 0.5, "b": 3}} if method != "grid" else
+                             {"mix": {"distribution": "q_beta", "a": 2, "b": 2, "q": 0.25}})
+    completed = history(space, 12 if method != "grid" else 3)
+    for s in registry.get_optimizer(method).suggest(space, completed, [], count=2, seed=1):
+        assert s.params["mix"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        assert type(s.params["mix"]) is float
+        if "p" in s.params:
+            assert 0.0 <= s.params["p"] <= 1.0

@@ -14,6 +14,7 @@ from service.pruners import (
     Curve,
     HyperbandPruner,
     MedianPruner,
+    WandbHyperbandPruner,
     NoPruner,
     PrunerConfig,
     build_pruner,
@@ -220,6 +221,8 @@ def test_hyperband_brackets_start_later_and_the_last_never_stops():
     {"type": "median", "grace_period": 1},
     {"type": "asha", "grace_period": 1, "reduction_factor": 2},
     {"type": "hyperband", "max_resource": 8, "reduction_factor": 2},
+    {"type": "hyperband", "min_iter": 1, "eta": 2},
+    {"type": "hyperband", "max_iter": 9, "s": 2, "eta": 1.5, "strict": False},
 ])
 def test_every_pruner_keeps_the_leader_and_an_empty_curve(block):
     pruner = build_pruner(parse_pruner(block))
@@ -234,29 +237,19 @@ def test_every_pruner_keeps_the_leader_and_an_empty_curve(block):
 
 # --- config: W&B and native blocks --------------------------------------------------------------
 
-def test_wandb_min_iter_maps_to_one_bracket_from_min_iter():
+def test_wandb_blocks_run_on_wandbs_engine():
     config = pruner_from_wandb({"type": "hyperband", "min_iter": 3, "eta": 3})
-    assert config.type == "hyperband"
-    assert config.options["min_resource"] == 3 and config.options["brackets"] == 1
+    assert config.type == "hyperband" and config.options == {"min_iter": 3, "eta": 3, "strict": True}
     pruner = build_pruner(config)
-    assert pruner.bracket_rungs(0, 100) == [3, 9, 27, 81]
-    assert {pruner.bracket_of(i) for i in range(50)} == {0}   # W&B judges every run at every band
-
-
-def test_wandb_max_iter_and_s_maps_to_max_iter_over_eta_powers():
-    config = pruner_from_wandb({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3})
-    assert config.options["rungs"] == [3, 9] and config.options["max_resource"] == 27
-    # Not a power of eta: the rungs are W&B's floor(max_iter / eta^k), not a geometric ladder.
-    config = pruner_from_wandb({"type": "hyperband", "max_iter": 20, "s": 3, "eta": 2})
-    assert build_pruner(config).bracket_rungs(0, 100) == [2, 5, 10]
-    # eta defaults to 3 as in W&B; rungs below 1 are dropped.
-    config = pruner_from_wandb({"type": "hyperband", "max_iter": 10, "s": 5})
-    assert config.options["rungs"] == [1, 3] and config.options["reduction_factor"] == 3
+    assert isinstance(pruner, WandbHyperbandPruner) and pruner.bands[:4] == (3, 9, 27, 81)
+    # The same keys in a native `pruner` block mean the same engine.
+    assert parse_pruner({"type": "hyperband", "max_iter": 27, "s": 2}) == PrunerConfig(
+        "hyperband", {"max_iter": 27, "s": 2, "eta": 3, "strict": True})
 
 
 def test_wandb_strict_false_ranks_the_best_value_so_far():
-    peers = [Curve(100 + i, {1: 1.0, 2: 0.6 + 0.01 * i}) for i in range(3)]
-    noisy = Curve(1, {1: 0.5, 2: 0.8})          # a noisy epoch at the rung, after a good one
+    peers = [Curve(100 + i, {1: 1.0, 2: 0.6 + 0.01 * i}, "completed") for i in range(3)]
+    noisy = Curve(1, {1: 0.5, 2: 0.8})          # a noisy epoch at the band, after a good one
     strict = build_pruner(pruner_from_wandb({"type": "hyperband", "min_iter": 2, "eta": 2}))
     lenient = build_pruner(pruner_from_wandb({"type": "hyperband", "min_iter": 2, "eta": 2,
                                               "strict": False}))
@@ -265,11 +258,10 @@ def test_wandb_strict_false_ranks_the_best_value_so_far():
 
 
 def test_native_blocks_are_accepted_and_normalised():
-    asha = parse_pruner({"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20},
-                        "early_terminate")
+    asha = parse_pruner({"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20})
     assert asha.options == {"grace_period": 2, "reduction_factor": 3, "max_resource": 20, "strict": True}
     assert parse_pruner({"type": "asha", "min_resource": 2, "eta": 3}).options["grace_period"] == 2
-    median = pruner_from_wandb({"type": "median"})
+    median = parse_pruner({"type": "median"})
     assert median.options == {"grace_period": 2, "n_startup_trials": 5, "min_trials": 3, "compare": "mean"}
     assert isinstance(build_pruner(median), MedianPruner)
     assert isinstance(build_pruner(asha), ASHAPruner)
@@ -282,6 +274,8 @@ def test_native_blocks_are_accepted_and_normalised():
     {"type": "hyperband", "max_resource": 81},
     {"type": "hyperband", "max_iter": 20, "s": 3, "eta": 2},
     {"type": "hyperband", "min_iter": 2, "strict": False},
+    {"type": "hyperband", "min_iter": 1, "eta": 1.5},
+    {"type": "hyperband", "min_iter": 2, "max_iter": 30},
 ])
 def test_config_round_trips_through_json_and_parses_to_itself(block):
     config = parse_pruner(block)
@@ -294,26 +288,43 @@ def test_config_round_trips_through_json_and_parses_to_itself(block):
 
 
 @pytest.mark.parametrize("block, message", [
-    ({"type": "hyperband", "min_iter": 3, "eta": 1.5}, "early_terminate.eta: must be an integer >= 2"),
-    ({"type": "hyperband", "min_iter": 3, "eta": True}, "early_terminate.eta: must be an integer >= 2"),
+    ({"type": "hyperband", "min_iter": 3, "eta": 1}, "early_terminate.eta: must be a number > 1"),
+    ({"type": "hyperband", "min_iter": 3, "eta": True}, "early_terminate.eta: must be a number"),
     ({"type": "hyperband", "min_iter": 0}, "early_terminate.min_iter: must be an integer >= 1"),
+    ({"type": "hyperband", "min_iter": 2.5}, "early_terminate.min_iter: must be an integer"),
     ({"type": "hyperband", "max_iter": 27}, "early_terminate.s: required with max_iter"),
-    ({"type": "hyperband", "max_iter": 2, "s": 2, "eta": 3}, "early_terminate.max_iter: must be at least eta"),
-    ({"type": "hyperband", "min_iters": 3}, "early_terminate.min_iters: unknown option"),
+    ({"type": "hyperband", "max_iter": 2, "s": 2, "eta": 3}, "early_terminate: no band >= 1"),
+    ({"type": "hyperband", "max_iter": 27, "s": 0}, "early_terminate: no band >= 1"),
+    ({"type": "hyperband", "max_iter": 27, "s": 2.5}, "early_terminate.s: must be a whole number"),
+    ({"type": "hyperband", "min_iters": 3}, "early_terminate.min_iters: not a W&B hyperband key"),
     ({"type": "hyperband", "min_iter": 3, "strict": "yes"}, "early_terminate.strict: must be true or false"),
-    ({"type": "hyperband"}, "early_terminate.max_resource: required for hyperband"),
-    ({"type": "bohb"}, "early_terminate.type: unknown pruner 'bohb'; valid types are none, median, asha, hyperband"),
-    ({"min_iter": 3}, "early_terminate.type: required"),
+    ({"type": "hyperband"}, "early_terminate: hyperband needs min_iter, or max_iter with s"),
+    ({"type": "hyperband", "max_resource": 27}, "early_terminate.max_resource: not a W&B hyperband key"),
+    ({"type": "bohb"}, "early_terminate.type: must be 'hyperband'"),
+    ({"type": "asha", "grace_period": 2}, "tuneserve's own pruners (median, asha, hyperband) go in `pruner`"),
+    ({"min_iter": 3}, "early_terminate.type: must be 'hyperband'"),
     ("hyperband", "early_terminate: must be a mapping"),
-    ({"type": "none", "eta": 3}, "early_terminate.eta: unknown option"),
-    ({"type": "asha", "grace_period": 5, "max_resource": 5}, "early_terminate.max_resource: must be greater than grace_period"),
-    ({"type": "asha", "eta": 3, "reduction_factor": 3}, "early_terminate.eta: same as reduction_factor"),
-    ({"type": "median", "compare": "mode"}, "early_terminate.compare: must be one of mean, best"),
-    ({"type": "hyperband", "max_resource": 27, "brackets": 5}, "early_terminate.brackets: must be between 1 and 4"),
 ])
-def test_invalid_blocks_name_the_option_and_the_rule(block, message):
+def test_invalid_wandb_blocks_name_the_option_and_the_rule(block, message):
     with pytest.raises(ValueError) as err:
         pruner_from_wandb(block)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"type": "bohb"}, "pruner.type: unknown pruner 'bohb'; valid types are none, median, asha, hyperband"),
+    ({"min_iter": 3}, "pruner.type: required"),
+    ({"type": "none", "eta": 3}, "pruner.eta: unknown option"),
+    ({"type": "asha", "grace_period": 5, "max_resource": 5}, "pruner.max_resource: must be greater than grace_period"),
+    ({"type": "asha", "eta": 3, "reduction_factor": 3}, "pruner.eta: same as reduction_factor"),
+    ({"type": "median", "compare": "mode"}, "pruner.compare: must be one of mean, best"),
+    ({"type": "hyperband", "max_resource": 27, "brackets": 5}, "pruner.brackets: must be between 1 and 4"),
+    ({"type": "hyperband"}, "pruner.max_resource: required for hyperband"),
+    ({"type": "hyperband", "min_iter": 3, "eta": 0.5}, "pruner.eta: must be a number > 1"),
+])
+def test_invalid_native_blocks_name_the_option_and_the_rule(block, message):
+    with pytest.raises(ValueError) as err:
+        parse_pruner(block)
     assert message in str(err.value)
 
 

@@ -58,11 +58,15 @@ def test_claims_only_hand_out_trials_a_worker_can_run(client):
     assert sorted(claim_all(client, "f", "my_mod:train")) == ["fn", "fn"]  # "any" is used up
 
 
-def test_a_client_that_names_no_objective_never_runs_a_program_study(client):
+def test_a_client_that_names_no_objective_takes_any_study(client):
+    # A REST script or the SDK says nothing of what it runs: it drives the trials itself.
     make_study(client, "prog", max_trials=2, **PROGRAM)
     make_study(client, "any", max_trials=2)
-    assert sorted(claim_all(client, "old", None)) == ["any", "any"]
-    assert claim(client, "old", None, study="prog") is None
+    assert sorted(claim_all(client, "old", None)) == ["any", "any", "prog", "prog"]
+
+
+def test_a_worker_never_takes_a_study_of_another_objective(client):
+    make_study(client, "prog", max_trials=2, **PROGRAM)
     # Named study of another objective: no trial, and none is drawn for it.
     before = client.get(f"{API}/studies/prog").json()["trials_created"]
     assert claim(client, "c2", "builtin:cnn", study="prog") is None

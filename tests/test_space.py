@@ -14,6 +14,7 @@ from service.space import (
     flatten_params,
     params_key,
     parse_parameters,
+    split_name,
     unflatten_params,
 )
 from service.space.model import DISTRIBUTIONS
@@ -23,15 +24,17 @@ EVERY_DISTRIBUTION = {
     "const": ({"value": "relu"}, None),
     "const_list": ({"distribution": "constant", "value": [32, 64]}, None),
     "choice": ({"values": ["sgd", "adam", [1, 2]]}, None),
-    "weighted": ({"distribution": "categorical", "values": [1, 2, 3], "probabilities": [0.2, 0.0, 0.8]}, None),
+    "weighted": ({"distribution": "categorical_w_probabilities", "values": [1, 2, 3],
+                  "probabilities": [0.2, 0.0, 0.8]}, None),
+    "any_json": ({"values": [{"depth": 2}, None, [1, {"a": None}], "x", "x"]}, None),
     "epochs": ({"distribution": "int_uniform", "min": 1, "max": 4}, (1, 4)),
     "dropout": ({"distribution": "uniform", "min": 0.1, "max": 0.5}, (0.1, 0.5)),
     "momentum": ({"distribution": "q_uniform", "min": 0.5, "max": 0.95, "q": 0.05}, (0.5, 0.95)),
     "lr": ({"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1}, (1e-5, 1e-1)),
     "batch": ({"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 16}, (16, 256)),
     "wd": ({"distribution": "inv_log_uniform_values", "min": 1e-4, "max": 1e-2}, (1e-4, 1e-2)),
-    "scale": ({"distribution": "log_uniform", "min": -4, "max": 1}, (math.exp(-4), math.exp(1))),
-    "inv_scale": ({"distribution": "inv_log_uniform", "min": 1, "max": 3}, (math.exp(-3), math.exp(-1))),
+    "beta": ({"distribution": "beta", "a": 2, "b": 3}, (0.0, 1.0)),
+    "qbeta": ({"distribution": "q_beta", "q": 0.2}, (0.0, 1.0)),
     "noise": ({"distribution": "normal", "mu": 2.0, "sigma": 0.5}, None),
     "qnoise": ({"distribution": "q_normal", "q": 0.25}, None),
     "lnoise": ({"distribution": "log_normal", "sigma": 0.3}, None),
@@ -39,9 +42,20 @@ EVERY_DISTRIBUTION = {
 }
 
 
+# W&B refuses its exponent ("v1") forms at the top level; nested they are legal.
+V1 = {
+    "scale": ({"distribution": "log_uniform", "min": -4, "max": 1}, (math.exp(-4), math.exp(1))),
+    "inv_scale": ({"distribution": "inv_log_uniform", "min": 1, "max": 3}, (math.exp(-3), math.exp(-1))),
+    "qscale": ({"distribution": "q_log_uniform", "min": 1, "max": 4, "q": 4}, (math.exp(1), math.exp(4))),
+}
+BOUNDS = {**EVERY_DISTRIBUTION, **{f"v1.{k}": v for k, v in V1.items()}}
+
+
 @pytest.fixture(scope="module")
 def full_space() -> SearchSpace:
-    return parse_parameters({name: spec for name, (spec, _) in EVERY_DISTRIBUTION.items()})
+    block = {name: spec for name, (spec, _) in EVERY_DISTRIBUTION.items()}
+    block["v1"] = {"parameters": {name: spec for name, (spec, _) in V1.items()}}
+    return parse_parameters(block)
 
 
 def parse_one(spec: dict) -> Dimension:
@@ -57,7 +71,7 @@ def test_every_distribution_samples_legal_values(full_space):
     for _ in range(500):
         params = full_space.sample(rng)
         assert full_space.contains(params), params
-        for name, (_, bounds) in EVERY_DISTRIBUTION.items():
+        for name, (_, bounds) in BOUNDS.items():
             value = params[name]
             if bounds is not None:
                 lo, hi = bounds
@@ -70,7 +84,10 @@ def test_sampled_types_follow_wandb(full_space):
     assert type(params["epochs"]) is int
     assert type(params["batch"]) is int and params["batch"] % 16 == 0      # integer q -> int
     assert type(params["qlnoise"]) is int and params["qlnoise"] >= 2         # positive multiple of q
-    for name in ("dropout", "lr", "wd", "scale", "inv_scale", "noise", "lnoise", "momentum", "qnoise"):
+    assert type(params["qnoise"]) is float                                   # q 0.25
+    assert type(params["v1.qscale"]) is int and params["v1.qscale"] % 4 == 0
+    for name in ("dropout", "lr", "wd", "v1.scale", "v1.inv_scale", "noise", "lnoise", "momentum", "qnoise",
+                 "beta", "qbeta"):
         assert type(params[name]) is float, name
     assert params["const"] == "relu"
     assert params["const_list"] == [32, 64] and isinstance(params["const_list"], list)
@@ -92,9 +109,13 @@ def test_categorical_probabilities_are_respected():
     assert 0.65 < draws.count("a") / len(draws) < 0.75
 
 
+def parse_nested(spec: dict) -> Dimension:
+    return parse_parameters({"n": {"parameters": {"x": spec}}}).dimensions[0]
+
+
 def test_log_uniform_uses_exponent_bounds_like_wandb():
     # W&B: log_uniform draws exp(U(min, max)), so ln(value) is uniform on [min, max].
-    dim = parse_one({"distribution": "log_uniform", "min": -6, "max": 0})
+    dim = parse_nested({"distribution": "log_uniform", "min": -6, "max": 0})
     rng = np.random.default_rng(2)
     logs = np.log([dim.sample(rng) for _ in range(4000)])
     assert logs.min() >= -6 and logs.max() <= 0
@@ -103,7 +124,7 @@ def test_log_uniform_uses_exponent_bounds_like_wandb():
 
 
 def test_inv_log_uniform_is_exp_of_minus_uniform():
-    dim = parse_one({"distribution": "inv_log_uniform", "min": 0, "max": 4})
+    dim = parse_nested({"distribution": "inv_log_uniform", "min": 0, "max": 4})
     rng = np.random.default_rng(4)
     values = np.array([dim.sample(rng) for _ in range(4000)])
     assert values.min() >= math.exp(-4) and values.max() <= 1.0
@@ -123,7 +144,12 @@ def test_normal_defaults_match_wandb():
     assert (dim.mu, dim.sigma) == (0.0, 1.0)
     q = parse_one({"distribution": "q_normal"})
     assert q.q == 1 and (q.mu, q.sigma) == (0.0, 1.0)
-    assert parse_one({"distribution": "q_uniform", "min": 0, "max": 10}).q == 1
+    # W&B's default q is the float 1.0, so the values are floats (3.0), as W&B's are.
+    unit = parse_one({"distribution": "q_uniform", "min": 0, "max": 10})
+    assert type(unit.q) is float and type(unit.sample(np.random.default_rng(0))) is float
+    assert type(parse_one({"distribution": "q_uniform", "min": 0, "max": 10, "q": 1}).sample(np.random.default_rng(0))) is int
+    beta = parse_one({"distribution": "beta"})
+    assert (beta.a, beta.b) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -172,38 +198,48 @@ def test_space_does_not_depend_on_key_order():
     ({"m": {"distribution": "log_normal", "sigma": -1}}, "m", "sigma (-1) must be > 0"),
     ({"opt": {"values": []}}, "opt", "`values` must not be empty"),
     ({"opt": {"values": "adam"}}, "opt", "`values` must be a list"),
-    ({"opt": {"values": ["adam", "sgd", "adam"]}}, "opt", "values must be unique: 'adam' appears at positions 0 and 2"),
-    ({"opt": {"values": [1, 1.0]}}, "opt", "values must be unique"),
-    ({"opt": {"values": [[1, 2], [1, 2]]}}, "opt", "values must be unique"),
-    ({"opt": {"values": [{"a": 1}]}}, "opt", "values[0] must be a JSON scalar or a list"),
+    ({"opt": {"values": [{1: 2}]}}, "opt", "values[0] has the key 1: mapping keys must be strings"),
     ({"opt": {"values": [1, float("nan")]}}, "opt", "values[1] must be finite"),
+    ({"opt": {"values": [1, {"a": [float("inf")]}]}}, "opt", "values[1].a[0] must be finite"),
+    ({"opt": {"values": [1, 2], "probabilities": [0.5, 0.5], "distribution": "categorical"}}, "opt",
+     "need `distribution: categorical_w_probabilities` or no `distribution`"),
+    ({"opt": {"values": [1, 2], "distribution": "categorical_w_probabilities"}}, "opt",
+     "distribution 'categorical_w_probabilities' needs `probabilities`"),
+    ({"m": {"distribution": "beta", "a": 0}}, "m", "a (0) must be > 0"),
+    ({"m": {"distribution": "q_beta", "b": -1}}, "m", "b (-1) must be > 0"),
+    ({"m": {"distribution": "beta", "min": 0, "max": 1}}, "m", "key 'max' does not apply to distribution 'beta'"),
+    ({"lr": {"distribution": "log_uniform", "min": -4, "max": 0}}, "lr",
+     "uses log_uniform, where min/max specify base-e exponents; use log_uniform_values"),
+    ({"lr": {"distribution": "q_log_uniform", "min": 0, "max": 4}}, "lr", "use q_log_uniform_values"),
+    ({"lr": {"distribution": "inv_log_uniform", "min": 0, "max": 4}}, "lr", "use inv_log_uniform_values"),
     ({"opt": {"values": ["a", "b"], "probabilities": [0.5]}}, "opt", "has 1 entries but `values` has 2"),
     ({"opt": {"values": ["a", "b"], "probabilities": [1.5, -0.5]}}, "opt", "probabilities[1] (-0.5) must be >= 0"),
     ({"opt": {"values": ["a", "b"], "probabilities": [0.5, 0.6]}}, "opt", "must sum to 1"),
     ({"opt": {"values": ["a", "b"], "probabilities": [True, False]}}, "opt", "not a boolean"),
-    ({"my-lr": {"value": 1}}, "my-lr", "not a valid parameter name"),
     ({"2lr": {"value": 1}}, "2lr", "not a valid parameter name"),
+    ({"-lr": {"value": 1}}, "-lr", "not a valid parameter name"),
+    ({"l r": {"value": 1}}, "l r", "not a valid parameter name"),
     ({"net": {"parameters": {"bad name": {"value": 1}}}}, "net.bad name", "not a valid parameter name"),
     ({"e": {"distribution": "int_uniform", "min": 1.5, "max": 3}}, "e", "int_uniform bounds must be integers, got min=1.5"),
     ({"e": {"distribution": "int_uniform", "min": 1, "max": 3.0}}, "e", "int_uniform bounds must be integers, got max=3.0"),
     ({"lr": {"min": 0.1, "maxx": 1}}, "lr", "unknown key 'maxx'"),
     ({"lr": {"distribution": "uniform", "min": 0, "max": 1, "mu": 0}}, "lr", "key 'mu' does not apply to distribution 'uniform'"),
     ({"lr": {"min": 1, "max": 8, "q": 2}}, "lr", "key 'q' needs an explicit `distribution`"),
-    ({"lr": {"distribution": "lognormal"}}, "lr", "unknown distribution 'lognormal' (valid: categorical, constant,"),
+    ({"lr": {"distribution": "lognormal"}}, "lr", "unknown distribution 'lognormal' (valid: beta, categorical,"),
     ({"lr": {"min": True, "max": 2}}, "lr", "`min` must be a number, not a boolean (true)"),
     ({"lr": {"distribution": "normal", "mu": False}}, "lr", "`mu` must be a number, not a boolean (false)"),
     ({"lr": {"min": "0.1", "max": 1}}, "lr", "`min` must be a number, got a string"),
     ({"lr": {"min": 0.1, "max": float("inf")}}, "lr", "`max` must be finite"),
     ({"lr": {"min": 0.1}}, "lr", "`max` is required with `min`"),
-    ({"lr": {"distribution": "uniform", "max": 1}}, "lr", "`min` is required for distribution 'uniform'"),
+    ({"lr": {"distribution": "uniform", "max": 1}}, "lr", "distribution 'uniform' needs `min`"),
     ({"lr": {"value": 1, "values": [1, 2]}}, "lr", "give only one of `value`, `values` or `min`/`max`"),
     ({"lr": {}}, "lr", "empty spec"),
     ({"lr": 0.1}, "lr", "a parameter spec must be a mapping"),
     ({"lr": {"distribution": "categorical"}}, "lr", "needs `values`"),
     ({"lr": {"distribution": "constant"}}, "lr", "needs `value`"),
-    ({"lr": {"value": {"a": 1}}}, "lr", "not a mapping (use a nested `parameters` block"),
     ({"m": {"distribution": "q_uniform", "min": 0.2, "max": 0.4, "q": 1}}, "m", "no multiple of q (1) lies within"),
-    ({"s": {"distribution": "log_uniform", "min": 1, "max": 1000}}, "s", "exp(1000) is out of float range"),
+    ({"n": {"parameters": {"s": {"distribution": "log_uniform", "min": 1, "max": 1000}}}}, "n.s",
+     "exp(1000) is out of float range"),
     ({"net": {"parameters": {}}}, "net", "must define at least one parameter"),
     ({"net": {"parameters": {"a": {"value": 1}}, "value": 2}}, "net", "takes only `parameters`; unexpected key 'value'"),
     ({"net": {"parameters": [1]}}, "net", "`parameters` must be a mapping"),
@@ -214,6 +250,46 @@ def test_validation_names_the_path_and_the_rule(block, path, rule):
     assert err.value.path == path
     assert rule in err.value.rule
     assert str(err.value).startswith(f"parameters.{path}: ")
+
+
+def test_wandb_names_may_hold_dashes_and_dots():
+    space = parse_parameters({"my-lr": {"value": 1}, "model.dropout": {"values": [0.1, 0.2]},
+                              "model": {"parameters": {"dropout": {"value": 0.5}}}})
+    assert space.names == ["model.dropout", "model\\.dropout", "my-lr"]
+    params = space.sample(np.random.default_rng(0))
+    nested = unflatten_params(params)
+    assert nested["model"] == {"dropout": 0.5} and nested["model.dropout"] in (0.1, 0.2)
+    assert nested["my-lr"] == 1
+    assert flatten_params(nested, leaves=space.names) == params
+    with pytest.raises(SpaceError) as err:
+        parse_parameters({"model.dropout": {"min": 2, "max": 1}})
+    assert err.value.path == "model\\.dropout" and split_name(err.value.path) == ["model.dropout"]
+
+
+def test_repeated_values_become_weights():
+    dim = parse_one({"values": ["adam", "sgd", "adam", "adam"]})
+    assert dim.values == ("adam", "sgd") and dim.probabilities == (0.75, 0.25)
+    weighted = parse_one({"values": [1, 1.0, 2], "probabilities": [0.2, 0.3, 0.5]})
+    assert weighted.values == (1, 2) and weighted.probabilities == (0.5, 0.5)      # 1 == 1.0 as in JSON
+    assert parse_one({"values": [True, 1]}).probabilities is None                  # true is not 1
+    rng = np.random.default_rng(3)
+    draws = [dim.sample(rng) for _ in range(4000)]
+    assert abs(draws.count("adam") / len(draws) - 0.75) < 0.03
+
+
+def test_mapping_values_are_values_not_blocks():
+    space = parse_parameters({"arch": {"values": [{"depth": 2, "width": 16}, {"depth": 4, "width": None}]},
+                              "tag": {"value": {"team": "vision"}}})
+    params = space.sample(np.random.default_rng(1))
+    assert params["arch"] in ({"depth": 2, "width": 16}, {"depth": 4, "width": None})
+    assert type(params["arch"]) is dict and params["tag"] == {"team": "vision"}
+    nested = unflatten_params(params)
+    assert nested == params                                      # no mapping value read as a group
+    assert flatten_params(nested, leaves=space.names) == params
+    stored = json.loads(json.dumps({k: v for k, v in reversed(params.items())}))
+    assert space.contains(stored)
+    again = SearchSpace.from_json(json.loads(json.dumps(space.to_json())))
+    assert again == space and again.sample(np.random.default_rng(1)) == params
 
 
 def test_the_example_message_reads_as_documented():

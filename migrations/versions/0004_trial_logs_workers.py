@@ -1,7 +1,7 @@
 """trial_logs (the tail of a program's output per attempt) and workers (recently seen, and what they run)
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -28,11 +28,15 @@ class Study(Base):
     __tablename__ = "studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # the URL name (a slug when generated)
+    display_name: Mapped[str] = mapped_column(String(500))  # the document's `name` as written
     description: Mapped[str] = mapped_column(Text, default="")
     metric_name: Mapped[str] = mapped_column(String(200))
     goal: Mapped[str] = mapped_column(String(16))  # minimize | maximize
-    method: Mapped[str] = mapped_column(String(32))
+    # W&B metric.target: a completed trial at or beyond it finishes the study.
+    metric_target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target_reached_by: Mapped[int | None] = mapped_column(Integer, nullable=True)  # that trial's number
+    method: Mapped[str] = mapped_column(String(32))  # the engine; config["method"] is what was asked
     space: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)  # SearchSpace.to_json()
     pruner: Mapped[dict[str, Any]] = mapped_column(JSONType)  # PrunerConfig as JSON
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the document as submitted (W&B keys kept)

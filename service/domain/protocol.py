@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import Study, Trial
-from service.domain.pruning import prune_decision
+from service.domain.pruning import prune_decision, recheck_decision
+from service.domain.studies import finish_on_target
 from service.domain.suggest import suggest_trials
 from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
 from service.errors import ConflictingCompletion, InvalidInput, TrialNotFound, TrialNotHeld
@@ -159,6 +160,11 @@ def heartbeat(db: Database, trial_id: int, token: str) -> Decision:
         expires = epoch_to_datetime(row["lease_expires_at"])
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
+        if not row["stop_reason"]:  # W&B's hyperband re-checks running trials (h9-sweeps)
+            decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
+            if decision.stop:
+                trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
+                return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires)
         return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires)
 
 
@@ -233,6 +239,8 @@ def complete(
         if isinstance(outcome, CompleteResponse):
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
+        if ended["state"] == "completed":  # W&B's metric.target (h9-sweeps)
+            finish_on_target(s, study.id, ended["value"], ended["number"])
         study_store.finish_if_done(s, study.id)
         observe.ended(ended["state"])
         done = trial_read(ended, study.name)

@@ -1,27 +1,44 @@
-"""Study rules: validate a definition into a stored study, its lifecycle, enqueue, and the read view."""
+"""Study rules: validate a definition into a stored study, its name and slug, its lifecycle,
+enqueue, the target that finishes it, and the read view.
+
+A study document is a W&B sweep configuration read as W&B reads it (schemas.studies for the keys,
+space.parse for `parameters`, pruners.registry for `early_terminate`); the rules here are the
+ones that need the whole document, each with W&B's reason where W&B has the same rule.
+"""
 from __future__ import annotations
 
+import math
+import re
 import secrets
 from typing import Any
 
+from slugify import slugify
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.models import Study
 from service.domain import runners
 from service.domain.views import trial_read, utc
 from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
-from service.optimizers.registry import METHODS, grid_size, validate_method
+from service.optimizers.registry import grid_size, resolve_engine, validate_method
 from service.pruners.base import PrunerConfig
 from service.pruners.registry import parse_pruner, pruner_from_wandb
-from service.schemas.studies import MetricSpec, StudyCreate, StudyRead, TrialCounts
-from service.space import SearchSpace, flatten_params, parse_parameters
+from service.schemas.enums import StudyMethod, StudyState
+from service.schemas.studies import NAME_PATTERN, MetricRead, MetricSpec, StudyCreate, StudyRead, TrialCounts
+from service.space import SearchSpace, flatten_params, parse_parameters, split_name
 from service.space.parse import SpaceError
 from service.store import studies as study_store
 from service.store import trials as trial_store
 
+DEFAULT_METRIC = MetricSpec(name="val_loss", goal="minimize")
+# A slug leaves room for a "-NNN" suffix inside the 200 characters of a study name.
+SLUG_MAX = 190
+# Suffixes tried (-2, -3, ...) before a random one, when a display name's slug is taken.
+SLUG_TRIES = 20
+
 
 def _space_error(err: SpaceError) -> InvalidInput:
-    path = tuple(p for p in err.path.split(".") if p)
+    path = tuple(p for p in split_name(err.path) if p) if err.path else ()
     return InvalidInput(("body", "parameters", *path), str(err))
 
 
@@ -46,33 +63,117 @@ def _pruner_config(body: StudyCreate) -> PrunerConfig:
     return config
 
 
+def _weighted_specs(block: dict[str, Any], parents: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of the specs in a `parameters` block that give `probabilities`."""
+    out = []
+    for key, spec in block.items():
+        if not isinstance(spec, dict):
+            continue
+        if isinstance(spec.get("parameters"), dict):
+            out.extend(_weighted_specs(spec["parameters"], (*parents, key)))
+        elif "probabilities" in spec:
+            out.append((*parents, key))
+    return out
+
+
+def check_document(body: StudyCreate, space: SearchSpace) -> None:
+    """The rules of a sweep document that span several keys (W&B's cfg.py and its engines)."""
+    method = body.method
+    if body.metric is None and method == StudyMethod.BAYES:
+        raise InvalidInput(("body", "metric"), "method bayes needs a `metric` to model (W&B refuses bayes "
+                                               "without one): give metric.name and metric.goal")
+    if body.metric is None and body.early_terminate is not None:
+        raise InvalidInput(("body", "metric"), "early_terminate ranks runs by the sweep's metric (W&B refuses "
+                                               "early termination without one): give metric.name and metric.goal")
+    if method == StudyMethod.BAYES and all(d.distribution == "constant" for d in space.dimensions):
+        raise InvalidInput(("body", "parameters"), "method bayes needs at least one parameter to search "
+                                                   "(W&B's rule); these are all constants")
+    if method == StudyMethod.GRID:
+        for path in _weighted_specs(body.parameters):
+            raise InvalidInput(("body", "parameters", *path),
+                               "grid search cannot weight values: W&B refuses `probabilities` with method grid "
+                               "(repeated values are fine: the grid runs each value once)")
+    if body.scheduler is not None:
+        if body.early_terminate is not None:
+            raise InvalidInput(("body", "early_terminate"), "`early_terminate` cannot be used together with "
+                               "`scheduler` (W&B: early termination is then the custom scheduler's job)")
+        if body.controller is not None and body.controller.type == "local":
+            raise InvalidInput(("body", "controller"), "`controller: {type: local}` cannot be used together "
+                               "with `scheduler` (W&B's rule)")
+
+
+# --- names -----------------------------------------------------------------------------------
+
+def is_url_name(name: str) -> bool:
+    return re.fullmatch(NAME_PATTERN, name) is not None
+
+
+def _generated_name() -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "sweep-" + "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _slug_candidates(base: str):
+    yield base
+    for n in range(2, SLUG_TRIES + 2):
+        yield f"{base}-{n}"
+    while True:
+        yield f"{base}-{secrets.token_hex(3)}"
+
+
+def _insert_named(session: Session, name: str | None, fields: dict[str, Any]) -> Study:
+    """Insert the study under its URL name. A URL-safe `name` is the URL name itself and must be
+    free (StudyExists otherwise, as before display names existed). Any other text is a display
+    name: its slug gets the first free suffix (-2, -3, ...). No name: a generated one."""
+    if name is not None and name.strip() and is_url_name(name):
+        if study_store.find_study(session, name) is not None:
+            raise StudyExists(name)
+        try:
+            with session.begin_nested():
+                return study_store.insert_study(session, name=name, display_name=name, **fields)
+        except IntegrityError:   # created by a concurrent request since the check
+            raise StudyExists(name) from None
+    generated = name is None or not name.strip()
+    base = _generated_name() if generated else (slugify(name, max_length=SLUG_MAX) or _generated_name())
+    for slug in _slug_candidates(base):
+        if study_store.find_study(session, slug) is not None:
+            continue
+        try:
+            with session.begin_nested():
+                return study_store.insert_study(session, name=slug, display_name=slug if generated else name,
+                                                **fields)
+        except IntegrityError:
+            continue
+    raise AssertionError("unreachable: the candidates never run out")
+
+
 def create_study(session: Session, body: StudyCreate) -> Study:
-    if body.method not in METHODS:
-        raise InvalidInput(("body", "method"), f"unknown method {body.method!r}; valid methods: {', '.join(METHODS)}")
     space = build_space(body.parameters)
+    check_document(body, space)
+    engine = resolve_engine(body.method.value, space)
     try:
-        validate_method(body.method, space)
-    except ValueError as err:
+        validate_method(engine, space)
+    except ValueError as err:   # SpaceError too: grid over a dimension with infinitely many values
         raise InvalidInput(("body", "method"), str(err)) from None
     pruner = _pruner_config(body)
+    metric = body.metric or DEFAULT_METRIC
     max_trials = body.max_trials
-    if body.method == "grid":
+    if engine == "grid":
         size = grid_size(space)
         max_trials = size if max_trials is None else min(max_trials, size)
     if body.warm_start_from is not None:
         _check_warm_start(session, body.warm_start_from, space)
-    if study_store.find_study(session, body.name) is not None:
-        raise StudyExists(body.name)
-    return study_store.insert_study(
-        session,
-        name=body.name,
+    config = body.model_dump(mode="json", exclude_none=True, by_alias=False)
+    config["metric"] = metric.model_dump(mode="json", exclude_none=True)
+    return _insert_named(session, body.name, dict(
         description=body.description,
-        metric_name=body.metric.name,
-        goal=body.metric.goal,
-        method=body.method,
+        metric_name=metric.name,
+        goal=metric.goal,
+        metric_target=metric.target,
+        method=engine,
         space=space.to_json(),
         pruner=pruner.to_dict(),
-        config=body.model_dump(mode="json", exclude_none=True),
+        config=config,
         max_trials=max_trials,
         max_concurrent=body.max_concurrent,
         seed=body.seed if body.seed is not None else secrets.randbelow(2**31 - 1),
@@ -82,7 +183,29 @@ def create_study(session: Session, body: StudyCreate) -> Study:
         objective=runners.study_objective(body),
         state="running",
         next_number=0,
-    )
+    ))
+
+
+def target_reached(goal: str, target: float | None, value: float | None) -> bool:
+    """Whether `value` reaches `target` in the study's direction (<= for minimize, >= for maximize)."""
+    if target is None or value is None or not math.isfinite(value):
+        return False
+    return value <= target if goal == "minimize" else value >= target
+
+
+def finish_on_target(session: Session, study_id: int, value: float | None, trial_number: int | None = None) -> bool:
+    """W&B's `metric.target`: a trial that completes at or beyond the target finishes its study
+    (running or paused; trials still running are then told to stop at their next report or
+    heartbeat, like any finished study's). Returns whether it did."""
+    study = study_store.get_study_by_id(session, study_id)
+    if not target_reached(study.goal, study.metric_target, value):
+        return False
+    study = study_store.get_study(session, study.name, lock=True)
+    if study.state not in (StudyState.RUNNING, StudyState.PAUSED):
+        return False
+    study.target_reached_by = trial_number
+    study_store.set_study_state(session, study, StudyState.FINISHED)
+    return True
 
 
 def _check_warm_start(session: Session, name: str, space: SearchSpace) -> None:
@@ -119,22 +242,24 @@ def change_state(session: Session, name: str, action: str) -> Study:
 
 
 def validate_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
-    """A user-given configuration checked against the space; constants filled in. Flat result."""
-    flat = flatten_params(params)
+    """A user-given configuration checked against the space; constants filled in. Flat result.
+    A mapping is a nested block unless the space has a parameter of that name (whose value may
+    itself be a mapping)."""
+    flat = flatten_params(params, leaves=space.names)
     dims = {d.name: d for d in space.dimensions}
     for key in flat:
         if key not in dims:
-            raise InvalidInput(("body", "params", *key.split(".")), f"unknown parameter {key!r}; the space has {sorted(dims)}")
+            raise InvalidInput(("body", "params", *split_name(key)), f"unknown parameter {key!r}; the space has {sorted(dims)}")
     out = {}
     for name, dim in dims.items():
         if name not in flat:
             if dim.kind == "constant":
-                out[name] = dim.value
+                out[name] = dim.from_internal(0.0)
                 continue
-            raise InvalidInput(("body", "params", *name.split(".")), f"parameter {name!r} is required")
+            raise InvalidInput(("body", "params", *split_name(name)), f"parameter {name!r} is required")
         if not dim.contains(flat[name]):
             raise InvalidInput(
-                ("body", "params", *name.split(".")),
+                ("body", "params", *split_name(name)),
                 f"{flat[name]!r} is outside the space of {name!r} ({dim.distribution})",
             )
         out[name] = flat[name]
@@ -160,12 +285,18 @@ def enqueue(session: Session, name: str, params: dict[str, Any]) -> dict[str, An
 def study_read(session: Session, study: Study) -> StudyRead:
     counts = study_store.count_trials_by_state(session, study.id)
     best = trial_store.best_trial(session, study.id, study.goal)
+    config = study.config or {}
+    metric = config.get("metric") or {}
     return StudyRead(
         id=study.id,
         name=study.name,
+        display_name=study.display_name or study.name,
         description=study.description,
-        method=study.method,
-        metric=MetricSpec(name=study.metric_name, goal=study.goal),
+        # Older studies stored no requested method apart from the engine: they are the same.
+        method=config.get("method", study.method),
+        engine=study.method,
+        metric=MetricRead(name=study.metric_name, goal=study.goal, target=study.metric_target,
+                          impute=metric.get("impute"), impute_while_running=metric.get("impute_while_running")),
         state=study.state,
         parameters=study.config.get("parameters", {}),
         max_trials=study.max_trials,
@@ -177,6 +308,9 @@ def study_read(session: Session, study: Study) -> StudyRead:
         warm_start_from=study.warm_start_from,
         objective=study.objective,
         **runners.read_fields(session, study),
+        project=config.get("project"),
+        entity=config.get("entity"),
+        target_reached_by=study.target_reached_by,
         trials_created=study.next_number,
         counts=TrialCounts(**counts),
         best_trial=trial_read(best, study.name) if best is not None else None,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import Study
+from service.domain import impute
 from service.optimizers.base import Observation, SpaceExhausted, Suggestion
 from service.optimizers.registry import get_optimizer, grid_size
 from service.schemas.enums import ACTIVE_STATES, VALUED_STATES
@@ -123,7 +124,10 @@ def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> t
     pending: list[dict[str, Any]] = []
     if needs_history(study.method, space):
         with db.transaction() as s:
-            completed, pending = _observations(trial_store.history(s, study.id), space)
+            if impute.wanted(study):   # W&B's metric.impute / impute_while_running (h9-sweeps)
+                completed, pending = impute.observations(s, study)
+            else:
+                completed, pending = _observations(trial_store.history(s, study.id), space)
             completed = _warm_start(s, study, space) + completed
 
     try:

@@ -1,8 +1,16 @@
 """Optimizers: suggest new trial parameters from a search space and the stored history."""
 from service.optimizers.base import Observation, Optimizer, SpaceExhausted, Suggestion
-from service.optimizers.registry import METHODS, UnknownMethod, get_optimizer, grid_size, validate_method
+from service.optimizers.registry import (
+    METHODS,
+    STUDY_METHODS,
+    UnknownMethod,
+    get_optimizer,
+    grid_size,
+    resolve_engine,
+    validate_method,
+)
 
 __all__ = [
     "Observation", "Optimizer", "SpaceExhausted", "Suggestion",
-    "METHODS", "UnknownMethod", "get_optimizer", "grid_size", "validate_method",
+    "METHODS", "STUDY_METHODS", "UnknownMethod", "get_optimizer", "grid_size", "resolve_engine", "validate_method",
 ]

@@ -3,12 +3,21 @@ from __future__ import annotations
 
 import importlib
 
+from service.optimizers._history import model_dimensions
 from service.optimizers.base import Optimizer
 from service.optimizers.grid import check_finite
-from service.schemas.enums import Method
+from service.schemas.enums import Method, StudyMethod
 from service.space import SearchSpace
 
+# The engines: what draws a trial's params.
 METHODS = tuple(m.value for m in Method)
+# What a study may ask for: the engines and W&B's "bayes" (resolved to an engine per space).
+STUDY_METHODS = tuple(m.value for m in StudyMethod)
+
+# W&B's "bayes" runs on gp while the space is small enough for a GP to model well, else tpe (see
+# resolve_engine and the README's "W&B sweeps" section for the measurements behind the numbers).
+GP_MAX_DIMENSIONS = 10
+GP_MAX_COORDINATES = 20
 
 # module, class: imported on first use so a server that never runs TPE needs no hyperopt.
 _FACTORIES = {
@@ -35,6 +44,27 @@ def get_optimizer(name: str) -> Optimizer:
         raise UnknownMethod(name, METHODS)
     module_name, class_name = _FACTORIES[name]
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def gp_coordinates(space: SearchSpace) -> int:
+    """How many coordinates the gp engine's box has for `space`: one per searched dimension, one
+    per value of a categorical with 3 or more values (gp one-hot encodes those)."""
+    return sum(len(d.values) if d.distribution == "categorical" and len(d.values) > 2 else 1
+               for d in model_dimensions(space))
+
+
+def resolve_engine(method: str, space: SearchSpace) -> str:
+    """The engine that runs a study asking for `method`: the method itself, except W&B's "bayes",
+    which is gp for spaces of at most GP_MAX_DIMENSIONS searched dimensions and
+    GP_MAX_COORDINATES gp coordinates, and tpe beyond (or when nothing is searched)."""
+    if method != StudyMethod.BAYES:
+        if method not in METHODS:
+            raise UnknownMethod(method, STUDY_METHODS)
+        return method
+    n = len(model_dimensions(space))
+    if 0 < n <= GP_MAX_DIMENSIONS and gp_coordinates(space) <= GP_MAX_COORDINATES:
+        return Method.GP.value
+    return Method.TPE.value
 
 
 def validate_method(method: str, space: SearchSpace) -> None:

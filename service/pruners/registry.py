@@ -1,43 +1,29 @@
 """Turn a study's early-termination settings into a validated PrunerConfig, and that into a Pruner.
 
-Two spellings are accepted for the same block (StudyCreate `early_terminate` or `pruner`):
+Two blocks of a study document:
 
-  - ours: {"type": "none"|"median"|"asha"|"hyperband", ...that pruner's options}, e.g.
-    {"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20};
-  - W&B's: {"type": "hyperband", "min_iter" | "max_iter" + "s", "eta", "strict"}.
-
-W&B's "hyperband" judges every run at one shared ladder of "bands" (it has no brackets), so it maps
-onto our Hyperband with a single bracket, i.e. ASHA on that ladder:
-  - min_iter: rungs at min_iter * eta^k, k = 0, 1, ...  (bounded below max_iter if one is also
-    given; W&B itself fails on max_iter without s);
-  - max_iter with s: rungs at max_iter // eta^k for k = 1..s, dropping those below 1, exactly as
-    W&B computes them (W&B gives this form precedence when min_iter is also present);
-  - eta defaults to 3, as in W&B, but must be an integer >= 2 here (rungs are whole epochs);
-  - strict (W&B's schema default: true) picks the trial's value at the rung (true) or its best so
-    far (false) for the ranking.
-Where we differ from W&B, on purpose: a band is read as a step number (epoch), which equals W&B's
-count of reports when a worker reports every epoch from 1; a trial is judged once, at the report
-that reaches the rung (W&B re-checks every running run on every poll); it continues when it is in
-the top n // eta of the n trials at the rung, and always while fewer than eta trials are there
-(W&B keeps those at or above sorted(values)[int(n / eta)], which stops one of two early runs).
+  - `early_terminate`: W&B's, exactly as W&B's schema has it: {"type": "hyperband", "min_iter" |
+    "max_iter" + "s", "eta", "strict"}; anything else is refused with the rule (tuneserve's own
+    pruners go in `pruner`). It runs on WandbHyperbandPruner (wandb_hyperband.py), which stops
+    what W&B's engine stops: W&B's band ladder (any eta > 1), its quantile, and its re-check of
+    every running trial against the latest band it passed.
+  - `pruner`: tuneserve's {"type": "none"|"median"|"asha"|"hyperband", ...that pruner's options},
+    e.g. {"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20}; a
+    hyperband block with W&B's keys (min_iter, max_iter, s) is W&B's hyperband here too.
 
 Every result is normalised (all defaults filled in), so the stored JSON says exactly what runs.
+Studies stored before W&B's engine existed keep their configs: a hyperband config with `rungs` /
+`min_resource` is tuneserve's bracketed Hyperband, as it was.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from service.pruners.asha import ASHAPruner
-from service.pruners.base import (
-    NoPruner,
-    Pruner,
-    PrunerConfig,
-    bool_option,
-    int_option,
-    reject_unknown,
-)
+from service.pruners.base import NoPruner, Pruner, PrunerConfig, reject_unknown
 from service.pruners.hyperband import HyperbandPruner
 from service.pruners.median import MedianPruner
+from service.pruners.wandb_hyperband import WANDB_OPTIONS, WandbHyperbandPruner
 
 PRUNER_TYPES = ("none", "median", "asha", "hyperband")
 
@@ -63,14 +49,32 @@ def parse_pruner(block: dict[str, Any] | None, where: str = "pruner") -> PrunerC
         raise ValueError(f"{where}.type: unknown pruner {kind!r}; valid types are "
                          f"{', '.join(PRUNER_TYPES)}")
     options = {k: v for k, v in block.items() if k != "type"}
-    if kind == "hyperband" and _WANDB_KEYS & set(options):
-        options = _wandb_hyperband_options(options, where)
+    if is_wandb_hyperband(kind, options):
+        return PrunerConfig("hyperband", WandbHyperbandPruner.from_options(options, where).to_options())
     return PrunerConfig(kind, _validated(kind, options, where))
 
 
-def pruner_from_wandb(early_terminate: dict[str, Any] | None) -> PrunerConfig:
-    """The config for a W&B sweep's `early_terminate` block (None: no early termination)."""
-    return parse_pruner(early_terminate, "early_terminate")
+def is_wandb_hyperband(kind: str, options: dict[str, Any]) -> bool:
+    return kind == "hyperband" and bool(_WANDB_KEYS & set(options))
+
+
+def pruner_from_wandb(early_terminate: dict[str, Any] | None, where: str = "early_terminate") -> PrunerConfig:
+    """The config for a W&B sweep's `early_terminate` block (None: no early termination). W&B's
+    schema has one type, hyperband, with its own keys; the 422 says where tuneserve's go."""
+    if early_terminate is None:
+        return PrunerConfig("none", {})
+    if not isinstance(early_terminate, dict):
+        raise ValueError(f"{where}: must be a mapping, e.g. {{type: hyperband, min_iter: 3}}")
+    kind = early_terminate.get("type")
+    if kind != "hyperband":
+        raise ValueError(f"{where}.type: must be 'hyperband' (the only type in W&B's schema), got {kind!r}; "
+                         f"tuneserve's own pruners ({', '.join(PRUNER_TYPES[1:])}) go in `pruner`")
+    options = {k: v for k, v in early_terminate.items() if k != "type"}
+    unknown = sorted(set(options) - set(WANDB_OPTIONS))
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: not a W&B hyperband key (W&B's are type, "
+                         f"{', '.join(WANDB_OPTIONS)}); tuneserve's own hyperband options go in `pruner`")
+    return PrunerConfig("hyperband", WandbHyperbandPruner.from_options(options, where).to_options())
 
 
 def build_pruner(config: PrunerConfig) -> Pruner:
@@ -81,6 +85,8 @@ def build_pruner(config: PrunerConfig) -> Pruner:
     if config.type == "none":
         reject_unknown(config.options, set(), "pruner")
         return NoPruner()
+    if is_wandb_hyperband(config.type, config.options):
+        return WandbHyperbandPruner.from_options(config.options, "pruner")
     return _CLASSES[config.type].from_options(config.options, "pruner")
 
 
@@ -89,29 +95,3 @@ def _validated(kind: str, options: dict[str, Any], where: str) -> dict[str, Any]
         reject_unknown(options, set(), where)
         return {}
     return _CLASSES[kind].from_options(options, where).to_options()
-
-
-def _wandb_hyperband_options(options: dict[str, Any], where: str) -> dict[str, Any]:
-    reject_unknown(options, {"min_iter", "max_iter", "s", "eta", "strict"}, where)
-    eta = int_option(options, "eta", where, minimum=2, default=3)
-    strict = bool_option(options, "strict", where, default=True)
-    min_iter = int_option(options, "min_iter", where, minimum=1)
-    max_iter = int_option(options, "max_iter", where, minimum=1)
-    s = int_option(options, "s", where, minimum=1)
-
-    if max_iter is not None and s is not None:
-        rungs = sorted({max_iter // eta ** k for k in range(1, s + 1)} - {0})
-        if not rungs:
-            raise ValueError(f"{where}.max_iter: must be at least eta ({eta}): the rungs are "
-                             f"max_iter // eta^k for k = 1..s and none would be >= 1")
-        return {"rungs": rungs, "reduction_factor": eta, "max_resource": max_iter,
-                "brackets": 1, "strict": strict}
-    if min_iter is not None:
-        if max_iter is not None and max_iter <= min_iter:
-            raise ValueError(f"{where}.max_iter: must be greater than min_iter ({min_iter})")
-        return {"min_resource": min_iter, "reduction_factor": eta, "max_resource": max_iter,
-                "brackets": 1, "strict": strict}
-    if max_iter is not None:
-        raise ValueError(f"{where}.s: required with max_iter (rungs at max_iter // eta^k for "
-                         f"k = 1..s), or give min_iter instead")
-    raise ValueError(f"{where}: hyperband needs min_iter, or max_iter with s")

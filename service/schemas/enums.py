@@ -42,6 +42,8 @@ class FailKind(StrEnum):
 
 
 class Method(StrEnum):
+    """An engine that draws parameters (what a trial records it was drawn by)."""
+
     RANDOM = "random"
     GRID = "grid"
     TPE = "tpe"
@@ -81,3 +83,15 @@ class SanityState(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+class StudyMethod(StrEnum):
+    """What a study document may ask for: every engine, and W&B's `bayes`, which the service maps
+    onto one of its model-based engines (optimizers.registry.resolve_engine)."""
+
+    RANDOM = "random"
+    GRID = "grid"
+    BAYES = "bayes"
+    TPE = "tpe"
+    TPE_HYPEROPT = "tpe_hyperopt"
+    GP = "gp"

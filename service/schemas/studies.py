@@ -1,64 +1,244 @@
-"""Wire types for studies. A W&B sweep document validates as a StudyCreate as it is."""
+"""Wire types for studies. A W&B sweep document validates as a StudyCreate as it is.
+
+StudyCreate takes every key of W&B's sweep configuration (its JSON schema, src/sweeps/config/
+schema.json of W&B's `sweeps` package) with W&B's types, and tuneserve's own keys. A key neither
+defines is a 422 whose message lists the keys allowed. What W&B's schema admits but tuneserve
+cannot run (`method: custom`, multi-objective `metrics`, a scheduler that loads a search space
+from code) is a 422 that says why. The rules that need the whole document (bayes needs a metric,
+grid cannot weight values, ...) are checked in service.domain.studies.
+"""
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.schemas.enums import StudyState
+from service.schemas.enums import StudyMethod, StudyState
 from service.schemas.trials import TrialRead
 
+# A study's URL name (its slug): what /api/v1/studies/{name} takes.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"
+DISPLAY_NAME_MAX = 500
 
 
-class MetricSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(default="val_loss", min_length=1, max_length=200)
-    goal: Literal["minimize", "maximize"] = "minimize"
-
-
-# Keys of a W&B sweep document that describe how W&B launches runs; tuneserve keeps them in the
-# stored config and otherwise ignores them, so a sweep file can be pasted as it is.
-WANDB_IGNORED_KEYS = ("program", "command", "project", "entity", "controller", "name_prefix", "job", "image_uri")
+def _json_number(v: Any) -> Any:
+    """A JSON number, as W&B's schema means it: not a boolean, not a numeric string, finite."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise PydanticCustomError("number_type", "must be a number, got {got}", {"got": type(v).__name__})
+    if not math.isfinite(v):
+        raise PydanticCustomError("finite_number", "must be a finite number, got {got}", {"got": repr(v)})
+    return float(v)
 
 
-class StudyCreate(BaseModel):
+def _json_integer(v: Any) -> Any:
+    """A JSON integer as JSON Schema (draft 7) reads it: 5 and 5.0, never 5.1, "5" or true."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise PydanticCustomError("int_type", "must be an integer, got {got}", {"got": repr(v)})
+    return int(v)
+
+
+JsonNumber = Annotated[float, BeforeValidator(_json_number)]
+# The budget: W&B's run_cap is a JSON integer > 0.
+Budget = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_json_integer)]
+
+
+class _Strict(BaseModel):
+    """extra="forbid", with the 422 for an unknown key listing the keys this block takes."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    name: str = Field(pattern=NAME_PATTERN, description="Unique; letters, digits, '_', '-', '.'")
+    @model_validator(mode="wrap")
+    @classmethod
+    def _list_allowed_keys(cls, data: Any, handler: Any) -> Any:
+        data = cls._prepare(data)
+        try:
+            return handler(data)
+        except ValidationError as err:
+            if not any(e["type"] == "extra_forbidden" and len(e["loc"]) == 1 for e in err.errors()):
+                raise
+            allowed = ", ".join(cls.allowed_keys())
+            details = []
+            for e in err.errors():
+                if e["type"] == "extra_forbidden" and len(e["loc"]) == 1:
+                    kind = PydanticCustomError(
+                        "extra_forbidden", "unknown key '{key}': {owner} takes only: {allowed}",
+                        {"key": str(e["loc"][0]), "owner": cls.owner(), "allowed": allowed})
+                else:
+                    # Passed through unchanged: the message as pydantic wrote it, braces escaped
+                    # so that it is not read as a template again.
+                    kind = PydanticCustomError(e["type"], e["msg"].replace("{", "{{").replace("}", "}}"))
+                details.append(InitErrorDetails(type=kind, loc=e["loc"], input=e.get("input")))
+            raise ValidationError.from_exception_data(cls.__name__, details) from None
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        keys = []
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            keys.extend(alias.choices if isinstance(alias, AliasChoices) else [field.alias or name])
+        return keys
+
+    @classmethod
+    def owner(cls) -> str:
+        return "this block"
+
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        """Checks that must run before field validation; raise with `_error(loc, message)`."""
+        return data
+
+
+def _error(loc: tuple, kind: str, message: str) -> ValidationError:
+    return ValidationError.from_exception_data(
+        "StudyCreate", [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=None)])
+
+
+class MetricSpec(_Strict):
+    """W&B's `metric`: name, goal, target, impute, impute_while_running."""
+
+    name: str = Field(min_length=1, max_length=200, description="The metric workers report, e.g. val_loss")
+    goal: Literal["minimize", "maximize"] = "minimize"
+    target: JsonNumber | None = Field(
+        default=None, description="The study finishes once a trial completes at or beyond this value "
+                                  "(<= for minimize, >= for maximize)")
+    impute: Literal["latest", "best", "worst"] | None = Field(
+        default=None, description="Value the model-based engines give failed, diverged and pruned "
+                                  "trials (W&B: runs that fail, crash or are killed); unset: tuneserve's "
+                                  "default (failed below every result, pruned at their last value)")
+    impute_while_running: Literal["latest", "best", "worst", "false"] | None = Field(
+        default=None, description="Whether the model-based engines learn from running trials' reports "
+                                  "(their best value so far) instead of treating them as pending")
+
+    @classmethod
+    def owner(cls) -> str:
+        return "metric"
+
+
+class ControllerSpec(BaseModel):
+    """W&B's `controller`: where W&B's controller runs. Kept; tuneserve's server is the controller."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["local", "cloud"]
+
+
+class SchedulerSpec(_Strict):
+    """W&B Launch's `scheduler`. Only the `wandb` engine exists in W&B's validator; here it means
+    what it means there: the standard engine of `method` over `parameters`."""
+
+    engine: Literal["optuna", "ax", "wandb"]
+    source: str | None = None
+    optimizer: str | None = None
+    search_space: str | None = None
+
+    @classmethod
+    def owner(cls) -> str:
+        return "scheduler"
+
+    @model_validator(mode="after")
+    def _wandb_rules(self) -> SchedulerSpec:
+        for key in ("optimizer", "search_space"):
+            if getattr(self, key) is not None and self.source is None:
+                raise PydanticCustomError("scheduler_source", f"scheduler.{key} needs scheduler.source (W&B's schema)")
+        if self.engine != "wandb":
+            raise PydanticCustomError(
+                "scheduler_engine", f"scheduler.engine {self.engine!r} is not supported (W&B supports only "
+                f"'wandb', its standard engine; tuneserve's engines are chosen with `method`)")
+        return self
+
+
+class StudyCreate(_Strict):
+    """A study document: a W&B sweep configuration, plus tuneserve's own keys."""
+
+    # W&B's keys.
+    name: str | None = Field(
+        default=None, max_length=DISPLAY_NAME_MAX,
+        description="The study's name. A URL-safe name (letters, digits, '_', '-', '.') is its URL name and "
+                    "must be unique (409 when taken); any other text is a display name, and the study's URL "
+                    "name is a slug made from it (a suffix -2, -3, ... when taken). None: a generated name")
     description: str = Field(default="", max_length=10_000)
-    method: str = Field(default="random", description="random | grid | tpe | tpe_hyperopt | gp")
-    metric: MetricSpec = Field(default_factory=MetricSpec)
+    method: StudyMethod = Field(
+        default=StudyMethod.RANDOM,
+        description="random | grid | bayes (W&B's; runs on gp or tpe, see StudyRead.engine) | tpe | "
+                    "tpe_hyperopt | gp. W&B requires it; tuneserve defaults to random")
+    metric: MetricSpec | None = Field(default=None, description="Default: val_loss, minimize")
     parameters: dict[str, Any] = Field(description="A W&B sweep `parameters` block")
-    max_trials: int | None = Field(
-        default=None, ge=1, le=1_000_000, validation_alias=AliasChoices("max_trials", "run_cap")
-    )
+    max_trials: Budget | None = Field(
+        default=None, validation_alias=AliasChoices("max_trials", "run_cap"),
+        description="The trial budget (W&B: run_cap)")
+    early_terminate: dict[str, Any] | None = Field(
+        default=None, description="W&B's block: {type: hyperband, min_iter | max_iter and s, eta, strict}")
+    program: str | None = Field(default=None, description="W&B: the training script a worker runs")
+    command: list[Any] | None = Field(default=None, description="W&B: the command line, with ${...} macros")
+    project: str | None = None
+    entity: str | None = None
+    controller: ControllerSpec | None = Field(default=None, description="W&B's controller; kept, not used")
+    scheduler: SchedulerSpec | None = Field(default=None, description="W&B Launch: only {engine: wandb}")
+    job: str | None = Field(default=None, description="W&B Launch job; kept, not used")
+    image_uri: str | None = Field(default=None, description="W&B Launch image; kept, not used")
+    apiVersion: str | None = None
+    kind: Literal["sweep"] | None = None
+    metrics: Any = Field(default=None, description="W&B's multi-objective list: refused (needs method: custom)")
+
+    # tuneserve's keys.
     max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     lease_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
     max_retries: int = Field(default=2, ge=0, le=100)
-    early_terminate: dict[str, Any] | None = Field(default=None, description="A W&B early_terminate block")
     pruner: dict[str, Any] | None = Field(
-        default=None, description='Native pruner, e.g. {"type": "asha", "grace_period": 2}'
-    )
+        default=None, description='Native pruner, e.g. {"type": "asha", "grace_period": 2}')
     warm_start_from: str | None = Field(default=None, pattern=NAME_PATTERN)
     objective: str = Field(default="", max_length=200)
-    # W&B launch keys: accepted and kept, not used.
-    program: Any = None
-    command: Any = None
-    project: Any = None
-    entity: Any = None
-    controller: Any = None
-    name_prefix: Any = None
-    job: Any = None
-    image_uri: Any = None
 
-    @field_validator("method")
     @classmethod
-    def _method_lower(cls, v: str) -> str:
-        return v.strip().lower()
+    def owner(cls) -> str:
+        return "a study document (W&B's sweep keys and tuneserve's)"
+
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "max_trials" in data and "run_cap" in data:
+            if data["max_trials"] != data["run_cap"] or type(data["max_trials"]) is not type(data["run_cap"]):
+                raise _error(("run_cap",), "budget_conflict", "give max_trials or run_cap (the same budget), "
+                             "not both with different values")
+            data = {k: v for k, v in data.items() if k != "run_cap"}
+        scheduler = data.get("scheduler")
+        if "parameters" not in data and isinstance(scheduler, dict) and scheduler.get("search_space"):
+            raise _error(("parameters",), "missing", "`parameters` is required: tuneserve does not load a search "
+                         "space from code (scheduler.search_space is for a W&B Launch scheduler)")
+        return data
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _no_custom(cls, v: Any) -> Any:
+        if v == "custom":
+            raise PydanticCustomError(
+                "custom_method", "method 'custom' means a W&B Launch custom scheduler with its own optimizer, "
+                "which tuneserve does not run; use random, grid, bayes, tpe, tpe_hyperopt or gp")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _no_metrics(cls, v: Any) -> Any:
+        if v is not None:
+            raise PydanticCustomError(
+                "multi_objective", "`metrics` (several objectives) needs method: custom, a W&B Launch custom "
+                "scheduler; tuneserve optimizes one `metric`")
+        return v
+
 
 
 class TrialCounts(BaseModel):
@@ -71,12 +251,22 @@ class TrialCounts(BaseModel):
     total: int = 0
 
 
+class MetricRead(BaseModel):
+    name: str
+    goal: Literal["minimize", "maximize"]
+    target: float | None = None
+    impute: str | None = None
+    impute_while_running: str | None = None
+
+
 class StudyRead(BaseModel):
     id: int
-    name: str
+    name: str = Field(description="The study's URL name (its unique slug): /api/v1/studies/{name}")
+    display_name: str = Field(description="The name as the document gave it (or the generated one)")
     description: str
-    method: str
-    metric: MetricSpec
+    method: StudyMethod = Field(description="The method the document asked for")
+    engine: str = Field(description="The engine that draws the trials (bayes runs on gp or tpe)")
+    metric: MetricRead
     state: StudyState
     parameters: dict[str, Any]
     max_trials: int | None
@@ -87,11 +277,16 @@ class StudyRead(BaseModel):
     pruner: dict[str, Any]
     warm_start_from: str | None
     objective: str = Field(description="What runs its trials: `program`, `builtin:cnn`, a `module:function`, or '' (any)")
-    program: Any = Field(default=None, description="The W&B sweep's `program`, run by `tuneserve worker --study`")
-    command: Any = Field(default=None, description="The W&B sweep's `command` (its ${...} macros as `wandb agent` expands them)")
+    program: str | None = Field(default=None, description="The W&B sweep's `program`, run by `tuneserve worker --study`")
+    command: list[Any] | None = Field(
+        default=None, description="The W&B sweep's `command` (its ${...} macros as `wandb agent` expands them)")
+    project: str | None = None
+    entity: str | None = None
     runnable_by_workers: int = Field(
         default=0, description="Workers that can run this study: seen claiming in the last 120 s, or holding its trials")
     runner_warning: str | None = Field(default=None, description="Set while the study runs with no such worker")
+    target_reached_by: int | None = Field(
+        default=None, description="The trial number whose value reached metric.target (the study then finished)")
     trials_created: int
     counts: TrialCounts
     best_trial: TrialRead | None

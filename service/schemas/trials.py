@@ -76,7 +76,7 @@ class ClaimRequest(BaseModel):
     objective: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="What this worker runs (`builtin:cnn`, `module:function`, `program`): it is only handed "
-        "trials of studies with that objective (or none). Omitted: any study not run by a program.")
+        "trials of studies with that objective (or none). Omitted: any study (a client that drives trials itself).")
 
 
 class AskRequest(BaseModel):

@@ -3,13 +3,15 @@ from service.space.model import (
     Dimension,
     SearchSpace,
     flatten_params,
+    join_name,
     params_key,
+    split_name,
     unflatten_params,
     value_key,
 )
-from service.space.parse import SpaceError, parse_parameters
+from service.space.parse import SpaceError, parse_dimension, parse_parameters
 
 __all__ = [
-    "Dimension", "SearchSpace", "SpaceError", "parse_parameters", "flatten_params", "unflatten_params",
-    "params_key", "value_key",
+    "Dimension", "SearchSpace", "SpaceError", "parse_parameters", "parse_dimension", "flatten_params",
+    "unflatten_params", "params_key", "value_key", "join_name", "split_name",
 ]

@@ -2,6 +2,10 @@
 
 A space is a flat tuple of Dimensions; nested W&B `parameters` blocks become dotted names
 ("optimizer.lr"). Params travel flat inside the service and are unflattened only at the API edge.
+W&B allows dots inside a parameter's own name ("model.dropout" as one top-level key, which a
+Hydra-style script reads as `--model.dropout=0.3`); such a dot is escaped in the flat name
+("model\\.dropout"), so it never reads as nesting (join_name / split_name). W&B names cannot
+contain a backslash, so the escape is unambiguous, and names without dots are unchanged.
 The parser sorts dimensions by name, so a space (and therefore its grid order and the sequence a
 seeded sampler draws) does not depend on the key order of the JSON it came from (PostgreSQL's
 JSONB reorders keys).
@@ -9,7 +13,8 @@ JSONB reorders keys).
 Internal coordinates ("warped" space) are what model-based optimizers and distance checks use:
   - uniform, q_uniform, int_uniform, normal, q_normal: the value itself
   - log_uniform_values, q_log_uniform_values, log_uniform, log_normal, q_log_normal: ln(value)
-  - inv_log_uniform_values, inv_log_uniform: ln(value) as well (see parse.py for the W&B meaning)
+  - inv_log_uniform_values, inv_log_uniform, q_log_uniform: ln(value) as well (see parse.py)
+  - beta, q_beta: the value itself, on [0, 1]
   - categorical: the index into `values`; constant: not a coordinate at all (bounds (0, 0), and
     to_internal/from_internal accept it so that generic loops need no special case)
 
@@ -18,33 +23,47 @@ in the bounds; for q_log_normal the positive multiples (k >= 1, so ln(value) alw
 integer `q` gives Python ints, as W&B does; a float `q` gives floats rounded to q's decimals, so
 q=0.1 yields 0.3 and not 0.30000000000000004.
 
-Container values (lists in `values` or a constant `value`) are stored as tuples so a Dimension is
-hashable, and handed back to callers as lists, the JSON shape they came in.
+Values may be any JSON value, mappings included (W&B accepts them: `values: [{"depth": 2},
+{"depth": 4}]`). Container values are stored frozen (lists as tuples, mappings as FrozenMap) so a
+Dimension is hashable, and handed back to callers as lists and dicts, the JSON shape they came in.
+Categoricals are always handled by index, never by value, so a value's type never matters to an
+optimizer. Repeated values in a W&B `values` list are weights: the parser merges them into one
+value with the summed probability (see parse.py).
+
+beta and q_beta (W&B's params.py): a draw from Beta(a, b) on [0, 1], q_beta rounded to a multiple
+of q; internal coordinate = the value. q_log_uniform is W&B's "v1" quantized log-uniform (bounds
+are exponents, like log_uniform).
 """
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 LOG_DISTRIBUTIONS = frozenset({
     "log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values",
-    "log_uniform", "inv_log_uniform", "log_normal", "q_log_normal",
+    "log_uniform", "q_log_uniform", "inv_log_uniform", "log_normal", "q_log_normal",
 })
+# Log families whose min/max are exponents (W&B's "v1" forms), not values.
+EXPONENT_DISTRIBUTIONS = frozenset({"log_uniform", "q_log_uniform", "inv_log_uniform"})
 NORMAL_DISTRIBUTIONS = frozenset({"normal", "q_normal", "log_normal", "q_log_normal"})
-QUANTIZED_DISTRIBUTIONS = frozenset({"q_uniform", "q_log_uniform_values", "q_normal", "q_log_normal"})
+BETA_DISTRIBUTIONS = frozenset({"beta", "q_beta"})
+QUANTIZED_DISTRIBUTIONS = frozenset({
+    "q_uniform", "q_log_uniform_values", "q_log_uniform", "q_normal", "q_log_normal", "q_beta",
+})
 DISTRIBUTIONS = frozenset({
     "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values",
-    "q_log_uniform_values", "inv_log_uniform_values", "log_uniform", "inv_log_uniform",
-    "normal", "q_normal", "log_normal", "q_log_normal",
+    "q_log_uniform_values", "inv_log_uniform_values", "log_uniform", "q_log_uniform", "inv_log_uniform",
+    "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
 })
 # Families whose legal set is finite, hence usable by grid search.
 FINITE_DISTRIBUTIONS = frozenset({
-    "constant", "categorical", "int_uniform", "q_uniform", "q_log_uniform_values",
+    "constant", "categorical", "int_uniform", "q_uniform", "q_log_uniform_values", "q_log_uniform", "q_beta",
 })
 
 # Relative slack when checking a value against float bounds or a q-lattice: values that went
@@ -52,16 +71,49 @@ FINITE_DISTRIBUTIONS = frozenset({
 _REL_TOL = 1e-9
 
 
+class FrozenMap(tuple):
+    """A JSON mapping frozen for hashing: its (key, frozen value) pairs sorted by key, so two
+    mappings equal as JSON are equal here whatever their key order (PostgreSQL's JSONB reorders)."""
+
+    __slots__ = ()
+
+    def __new__(cls, mapping: dict[str, Any]):
+        return super().__new__(cls, sorted((k, _freeze(v)) for k, v in mapping.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({dict(self)!r})"
+
+
 def _freeze(value: Any) -> Any:
+    if isinstance(value, FrozenMap):
+        return value
+    if isinstance(value, dict):
+        return FrozenMap(value)
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
 
 
 def _thaw(value: Any) -> Any:
+    if isinstance(value, FrozenMap):
+        return {k: _thaw(v) for k, v in value}
     if isinstance(value, (list, tuple)):
         return [_thaw(v) for v in value]
     return value
+
+
+_UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
+
+
+def join_name(parts: Sequence[str]) -> str:
+    """The flat name of a parameter reached through `parts` (outer block first); a dot inside a
+    part is escaped so that it does not read as nesting."""
+    return ".".join(p.replace(".", "\\.") for p in parts)
+
+
+def split_name(name: str) -> list[str]:
+    """Inverse of join_name: the parts of a flat name, unescaped."""
+    return [p.replace("\\.", ".") for p in _UNESCAPED_DOT.split(name)]
 
 
 def _is_number(value: Any) -> bool:
@@ -76,6 +128,8 @@ def value_key(value: Any) -> Any:
         return ("b", bool(value))
     if _is_number(value):
         return ("n", float(value) if isinstance(value, (float, np.floating)) else int(value))
+    if isinstance(value, FrozenMap):
+        return ("d", tuple((str(k), value_key(v)) for k, v in value))
     if isinstance(value, (list, tuple)):
         return ("l", tuple(value_key(v) for v in value))
     if isinstance(value, dict):
@@ -111,6 +165,8 @@ class Dimension:
     q: float | None = None                     # quantization step for q_* families
     mu: float | None = None                    # normal families
     sigma: float | None = None
+    a: float | None = None                     # beta families
+    b: float | None = None
 
     def __post_init__(self) -> None:
         # Normalise containers so that a Dimension built from JSON (lists) equals one built in
@@ -154,7 +210,9 @@ class Dimension:
             return (0.0, float(len(self.values) - 1))
         if d in NORMAL_DISTRIBUTIONS:
             return (float(self.mu - 3 * self.sigma), float(self.mu + 3 * self.sigma))
-        if d == "log_uniform":
+        if d in BETA_DISTRIBUTIONS:
+            return (0.0, 1.0)
+        if d in ("log_uniform", "q_log_uniform"):
             return (float(self.min), float(self.max))
         if d == "inv_log_uniform":
             # value = exp(-u), u ~ U(min, max), so ln(value) runs over [-max, -min].
@@ -168,7 +226,9 @@ class Dimension:
         d = self.distribution
         if d in ("constant", "categorical") or d in NORMAL_DISTRIBUTIONS:
             return None
-        if d in ("log_uniform", "inv_log_uniform"):
+        if d in BETA_DISTRIBUTIONS:
+            return (0.0, 1.0)
+        if d in EXPONENT_DISTRIBUTIONS:
             lo, hi = self.internal_bounds()
             return (math.exp(lo), math.exp(hi))
         return (self.min, self.max)
@@ -186,7 +246,8 @@ class Dimension:
             return (None, None)
         if self.distribution == "q_log_normal":
             return (1, None)
-        return (math.ceil(self.min / self.q - _REL_TOL), math.floor(self.max / self.q + _REL_TOL))
+        lo, hi = self.value_bounds()
+        return (math.ceil(lo / self.q - _REL_TOL), math.floor(hi / self.q + _REL_TOL))
 
     def _quantize(self, x: float) -> int | float:
         k = round(x / self.q)
@@ -263,6 +324,8 @@ class Dimension:
             v = float(rng.normal(self.mu, self.sigma))
             if self.is_log:
                 v = math.exp(v)
+        elif d in BETA_DISTRIBUTIONS:
+            v = float(rng.beta(self.a, self.b))
         else:
             lo, hi = self.internal_bounds()
             v = float(rng.uniform(lo, hi))
@@ -308,7 +371,7 @@ class Dimension:
             return [_thaw(v) for v in self.values]
         if d == "int_uniform":
             return list(range(self.min, self.max + 1))
-        if d in ("q_uniform", "q_log_uniform_values"):
+        if d in FINITE_DISTRIBUTIONS:   # the bounded q lattices
             k_lo, k_hi = self._k_range()
             return [self._q_value(k) for k in range(k_lo, k_hi + 1)]
         return None
@@ -322,7 +385,7 @@ class Dimension:
             return len(self.values)
         if d == "int_uniform":
             return self.max - self.min + 1
-        if d in ("q_uniform", "q_log_uniform_values"):
+        if d in FINITE_DISTRIBUTIONS:
             k_lo, k_hi = self._k_range()
             return k_hi - k_lo + 1
         return None
@@ -330,7 +393,7 @@ class Dimension:
     def to_json(self) -> dict[str, Any]:
         """The dimension as a W&B parameter spec plus its `name`, with defaults made explicit."""
         out: dict[str, Any] = {"name": self.name, "distribution": self.distribution}
-        for field_name in ("value", "values", "probabilities", "min", "max", "q", "mu", "sigma"):
+        for field_name in ("value", "values", "probabilities", "min", "max", "q", "mu", "sigma", "a", "b"):
             v = getattr(self, field_name)
             if field_name == "value" and self.distribution != "constant":
                 continue
@@ -440,29 +503,40 @@ class SearchSpace:
         return cls(tuple(dims))
 
 
-def flatten_params(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}. Every dict is a nesting level (the
-    parser forbids dict-valued parameters, so there is no ambiguity)."""
+def flatten_params(nested: dict[str, Any], leaves: Sequence[str] | None = None, prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}, dots inside a key escaped (join_name).
+
+    Without `leaves` every dict is a nesting level. With `leaves` (the flat names of a space's
+    dimensions) a dict stops being descended into where its name is a leaf: a parameter whose
+    value is a mapping (W&B allows `values: [{"depth": 2}]`) stays one value."""
     flat: dict[str, Any] = {}
+    leaf_set = None if leaves is None else set(leaves)
     for key, value in nested.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, prefix=f"{name}."))
+        name = f"{prefix}{join_name([str(key)])}"
+        if isinstance(value, dict) and (leaf_set is None or name not in leaf_set):
+            flat.update(flatten_params(value, leaves, prefix=f"{name}."))
         else:
             flat[name] = value
     return flat
 
 
 def unflatten_params(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"optimizer.lr": 0.1} -> {"optimizer": {"lr": 0.1}}, keeping the caller's key order; raises
-    ValueError when a name is both a value and a group ("a" and "a.b")."""
+    """{"optimizer.lr": 0.1} -> {"optimizer": {"lr": 0.1}}, keeping the caller's key order; only the
+    names are split (an escaped dot stays in its key), never the values, so a mapping value stays
+    a value. Raises ValueError when a name is both a value and a group ("a" and "a.b")."""
     nested: dict[str, Any] = {}
+    groups: set[tuple[str, ...]] = set()
+    leaves: set[tuple[str, ...]] = set()
     for name, value in flat.items():
-        parts = name.split(".")
+        parts = split_name(name)
         for i in range(1, len(parts)):
-            prefix = ".".join(parts[:i])
-            if prefix in flat:
-                raise ValueError(f"'{prefix}' is both a value and a group of parameters")
+            prefix = tuple(parts[:i])
+            if prefix in leaves:
+                raise ValueError(f"'{join_name(prefix)}' is both a value and a group of parameters")
+            groups.add(prefix)
+        if tuple(parts) in groups:
+            raise ValueError(f"'{name}' is both a value and a group of parameters")
+        leaves.add(tuple(parts))
         node = nested
         for part in parts[:-1]:
             node = node.setdefault(part, {})

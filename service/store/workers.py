@@ -21,10 +21,8 @@ ANY = "*"          # no filter: `ask` hands out trials of the study it names, wh
 
 def can_run(study_objective: str, objective: str | None) -> bool:
     """The rule of runs_study, for one study in Python."""
-    if objective == ANY:
+    if objective in (ANY, None):
         return True
-    if objective is None:
-        return study_objective != PROGRAM
     if objective == PROGRAM:
         return study_objective == PROGRAM
     return study_objective in ("", objective)
@@ -32,12 +30,11 @@ def can_run(study_objective: str, objective: str | None) -> bool:
 
 def runs_study(study_objective: ColumnElement, objective: str | None) -> ColumnElement:
     """The studies a worker that runs `objective` may take trials from. None (a client that says
-    nothing) takes every study but those run by a program; `program` only program studies; a
-    function only studies naming it or naming nothing."""
-    if objective == ANY:
+    nothing of what it runs: a REST script, the SDK, an older worker) takes any study; `program`
+    only program studies; a function only studies naming it or naming nothing. `tuneserve worker`
+    always says what it runs, so a CNN worker never takes a program's trials, nor the reverse."""
+    if objective in (ANY, None):
         return true()
-    if objective is None:
-        return study_objective != PROGRAM
     if objective == PROGRAM:
         return study_objective == PROGRAM
     return or_(study_objective == "", study_objective == literal(objective))
