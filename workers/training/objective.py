@@ -38,6 +38,8 @@ class Context:
         self.trial_id = trial_id
         self.history: list[tuple[int, dict[str, float]]] = []
         self.stop_reason: str | None = None
+        # What the run trained on when it was a subset (the trainer fills it): recorded on the trial.
+        self.fidelity: dict[str, Any] = {}
 
     def report(self, step: int, **metrics: float) -> bool:
         clean = {k: float(v) for k, v in metrics.items()}
