@@ -52,9 +52,10 @@ stages.next_stage_document, warm-started, its top-k rerun enqueued first; unique
 stage_index) keeps two servers from creating it twice) | "finish". The warm start in
 domain/suggest._warm_start maps the parent's values onto the child's with fidelity.map_by_rank.
 
-Columns (migration 0007): studies.parent_id (FK studies, ON DELETE SET NULL, indexed),
-studies.stage_index, studies.fidelity (JSON), studies.lr_range (JSON), studies.refine (JSON);
-trials.fidelity (JSON), trials.config_key (String(32), index (study_id, config_key)).
+Columns (migration 0007, in service/db/models.py): studies.parent_id (FK studies, no ON DELETE:
+deleting a parent clears its children's parent_id first), studies.stage_index (unique index with
+parent_id), studies.fidelity, studies.lr_range, studies.refine (JSON); trials.fidelity (JSON),
+trials.config_key (String(32), index (study_id, config_key)).
 The `stages` list itself stays in studies.config (the document as submitted).
 
 Pruners and fidelity: a pruner reads steps; with `resource: data` the domain maps each trial's step

@@ -26,6 +26,8 @@ class Base(DeclarativeBase):
 
 class Study(Base):
     __tablename__ = "studies"
+    # One study per (parent, stage): two servers ending a stage's last trials create its next stage once.
+    __table_args__ = (Index("uq_studies_parent_stage", "parent_id", "stage_index", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -47,6 +49,15 @@ class Study(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")
     # Trial numbers handed out so far (enqueued or suggested); the budget is counted against it.
     next_number: Mapped[int] = mapped_column(Integer, default=0)
+    # The craft (service/craft): the study this one was refined from or is a later stage of, which
+    # stage it is, the fidelity its trials run at, its range test (curve, suggestion, narrowing),
+    # and how it was refined from its parent. No ON DELETE on parent_id (SQLite reflects none for a
+    # column added later): deleting a parent must clear its children's parent_id first.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", name="fk_studies_parent_id"), nullable=True)
+    stage_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    lr_range: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    refine: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -61,6 +72,7 @@ class Trial(Base):
         UniqueConstraint("study_id", "number", name="uq_trials_study_number"),
         Index("ix_trials_study_state", "study_id", "state"),
         Index("ix_trials_state_lease", "state", "lease_expires_at"),
+        Index("ix_trials_study_config", "study_id", "config_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,6 +93,10 @@ class Trial(Base):
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when told to stop
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the trial trained on (craft.fidelity record) and its configuration without the seed
+    # (craft.repeats.config_key), which groups its repeats.
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    config_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
