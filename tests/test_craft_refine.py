@@ -6,7 +6,8 @@ import math
 import pytest
 
 from service.craft.fidelity import Fidelity
-from service.craft.refine import ParentTrial, RefineError, refine, shrink_interval, space_to_parameters, top_trials
+from service.craft.refine import RefineError, refine, shrink_interval, space_to_parameters, top_trials
+from service.craft.trials import TrialResult
 from service.space import parse_parameters
 
 PARENT = {
@@ -27,11 +28,11 @@ def _params(lr, dropout, depth, optimizer, width):
 
 
 TRIALS = [
-    ParentTrial(0, _params(0.01, 0.1, 2, "sgd", 32), 0.5),
-    ParentTrial(1, _params(0.1, 0.3, 3, "adam", 64), 0.4),
-    ParentTrial(2, _params(1e-3, 0.45, 7, "adamw", 128), 0.9),
-    ParentTrial(3, _params(0.9, 0.2, 2, "sgd", 40), None, "diverged"),
-    ParentTrial(4, _params(0.05, 0.2, 2, "sgd", 40), 0.6),
+    TrialResult(0, _params(0.01, 0.1, 2, "sgd", 32), 0.5),
+    TrialResult(1, _params(0.1, 0.3, 3, "adam", 64), 0.4),
+    TrialResult(2, _params(1e-3, 0.45, 7, "adamw", 128), 0.9),
+    TrialResult(3, _params(0.9, 0.2, 2, "sgd", 40), None, "diverged"),
+    TrialResult(4, _params(0.05, 0.2, 2, "sgd", 40), 0.6),
 ]
 
 
@@ -78,7 +79,7 @@ def test_min_width_and_bounds():
     assert tight.parameters["depth"] == {"distribution": "int_uniform", "min": 3, "max": 4}  # never collapses
     assert tight.parameters["lr"]["min"] < tight.parameters["lr"]["max"]
     assert 1 in tight.inside                         # the top trial stays inside its own range
-    at_top = refine(PARENT, [ParentTrial(0, _params(1.0, 0.5, 8, "sgd", 128), 0.1)], top_k=1)
+    at_top = refine(PARENT, [TrialResult(0, _params(1.0, 0.5, 8, "sgd", 128), 0.1)], top_k=1)
     assert at_top.parameters["lr"]["max"] == 1.0     # the parent's own bound, exactly
     assert at_top.parameters["lr"]["min"] == pytest.approx(10 ** -0.4, rel=1e-11)  # shifted inside
     assert at_top.parameters["depth"] == {"distribution": "int_uniform", "min": 7, "max": 8}
@@ -96,9 +97,9 @@ def test_normal_families_and_probabilities():
     parent = {"x": {"distribution": "normal", "mu": 0.0, "sigma": 2.0},
               "lr": {"distribution": "log_normal", "mu": -3.0, "sigma": 2.0},
               "act": {"values": ["relu", "gelu", "silu"], "probabilities": [0.5, 0.3, 0.2]}}
-    trials = [ParentTrial(0, {"x": 1.0, "lr": math.exp(-2.0), "act": "relu"}, 1.0),
-              ParentTrial(1, {"x": 3.0, "lr": math.exp(-4.0), "act": "silu"}, 2.0),
-              ParentTrial(2, {"x": -5.0, "lr": 1.0, "act": "gelu"}, 3.0)]
+    trials = [TrialResult(0, {"x": 1.0, "lr": math.exp(-2.0), "act": "relu"}, 1.0),
+              TrialResult(1, {"x": 3.0, "lr": math.exp(-4.0), "act": "silu"}, 2.0),
+              TrialResult(2, {"x": -5.0, "lr": 1.0, "act": "gelu"}, 3.0)]
     plan = refine(parent, trials, top_k=2)
     assert plan.parameters["x"] == {"distribution": "normal", "mu": 2.0, "sigma": 1.25}
     assert plan.parameters["lr"] == {"distribution": "log_normal", "mu": -3.0, "sigma": 1.25}
@@ -108,10 +109,10 @@ def test_normal_families_and_probabilities():
 
 
 def test_maximize_and_fidelity_levels():
-    trials = [ParentTrial(0, {"lr": 0.01}, 0.9, fidelity=Fidelity(2, 0.1)),     # best value, cheap run
-              ParentTrial(1, {"lr": 0.1}, 0.7, fidelity=Fidelity(10, 1.0)),
-              ParentTrial(2, {"lr": 0.3}, 0.8, fidelity=Fidelity(10, 1.0)),
-              ParentTrial(3, {"lr": 0.5}, 0.95, "pruned", fidelity=Fidelity(10, 1.0))]
+    trials = [TrialResult(0, {"lr": 0.01}, 0.9, fidelity=Fidelity(2, 0.1)),     # best value, cheap run
+              TrialResult(1, {"lr": 0.1}, 0.7, fidelity=Fidelity(10, 1.0)),
+              TrialResult(2, {"lr": 0.3}, 0.8, fidelity=Fidelity(10, 1.0)),
+              TrialResult(3, {"lr": 0.5}, 0.95, "pruned", fidelity=Fidelity(10, 1.0))]
     assert [t.number for t in top_trials(trials, 5, "maximize")] == [2, 1]
     assert [t.number for t in top_trials(trials, 5, "minimize")] == [1, 2]
     assert [t.number for t in top_trials(trials[:1], 5)] == [0]
@@ -130,7 +131,7 @@ def test_search_space_input_gives_the_same_ranges():
 
 def test_refine_errors_name_the_field():
     with pytest.raises(RefineError) as e:
-        refine(PARENT, [ParentTrial(0, {}, None, "failed")], top_k=2)
+        refine(PARENT, [TrialResult(0, {}, None, "failed")], top_k=2)
     assert e.value.path == "trials"
     for kwargs, path in [({"top_k": 0}, "top_k"), ({"margin": -1}, "margin"), ({"min_fraction": 2}, "min_fraction"),
                          ({"min_fraction": 0}, "min_fraction"),

@@ -10,7 +10,6 @@ from scipy.stats import t as student_t
 
 from service.craft.repeats import (
     RepeatError,
-    RunResult,
     beat_probability,
     best_configuration,
     config_key,
@@ -19,6 +18,7 @@ from service.craft.repeats import (
     pooled_sigma,
     rank_configurations,
 )
+from service.craft.trials import TrialResult
 
 A = {"lr": 0.1, "width": 16}
 B = {"lr": 0.01, "width": 16}
@@ -26,7 +26,7 @@ C = {"lr": 0.03, "width": 32}
 
 
 def runs(*spec):
-    return [RunResult(i, {**params, "seed": i}, value, state) for i, (params, value, state) in enumerate(spec)]
+    return [TrialResult(i, {**params, "seed": i}, value, state) for i, (params, value, state) in enumerate(spec)]
 
 
 def test_config_key_ignores_the_seed_and_compares_json_values():

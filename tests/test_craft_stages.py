@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from service.craft.fidelity import Fidelity
-from service.craft.refine import ParentTrial
 from service.craft.stages import (
     RefineSpec,
     RepeatSpec,
@@ -21,6 +20,7 @@ from service.craft.stages import (
     stage_fidelity,
     transition,
 )
+from service.craft.trials import TrialResult
 
 ISSUE_EXAMPLE = [{"trials": 40, "epochs": 2, "data_fraction": 0.1}, {"refine": {"top_k": 5}, "trials": 20, "epochs": 10}]
 
@@ -106,9 +106,9 @@ def test_documents_of_the_stages():
     first = first_stage_document(document, stages)
     assert first["max_trials"] == 40 and "run_cap" not in first and first["stage_index"] == 0
     assert first["fidelity"] == {"epochs": 2, "data_fraction": 0.1, "data_seed": 0}
-    trials = [ParentTrial(0, {"lr": 0.01, "optimizer": "sgd"}, 0.5),
-              ParentTrial(1, {"lr": 0.1, "optimizer": "sgd"}, 0.4),
-              ParentTrial(2, {"lr": 0.001, "optimizer": "adam"}, 0.9)]
+    trials = [TrialResult(0, {"lr": 0.01, "optimizer": "sgd"}, 0.5),
+              TrialResult(1, {"lr": 0.1, "optimizer": "sgd"}, 0.4),
+              TrialResult(2, {"lr": 0.001, "optimizer": "adam"}, 0.9)]
     doc, plan = next_stage_document(document, stages, 1, trials, parent_name="cnn", child_name="cnn.s1", seed=7)
     assert plan is not None and plan.top == (1, 0, 2)
     assert doc == {"method": "tpe", "metric": document["metric"], "parameters": plan.parameters,
@@ -132,5 +132,5 @@ def test_a_stage_with_nothing_to_refine_says_so():
     stages = parse_stages(ISSUE_EXAMPLE)
     with pytest.raises(StageError) as e:
         next_stage_document({"parameters": {"lr": {"min": 0.1, "max": 1.0}}}, stages, 1,
-                            [ParentTrial(0, {"lr": 0.5}, None, "diverged")], parent_name="a", child_name="b", seed=1)
+                            [TrialResult(0, {"lr": 0.5}, None, "diverged")], parent_name="a", child_name="b", seed=1)
     assert e.value.path == "stages[1].refine" and "no completed trial" in e.value.rule

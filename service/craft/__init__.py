@@ -8,6 +8,7 @@ No database, no web, no torch: value objects in, value objects out, like optimiz
   stages.py     a study document's `stages` list, the stage transition rule, the next stage's document
   repeats.py    repeats over seeds grouped by configuration; the noise-aware best and how sure it is
   fidelity.py   epochs / data_fraction / classes as a trial's fidelity, its cost and pruner resource
+  trials.py     TrialResult, the trial value object the planners read
 
 Phase 2 (wiring into the server; proposal)
 ------------------------------------------

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 from service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level
+from service.craft.trials import TrialResult
 from service.space import Dimension, SearchSpace, unflatten_params
 from service.space.parse import SpaceError, parse_dimension
 
@@ -44,18 +45,6 @@ class RefineError(ValueError):
         super().__init__(f"{path}: {rule}")
         self.path = path
         self.rule = rule
-
-
-@dataclass(frozen=True)
-class ParentTrial:
-    """A parent trial as the planner sees it: flat params (dotted names), its value in the study's
-    own direction, its state, and the fidelity it ran at (None: the study's only fidelity)."""
-
-    number: int
-    params: dict[str, Any]
-    value: float | None
-    state: str = "completed"
-    fidelity: Fidelity | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,7 @@ def space_to_parameters(space: SearchSpace) -> dict[str, Any]:
     return wrap(nested, "")
 
 
-def top_trials(trials: Iterable[ParentTrial], k: int, goal: str = "minimize") -> list[ParentTrial]:
+def top_trials(trials: Iterable[TrialResult], k: int, goal: str = "minimize") -> list[TrialResult]:
     """The k best completed trials with a finite value, best first, ties by trial number; only those at
     the highest fidelity level present, so a short cheap run is never ranked against a full one."""
     if goal not in ("minimize", "maximize"):
@@ -122,7 +111,7 @@ def top_trials(trials: Iterable[ParentTrial], k: int, goal: str = "minimize") ->
     return sorted(done, key=lambda t: (sign * t.value, t.number))[:k]
 
 
-def refine(parent: dict[str, Any] | SearchSpace, trials: Sequence[ParentTrial], top_k: int = 5,
+def refine(parent: dict[str, Any] | SearchSpace, trials: Sequence[TrialResult], top_k: int = 5,
            goal: str = "minimize", *, margin: float = MARGIN, min_fraction: float = MIN_FRACTION,
            fidelity: Fidelity | None = None) -> RefinePlan:
     """Plan the child of `parent` (a W&B parameters block or a SearchSpace) from its trials.
@@ -153,7 +142,7 @@ def refine(parent: dict[str, Any] | SearchSpace, trials: Sequence[ParentTrial], 
                       options={"top_k": top_k, "goal": goal, "margin": margin, "min_fraction": min_fraction})
 
 
-def _refine_block(block: dict[str, Any], prefix: str, top: list[ParentTrial], margin: float,
+def _refine_block(block: dict[str, Any], prefix: str, top: list[TrialResult], margin: float,
                   min_fraction: float, overrides: dict[str, Any], changes: list[Change],
                   dims: dict[str, Dimension]) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from service.craft.trials import TrialResult
 from service.space import params_key
 
 SEED_NAMES = ("seed",)
@@ -48,16 +49,6 @@ class RepeatError(ValueError):
         super().__init__(f"{path}: {rule}")
         self.path = path
         self.rule = rule
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One trial as the ranking sees it: flat params, value in the study's own direction, state."""
-
-    number: int
-    params: dict[str, Any]
-    value: float | None
-    state: str = "completed"
 
 
 def configuration(params: dict[str, Any], seed_names: Sequence[str] = SEED_NAMES) -> dict[str, Any]:
@@ -107,7 +98,7 @@ class RepeatGroup:
                 "mean": self.mean, "std": self.std, "failures": self.failures}
 
 
-def group_repeats(runs: Iterable[RunResult], seed_names: Sequence[str] = SEED_NAMES) -> list[RepeatGroup]:
+def group_repeats(runs: Iterable[TrialResult], seed_names: Sequence[str] = SEED_NAMES) -> list[RepeatGroup]:
     """Runs grouped by configuration, in order of each group's first trial number."""
     groups: dict[str, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r.number):

@@ -26,7 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from service.craft.fidelity import Fidelity, FidelityError, check_fraction, check_int
-from service.craft.refine import MARGIN, MIN_FRACTION, ParentTrial, RefineError, RefinePlan, refine
+from service.craft.refine import MARGIN, MIN_FRACTION, RefineError, RefinePlan, refine
+from service.craft.trials import TrialResult
 
 MAX_STAGES = 10
 STAGE_KEYS = ("trials", "epochs", "data_fraction", "classes", "refine", "repeat_top", "method")
@@ -248,7 +249,7 @@ def first_stage_document(document: dict[str, Any], stages: Sequence[Stage],
 
 
 def next_stage_document(document: dict[str, Any], stages: Sequence[Stage], index: int,
-                        trials: Sequence[ParentTrial], *, parent_name: str, child_name: str,
+                        trials: Sequence[TrialResult], *, parent_name: str, child_name: str,
                         seed: int, goal: str = "minimize",
                         base: Fidelity | None = None) -> tuple[dict[str, Any], RefinePlan | None]:
     """The study document of stage `index` (>= 1), built from the previous stage's document and trials.
