@@ -11,7 +11,7 @@ optimizer {sgd, adam}. Full fidelity is `--epochs` (10) epochs on all the traini
                    whatever budget is left, warm-started: stage 1's top 5 configurations are its first
                    trials (re-run at full fidelity) and stage 1's trials inside the new space join the
                    history with their values mapped by rank onto stage 2's scale
-                   (service.craft.fidelity.map_by_rank; a 3-epoch loss is not a 10-epoch loss).
+                   (service.craft.refine.warm_start; a 3-epoch loss is not a 10-epoch loss).
 
 Budget: both arms get the same number of full-data epochs (an epoch on 25% of the data counts a
 quarter), printed per run. Each run's best configuration (the best trial at full fidelity) is then
@@ -38,8 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from service.craft.fidelity import Fidelity, map_by_rank  # noqa: E402
-from service.craft.refine import refine  # noqa: E402
+from service.craft.fidelity import Fidelity  # noqa: E402
+from service.craft.refine import refine, warm_start  # noqa: E402
 from service.craft.trials import TrialResult  # noqa: E402
 from service.optimizers.base import Observation  # noqa: E402
 from service.optimizers.registry import get_optimizer  # noqa: E402
@@ -93,19 +93,19 @@ def observe(params: dict[str, Any], value: float | None) -> Observation:
 
 
 def search(space, n: int, epochs: int, data, trainer_seed: int, call_key: tuple[int, ...],
-           first: list[dict[str, Any]] = (), prior: list[tuple[dict[str, Any], float]] = ()) -> list[tuple[dict, float | None]]:
-    """A sequential tpe search of n trials; `first` are run before any suggestion; `prior` are
-    (params, value) from another fidelity, fed to the optimizer mapped by rank onto this one's values."""
+           first: list[dict[str, Any]] = (), parents: list[TrialResult] = (),
+           exclude: tuple[int, ...] = ()) -> list[tuple[dict, float | None]]:
+    """A sequential tpe search of n trials; `first` are run before any suggestion; `parents` are
+    trials of another fidelity, fed through refine.warm_start (inside the space, values by rank)."""
     tpe = get_optimizer("tpe")
     done: list[tuple[dict[str, Any], float | None]] = []
     for i in range(n):
         if i < len(first):
             params = first[i]
         else:
-            own = [observe(p, v) for p, v in done]
             finite = [v for _, v in done if v is not None]
-            mapped = map_by_rank([v for _, v in prior], finite)
-            history = [Observation(p, m) for (p, _), m in zip(prior, mapped)] + own
+            prior = warm_start(parents, space, finite, exclude)
+            history = [Observation(p, v) for p, v in prior] + [observe(p, v) for p, v in done]
             params = tpe.suggest(space, history, [], 1, derive(*call_key, i), "minimize")[0].params
         done.append((params, train(params, epochs, data, trainer_seed)))
     return done
@@ -147,9 +147,7 @@ def run_c2f(run_seed: int, args) -> dict[str, Any]:
     n2 = int((args.budget - cost1) // args.epochs)
     by_number = {t.number: t for t in parents}
     rerun = [by_number[k].params for k in plan.top]
-    prior = [(by_number[k].params, by_number[k].value) for k in plan.inside
-             if by_number[k].value is not None and k not in plan.top]
-    stage2 = search(child, n2, args.epochs, dataset(1.0, 0), trainer_seed, (run_seed, 3), rerun, prior)
+    stage2 = search(child, n2, args.epochs, dataset(1.0, 0), trainer_seed, (run_seed, 3), rerun, parents, plan.top)
     best, value = best_of(stage2)
     lr = next(c for c in plan.changes if c.path == "lr").after
     return {"arm": "c2f", "seed": run_seed, "trials": f"{n1}+{n2}", "cost": cost1 + n2 * args.epochs,

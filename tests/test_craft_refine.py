@@ -6,7 +6,14 @@ import math
 import pytest
 
 from service.craft.fidelity import Fidelity
-from service.craft.refine import RefineError, refine, shrink_interval, space_to_parameters, top_trials
+from service.craft.refine import (
+    RefineError,
+    refine,
+    shrink_interval,
+    space_to_parameters,
+    top_trials,
+    warm_start,
+)
 from service.craft.trials import TrialResult
 from service.space import parse_parameters
 
@@ -142,3 +149,19 @@ def test_refine_errors_name_the_field():
     with pytest.raises(RefineError) as e:
         refine({}, TRIALS)
     assert e.value.path == "parameters"
+
+
+def test_warm_start_maps_parent_values_onto_the_child():
+    known = {k: v for k, v in PARENT.items() if k != "mystery"}
+    plan = refine(known, TRIALS, top_k=2, fidelity=Fidelity(epochs=10))
+    child = parse_parameters(plan.parameters)
+    # Inside: trials 0, 1 and 4; their mystery key is not a child parameter and is dropped, epochs
+    # takes the child's value.
+    cold = warm_start(TRIALS, child)
+    assert [v for _, v in cold] == [0.5, 0.4, 0.6]
+    assert cold[0][0] == {"lr": 0.01, "dropout": 0.1, "depth": 2, "optimizer": "sgd", "momentum": 0.9,
+                          "head.width": 32, "epochs": 10}
+    # On the child's scale: ranks 1, 0, 2 of 3 -> quantiles 1/2, 1/6, 5/6 of [1.0, 2.0].
+    mapped = warm_start(TRIALS, child, child_values=[2.0, 1.0])
+    assert [v for _, v in mapped] == pytest.approx([1.5, 1.0 + 1 / 6, 1.0 + 5 / 6])
+    assert [p["lr"] for p, _ in warm_start(TRIALS, child, exclude=plan.top)] == [0.05]

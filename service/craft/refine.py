@@ -17,7 +17,8 @@ The rule, per parameter of the parent's W&B `parameters` block (nested blocks wa
 
 The top k are the parent's completed trials with a finite value, best first (ties by trial number),
 all at the parent's highest fidelity level when trials carry a fidelity (never a 10% run against a
-full one). The plan also lists which parent trials fall inside the child's space: the warm start.
+full one). The plan also lists which parent trials fall inside the child's space, and `warm_start`
+hands them to the child's optimizer with their values put on the child's scale.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level
+from service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level, map_by_rank
 from service.craft.trials import TrialResult
 from service.space import Dimension, SearchSpace, unflatten_params
 from service.space.parse import SpaceError, parse_dimension
@@ -140,6 +141,29 @@ def refine(parent: dict[str, Any] | SearchSpace, trials: Sequence[TrialResult], 
     return RefinePlan(parameters=child, changes=tuple(changes), top=tuple(t.number for t in top),
                       inside=inside, fidelity=child_fidelity,
                       options={"top_k": top_k, "goal": goal, "margin": margin, "min_fraction": min_fraction})
+
+
+def warm_start(parent_trials: Iterable[TrialResult], child_space: SearchSpace,
+               child_values: Sequence[float] = (), exclude: Iterable[int] = ()) -> list[tuple[dict[str, Any], float]]:
+    """The parent's completed trials that lie inside the child's space, as (params, value) for the
+    child's optimizer: params cut to the child's parameters (its constants, fidelity knobs included,
+    set to the child's values), values mapped by rank onto the child's own completed values
+    (fidelity.map_by_rank: a short run's loss is not on a long run's scale, its rank is). `exclude`
+    are parent trial numbers to leave out (the top k when they are re-run in the child)."""
+    names = set(child_space.names)
+    skip = set(exclude)
+    picked: list[tuple[dict[str, Any], float]] = []
+    for t in parent_trials:
+        if t.number in skip or t.state != "completed" or t.value is None or not math.isfinite(t.value):
+            continue
+        params = {k: v for k, v in t.params.items() if k in names}
+        for dim in child_space.dimensions:
+            if dim.kind == "constant":
+                params[dim.name] = dim.from_internal(0.0)
+        if set(params) == names and child_space.contains(params):
+            picked.append((params, float(t.value)))
+    mapped = map_by_rank([v for _, v in picked], child_values)
+    return [(params, value) for (params, _), value in zip(picked, mapped)]
 
 
 def _refine_block(block: dict[str, Any], prefix: str, top: list[TrialResult], margin: float,
