@@ -28,6 +28,7 @@ LocalContext, data generated once); seeds come from one SeedSequence, so every r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -184,11 +185,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the budget does not cover stage 1 and one full-fidelity trial")
     t_all = time.perf_counter()
     jobs = [(arm, seed, args) for seed in run_seeds(args.seeds) for arm in ("flat", "c2f")]
-    if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.map(_job, jobs, chunksize=1)
-    else:
-        results = [_job(j) for j in jobs]
+    results = []
+    with contextlib.ExitStack() as stack:
+        if args.jobs > 1:
+            pool = stack.enter_context(mp.get_context("spawn").Pool(args.jobs))
+            done = pool.imap_unordered(_job, jobs, chunksize=1)
+        else:
+            done = map(_job, jobs)
+        for r in done:  # progress on stderr: a full run takes minutes on a busy box
+            results.append(r)
+            print(f"[{len(results)}/{len(jobs)}] {r['arm']} seed {r['seed']}: retrained {r['retrain']:.4f} "
+                  f"({r['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    order = {(arm, seed): i for i, (arm, seed, _) in enumerate(jobs)}
+    results.sort(key=lambda r: order[(r["arm"], r["seed"])])
 
     print(f"\nshapes {SHAPES}, CNN {FIXED}; budget {args.budget} full-data epochs per arm; full fidelity "
           f"{args.epochs} epochs; stage 1 {args.stage1_trials} x {args.stage1_epochs} epochs at "
