@@ -246,8 +246,11 @@ def real_cases(small: bool = False) -> list[Case]:
         ("digits x1000, normalisation off", "bad_scale", {"dataset": "digits:scale=1000", "normalize": False}),
         ("shapes x1000, normalisation off", "bad_scale", {"dataset": SHAPES + ",scale=1000", "normalize": False,
                                                           "width": 16, "epochs": 3}),
-        ("digits, batch 16 at lr 0.2", "noisy", {"batch_size": 16, "lr": 0.2, "lr_schedule": "constant",
-                                                 "data_fraction": 0.3, "epochs": 12, "width": e(32, 16)}),
+        # Noise is itself random: this configuration zig-zags on 3 of data/trial seeds 0-3 (seed 0's
+        # run stays smooth enough to be called healthy); seed 1 is one of the three.
+        ("digits, lr 0.5 clipped at 1, constant", "noisy", {"batch_size": 32, "lr": 0.5, "grad_clip": 1.0,
+                                                            "lr_schedule": "constant", "data_fraction": 0.3,
+                                                            "epochs": 12, "width": 16, "seed": 1, "data_seed": 1}),
     ]
     return [Case(name, truth, "real", params=params) for name, truth, params in specs]
 

@@ -26,6 +26,8 @@ class Base(DeclarativeBase):
 
 class Study(Base):
     __tablename__ = "studies"
+    # One study per (parent, stage): two servers ending a stage's last trials create its next stage once.
+    __table_args__ = (Index("uq_studies_parent_stage", "parent_id", "stage_index", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)  # the URL name (a slug when generated)
@@ -53,6 +55,15 @@ class Study(Base):
     next_number: Mapped[int] = mapped_column(Integer, default=0)
     # The sanity gate: config, state, figures and verdict (service.diagnosis.SanityResult); NULL if never asked.
     sanity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The craft (service/craft): the study this one was refined from or is a later stage of, which
+    # stage it is, the fidelity its trials run at, its range test (curve, suggestion, narrowing),
+    # and how it was refined from its parent. No ON DELETE on parent_id (SQLite reflects none for a
+    # column added later): deleting a parent must clear its children's parent_id first.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id", name="fk_studies_parent_id"), nullable=True)
+    stage_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    lr_range: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    refine: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -72,6 +83,7 @@ class Trial(Base):
         # Covers the dashboard's per-study scans (history, curve selection, counts, best value, last
         # ending): read from the index alone, never from the wide rows that hold the JSON params.
         Index("ix_trials_study_points", "study_id", "number", "state", "value", "last_step", "finished_at"),
+        Index("ix_trials_study_config", "study_id", "config_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -97,6 +109,10 @@ class Trial(Base):
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # service.diagnosis.Diagnosis.to_json(), computed when the trial ends.
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # What the trial trained on (craft.fidelity record) and its configuration without the seed
+    # (craft.repeats.config_key), which groups its repeats.
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    config_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -165,11 +165,11 @@ def _collect(block: dict[str, Any], parents: tuple[str, ...], out: list[Dimensio
                 raise SpaceError(path, "a nested `parameters` block must define at least one parameter")
             _collect(inner, parts, out)
         else:
-            out.append(_document_dimension(path, spec, top_level=not parents))
+            out.append(parse_spec(path, spec, top_level=not parents))
 
 
-def _document_dimension(path: str, spec: Any, top_level: bool) -> Dimension:
-    """One spec of a user's document, read with W&B's rules."""
+def parse_spec(path: str, spec: Any, top_level: bool = False) -> Dimension:
+    """One spec of a user's document (its W&B form), read with W&B's rules."""
     if not isinstance(spec, dict):
         raise SpaceError(path, f"a parameter spec must be a mapping (value, values, min/max, distribution "
                                f"or parameters), got {_type_name(spec)}")

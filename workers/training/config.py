@@ -25,6 +25,8 @@ class TrainConfig:
     # data
     dataset: str = "digits"            # digits | shapes[:n=..,size=..,classes=..] | path/to/file.npz
     data_fraction: float = 1.0         # fidelity knob: stratified share of the training set used
+    classes: int = 0                   # fidelity knob: train and validate on this many classes (0 = all)
+    data_seed: int = 0                 # picks the subset, apart from `seed`, so every trial sees the same one
     class_balanced: bool = False       # oversample rare classes so each batch is about balanced
     normalize: bool = True             # standardise inputs with train-split statistics; false feeds raw
                                        # values (checks what an unnormalised pipeline does)
@@ -88,6 +90,7 @@ class TrainConfig:
             (self.init in INITS, f"init must be one of {INITS}"),
             (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
             (0 < self.data_fraction <= 1, "data_fraction must be in (0, 1]"),
+            (self.classes == 0 or self.classes >= 2, "classes must be 0 (all) or at least 2"),
             (self.width >= 1 and self.depth >= 1, "width and depth must be >= 1"),
             (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
             (self.batch_size >= 1 and self.epochs >= 1, "batch_size and epochs must be >= 1"),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from workers.training.config import TrainConfig
 
 SPLIT_SEED = 0  # the train/val split never depends on the trial's seed, so trials are comparable
+# Streams of SeedSequence([data_seed, stream, ...]) for the fidelity subsets.
+_CLASS_STREAM, _FRACTION_STREAM = 1, 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Dataset:
     x_val: torch.Tensor
     y_val: torch.Tensor
     num_classes: int
+    # How this data was cut from the full set (see `subset_fidelity`); {} for the full set.
+    fidelity: dict = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -35,23 +40,47 @@ class Dataset:
 
     def to(self, device: torch.device | str) -> "Dataset":
         return Dataset(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),
-                       self.y_val.to(device), self.num_classes)
+                       self.y_val.to(device), self.num_classes, self.fidelity)
 
 
 def load_dataset(config: TrainConfig, device: torch.device | str = "cpu") -> Dataset:
-    """The dataset the config names, subsampled to its data_fraction, normalised with the training
-    split's per-channel mean and std (unless `normalize` is off), on `device`."""
-    raw = _load_raw(config.dataset)
-    x_train, y_train = raw.x_train, raw.y_train
-    if config.data_fraction < 1:
-        keep = stratified_subset(y_train.numpy(), config.data_fraction, seed=config.seed)
+    """The dataset the config names, cut to its fidelity (`classes`, then `data_fraction`, both
+    chosen by `data_seed`), normalised with the training split's per-channel mean and std (unless
+    `normalize` is off), on `device`."""
+    return subsample(_load_raw(config.dataset), config.data_fraction, config.classes,
+                     config.data_seed, normalize=config.normalize).to(device)
+
+
+def subsample(raw: Dataset, fraction: float = 1.0, classes: int = 0, data_seed: int = 0,
+              normalize: bool = True) -> Dataset:
+    """`raw` cut to a fidelity and normalised with the kept training images' statistics (raw
+    values when `normalize` is off).
+
+    `classes` keeps that many classes (0: all) in training and validation, relabelled 0..k-1;
+    `fraction` keeps that share of each kept class's training images. Both are deterministic in
+    `data_seed` and nested: 2 classes are among the 4 the same seed picks, and a 10% subset lies
+    inside the 20% one, so promoting a configuration to a higher fidelity only adds data.
+    """
+    x_train, y_train, x_val, y_val = raw.x_train, raw.y_train, raw.x_val, raw.y_val
+    num_classes, chosen = raw.num_classes, None
+    if classes and classes < raw.num_classes:
+        chosen = choose_classes(raw.num_classes, classes, data_seed)
+        relabel = torch.full((raw.num_classes,), -1, dtype=torch.long)
+        relabel[torch.as_tensor(chosen)] = torch.arange(len(chosen))
+        train_in, val_in = relabel[y_train] >= 0, relabel[y_val] >= 0
+        x_train, y_train = x_train[train_in], relabel[y_train[train_in]]
+        x_val, y_val = x_val[val_in], relabel[y_val[val_in]]
+        num_classes = len(chosen)
+    keep = None
+    if fraction < 1:
+        keep = nested_stratified_subset(y_train.numpy(), fraction, data_seed)
         x_train, y_train = x_train[keep], y_train[keep]
-    if not config.normalize:
-        return Dataset(x_train, y_train, raw.x_val, raw.y_val, raw.num_classes).to(device)
+    fidelity = subset_fidelity(fraction, chosen, data_seed, keep, len(y_train), len(y_val))
+    if not normalize:
+        return Dataset(x_train, y_train, x_val, y_val, num_classes, fidelity)
     mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
     std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return Dataset((x_train - mean) / std, y_train, (raw.x_val - mean) / std, raw.y_val,
-                   raw.num_classes).to(device)
+    return Dataset((x_train - mean) / std, y_train, (x_val - mean) / std, y_val, num_classes, fidelity)
 
 
 DATASET_HELP = ("use 'digits[:scale=..,nan=..]', 'shapes[:n=..,size=..,classes=..,channels=..,noise=..,"
@@ -199,6 +228,41 @@ def _tensors(xtr, ytr, xva, yva) -> Dataset:
     num_classes = int(max(ytr.max(), yva.max())) + 1
     as_float = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     return Dataset(as_float(xtr), torch.from_numpy(ytr), as_float(xva), torch.from_numpy(yva), num_classes)
+
+
+def choose_classes(num_classes: int, k: int, data_seed: int) -> list[int]:
+    """k class ids out of num_classes, sorted; a prefix of one seeded permutation, so smaller k
+    give subsets of larger k."""
+    if not 2 <= k <= num_classes:
+        raise ValueError(f"classes must be in 2..{num_classes} for this dataset, got {k}")
+    order = np.random.default_rng(np.random.SeedSequence([data_seed, _CLASS_STREAM])).permutation(num_classes)
+    return sorted(int(c) for c in order[:k])
+
+
+def nested_stratified_subset(y: np.ndarray, fraction: float, data_seed: int) -> np.ndarray:
+    """Sorted indices keeping ceil(fraction * n_c) (at least 1) of each class c. Each class has its
+    own seeded permutation and a subset is a prefix of it: the same (fraction, seed) gives the same
+    samples, and a smaller fraction's samples are inside a larger one's."""
+    keep = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng = np.random.default_rng(np.random.SeedSequence([data_seed, _FRACTION_STREAM, int(c)]))
+        keep.append(rng.permutation(idx)[: max(1, math.ceil(len(idx) * fraction))])
+    return np.sort(np.concatenate(keep))
+
+
+def subset_fidelity(fraction: float, chosen: list[int] | None, data_seed: int, keep: np.ndarray | None,
+                    train_samples: int, val_samples: int) -> dict:
+    """What a trial trained on, small enough to store on the trial: the knobs, the sizes, and a
+    digest of the kept training indices so two runs can be checked to have seen the same samples."""
+    if chosen is None and keep is None:
+        return {}
+    digest = hashlib.sha256(np.asarray(keep if keep is not None else [], dtype=np.int64).tobytes())
+    if chosen is not None:
+        digest.update(np.asarray(chosen, dtype=np.int64).tobytes())
+    return {"data_fraction": float(fraction), "classes": chosen, "data_seed": int(data_seed),
+            "train_samples": int(train_samples), "val_samples": int(val_samples),
+            "subset_digest": digest.hexdigest()[:16]}
 
 
 def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:

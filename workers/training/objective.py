@@ -82,6 +82,8 @@ class Context:
     def sanity_done(self, **figures: float) -> None:
         """Say the sanity check ran (figures beyond the reports are optional, e.g. `input_std`)."""
         self.sanity_figures = {k: float(v) for k, v in figures.items()}
+        # What the run trained on when it was a subset (the trainer fills it): recorded on the trial.
+        self.fidelity: dict[str, Any] = {}
 
     def report(self, step: int, **metrics: float) -> bool:
         clean = {k: float(v) for k, v in metrics.items()}

@@ -173,6 +173,7 @@ def train_cnn(params: dict[str, Any], context: Context, data: Dataset | None = N
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     data = data.to(dev) if data is not None else load_dataset(c, dev)
+    context.fidelity = dict(data.fidelity)
     channels, size, _ = data.image_shape
     model = build_cnn(c, channels, data.num_classes, size).to(dev)
     if on_cuda and c.channels_last:
