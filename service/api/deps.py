@@ -1,10 +1,11 @@
-"""Request dependencies: the database (one transaction per request, opened in the route) and auth."""
+"""Request dependencies: the database (one transaction per request, opened in the route) and the
+caller (authenticated and authorised by service.auth.guard's policy)."""
 from __future__ import annotations
 
-import secrets
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from fastapi import Depends, HTTPException, Request, status
-
+from service.auth.guard import ANONYMOUS, Caller, TokenCache, authorize, bearer_secret, identify, refuse_exposed
 from service.config import Settings
 from service.db.engine import Database
 
@@ -17,14 +18,25 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def require_token(request: Request, settings: Settings = Depends(get_settings)) -> None:
+async def require_caller(request: Request) -> Caller:
+    """The authenticated caller, allowed to call this route; 401 / 403 otherwise.
+
+    Async, so a request whose token is already known costs no thread hop; the database is read
+    (in the thread pool) only when the token cache has to be refreshed."""
+    settings: Settings = request.app.state.settings
+    cache: TokenCache = request.app.state.tokens
     if not settings.api_token:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), settings.api_token):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong bearer token (Authorization: Bearer <TUNESERVE_API_TOKEN>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        any_tokens = cache.cached_any()
+        if any_tokens is None:
+            any_tokens = await run_in_threadpool(cache.any_tokens)
+        if not any_tokens:
+            server = request.scope.get("server")
+            refuse_exposed(settings, server[0] if server else None)
+            return ANONYMOUS
+    secret = bearer_secret(request.headers.get("authorization"))
+    caller = identify(settings, cache, secret, lookup=False)
+    if caller is None:
+        caller = await run_in_threadpool(identify, settings, cache, secret)
+    route = request.scope.get("route")
+    authorize(caller, request.method, getattr(route, "path", request.url.path))
+    return caller
