@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 import sqlite3
 from typing import Any
 
@@ -44,10 +46,14 @@ STATUS = {
 EXCERPT_CHARS = 40
 MESSAGE_CHARS = 1000
 _SECRET_WORDS = ("token", "password", "secret", "authorization")
+# What a secret looks like wherever it turns up in echoed text: an API token (service.auth.tokens
+# prefix) or a lease token (32 hex digits).
+_SECRET_TEXT = re.compile(r"tsv_[A-Za-z0-9_\-]*|(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    """At most `limit` characters of `value`, with anything shaped like a token masked first."""
+    text = _SECRET_TEXT.sub("<redacted>", value if isinstance(value, str) else repr(value))
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
@@ -65,7 +71,7 @@ def _scalar(value: Any, limit: int) -> Any:
 
 
 def clean_validation_error(err: dict[str, Any]) -> dict[str, Any]:
-    loc = [p if isinstance(p, int) and abs(p) < 2**53 else excerpt(str(p), 64) for p in err.get("loc", ())]
+    loc = [p if isinstance(p, int) and abs(p) < 2**53 else excerpt(str(p)) for p in err.get("loc", ())]
     out: dict[str, Any] = {"loc": loc, "msg": excerpt(str(err.get("msg", "")), MESSAGE_CHARS),
                            "type": err.get("type", "value_error")}
     if "input" in err:
@@ -94,8 +100,8 @@ def database_unavailable(request: Request, why: str) -> JSONResponse:
 async def _domain_error(request: Request, exc: e.DomainError) -> JSONResponse:
     if isinstance(exc, e.InvalidInput):
         # Same shape as FastAPI's own validation errors, so clients parse one format.
-        return JSONResponse(status_code=422, content={"detail": [clean_validation_error(
-            {"loc": list(exc.loc), "msg": exc.message, "type": "value_error"})]})
+        content = {"detail": [clean_validation_error({"loc": list(exc.loc), "msg": exc.message, "type": "value_error"})]}
+        return JSONResponse(status_code=422, content=_without_shared_token(request, content))
     status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 400)
     headers = {}
     if status == 401:
@@ -106,8 +112,18 @@ async def _domain_error(request: Request, exc: e.DomainError) -> JSONResponse:
                         content={"detail": excerpt(exc.message, MESSAGE_CHARS), "code": exc.code, **exc.extra})
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [clean_validation_error(err) for err in exc.errors()]})
+def _without_shared_token(request: Request, content: dict[str, Any]) -> dict[str, Any]:
+    """The shared token has no recognisable shape: mask it wherever an echo might carry it."""
+    shared = getattr(getattr(request.app.state, "settings", None), "api_token", None)
+    if not shared:
+        return content
+    text = json.dumps(content)
+    return json.loads(text.replace(json.dumps(shared)[1:-1], "<redacted>")) if shared in text else content
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    content = {"detail": [clean_validation_error(err) for err in exc.errors()]}
+    return JSONResponse(status_code=422, content=_without_shared_token(request, content))
 
 
 def is_database_down(exc: BaseException) -> bool:

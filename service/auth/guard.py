@@ -144,18 +144,23 @@ def identify(settings: Settings, cache: TokenCache, secret: str, *, lookup: bool
     return caller
 
 
+API_PREFIX = "/api/v1"
+
+
 def needs_admin(method: str, route_path: str) -> bool:
-    """The role policy (see the module docstring)."""
-    if route_path.startswith("/api/v1/tokens"):
+    """The role policy (see the module docstring). `route_path` is the route's template, with or
+    without the /api/v1 prefix (FastAPI gives an included router's route without it)."""
+    path = route_path[len(API_PREFIX):] if route_path.startswith(API_PREFIX + "/") else route_path
+    if path == "/tokens" or path.startswith("/tokens/"):
         return True
     if method in ("GET", "HEAD", "OPTIONS"):
         return False
-    return not (route_path.startswith("/api/v1/trials/") or route_path == "/api/v1/studies/{name}/ask")
+    return not (path.startswith("/trials/") or path == "/studies/{name}/ask")
 
 
 def authorize(caller: Caller, method: str, route_path: str) -> None:
     if not caller.is_admin and needs_admin(method, route_path):
-        raise Forbidden(f"a {caller.role} token may not {method} {route_path}: it needs an admin token")
+        raise Forbidden(f"a {caller.role} token may not {method} {route_path}: that needs an admin token")
 
 
 def arrived_from_network(local_host: str | None) -> bool:

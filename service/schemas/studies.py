@@ -32,13 +32,14 @@ class StudyCreate(BaseModel):
     method: str = Field(default="random", description="random | grid | tpe | tpe_hyperopt | gp")
     metric: MetricSpec = Field(default_factory=MetricSpec)
     parameters: dict[str, Any] = Field(description="A W&B sweep `parameters` block")
+    # strict: numbers only, never "10" or true (issue 8).
     max_trials: int | None = Field(
-        default=None, ge=1, le=1_000_000, validation_alias=AliasChoices("max_trials", "run_cap")
+        default=None, ge=1, le=1_000_000, validation_alias=AliasChoices("max_trials", "run_cap"), strict=True
     )
-    max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    lease_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
-    max_retries: int = Field(default=2, ge=0, le=100)
+    max_concurrent: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, strict=True)
+    lease_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0, strict=True)
+    max_retries: int = Field(default=2, ge=0, le=100, strict=True)
     early_terminate: dict[str, Any] | None = Field(default=None, description="A W&B early_terminate block")
     pruner: dict[str, Any] | None = Field(
         default=None, description='Native pruner, e.g. {"type": "asha", "grace_period": 2}'
