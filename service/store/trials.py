@@ -58,6 +58,10 @@ def insert_trials(
 
 # ---- reservations: a trial number is taken together with its row --------------------------------
 
+# A reservation's lease covers only the draw (history read, optimizer, fill); the fill renews it to
+# the study's lease. A reservation orphaned by a crash or an outage is back in the queue this soon.
+RESERVATION_SECONDS = 10.0
+
 def reserve_trials(
     session: Session, study_id: int, count: int, extra: int, *, worker_id: str, holder: str | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -86,7 +90,8 @@ def reserve_trials(
     session.execute(update(STUDIES).where(STUDIES.c.id == study_id).values(next_number=first + run + queue))
     rows = insert_trials(
         session, study_id, range(first, first + run + queue), [{}] * (run + queue), [study.method] * (run + queue),
-        state="running", worker_id=worker_id, lease_seconds=study.lease_seconds, holder=holder, drawn=False,
+        state="running", worker_id=worker_id, lease_seconds=min(study.lease_seconds, RESERVATION_SECONDS),
+        holder=holder, drawn=False,
     )
     return rows[:run], rows[run:]
 
@@ -117,7 +122,7 @@ WITH g AS (
                         lease_expires_at, metrics, created_at, started_at, drawn)
     SELECT :study_id, n, 'running', '{}'::jsonb, u.method, 0, 1, :worker_id, :holder,
            replace(gen_random_uuid()::text, '-', ''),
-           EXTRACT(EPOCH FROM clock_timestamp())::double precision + u.lease_seconds,
+           EXTRACT(EPOCH FROM clock_timestamp())::double precision + LEAST(u.lease_seconds, :reservation_seconds),
            '{}'::jsonb, now(), now(), false
     FROM u CROSS JOIN generate_series(u.first, u.first + u.run + u.queue - 1) AS n
     RETURNING *
@@ -132,7 +137,8 @@ def reserve_trials_pg(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """reserve_trials as one autocommit PostgreSQL statement (studies without max_concurrent);
     retried when a concurrent reservation won the study row."""
-    params = {"study_id": study_id, "count": count, "extra": extra, "worker_id": worker_id, "holder": holder}
+    params = {"study_id": study_id, "count": count, "extra": extra, "worker_id": worker_id, "holder": holder,
+              "reservation_seconds": RESERVATION_SECONDS}
     for _ in range(RESERVE_TRIES):
         result = conn.execute(_RESERVE_PG, params).mappings().all()
         if not result or result[0]["wanted"] == 0:
@@ -148,12 +154,13 @@ def fill_drawn(
     session: Session, rows: list[dict[str, Any]], params_list: list[dict[str, Any]], methods: list[str],
     *, queue: bool = False,
 ) -> list[dict[str, Any]]:
-    """Give reserved rows their drawn params. Fenced by each row's lease token: a reservation
-    whose lease ran out meanwhile (and was taken over) is left to its new holder. `queue` rows go
-    to waiting for any worker to claim. Returns the rows filled."""
+    """Give reserved rows their drawn params and the study's full lease. Fenced by each row's
+    lease token: a reservation whose lease ran out meanwhile (and was taken over) is left to its
+    new holder. `queue` rows go to waiting for any worker to claim. Returns the rows filled."""
     out = []
     for row, params, method in zip(rows, params_list, methods):
-        values: dict[str, Any] = dict(params=params, method=method, drawn=True)
+        values: dict[str, Any] = dict(params=params, method=method, drawn=True,
+                                      lease_expires_at=db_epoch() + _lease_seconds_of_study())
         if queue:
             values.update(state="waiting", worker_id=None, holder=None, lease_token=None,
                           lease_expires_at=None, started_at=None)
