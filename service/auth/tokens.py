@@ -19,7 +19,7 @@ from service.schemas.tokens import TOKEN_NAME_PATTERN, Role, TokenRead
 from service.store import tokens as token_store
 
 __all__ = ["Role", "TokenRead", "create_token", "revoke_token", "list_tokens", "read_token", "hash_token",
-           "find_token", "TOKEN_PREFIX"]
+           "TOKEN_PREFIX"]
 
 # Recognisable in a leaked config or log (secret scanners can match it).
 TOKEN_PREFIX = "tsv_"
@@ -64,7 +64,3 @@ def read_token(session: Session, name: str) -> TokenRead:
         raise TokenNotFound(name)
     return TokenRead(name=row.name, role=Role(row.role), created_at=utc(row.created_at))
 
-
-def find_token(session: Session, secret: str):
-    """The stored token for `secret`, or None."""
-    return token_store.find_token_by_hash(session, hash_token(secret))

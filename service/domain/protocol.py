@@ -56,7 +56,8 @@ def _claim_from(s: Session, study_id: int, max_concurrent: int | None, worker_id
 
 def _claim_waiting(s: Session, worker_id: str, study_name: str | None, holder: str | None):
     """Waiting trials (a retry, an enqueued or drawn-ahead configuration, an orphaned reservation)
-    under a fresh lease: (rows, study), or ([], None) and the studies a suggestion may come from."""
+    under a fresh lease: (rows, their study, []), or ([], None, the studies a suggestion may come
+    from)."""
     if study_name:
         study = study_store.study_header_by_name(s, study_name)
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)

@@ -39,21 +39,30 @@ def insert_trials(
     methods: list[str], *, state: str, worker_id: str | None = None, lease_seconds: float | None = None,
     holder: str | None = None, drawn: bool = True,
 ) -> list[dict[str, Any]]:
-    """Insert trials; running ones get a lease for `worker_id` (held by `holder`). Returns the rows."""
-    rows = []
+    """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
+    Returns the inserted rows, in number order."""
     now = utcnow()
-    for number, params, method in zip(numbers, params_list, methods):
-        values: dict[str, Any] = dict(
-            study_id=study_id, number=number, state=state, params=params, method=method,
-            attempt=0, metrics={}, created_at=now, drawn=drawn,
-        )
-        if state == "running":
-            values.update(
-                worker_id=worker_id, holder=holder, lease_token=new_token(), started_at=now, runs=1,
-                lease_expires_at=db_epoch() + lease_seconds,
-            )
-        rows.append(session.execute(insert(TRIALS).values(**values).returning(*TRIALS.c)).mappings().one())
-    return [dict(r) for r in rows]
+    running = state == "running"
+    rows = [
+        dict(study_id=study_id, number=number, state=state, params=params, method=method, attempt=0,
+             metrics={}, created_at=now, drawn=drawn, worker_id=worker_id if running else None,
+             holder=holder if running else None, lease_token=new_token() if running else None,
+             started_at=now if running else None, runs=1 if running else 0,
+             b_lease=lease_seconds if running else None)
+        for number, params, method in zip(numbers, params_list, methods)
+    ]
+    if not rows:
+        return []
+    stmt = _LEASED_INSERT if running else _PLAIN_INSERT
+    if not running:
+        for row in rows:
+            del row["b_lease"]
+    inserted = session.execute(stmt, rows).mappings().all()
+    return sorted((dict(r) for r in inserted), key=lambda r: r["number"])
+
+
+_LEASED_INSERT = insert(TRIALS).values(lease_expires_at=db_epoch() + bindparam("b_lease")).returning(*TRIALS.c)
+_PLAIN_INSERT = insert(TRIALS).returning(*TRIALS.c)
 
 
 # ---- reservations: a trial number is taken together with its row --------------------------------
@@ -156,24 +165,31 @@ def fill_drawn(
 ) -> list[dict[str, Any]]:
     """Give reserved rows their drawn params and the study's full lease. Fenced by each row's
     lease token: a reservation whose lease ran out meanwhile (and was taken over) is left to its
-    new holder. `queue` rows go to waiting for any worker to claim. Returns the rows filled."""
-    out = []
-    for row, params, method in zip(rows, params_list, methods):
-        values: dict[str, Any] = dict(params=params, method=method, drawn=True,
-                                      lease_expires_at=db_epoch() + _lease_seconds_of_study())
-        if queue:
-            values.update(state="waiting", worker_id=None, holder=None, lease_token=None,
-                          lease_expires_at=None, started_at=None)
-        filled = session.execute(
-            update(TRIALS)
-            .where(TRIALS.c.id == row["id"], TRIALS.c.lease_token == row["lease_token"],
-                   TRIALS.c.state == "running", TRIALS.c.drawn.is_(False))
-            .values(**values)
-            .returning(*TRIALS.c)
-        ).mappings().one_or_none()
-        if filled is not None:
-            out.append(dict(filled))
-    return out
+    new holder. `queue` rows go to waiting for any worker to claim, in one executemany (nothing
+    is returned for them); rows to run come back filled, those that could not be filled do not."""
+    params = [{"b_id": row["id"], "b_token": row["lease_token"], "b_params": p, "b_method": m}
+              for row, p, m in zip(rows, params_list, methods)]
+    if not params:
+        return []
+    if queue:
+        session.execute(_FILL_QUEUED, params)
+        return []
+    return [dict(r) for p in params if (r := session.execute(_FILL_RUNNING, p).mappings().one_or_none())]
+
+
+_RESERVED = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.lease_token == bindparam("b_token"),
+                 TRIALS.c.state == "running", TRIALS.c.drawn.is_(False))
+_FILL_RUNNING = (
+    update(TRIALS).where(_RESERVED)
+    .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            lease_expires_at=db_epoch() + _lease_seconds_of_study())
+    .returning(*TRIALS.c)
+)
+_FILL_QUEUED = (
+    update(TRIALS).where(_RESERVED)
+    .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            state="waiting", worker_id=None, holder=None, lease_token=None, lease_expires_at=None, started_at=None)
+)
 
 
 def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
