@@ -84,10 +84,12 @@ def protocol_for(settings: Settings) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout": settings.header_timeout})
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for uvicorn.run / uvicorn.Config (besides the app, host, port, workers)."""
+def uvicorn_options(settings: Settings, workers: int = 1) -> dict[str, Any]:
+    """Keyword arguments for uvicorn.run / uvicorn.Config (besides the app, host, port, workers).
+    With several worker processes uvicorn pickles its config, so the protocol goes by import
+    string and each process reads its header timeout from the environment (TUNESERVE_*)."""
     return {
-        "http": protocol_for(settings),
+        "http": protocol_for(settings) if workers == 1 else "service.serving:GuardedH11Protocol",
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "log_level": settings.log_level,

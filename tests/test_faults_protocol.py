@@ -5,6 +5,7 @@ per-trial random streams from a seed sequence (neighbouring seeds share no point
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -118,17 +119,20 @@ def test_a_failure_between_reservation_and_fill_loses_nothing(client, monkeypatc
     assert client.get(f"{API}/studies/s").json()["state"] == "finished"
 
 
-def test_database_errors_are_503_with_retry_after_never_500(client, monkeypatch):
+def test_database_errors_are_503_with_retry_after_never_500(client, monkeypatch, caplog):
     make_study(client)
     lease = claim(client)
 
     def down(*_a, **_k):
-        raise OperationalError("SELECT 1", {"lease_token": lease["lease_token"]}, Exception("connection refused"))
+        raise OperationalError("UPDATE trials SET ... WHERE lease_token = ?", {"b_token": lease["lease_token"]},
+                               Exception("connection refused"), hide_parameters=True)
 
     monkeypatch.setattr(trial_store, "touch_held", down)
-    r = post(client, f"/trials/{lease['trial_id']}/heartbeat", {"lease_token": lease["lease_token"]})
+    with caplog.at_level(logging.DEBUG):
+        r = post(client, f"/trials/{lease['trial_id']}/heartbeat", {"lease_token": lease["lease_token"]})
     assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
     assert lease["lease_token"] not in r.text
+    assert "database unavailable" in caplog.text and lease["lease_token"] not in caplog.text
 
 
 def test_an_unusable_sqlite_file_is_503(tmp_path):
