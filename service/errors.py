@@ -84,3 +84,60 @@ class LogNotFound(DomainError):
     def __init__(self, trial_id: int, attempt: int | None):
         which = f"attempt {attempt} of trial {trial_id}" if attempt is not None else f"trial {trial_id}"
         super().__init__(f"no log for {which}: only trials run by a program have one", trial_id=trial_id)
+
+
+class ConflictingReport(DomainError):
+    """A step already stored, sent again with other metrics: the first report stands, and the
+    caller is told rather than silently ignored."""
+
+    code = "conflicting_report"
+
+    def __init__(self, trial_id: int, step: int):
+        super().__init__(
+            f"trial {trial_id} already has a report for step {step} with other metrics; a step is stored once "
+            "and a repeat must carry the same metrics",
+            trial_id=trial_id, state="running", step=step,
+        )
+
+
+class NotLeaseHolder(DomainError):
+    """The lease token is right but the caller's API token is not the one that claimed the trial."""
+
+    code = "not_lease_holder"
+
+    def __init__(self, trial_id: int):
+        super().__init__(
+            f"trial {trial_id} is held under another API token: a lease is bound to the token that claimed it",
+            trial_id=trial_id, state="running",
+        )
+
+
+class DatabaseUnavailable(DomainError):
+    """The database did not answer in time (down, locked, out of connections): retry later."""
+
+    code = "database_unavailable"
+
+    def __init__(self, why: str):
+        super().__init__(f"the database is unavailable ({why}); retry shortly")
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class TokenNotFound(DomainError):
+    code = "token_not_found"
+
+    def __init__(self, name: str):
+        super().__init__(f"no API token named {name!r}", token=name)
+
+
+class TokenExists(DomainError):
+    code = "token_exists"
+
+    def __init__(self, name: str):
+        super().__init__(f"an API token named {name!r} already exists; revoke it first to replace it", token=name)

@@ -1,14 +1,17 @@
-"""create_app(settings): routers, exception handlers, and the lifespan (migrations, lease reaper).
+"""create_app(settings): routers, exception handlers, body limits, and the lifespan (migrations,
+the exposure check, the lease reaper).
 
 The app holds no state that matters between requests: everything is in SQL, so several replicas
-can share one PostgreSQL and a restart loses nothing. Run with
-`uvicorn --factory service.main:create_app` or `tuneserve server`.
+can share one PostgreSQL and a restart loses nothing. Run with `tuneserve server`, or
+`uvicorn --factory service.main:create_app --http service.serving:GuardedH11Protocol` (the
+protocol adds the slow-header deadline; see service/serving.py).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 from contextlib import asynccontextmanager
 
@@ -16,8 +19,11 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors as api_errors
-from service.api import health, logs, studies, trials
-from service.api.deps import require_token
+from service.api import health, logs, studies, tokens, trials
+from service.api.deps import require_caller
+from service.api.limits import BodyLimits
+from service.auth.exposure import check_exposure
+from service.auth.guard import TokenCache
 from service.config import Settings
 from service.dashboard import install_dashboard
 from service.observability import install_metrics
@@ -27,6 +33,25 @@ from service.domain.leases import reap_expired
 from service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")
+
+__all__ = ["check_exposure", "create_app"]
+
+_SECRET_QUERY = re.compile(r"((?:^|[?&;])[A-Za-z_]*(?:token|password|secret)=)[^&;\s\"]*", re.IGNORECASE)
+
+
+class RedactQuerySecrets(logging.Filter):
+    """Access-log lines carry the path with its query: mask any token= / password= value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_SECRET_QUERY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _install_log_redaction() -> None:
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuerySecrets) for f in logger.filters):
+        logger.addFilter(RedactQuerySecrets())
 
 
 async def _reaper(db: Database, interval: float) -> None:
@@ -50,13 +75,20 @@ def _warm_up_optimizers() -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    _install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.auto_migrate:
             await run_in_threadpool(upgrade, settings.database_url)
-        db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        db = Database.from_settings(settings)
         app.state.db = db
+        app.state.tokens = TokenCache(db, settings.token_cache_seconds)
+        try:
+            await run_in_threadpool(lambda: check_exposure(settings, None, app.state.tokens.any_tokens()))
+        except Exception:
+            db.dispose()
+            raise
         task = asyncio.create_task(_reaper(db, settings.reaper_interval))
         threading.Thread(target=_warm_up_optimizers, name="warm-up", daemon=True).start()
         try:
@@ -75,10 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     api_errors.install(app)
-    auth = [Depends(require_token)]
+    app.add_middleware(BodyLimits, settings=settings)
+    auth = [Depends(require_caller)]
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
     app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)
     app.include_router(health.router)
     install_dashboard(app)
     install_metrics(app)

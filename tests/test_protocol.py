@@ -22,8 +22,10 @@ def test_report_is_idempotent_per_step_and_renews_lease(client):
     tid, tok = lease["trial_id"], lease["lease_token"]
     first = post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 1, "metrics": {"val_loss": 2.0}})
     assert first.status_code == 200 and first.json()["should_stop"] is False
-    again = post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 1, "metrics": {"val_loss": 9.0}})
-    assert again.status_code == 200
+    again = post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 1, "metrics": {"val_loss": 2.0}})
+    assert again.status_code == 200  # a retry of the same report
+    other = post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 1, "metrics": {"val_loss": 9.0}})
+    assert other.status_code == 409 and other.json()["code"] == "conflicting_report" and other.json()["step"] == 1
     batch = post(client, f"/trials/{tid}/report", {"lease_token": tok, "reports": [
         {"step": 2, "metrics": {"val_loss": 1.5, "train_loss": 1.4}},
         {"step": 3, "metrics": {"val_loss": 1.2, "train_loss": 1.0}}]})

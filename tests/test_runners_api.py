@@ -123,8 +123,10 @@ def test_trial_log_put_and_get(client):
     assert r.status_code == 409
     r = client.put(f"{API}/trials/{tid}/log", json={"lease_token": tok, "text": 5})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
-    r = client.put(f"{API}/trials/{tid}/log", json={"lease_token": tok, "text": "y" * 1_048_577})
+    r = client.put(f"{API}/trials/{tid}/log", json={"lease_token": tok, "text": "y" * 262_145})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "text"]
+    r = client.put(f"{API}/trials/{tid}/log", json={"lease_token": tok, "text": "y" * 1_048_577})
+    assert r.status_code == 413  # past the body limit: refused before it is read
     assert client.get(f"{API}/trials/{tid}/log").json()["text"].endswith("the end\n")
     assert client.get(f"{API}/trials/{tid}/log", params={"attempt": 3}).status_code == 404
     assert client.get(f"{API}/trials/999999/log").status_code == 404

@@ -1,7 +1,7 @@
 """W&B sweep documents: a display name beside the URL name, and metric.target
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27 10:00:00
 
 - studies.display_name: the document's `name` as written (any text); `name` stays the unique URL
@@ -15,7 +15,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = '0003'
-down_revision = '0001'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

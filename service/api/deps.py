@@ -1,12 +1,22 @@
-"""Request dependencies: the database (one transaction per request, opened in the route) and auth."""
+"""Request dependencies: the database (one transaction per request, opened in the route) and the
+caller (authenticated and authorised by service.auth.guard's policy).
+
+A caller presents its token as `Authorization: Bearer <token>`, or, in a browser, as the cookie the
+dashboard's login sets (HttpOnly, SameSite=Strict): the same token, the same checks, the same roles.
+"""
 from __future__ import annotations
 
-import secrets
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
-from fastapi import Depends, HTTPException, Request, status
-
+from service.auth.guard import (
+    ANONYMOUS, Caller, TokenCache, authorize, bearer_secret, checked_secret, identify, refuse_exposed,
+)
 from service.config import Settings
 from service.db.engine import Database
+from service.errors import Unauthenticated
+
+TOKEN_COOKIE = "tuneserve_token"
 
 
 def get_db(request: Request) -> Database:
@@ -17,30 +27,69 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-# The dashboard's login turns a token into this cookie (HttpOnly, SameSite=Strict), so a browser
-# presents it on every page and data call the way a client sends its bearer header.
-TOKEN_COOKIE = "tuneserve_token"
+def presented_secret(request: Request) -> str:
+    """The token a request carries: the bearer header, else the dashboard's cookie."""
+    header = request.headers.get("authorization")
+    if header:
+        return bearer_secret(header)
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    if cookie:
+        return checked_secret(cookie)
+    raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
 
 
-def presented_token(request: Request) -> str | None:
-    """The token a request carries: `Authorization: Bearer <token>`, else the dashboard's cookie."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return token.strip()
-    return request.cookies.get(TOKEN_COOKIE)
+async def authenticate(request: Request) -> Caller:
+    """Who calls; 401 when a token is needed and missing or wrong (no route policy applied).
 
-
-def token_is_valid(settings: Settings, token: str | None) -> bool:
-    """The one check of a presented token string (API header, dashboard cookie and login form)."""
+    Async, so a request whose token is already known costs no thread hop; the database is read
+    (in the thread pool) only when the token cache has to be refreshed."""
+    settings: Settings = request.app.state.settings
+    cache: TokenCache = request.app.state.tokens
     if not settings.api_token:
-        return True
-    return token is not None and secrets.compare_digest(token.encode(), settings.api_token.encode())
+        any_tokens = cache.cached_any()
+        if any_tokens is None:
+            any_tokens = await run_in_threadpool(cache.any_tokens)
+        if not any_tokens:
+            server = request.scope.get("server")
+            refuse_exposed(settings, server[0] if server else None)
+            return ANONYMOUS
+    secret = presented_secret(request)
+    caller = identify(settings, cache, secret, lookup=False)
+    if caller is None:
+        caller = await run_in_threadpool(identify, settings, cache, secret)
+    return caller
 
 
-def require_token(request: Request, settings: Settings = Depends(get_settings)) -> None:
-    if not token_is_valid(settings, presented_token(request)):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong bearer token (Authorization: Bearer <TUNESERVE_API_TOKEN>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def require_caller(request: Request) -> Caller:
+    """The authenticated caller, allowed to call this route; 401 / 403 otherwise."""
+    caller = await authenticate(request)
+    route = request.scope.get("route")
+    authorize(caller, request.method, getattr(route, "path", request.url.path))
+    return caller
+
+
+def auth_required(request: Request) -> bool:
+    """Whether this server asks for a token at all (the shared setting, or any named token)."""
+    settings: Settings = request.app.state.settings
+    return bool(settings.api_token) or request.app.state.tokens.any_tokens()
+
+
+def caller_for(request: Request, secret: str | None) -> Caller | None:
+    """The caller a token string stands for, or None when it stands for no one (the dashboard's
+    login form and its ?token= links). Blocking: call it from a sync route."""
+    if not auth_required(request):
+        return ANONYMOUS
+    try:
+        return identify(request.app.state.settings, request.app.state.tokens, checked_secret(secret or ""))
+    except Unauthenticated:
+        return None
+
+
+def page_caller(request: Request) -> Caller | None:
+    """The caller of a dashboard page (header or cookie), or None: the page sends it to the login."""
+    if not auth_required(request):
+        return ANONYMOUS
+    try:
+        return caller_for(request, presented_secret(request))
+    except Unauthenticated:
+        return None

@@ -5,7 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from service.api.deps import get_db
+from service.api.deps import get_db, require_caller
+from service.auth.guard import Caller
 from service.db.engine import Database
 from service.domain import logs
 from service.schemas.logs import TrialLogRead, TrialLogWrite
@@ -16,10 +17,12 @@ TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
 
 
 @router.put("/{trial_id}/log", response_model=TrialLogRead,
-            responses={404: {"description": "No such trial"}, 409: {"description": "The caller does not hold the trial"}})
-def put_log(trial_id: TrialId, body: TrialLogWrite, db: Database = Depends(get_db)) -> TrialLogRead:
+            responses={404: {"description": "No such trial"}, 409: {"description": "The caller does not hold the trial"},
+                       403: {"description": "The trial is held under another API token"}})
+def put_log(trial_id: TrialId, body: TrialLogWrite, caller: Annotated[Caller, Depends(require_caller)],
+            db: Database = Depends(get_db)) -> TrialLogRead:
     """Replace the log of the attempt the caller holds (the server keeps the last 64 KiB)."""
-    return logs.put_log(db, trial_id, body.lease_token, body.text, body.size)
+    return logs.put_log(db, trial_id, body.lease_token, body.text, body.size, caller.key)
 
 
 @router.get("/{trial_id}/log", response_model=TrialLogRead,

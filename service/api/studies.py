@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -10,7 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import get_db
+from service.api.deps import get_db, require_caller
+from service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
+from service.auth.guard import Caller
 from service.db.engine import Database
 from service.domain import protocol
 from service.domain import studies as study_domain
@@ -23,23 +25,33 @@ from service.store import trials as trial_store
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
 
 def _error(loc: tuple, msg: str) -> RequestValidationError:
     return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a number JSON allows here")
+
+
 async def _study_body(request: Request) -> StudyCreate:
+    """Decode a JSON or YAML study document. The body's size and (for JSON) nesting were bounded
+    by service.api.limits before this reads it; YAML is bounded here, as written and as expanded.
+    A study document has no place for NaN or Infinity, so JSON's non-standard constants are refused."""
+    settings = request.app.state.settings
     raw = await request.body()
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    kind = "YAML" if ctype in YAML_TYPES else "JSON"
     try:
         if ctype in YAML_TYPES:
-            doc: Any = yaml.safe_load(raw)
+            doc: Any = yaml_document(raw, settings.max_json_depth)
         else:
-            doc = json.loads(raw or b"null")
-    except (yaml.YAMLError, ValueError) as err:
-        raise _error(("body",), f"the body is not valid {'YAML' if ctype in YAML_TYPES else 'JSON'}: {err}") from None
+            doc = json.loads(raw or b"null", parse_constant=_reject_constant)
+    except NestingTooDeep as err:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(err), "type": "nesting_too_deep",
+                                       "ctx": {"max_depth": err.limit}}]) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as err:
+        raise _error(("body",), f"the body is not valid {kind}: {str(err)[:300]}") from None
     if not isinstance(doc, dict):
         raise _error(("body",), "the body must be an object (a study or a W&B sweep document)")
     try:
@@ -108,8 +120,9 @@ def enqueue(name: str, body: EnqueueRequest, db: Database = Depends(get_db)) -> 
 
 
 @router.post("/{name}/ask", response_model=list[TrialLease])
-def ask(name: str, body: AskRequest, db: Database = Depends(get_db)) -> list[TrialLease]:
-    return protocol.ask(db, name, body.count, body.worker_id)
+def ask(name: str, body: AskRequest, caller: Annotated[Caller, Depends(require_caller)],
+        db: Database = Depends(get_db)) -> list[TrialLease]:
+    return protocol.ask(db, name, body.count, body.worker_id, caller.key)
 
 
 @router.get("/{name}/trials", response_model=TrialPage)

@@ -1,11 +1,16 @@
-"""Trial routes: the worker protocol (claim, heartbeat, report, complete, prune, fail, release) and reads."""
+"""Trial routes: the worker protocol (claim, heartbeat, report, complete, prune, fail, release) and reads.
+
+Every call about a held trial passes the caller's identity (`caller.key`): a lease is bound to the
+API token that claimed it (service.auth), and the store fences on it with the lease token.
+"""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from service.api.deps import get_db
+from service.api.deps import get_db, require_caller
+from service.auth.guard import Caller
 from service.db.engine import Database
 from service.domain import protocol
 from service.schemas.trials import (
@@ -17,11 +22,12 @@ router = APIRouter(prefix="/trials", tags=["trials"])
 
 # Ids are 32-bit integers in the database: a larger one is a 422, not a driver overflow.
 TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
+CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
 @router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
-def claim(body: ClaimRequest, db: Database = Depends(get_db)):
-    lease = protocol.claim(db, body.worker_id, body.study, body.objective)
+def claim(body: ClaimRequest, caller: CallerDep, db: Database = Depends(get_db)):
+    lease = protocol.claim(db, body.worker_id, body.study, caller.key, body.objective)
     return lease if lease is not None else Response(status_code=204)
 
 
@@ -32,33 +38,36 @@ def read_trial(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
 
 
 @router.post("/{trial_id}/heartbeat", response_model=Decision)
-def heartbeat(trial_id: TrialId, body: LeaseRequest, db: Database = Depends(get_db)) -> Decision:
-    return protocol.heartbeat(db, trial_id, body.lease_token)
+def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
+    return protocol.heartbeat(db, trial_id, body.lease_token, caller.key)
 
 
 @router.post("/{trial_id}/report", response_model=Decision)
-def report(trial_id: TrialId, body: ReportRequest, db: Database = Depends(get_db)) -> Decision:
-    return protocol.report(db, trial_id, body.lease_token, body.steps())
+def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
+    return protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key)
 
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
-def complete(trial_id: TrialId, body: CompleteRequest, db: Database = Depends(get_db)) -> CompleteResponse:
+def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
+             db: Database = Depends(get_db)) -> CompleteResponse:
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
-    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt)
+    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key)
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)
-def prune(trial_id: TrialId, body: PruneRequest, db: Database = Depends(get_db)) -> TrialRead:
-    return protocol.end_trial(db, trial_id, body.lease_token, "pruned", stop_reason=body.reason or "pruned")
+def prune(trial_id: TrialId, body: PruneRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
+    return protocol.end_trial(db, trial_id, body.lease_token, "pruned", caller.key,
+                              stop_reason=body.reason or "pruned")
 
 
 @router.post("/{trial_id}/fail", response_model=TrialRead)
-def fail(trial_id: TrialId, body: FailRequest, db: Database = Depends(get_db)) -> TrialRead:
+def fail(trial_id: TrialId, body: FailRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
     state = "diverged" if body.kind == "diverged" else "failed"
-    return protocol.end_trial(db, trial_id, body.lease_token, state, fail_kind=body.kind, fail_reason=body.reason)
+    return protocol.end_trial(db, trial_id, body.lease_token, state, caller.key, fail_kind=body.kind,
+                              fail_reason=body.reason)
 
 
 @router.post("/{trial_id}/release", response_model=TrialRead)
-def release(trial_id: TrialId, body: LeaseRequest, db: Database = Depends(get_db)) -> TrialRead:
-    return protocol.end_trial(db, trial_id, body.lease_token, "waiting")
+def release(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
+    return protocol.end_trial(db, trial_id, body.lease_token, "waiting", caller.key)

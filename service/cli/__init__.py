@@ -17,6 +17,7 @@ app = typer.Typer(
     help="Hyperparameter tuning for CNNs: a server, worker daemons and W&B-style sweeps.",
 )
 app.command("server")(server_cmds.server)
+app.command("dashboard")(server_cmds.dashboard)
 app.add_typer(server_cmds.db_app, name="db")
 app.add_typer(server_cmds.token_app, name="token")
 app.add_typer(study.app, name="study")

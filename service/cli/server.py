@@ -2,11 +2,10 @@
 server's side and talk to the database directly rather than over REST."""
 import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from sqlalchemy.engine import make_url
-
 from service.cli._api import err, fail, out
 
 DatabaseOption = Annotated[Optional[str], typer.Option(
@@ -15,46 +14,67 @@ DatabaseOption = Annotated[Optional[str], typer.Option(
 )]
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, for anything printed or logged."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
-        return "<database url>"
-
-
 def server(
     host: Annotated[Optional[str], typer.Option(help="Address to bind (TUNESERVE_HOST, default 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to bind (TUNESERVE_PORT, default 8000).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes; they share the database (use 1 for SQLite).")] = 1,
-    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
-    insecure: Annotated[bool, typer.Option("--insecure", help="Allow binding beyond loopback with no token configured.")] = False,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (tokens masked).")] = False,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Allow binding beyond loopback with no token configured (TUNESERVE_INSECURE).")] = False,
 ) -> None:
-    """Run the API server (uvicorn) over the configured database; migrations run at start."""
+    """Run the API server and the dashboard (uvicorn) over the configured database; migrations run at start."""
     import uvicorn
 
-    from service.config import Settings
+    from service.auth.exposure import InsecureBind, check_exposure
+    from service.config import Settings, redacted_url
     from service.main import create_app
+    from service.serving import uvicorn_options
 
     if insecure:
         os.environ["TUNESERVE_INSECURE"] = "true"  # read by every server process's Settings
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = Settings(**overrides)
-    out.print(f"tuneserve: serving on http://{settings.host}:{settings.port} with {redacted(settings.database_url)}"
-              f" ({workers} process{'es' if workers > 1 else ''})")
+    try:
+        check_exposure(settings)
+    except InsecureBind as exc:
+        fail(str(exc))
+    out.print(f"tuneserve: serving on http://{settings.host}:{settings.port} with {redacted_url(settings.database_url)}"
+              f" ({workers} process{'es' if workers > 1 else ''}); dashboard at "
+              f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}/dashboard")
+    options = uvicorn_options(settings, workers=workers)
     if workers > 1:
         # Several processes need the app as an import string; each builds it from the environment.
         # Migrate once here so the processes do not all try at the same moment.
         from service.db.migrate import upgrade
+        from service.observability.metrics import prepare_multiprocess_dir
 
         if settings.auto_migrate:
             upgrade(settings.database_url)
+        prepare_multiprocess_dir()  # /metrics sums every process's counters
         os.environ.update({"TUNESERVE_HOST": settings.host, "TUNESERVE_PORT": str(settings.port)})
         uvicorn.run("service.main:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=workers, log_level=settings.log_level, access_log=access_log)
+                    workers=workers, access_log=access_log, **options)
         return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=access_log)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=access_log, **options)
+
+
+def dashboard(
+    data_dir: Annotated[Path, typer.Option(help="The demo's folder: its SQLite file is shown.")] = Path("tuneserve-data"),
+    database_url: Annotated[Optional[str], typer.Option(
+        "--database-url", show_default=False, help="Show this database instead of the demo's.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    study: Annotated[Optional[str], typer.Option(help="Print this study's page.")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Serve the dashboard (and the API) on the demo's database, or another, to look at studies again."""
+    from service.dashboard.serve import demo_database_url, serve_dashboard
+
+    url = database_url or demo_database_url(data_dir)
+    if database_url is None and not (data_dir / "tuneserve.db").exists():
+        fail(f"no demo database at {data_dir / 'tuneserve.db'}: run `tuneserve demo` first, or give --database-url")
+    serve_dashboard(url, host=host, port=port, study=study, open_browser=open_browser,
+                    print_fn=lambda line: out.print(line, markup=False))
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -63,12 +83,12 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Run the Alembic migrations up to the latest schema."""
-    from service.config import Settings
+    from service.config import Settings, redacted_url
     from service.db.migrate import upgrade
 
     url = database_url or Settings().database_url
     upgrade(url)
-    out.print(f"database at {redacted(url)} is at the latest schema")
+    out.print(f"database at {redacted_url(url)} is at the latest schema")
 
 
 token_app = typer.Typer(help="Named API tokens (stored hashed): admin or worker.", no_args_is_help=True)

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import get_db, require_token
+from service.api.deps import get_db, require_caller
 from service.dashboard import data
 from service.db.engine import Database
 from service.schemas.enums import TrialState
 
-router = APIRouter(prefix="/dashboard/api", tags=["dashboard"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/dashboard/api", tags=["dashboard"], dependencies=[Depends(require_caller)])
 
 
 def _default(o: Any) -> Any:

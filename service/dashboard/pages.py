@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service.api.deps import TOKEN_COOKIE, get_settings, presented_token, token_is_valid
+from service.api.deps import TOKEN_COOKIE, auth_required, caller_for, get_settings, page_caller
 from service.config import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -66,13 +66,13 @@ def _render(request: Request, name: str, settings: Settings, **context) -> Respo
         # A link with ?token=...: keep it as the cookie, then drop it from the address bar.
         rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         target = request.url.path + (f"?{rest}" if rest else "")
-        if not token_is_valid(settings, token):
+        if caller_for(request, token) is None:
             return RedirectResponse(f"/dashboard/login?{urlencode({'next': target, 'error': '1'})}", 303)
         return _with_cookie(RedirectResponse(target, 303), request, token)
-    if not token_is_valid(settings, presented_token(request)):
+    if page_caller(request) is None:
         return RedirectResponse(f"/dashboard/login?{urlencode({'next': request.url.path})}", 303)
     response = templates.TemplateResponse(request, name, {
-        "v": asset_version(), "auth": bool(settings.api_token), **context,
+        "v": asset_version(), "auth": auth_required(request), **context,
     })
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -101,7 +101,7 @@ def trial_page(trial_id: int, request: Request, settings: Settings = Depends(get
 @router.get("/dashboard/login")
 def login_form(request: Request, settings: Settings = Depends(get_settings)) -> Response:
     return templates.TemplateResponse(request, "login.html", {
-        "v": asset_version(), "auth": bool(settings.api_token), "page": "login",
+        "v": asset_version(), "auth": auth_required(request), "page": "login",
         "next": _safe_next(request.query_params.get("next")), "error": request.query_params.get("error"),
     })
 
@@ -111,7 +111,7 @@ async def login(request: Request, settings: Settings = Depends(get_settings)) ->
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or [None])[0])
-    if not token_is_valid(settings, token):
+    if caller_for(request, token) is None:
         return templates.TemplateResponse(request, "login.html", {
             "v": asset_version(), "auth": True, "page": "login", "next": target, "error": "1",
         }, status_code=401)

@@ -8,7 +8,7 @@ import time
 import webbrowser
 from pathlib import Path
 
-from service.config import DEFAULT_DATA_DIR, Settings
+from service.config import DEFAULT_DATA_DIR, Settings, redacted_url
 
 
 def demo_database_url(data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
@@ -28,16 +28,17 @@ def serve_dashboard(database_url: str | None = None, host: str = "127.0.0.1", po
     import uvicorn
 
     from service.main import create_app
+    from service.serving import uvicorn_options
 
-    settings = Settings(database_url=database_url or demo_database_url(), host=host, port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning"))
+    settings = Settings(database_url=database_url or demo_database_url(), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))
     url = dashboard_url(host, port, study)
 
     def announce() -> None:
         while not server.started and not server.should_exit:
             time.sleep(0.05)
         if server.started:
-            print_fn(f"dashboard: {url}  (database {settings.database_url}; Ctrl-C stops)")
+            print_fn(f"dashboard: {url}  (database {redacted_url(settings.database_url)}; Ctrl-C stops)")
             if open_browser:
                 webbrowser.open(url)
 

@@ -3,19 +3,29 @@
 SQLite runs in WAL mode with a busy timeout and starts every transaction with BEGIN IMMEDIATE, so
 writers queue on the database lock instead of failing with "database is locked" half-way through a
 read-modify-write. PostgreSQL uses READ COMMITTED and row locks (FOR UPDATE SKIP LOCKED) in the store.
+
+Faults: every wait on the database is bounded (pool checkout, connect, SQLite's lock), and what
+runs out is an exception that api/errors.py answers with 503 + Retry-After. A pooled PostgreSQL
+connection whose server end has gone away (pg_terminate_backend, a restart) is noticed at checkout
+by a zero-time poll of its socket and replaced before the request uses it: no round trip, unlike
+`pool_pre_ping`. Engines never log statement parameters (lease tokens travel in them).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+import select
 import threading
 from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, Float, String, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
+
+from service.errors import DatabaseUnavailable
 
 
 class db_epoch(FunctionElement):
@@ -62,7 +72,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, pool_size: int = 16, max_overflow: int | None = None) -> Engine:
+def make_engine(
+    url: str, pool_size: int = 16, *, max_overflow: int | None = None, pool_timeout: float = 10.0,
+    connect_timeout: int = 5, busy_timeout: float = 10.0, **extra,
+) -> Engine:
+    """An engine with bounded waits; `extra` goes to create_engine (e.g. isolation_level)."""
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -70,19 +84,44 @@ def make_engine(url: str, pool_size: int = 16, max_overflow: int | None = None) 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout},
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_timeout=pool_timeout,
+            hide_parameters=True,
+            **extra,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout)
         return engine
+    connect_args = {"connect_timeout": connect_timeout, **extra.pop("connect_args", {})}
     # Overflow covers the request thread pool (40 threads) so no request waits for a connection.
-    # No pre-ping: it would add a round trip to every transaction; connections are recycled hourly.
-    overflow = max(pool_size, 40 - pool_size) if max_overflow is None else max_overflow
-    return create_engine(url, pool_size=pool_size, max_overflow=overflow, pool_recycle=3600)
+    if max_overflow is None:
+        max_overflow = max(pool_size, 40 - pool_size)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600,
+        pool_timeout=pool_timeout, hide_parameters=True, connect_args=connect_args, **extra,
+    )
+    event.listen(engine, "checkout", _replace_if_closed_by_server)
+    return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _replace_if_closed_by_server(dbapi_conn, _record, _proxy) -> None:
+    """An idle pooled connection has nothing to read: if its socket is readable, the server sent
+    a goodbye (FATAL: terminating connection) or closed it. DisconnectionError makes the pool
+    discard it and check out a fresh one, so the request never sees the dead connection."""
+    try:
+        if dbapi_conn.closed or dbapi_conn.broken:
+            raise DisconnectionError("connection closed")
+        readable, _, _ = select.select([dbapi_conn.pgconn.socket], [], [], 0)
+    except DisconnectionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - no socket left to poll: the connection is gone
+        raise DisconnectionError(f"connection unusable: {type(err).__name__}") from None
+    if readable:
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours to emit.
@@ -91,7 +130,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -103,16 +142,20 @@ def _configure_sqlite(engine: Engine) -> None:
 class Database:
     """Owns the engine; `transaction()` is the one unit of work a request runs in."""
 
-    def __init__(self, url: str, pool_size: int = 16, max_overflow: int | None = None):
+    def __init__(self, url: str, pool_size: int = 16, *, max_overflow: int | None = None,
+                 pool_timeout: float = 10.0, connect_timeout: int = 5, busy_timeout: float = 10.0):
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
+        waits = dict(pool_timeout=pool_timeout, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
+        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow, **waits)
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(tuneserve_read=True), expire_on_commit=False)
         # SQLite has one writer at a time. Queueing this process's transactions on a lock is much
         # cheaper than SQLite's busy handler, which sleeps and retries; other processes still
-        # queue on busy_timeout.
+        # queue on busy_timeout. The wait is bounded too: a file locked by another process for
+        # longer is a 503, not a request that hangs with every later one queued behind it.
         self._sqlite_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._busy_timeout = busy_timeout
         # PostgreSQL: a few autocommit connections with asynchronous commit, for single statements
         # that take a hot row lock (trial number reservations). In autocommit the lock is released
         # inside the server when the statement ends, never held while a Python thread waits for the
@@ -120,18 +163,28 @@ class Database:
         # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
         # it, which flushes the WAL up to and including the reservation.
         self.autocommit_engine = (
-            create_engine(self.url, pool_size=4, max_overflow=8, pool_recycle=3600,
-                          isolation_level="AUTOCOMMIT",
-                          connect_args={"options": "-c synchronous_commit=off"})
+            make_engine(self.url, pool_size=4, max_overflow=8, **waits, isolation_level="AUTOCOMMIT",
+                        connect_args={"options": "-c synchronous_commit=off"})
             if self.dialect == "postgresql" else None
         )
+
+    @classmethod
+    def from_settings(cls, settings) -> "Database":
+        return cls(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                   pool_timeout=settings.db_pool_timeout, connect_timeout=settings.db_connect_timeout,
+                   busy_timeout=settings.db_busy_timeout)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Commit when the block ends normally, roll back on any exception."""
         if self._sqlite_lock is not None:
-            with self._sqlite_lock, self._sessions.begin() as session:
-                yield session
+            if not self._sqlite_lock.acquire(timeout=self._busy_timeout):
+                raise DatabaseUnavailable(f"the database stayed locked for {self._busy_timeout:g} s")
+            try:
+                with self._sessions.begin() as session:
+                    yield session
+            finally:
+                self._sqlite_lock.release()
             return
         with self._sessions.begin() as session:
             yield session

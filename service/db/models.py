@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: studies, trials and their per-step reports.
+"""SQLAlchemy 2 models: studies, trials, their per-step reports, and API tokens.
 
 The schema changes only through Alembic migrations in migrations/; tests compare these models with
 the migrated database so a missing migration fails CI.
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -95,8 +95,19 @@ class Trial(Base):
     method: Mapped[str] = mapped_column(String(32))  # engine that produced the params, or "enqueued"
     kind: Mapped[str] = mapped_column(String(16), default="trial", server_default="trial")  # trial | sanity
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # How many times the trial was handed to a worker (each claim is a new run; a release keeps the
+    # attempt but not the run). Reports carry it: a later run may rewrite an earlier run's steps.
+    runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The lease a running trial is held under; kept on an ended trial so that only the lease that
+    # ended it may repeat the ending (idempotent retries), any other gets a 409.
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Who holds the lease: the authenticated identity that claimed it (service.auth.Caller.key),
+    # None when the server runs without auth. A fenced call must come from the same identity.
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # False while the trial is a reservation whose params are not drawn yet (see domain/suggest.py):
+    # the row exists from the moment its number is taken, so no failure can lose it from the budget.
+    drawn: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Seconds since the epoch by the database clock (see db.engine.db_epoch).
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -131,6 +142,9 @@ class TrialReport(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     step: Mapped[int] = mapped_column(Integer)
+    # The run of the trial (trials.runs) that stored this step: a repeat from the same run must
+    # match, a later run (a retry that started over) replaces it.
+    run: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The study metric at this step, when reported and finite; what pruners compare.
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -162,3 +176,18 @@ class WorkerSeen(Base):
     study: Mapped[str | None] = mapped_column(String(200), nullable=True)  # its --study filter
     # Seconds since the epoch by the database clock, like lease times.
     last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiToken(Base):
+    """A named API token; only the SHA-256 of its secret is stored (service/auth/tokens.py)."""
+
+    __tablename__ = "api_tokens"
+    # AUTOINCREMENT on SQLite: ids are never reused, so a lease bound to a revoked token's id can
+    # never pass to a token created later.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | worker (service.auth.tokens.Role)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -15,7 +15,7 @@ def reap_expired(db: Database) -> tuple[int, int]:
     """Requeue or fail trials whose lease ran out; returns (requeued, failed)."""
     with db.transaction() as s:
         requeued, failed_studies = trial_store.expire_leases(s)
-        for study_id in set(failed_studies):
+        for study_id in sorted(set(failed_studies)):  # id order: concurrent sweeps lock studies alike
             study_store.finish_if_done(s, study_id)
     observe.leases_expired(len(requeued), len(failed_studies))
     if requeued or failed_studies:

@@ -17,13 +17,14 @@ def _read(row: dict) -> TrialLogRead:
                         truncated=size > len(row["text"].encode("utf-8")), updated_at=utc(row["updated_at"]))
 
 
-def put_log(db: Database, trial_id: int, token: str, text: str, size: int | None) -> TrialLogRead:
+def put_log(db: Database, trial_id: int, token: str, text: str, size: int | None,
+            holder: str | None = None) -> TrialLogRead:
     kept = text[-LOG_KEEP_CHARS:]
     whole = max(size if size is not None else 0, len(text.encode("utf-8")))
     with db.transaction() as s:
-        row = trial_store.touch_held(s, trial_id, token)  # fenced; also a sign of life for the lease
+        row = trial_store.touch_held(s, trial_id, token, holder)  # fenced; also a sign of life for the lease
         if row is None:
-            raise _not_held(s, trial_id)
+            raise _not_held(s, trial_id, token, holder)
         return _read(log_store.put_log(s, trial_id, row["attempt"], kept, whole))
 
 

@@ -1,38 +1,43 @@
 """The worker protocol: claim, ask, heartbeat, report, complete, prune, fail, release.
 
-Each operation on a held trial is fenced by its lease token (see store.trials). Reports renew the
-lease, are idempotent per (trial, step), and answer with the pruner's decision. A NaN or infinite
-loss ends the trial as diverged; it is never stored as a value, so it can never rank as best.
+Each operation on a held trial is fenced by its lease token and by the API identity that claimed
+it (`holder`, see store.trials): a worker whose lease ran out, or a caller with another worker's
+lease token but its own API token, changes nothing. Reports renew the lease, are stored once per
+(trial, step) (a repeat must carry the same metrics, else 409), and answer with the pruner's
+decision. A NaN or infinite loss ends the trial as diverged; it is never stored as a value, so it
+can never rank as best. Only the lease that completed a trial may complete it again (a retry
+whose answer was lost); any other caller is told the trial's state (409).
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.db.engine import Database
-from service.db.models import Study, Trial
+from service.db.models import Trial
 from service.domain.pruning import prune_decision, recheck_decision
 from service.domain.studies import finish_on_target
-from service.domain.suggest import suggest_trials
+from service.domain.suggest import draw_claimed, suggest_trials
 from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
-from service.errors import ConflictingCompletion, InvalidInput, TrialNotFound, TrialNotHeld
+from service.errors import (
+    ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
+)
 from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from service.store import studies as study_store
 from service.store import trials as trial_store
 from service.store import workers as worker_store
 from service.observability import metrics as observe
 
-TRIALS = trial_store.TRIALS
 
-
-def _not_held(session: Session, trial_id: int) -> TrialNotHeld | TrialNotFound:
+def _not_held(session: Session, trial_id: int, token: str, holder: str | None) -> Exception:
     row = trial_store.get_trial_row(session, trial_id)
     if row is None:
         return TrialNotFound(trial_id)
     if row["state"] == "running":
+        if row["lease_token"] == token and row["holder"] != holder:
+            return NotLeaseHolder(trial_id)
         return TrialNotHeld(trial_id, "running", "the lease token is not the current one (the lease was lost and the trial was claimed again)")
     if row["state"] == "waiting":
         return TrialNotHeld(trial_id, "waiting", "the lease ran out and the trial went back to the queue")
@@ -45,100 +50,135 @@ def _is_divergence(name: str, value: Any, metric: str) -> bool:
 
 # ---- claim / ask -------------------------------------------------------------------------------
 
-def _candidate_studies(session: Session, objective: str | None = None) -> list[int]:
-    """Running studies with budget left that a worker running `objective` can run, least busy
-    first, so one study does not starve others."""
-    r = TRIALS.alias("r")
-    active = (
-        select(func.count()).select_from(r).where(r.c.study_id == Study.id, r.c.state == "running")
-        .scalar_subquery()
-    )
-    return list(session.scalars(
-        select(Study.id)
-        .where(Study.state == "running", (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
-        .where(worker_store.runs_study(Study.objective, objective))
-        .order_by(active, Study.id)
-        .limit(5)
-    ))
+def _claim_from(s: Session, study_id: int, max_concurrent: int | None, worker_id: str, holder: str | None,
+                limit: int = 1) -> list[dict[str, Any]]:
+    if max_concurrent is not None:
+        study_store.lock_admission(s, study_id)
+    return trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, limit=limit, holder=holder)
 
 
-def _claim_waiting(
-    s: Session, worker_id: str, study_name: str | None, objective: str | None = None,
-) -> tuple[TrialLease | None, list[int]]:
-    """A waiting trial (a retry, an enqueued or drawn-ahead configuration) under a fresh lease, or
-    None and the studies a fresh suggestion may come from; only of studies `objective` can run."""
+def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective: str | None,
+                   holder: str | None):
+    """Waiting trials (a retry, an enqueued or drawn-ahead configuration, an orphaned reservation)
+    under a fresh lease: (rows, their study, []), or ([], None, the studies a suggestion may come
+    from); only of studies a worker running `objective` can run (store.workers.runs_study)."""
     worker_store.record_seen(s, worker_id, objective, study_name)
-    study = study_store.study_header_by_name(s, study_name) if study_name else None
-    study_id = study.id if study is not None else None
-    if study is not None and not worker_store.can_run(study.objective, objective):
-        return None, []
-    rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, objective=objective)
-    if rows:
-        if study is None:
-            study = study_store.study_header(s, rows[0]["study_id"])
-        return trial_lease(rows[0], study), []
-    return None, [study_id] if study_id is not None else _candidate_studies(s, objective)
+    if study_name:
+        study = study_store.study_header_by_name(s, study_name)
+        if not worker_store.can_run(study.objective, objective):
+            return [], None, []
+        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
+        return rows, (study if rows else None), ([] if rows else [study.id])
+    # Studies locked in id order: two claimers never wait on each other's locks crosswise.
+    for study_id, cap in sorted(trial_store.waiting_studies(s, objective)):
+        rows = _claim_from(s, study_id, cap, worker_id, holder)
+        if rows:
+            return rows, study_store.study_header(s, study_id), []
+    return [], None, study_store.candidate_studies(s, objective)
 
 
-def _suggest_for(db: Database, worker_id: str, candidates: list[int]) -> TrialLease | None:
+def _lease_for(db: Database, rows: list[dict[str, Any]], study) -> TrialLease | None:
+    rows = draw_claimed(db, rows)
+    return trial_lease(rows[0], study) if rows else None
+
+
+def _suggest_for(db: Database, worker_id: str, candidates: list[int], holder: str | None) -> TrialLease | None:
     for sid in candidates:
-        rows, study = suggest_trials(db, sid, 1, worker_id)
+        rows, study = suggest_trials(db, sid, 1, worker_id, holder)
         if rows:
             return trial_lease(rows[0], study)
     return None
 
 
-def claim(db: Database, worker_id: str, study_name: str | None, objective: str | None = None) -> TrialLease | None:
+def claim(db: Database, worker_id: str, study_name: str | None, holder: str | None = None,
+          objective: str | None = None) -> TrialLease | None:
     """A waiting trial first, else a fresh suggestion (computed with no transaction open)."""
-    with db.transaction() as s:
-        lease, candidates = _claim_waiting(s, worker_id, study_name, objective)
-    lease = lease if lease is not None else _suggest_for(db, worker_id, candidates)
+    lease = _claim(db, worker_id, study_name, holder, objective)
     observe.claimed(lease is not None)
     return lease
 
 
-def ask(db: Database, study_name: str, count: int, worker_id: str) -> list[TrialLease]:
+def _claim(db: Database, worker_id: str, study_name: str | None, holder: str | None,
+           objective: str | None) -> TrialLease | None:
+    with db.transaction() as s:
+        rows, study, candidates = _claim_waiting(s, worker_id, study_name, objective, holder)
+    if rows:
+        lease = _lease_for(db, rows, study)
+        if lease is not None:
+            return lease
+        candidates = [rows[0]["study_id"]]
+    return _suggest_for(db, worker_id, candidates, holder)
+
+
+def ask(db: Database, study_name: str, count: int, worker_id: str, holder: str | None = None) -> list[TrialLease]:
     with db.transaction() as s:
         study = study_store.get_study(s, study_name)
-        rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study.id, limit=count)
+        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count)
+    rows = draw_claimed(db, rows) if rows else []
     if len(rows) < count:
-        rows += suggest_trials(db, study.id, count - len(rows), worker_id)[0]
+        rows += suggest_trials(db, study.id, count - len(rows), worker_id, holder)[0]
     observe.claimed(len(rows))
     return [trial_lease(r, study) for r in rows]
 
 
 # ---- reports and heartbeats --------------------------------------------------------------------
 
-def _store_steps(session: Session, trial_id: int, study: Study, steps: list[StepReport]) -> str | None:
-    """Store steps; returns a divergence reason when a loss was NaN or infinite."""
+def _same_metrics(stored: dict[str, Any], sent: dict[str, Any]) -> bool:
+    if stored.keys() != sent.keys():
+        return False
+    for k, a in stored.items():
+        b = sent[k]
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            if not _same_value(float(a), float(b)):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _distinct_steps(steps: list[StepReport]) -> list[StepReport]:
+    """One report per step: an exact repeat inside one request is dropped, a different one refused."""
+    seen: dict[int, StepReport] = {}
+    for i, st in enumerate(steps):
+        first = seen.setdefault(st.step, st)
+        if first is not st and not _same_metrics(json_safe_metrics(first.metrics), json_safe_metrics(st.metrics)):
+            raise InvalidInput(("body", "reports", i, "step"), f"step {st.step} appears twice with different metrics")
+    return list(seen.values())
+
+
+def _store_steps(session: Session, trial: dict[str, Any], study, steps: list[StepReport]) -> str | None:
+    """Store steps; returns a divergence reason when a loss was NaN or infinite. A step stored
+    before with other metrics raises ConflictingReport (the transaction rolls back: nothing changes)."""
     stored, diverged = [], None
-    for st in steps:
+    for st in _distinct_steps(steps):
         value = st.metrics.get(study.metric_name)
         for name, v in st.metrics.items():
             if diverged is None and _is_divergence(name, v, study.metric_name):
                 diverged = f"non-finite {name} ({v}) at step {st.step}"
         finite = isinstance(value, (int, float)) and math.isfinite(value)
         stored.append((st.step, float(value) if finite else None, json_safe_metrics(st.metrics)))
-    trial_store.record_reports(session, trial_id, stored)
+    for step, before, sent in trial_store.record_reports(session, trial["id"], trial["runs"], stored):
+        if not _same_metrics(before, sent):
+            raise ConflictingReport(trial["id"], step)
     observe.reported(len(stored))
     return diverged
 
 
-def _touch(session: Session, trial_id: int, token: str, steps: list[StepReport]) -> dict[str, Any]:
+def _touch(session: Session, trial_id: int, token: str, holder: str | None, steps: list[StepReport]) -> dict[str, Any]:
     extra = {"last_step": max(st.step for st in steps)} if steps else {}
-    row = trial_store.touch_held(session, trial_id, token, **extra)
+    row = trial_store.touch_held(session, trial_id, token, holder, **extra)
     if row is None:
-        raise _not_held(session, trial_id)
+        raise _not_held(session, trial_id, token, holder)
     return row
 
 
-def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> Decision:
+def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
     with db.transaction() as s:
-        row = _touch(s, trial_id, token, steps)
+        row = _touch(s, trial_id, token, holder, steps)
         study = study_store.study_header(s, row["study_id"])
-        diverged = _store_steps(s, trial_id, study, steps)
+        diverged = _store_steps(s, row, study, steps)
         if diverged:
-            trial_store.end_held(s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged)
+            trial_store.end_held(s, trial_id, token, "diverged", holder, fail_kind="diverged", fail_reason=diverged)
             study_store.finish_if_done(s, study.id)
             observe.ended("diverged")
             return Decision(should_stop=True, reason=f"diverged: {diverged}")
@@ -149,21 +189,22 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport]) -> 
             return Decision(should_stop=True, reason=row["stop_reason"], lease_expires_at=expires)
         decision = prune_decision(s, study, trial_id, [st.step for st in steps])
         if decision.stop:
-            trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason, stop_step=decision.step)
+            trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason, stop_step=decision.step)
         return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires)
 
 
-def heartbeat(db: Database, trial_id: int, token: str) -> Decision:
+def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None) -> Decision:
     with db.transaction() as s:
-        row = _touch(s, trial_id, token, [])
+        row = _touch(s, trial_id, token, holder, [])
         study = study_store.study_header(s, row["study_id"])
         expires = epoch_to_datetime(row["lease_expires_at"])
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
-        if not row["stop_reason"]:  # W&B's hyperband re-checks running trials (h9-sweeps)
+        if not row["stop_reason"]:  # W&B's hyperband re-checks running trials against their latest band
             decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
             if decision.stop:
-                trial_store.touch_held(s, trial_id, token, stop_reason=decision.reason)
+                trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason,
+                                       stop_step=decision.step)
                 return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires)
         return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires)
 
@@ -182,31 +223,32 @@ def _all_finite(value: float | None, metrics: dict[str, Any], steps: list[StepRe
 
 
 def _end_completed(
-    s: Session, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
+    s: Session, trial_id: int, token: str, holder: str | None, value: float | None, metrics: dict[str, Any],
     steps: list[StepReport] | None,
 ) -> tuple[dict[str, Any], Any] | CompleteResponse:
-    """End a held trial as completed (or diverged); a CompleteResponse when it already was."""
+    """End a held trial as completed (or diverged); a CompleteResponse when this same lease
+    already completed it (a retry)."""
     if value is not None and _all_finite(value, metrics, steps):
         # The common case in one fenced UPDATE; only a miss needs the reads below to explain it.
-        ended = trial_store.end_held(s, trial_id, token, "completed", value=float(value), metrics=metrics)
+        ended = trial_store.end_held(s, trial_id, token, "completed", holder, value=float(value), metrics=metrics)
         if ended is not None:
             study = study_store.study_header(s, ended["study_id"])
             if steps:
-                _store_steps(s, trial_id, study, steps)
+                _store_steps(s, ended, study, steps)
             return ended, study
     row = trial_store.get_trial_row(s, trial_id)
     if row is None:
         raise TrialNotFound(trial_id)
     study = study_store.study_header(s, row["study_id"])
     final = value if value is not None else metrics.get(study.metric_name)
-    if row["state"] != "running" or row["lease_token"] != token:
-        if row["state"] == "completed":
+    if row["state"] != "running" or row["lease_token"] != token or row["holder"] != holder:
+        if row["state"] == "completed" and row["lease_token"] == token and row["holder"] == holder:
             stored = row["value"]
             if final is None or _same_value(stored, float(final)):
                 return CompleteResponse(trial=trial_read(row, study.name))
             raise ConflictingCompletion(trial_id, stored, final)
-        raise _not_held(s, trial_id)
-    diverged = _store_steps(s, trial_id, study, steps) if steps else None
+        raise _not_held(s, trial_id, token, holder)
+    diverged = _store_steps(s, row, study, steps) if steps else None
     if final is None and not diverged:
         final = trial_store.last_report_value(s, trial_id)
         if final is None:
@@ -218,28 +260,30 @@ def _end_completed(
         diverged = f"non-finite final value ({final})"
     if diverged:
         ended = trial_store.end_held(
-            s, trial_id, token, "diverged", fail_kind="diverged", fail_reason=diverged,
+            s, trial_id, token, "diverged", holder, fail_kind="diverged", fail_reason=diverged,
             metrics=json_safe_metrics(metrics),
         )
     else:
         ended = trial_store.end_held(
-            s, trial_id, token, "completed", value=float(final), metrics=json_safe_metrics(metrics)
+            s, trial_id, token, "completed", holder, value=float(final), metrics=json_safe_metrics(metrics)
         )
     if ended is None:  # lost the lease between the read and the write
-        raise _not_held(s, trial_id)
+        raise _not_held(s, trial_id, token, holder)
     return ended, study
 
 
 def complete(
     db: Database, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
     steps: list[StepReport] | None, claim_next: tuple[str, str | None, str | None] | None,
+    holder: str | None = None,
 ) -> CompleteResponse:
+    """End a held trial as completed; `claim_next` (worker id, study, objective) hands out the next."""
     with db.transaction() as s:
-        outcome = _end_completed(s, trial_id, token, value, metrics, steps)
+        outcome = _end_completed(s, trial_id, token, holder, value, metrics, steps)
         if isinstance(outcome, CompleteResponse):
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
-        if ended["state"] == "completed":  # W&B's metric.target (h9-sweeps)
+        if ended["state"] == "completed":  # W&B's metric.target
             finish_on_target(s, study.id, ended["value"], ended["number"])
         study_store.finish_if_done(s, study.id)
         observe.ended(ended["state"])
@@ -247,21 +291,23 @@ def complete(
         if claim_next is None:
             return CompleteResponse(trial=done)
         # The next trial, when one is waiting, is handed out in the same transaction.
-        nxt, candidates = _claim_waiting(s, *claim_next)
+        rows, nxt_study, candidates = _claim_waiting(s, *claim_next, holder)
+    nxt = _lease_for(db, rows, nxt_study) if rows else None
     if nxt is None:
-        nxt = _suggest_for(db, claim_next[0], candidates)
+        nxt = _suggest_for(db, claim_next[0], candidates or ([rows[0]["study_id"]] if rows else []), holder)
     observe.claimed(nxt is not None)
     return CompleteResponse(trial=done, next=nxt)
 
 
-def end_trial(db: Database, trial_id: int, token: str, state: str, **values: Any) -> TrialRead:
+def end_trial(db: Database, trial_id: int, token: str, state: str, holder: str | None = None,
+              **values: Any) -> TrialRead:
     """prune / fail / release: one fenced transition."""
     with db.transaction() as s:
         if state == "pruned":
             values["value"] = trial_store.last_report_value(s, trial_id)
-        row = trial_store.end_held(s, trial_id, token, state, **values)
+        row = trial_store.end_held(s, trial_id, token, state, holder, **values)
         if row is None:
-            raise _not_held(s, trial_id)
+            raise _not_held(s, trial_id, token, holder)
         study = study_store.study_header(s, row["study_id"])
         study_store.finish_if_done(s, study.id)
     if state != "waiting":

@@ -1,22 +1,30 @@
-"""The suggest flow: read the history, ask the optimizer with no transaction open, write the trials.
+"""The suggest flow: reserve rows, ask the optimizer with no transaction open, fill in the params.
 
-1. A short transaction reserves trial numbers from the study's budget (a brief row lock on the
-   study); then the history is read with no lock held: finished trials as observations, waiting
-   and running ones as pending, plus the completed trials of a warm-start study (random search
-   over a continuous space skips this read).
-2. The optimizer runs with no transaction open, seeded with study seed + first reserved number,
-   so two servers suggesting for one study at once draw different points.
-3. A second short transaction inserts the trials, running under the caller's lease.
+1. **Reserve.** One short write takes trial numbers from the study's budget *and* inserts their
+   rows, undrawn (`drawn = false`, empty params), running under a fresh lease for the caller. On
+   PostgreSQL that is a single autocommit statement (the study row is locked only inside it);
+   a study with max_concurrent instead takes its admission lock and counts running rows first,
+   so the cap holds across threads and server processes (store.studies.lock_admission).
+2. **Draw.** The history is read with no lock held (drawn trials only; waiting and running ones
+   are pending), and the optimizer runs with no transaction open, seeded from (study seed, first
+   trial number) through numpy's SeedSequence, so neighbouring seeds and neighbouring trials get
+   unrelated streams and two servers suggesting at once draw different points.
+3. **Fill.** A second short transaction writes the params, fenced by each row's lease token.
 
-An optimizer that raises falls back to random search for that suggestion (logged); the trial's
-`method` records which engine produced it. A crash between 1 and 3 loses the reserved numbers, not
-a trial: the budget counts them as used.
+Because the row exists from the moment its number is taken, nothing that fails between 1 and 3
+(a server killed, a database connection dropped, an optimizer that raises) can lose a trial from
+the budget: the reservation's lease runs out, the reaper puts it back to waiting (without using
+one of its retries: nobody ran it), and the next claim of it draws its params (`draw_claimed`).
+Reservations count as running, so max_concurrent is exact. An optimizer that raises falls back
+to random search for that suggestion (logged); the trial's `method` records the engine used.
 """
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from service.db.engine import Database
@@ -32,6 +40,13 @@ from service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.suggest")
 
+
+def trial_seed(study_seed: int, number: int, method: str) -> int:
+    """The seed of the suggestion that starts at trial `number`: SeedSequence([study seed, number,
+    engine]) so that (s, n + 1) and (s + 1, n) share nothing, and a fallback engine draws from its
+    own stream rather than the failed one's."""
+    engine = zlib.crc32(method.encode())
+    return int(np.random.SeedSequence([int(study_seed) & 0xFFFFFFFF, int(number), engine]).generate_state(1)[0])
 
 
 def _observations(rows, space: SearchSpace) -> tuple[list[Observation], list[dict[str, Any]]]:
@@ -72,22 +87,24 @@ def needs_history(method: str, space: SearchSpace) -> bool:
 @observe.timed_suggest
 def compute(
     method: str, space: SearchSpace, completed: list[Observation], pending: list[dict[str, Any]],
-    count: int, seed: int, goal: str,
+    count: int, study_seed: int, number: int, goal: str,
 ) -> list[Suggestion]:
     try:
-        return get_optimizer(method).suggest(space, completed, pending, count, seed, goal)
+        return get_optimizer(method).suggest(
+            space, completed, pending, count, trial_seed(study_seed, number, method), goal)
     except SpaceExhausted:
         raise
     except Exception:  # noqa: BLE001 - any engine failure degrades to random, never fails the request
         if method == "random":
             raise
         log.warning("optimizer %s failed; falling back to random for this suggestion", method, exc_info=True)
-        return get_optimizer("random").suggest(space, completed, pending, count, seed, goal)
+        return get_optimizer("random").suggest(
+            space, completed, pending, count, trial_seed(study_seed, number, "random"), goal)
 
 
 # Random search over a continuous space ignores history, so its draws can be made ahead: a claim
-# that finds the queue empty reserves and inserts this many more as waiting trials, and the next
-# claims take them with one UPDATE instead of a reservation and an insert each.
+# that finds the queue empty reserves this many more and queues them as waiting trials, and the
+# next claims take them with one UPDATE instead of a reservation, a draw and a fill each.
 RANDOM_DRAW_AHEAD = 7
 
 
@@ -97,28 +114,26 @@ def _draw_ahead(study: Study) -> int:
     return 0 if needs_history(study.method, SearchSpace.from_json(study.space)) else RANDOM_DRAW_AHEAD
 
 
-def _reserve(db: Database, study_id: int, count: int) -> tuple[range, range, Study]:
-    """The only lock of the flow, on the study row, held as briefly as the backend allows."""
-    if db.autocommit_engine is None:  # SQLite: serialised by the transaction itself
-        with db.transaction() as s:
-            run, queue = study_store.reserve_numbers(s, study_id, count, _draw_ahead)
-            return run, queue, study_store.get_study_by_id(s, study_id)
+def _reserve(db: Database, study_id: int, count: int, worker_id: str, holder: str | None):
+    """Step 1: rows to run now and rows to queue, with the study as read."""
     with db.transaction() as s:
         study = study_store.get_study_by_id(s, study_id)  # method and space never change
-    if study.state != "running":
-        return range(0), range(0), study
+        if study.state != "running":
+            return [], [], study
+        if db.autocommit_engine is None or study.max_concurrent is not None:
+            study_store.lock_admission(s, study_id)
+            run, queue = trial_store.reserve_trials(
+                s, study_id, count, _draw_ahead(study), worker_id=worker_id, holder=holder)
+            return run, queue, study
     with db.autocommit_engine.connect() as conn:
-        run, queue = study_store.reserve_numbers_pg(conn, study_id, count, _draw_ahead(study))
+        run, queue = trial_store.reserve_trials_pg(
+            conn, study_id, count, _draw_ahead(study), worker_id=worker_id, holder=holder)
     return run, queue, study
 
 
-def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> tuple[list[dict[str, Any]], Study | None]:
-    """Create up to `count` running trials for `worker_id`; ([], study) when the budget or the
-    study's state says no. Returns the study as read, for building the leases."""
-    run, queue, study = _reserve(db, study_id, count)
-    if not run:
-        return [], study
-    numbers = list(run) + list(queue)
+def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Steps 2 and 3 for reserved rows held by the caller: returns the `run` rows filled."""
+    rows = run + queue
     space = SearchSpace.from_json(study.space)
     completed: list[Observation] = []
     pending: list[dict[str, Any]] = []
@@ -129,27 +144,45 @@ def suggest_trials(db: Database, study_id: int, count: int, worker_id: str) -> t
             else:
                 completed, pending = _observations(trial_store.history(s, study.id), space)
             completed = _warm_start(s, study, space) + completed
-
     try:
-        suggestions = compute(study.method, space, completed, pending, len(numbers), study.seed + numbers[0], study.goal)
+        suggestions = compute(study.method, space, completed, pending, len(rows), study.seed,
+                              rows[0]["number"], study.goal)
     except SpaceExhausted:
         suggestions = []
-    if len(suggestions) < len(numbers):
-        # Only a grid runs out: what was handed out becomes the budget, so the study can finish.
-        with db.transaction() as s:
-            study_store.cap_budget(s, study_id, numbers[0] + len(suggestions))
-            study_store.finish_if_done(s, study_id)
-        if not suggestions:
-            return [], study
     now, later = suggestions[: len(run)], suggestions[len(run):]
     with db.transaction() as s:
-        rows = trial_store.insert_trials(
-            s, study_id, numbers[: len(now)], [sg.params for sg in now], [sg.method for sg in now],
-            state="running", worker_id=worker_id, lease_seconds=study.lease_seconds,
-        )
+        filled = trial_store.fill_drawn(s, run[: len(now)], [sg.params for sg in now], [sg.method for sg in now])
         if later:
-            trial_store.insert_trials(
-                s, study_id, numbers[len(now):len(now) + len(later)], [sg.params for sg in later],
-                [sg.method for sg in later], state="waiting",
-            )
-    return rows, study
+            trial_store.fill_drawn(s, queue[: len(later)], [sg.params for sg in later],
+                                   [sg.method for sg in later], queue=True)
+        if len(suggestions) < len(rows):
+            # Only a grid runs out: the rows it cannot fill go, and the budget shrinks to the
+            # trials that exist, so the study can finish.
+            removed = trial_store.delete_undrawn(s, rows[len(suggestions):])
+            if removed:
+                study_store.shrink_budget(s, study.id, removed)
+            study_store.finish_if_done(s, study.id)
+    return filled
+
+
+def suggest_trials(
+    db: Database, study_id: int, count: int, worker_id: str, holder: str | None = None,
+) -> tuple[list[dict[str, Any]], Study | None]:
+    """Create up to `count` running trials for `worker_id`; ([], study) when the budget, the
+    concurrency cap or the study's state says no. Returns the study as read, for the leases."""
+    run, queue, study = _reserve(db, study_id, count, worker_id, holder)
+    if not run:
+        return [], study
+    return _draw(db, study, run, queue), study
+
+
+def draw_claimed(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Claimed rows, with any undrawn ones (reservations whose server died) drawn now. Rows are
+    of one study. Drawn rows pass through unchanged."""
+    undrawn = [r for r in rows if not r["drawn"]]
+    if not undrawn:
+        return rows
+    with db.transaction() as s:
+        study = study_store.get_study_by_id(s, undrawn[0]["study_id"])
+    filled = {r["id"]: r for r in _draw(db, study, undrawn, [])}
+    return [filled[r["id"]] if not r["drawn"] else r for r in rows if r["drawn"] or r["id"] in filled]

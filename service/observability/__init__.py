@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import require_token
+from service.api.deps import require_caller
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -14,6 +14,6 @@ def install_metrics(app: FastAPI) -> None:
 
     app.add_middleware(HttpMetrics)
 
-    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_token)])
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_caller)])
     def metrics(request: Request) -> Response:
         return Response(exposition(lambda: request.app.state.db), media_type=CONTENT_TYPE_LATEST)

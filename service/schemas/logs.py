@@ -6,7 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 # What a worker may send in one upload; the server keeps the last LOG_KEEP_CHARS of it.
-LOG_UPLOAD_MAX_CHARS = 1_048_576
+LOG_UPLOAD_MAX_CHARS = 262_144  # well inside the request body limit (TUNESERVE_MAX_BODY_BYTES)
 LOG_KEEP_CHARS = 65_536
 
 

@@ -192,11 +192,11 @@ class StudyCreate(_Strict):
     kind: Literal["sweep"] | None = None
     metrics: Any = Field(default=None, description="W&B's multi-objective list: refused (needs method: custom)")
 
-    # tuneserve's keys.
-    max_concurrent: int | None = Field(default=None, ge=1, le=100_000)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    lease_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
-    max_retries: int = Field(default=2, ge=0, le=100)
+    # tuneserve's keys; strict: numbers only, never "10" or true.
+    max_concurrent: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, strict=True)
+    lease_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0, strict=True)
+    max_retries: int = Field(default=2, ge=0, le=100, strict=True)
     pruner: dict[str, Any] | None = Field(
         default=None, description='Native pruner, e.g. {"type": "asha", "grace_period": 2}')
     warm_start_from: str | None = Field(default=None, pattern=NAME_PATTERN)

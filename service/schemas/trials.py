@@ -1,18 +1,33 @@
-"""Wire types for trials and the worker protocol (claim, heartbeat, report, complete, fail)."""
+"""Wire types for trials and the worker protocol (claim, heartbeat, report, complete, fail).
+
+Numbers are strict: a JSON number (or, for metrics, null); the strings "NaN" or "1e309" and the
+booleans are refused (422) where a number is expected. JSON's NaN and Infinity *tokens* are
+accepted in metric values and in `value`: they are how a diverged run reports itself.
+"""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.schemas.enums import FailKind, Method, TrialState
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
 
+MAX_METRIC_NAME = 128
+MAX_METRICS_PER_STEP = 200
+MAX_STEPS_PER_REQUEST = 10_000
+MAX_STEP = 10_000_000
+
+Number = Annotated[float, Field(strict=True)]
+Step = Annotated[int, Field(strict=True, ge=0, le=MAX_STEP)]
+# A metric name: printable, at most MAX_METRIC_NAME characters.
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_METRIC_NAME, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # A metric value: numbers (NaN and infinities allowed: they mean divergence), or null.
-MetricValue = float | None
+MetricValue = Number | None
+Metrics = Annotated[dict[MetricName, MetricValue], Field(max_length=MAX_METRICS_PER_STEP)]
 
 
 class Metric(BaseModel):
@@ -81,7 +96,7 @@ class ClaimRequest(BaseModel):
 
 class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    count: int = Field(default=1, ge=1, le=256)
+    count: int = Field(default=1, ge=1, le=256, strict=True)
     worker_id: str = WORKER_ID
 
 
@@ -97,8 +112,8 @@ class LeaseRequest(BaseModel):
 
 class StepReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int = Field(ge=0, le=10_000_000)
-    metrics: dict[str, MetricValue] = Field(max_length=200)
+    step: Step
+    metrics: Metrics
 
 
 class ReportRequest(BaseModel):
@@ -106,9 +121,9 @@ class ReportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     lease_token: str = TOKEN
-    step: int | None = Field(default=None, ge=0, le=10_000_000)
-    metrics: dict[str, MetricValue] | None = Field(default=None, max_length=200)
-    reports: list[StepReport] | None = Field(default=None, min_length=1, max_length=10_000)
+    step: Step | None = None
+    metrics: Metrics | None = None
+    reports: list[StepReport] | None = Field(default=None, min_length=1, max_length=MAX_STEPS_PER_REQUEST)
 
     @model_validator(mode="after")
     def _one_form(self) -> "ReportRequest":
@@ -136,10 +151,10 @@ class Decision(BaseModel):
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lease_token: str = TOKEN
-    value: float | None = None
-    metrics: dict[str, MetricValue] = Field(default_factory=dict, max_length=200)
+    value: Number | None = None
+    metrics: Metrics = Field(default_factory=dict)
     reports: list[StepReport] | None = Field(
-        default=None, max_length=10_000, description="Per-step reports not sent yet, stored first"
+        default=None, max_length=MAX_STEPS_PER_REQUEST, description="Per-step reports not sent yet, stored first"
     )
     claim_next: ClaimRequest | None = Field(
         default=None, description="Claim the next trial in the same request"

@@ -1,13 +1,14 @@
-"""Store functions for studies: insert, look up, change state, reserve trial numbers, count."""
+"""Store functions for studies: insert, look up, change state, admission lock, budget, count."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Study, Trial
 from service.errors import StudyNotFound
+from service.store.workers import runs_study
 
 from service.schemas.enums import ACTIVE_STATES as ACTIVE_TRIAL_STATES
 from service.schemas.enums import TrialState
@@ -48,7 +49,7 @@ def get_study_by_id(session: Session, study_id: int) -> Study:
 # parse and no ORM identity map, since these reads run several times per trial.
 _HEADER = select(
     Study.id, Study.name, Study.state, Study.metric_name, Study.goal, Study.pruner, Study.lease_seconds,
-    Study.max_trials, Study.next_number, Study.method, Study.objective,
+    Study.max_trials, Study.next_number, Study.method, Study.max_concurrent, Study.objective,
 )
 
 
@@ -64,6 +65,23 @@ def study_header_by_name(session: Session, name: str):
     if row is None:
         raise StudyNotFound(name)
     return row
+
+
+def candidate_studies(session: Session, objective: str | None = None, limit: int = 5) -> list[int]:
+    """Running studies with budget left that a worker running `objective` can run (store.workers.
+    runs_study), least busy first, so one study does not starve others."""
+    running = (
+        select(func.count()).select_from(Trial)
+        .where(Trial.study_id == Study.id, Trial.state == "running")
+        .scalar_subquery()
+    )
+    return list(session.scalars(
+        select(Study.id)
+        .where(Study.state == "running", (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
+        .where(runs_study(Study.objective, objective))
+        .order_by(running, Study.id)
+        .limit(limit)
+    ))
 
 
 def list_studies(session: Session, state: str | None = None) -> list[Study]:
@@ -101,85 +119,24 @@ def count_active_trials(session: Session, study_id: int) -> int:
     ) or 0
 
 
-def reserve_numbers(
-    session: Session, study_id: int, count: int, extra: Callable[[Study], int] = lambda study: 0
-) -> tuple[range, range]:
-    """Take trial numbers from the study's budget: up to `count` for trials to run now (capped by
-    max_concurrent) and then up to `extra(study)` more for trials to queue as waiting. Both ranges
-    are empty when the study is not running or nothing may run now. Locks the study row
-    (PostgreSQL, FOR NO KEY UPDATE) for this short update only."""
-    study = session.scalars(
-        select(Study).where(Study.id == study_id)
-        .with_for_update(key_share=True).execution_options(populate_existing=True)
-    ).one()
-    if study.state != "running":
-        return range(0), range(0)
-    left = None if study.max_trials is None else max(0, study.max_trials - study.next_number)
-    run = count if left is None else min(count, left)
-    if study.max_concurrent is not None:
-        running = session.scalar(
-            select(func.count()).where(Trial.study_id == study_id, Trial.state == "running")
-        ) or 0
-        run = max(0, min(run, study.max_concurrent - running))
-    if run == 0:
-        return range(0), range(0)
-    queue = extra(study)
-    if left is not None:
-        queue = max(0, min(queue, left - run))
-    first = study.next_number
-    study.next_number = first + run + queue
-    session.flush()
-    return range(first, first + run), range(first + run, first + run + queue)
+def lock_admission(session: Session, study_id: int) -> None:
+    """Serialise everything that may move a trial of this study into running (claims of waiting
+    trials, reservations) until the transaction ends, so that a running count read afterwards is
+    exact and max_concurrent holds across threads and server processes. PostgreSQL: the study
+    row FOR NO KEY UPDATE (trial inserts only take KEY SHARE on it, so they are not blocked);
+    SQLite: nothing to do, every transaction is BEGIN IMMEDIATE."""
+    if session.bind.dialect.name == "postgresql":
+        session.execute(select(Study.id).where(Study.id == study_id).with_for_update(key_share=True))
 
 
-# No FOR UPDATE: the guard `next_number = h.first` makes it optimistic. A concurrent reservation
-# that committed first changes next_number, PostgreSQL re-checks the guard on the new row version,
-# no row is returned, and the caller runs the statement again. (Locking the row in a CTE and then
-# updating it in the same statement deadlocked against waiters under load.)
-_RESERVE_PG = text("""
-WITH g AS (
-    SELECT id, next_number AS first,
-           COALESCE(max_trials - next_number, 2147483647) AS budget_left,
-           GREATEST(0, LEAST(
-               :count,
-               COALESCE(max_trials - next_number, :count),
-               CASE WHEN max_concurrent IS NULL THEN :count
-                    ELSE max_concurrent - (SELECT count(*) FROM trials t
-                                           WHERE t.study_id = studies.id AND t.state = 'running') END
-           )) AS run
-    FROM studies WHERE id = :study_id AND state = 'running'
-), h AS (
-    SELECT id, first, run,
-           CASE WHEN run = 0 THEN 0 ELSE GREATEST(0, LEAST(:extra, budget_left - run)) END AS queue
-    FROM g
-)
-UPDATE studies SET next_number = h.first + h.run + h.queue
-FROM h WHERE studies.id = h.id AND studies.next_number = h.first AND studies.state = 'running'
-RETURNING h.first, h.run, h.queue
-""")
-RESERVE_TRIES = 100
-
-
-def reserve_numbers_pg(conn: Connection, study_id: int, count: int, extra: int) -> tuple[range, range]:
-    """reserve_numbers as one statement on an autocommit PostgreSQL connection, so no client round
-    trip happens while the study row is locked; retried when a concurrent reservation won."""
-    for _ in range(RESERVE_TRIES):
-        row = conn.execute(_RESERVE_PG, {"study_id": study_id, "count": count, "extra": extra}).one_or_none()
-        if row is not None:
-            if row.run == 0:
-                break
-            return range(row.first, row.first + row.run), range(row.first + row.run, row.first + row.run + row.queue)
-    return range(0), range(0)
-
-
-def cap_budget(session: Session, study_id: int, max_trials: int) -> None:
-    """A grid that ran out of points: the budget becomes what was actually handed out."""
+def shrink_budget(session: Session, study_id: int, removed: int) -> None:
+    """A grid that ran out of points removed `removed` reserved rows: the budget becomes the trials
+    that exist, so the study can finish (next_number, which numbers never reuse, stays)."""
+    least = func.min if session.bind.dialect.name == "sqlite" else func.least
     session.execute(
         update(Study)
         .where(Study.id == study_id)
-        .values(max_trials=func.min(func.coalesce(Study.max_trials, max_trials), max_trials)
-                if session.bind.dialect.name == "sqlite"
-                else func.least(func.coalesce(Study.max_trials, max_trials), max_trials))
+        .values(max_trials=least(func.coalesce(Study.max_trials, Study.next_number), Study.next_number) - removed)
     )
 
 

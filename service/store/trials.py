@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import Text, and_, bindparam, case, cast, func, insert, select, update
+from sqlalchemy import Connection, Text, and_, bindparam, case, cast, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.db.engine import db_epoch, db_token
 from service.db.models import Study, Trial, TrialReport, utcnow
-from service.store.workers import ANY, runs_study
+from service.store.workers import runs_study
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__
@@ -38,44 +38,192 @@ def _lease_seconds_of_study():
 def insert_trials(
     session: Session, study_id: int, numbers: Iterable[int], params_list: list[dict[str, Any]],
     methods: list[str], *, state: str, worker_id: str | None = None, lease_seconds: float | None = None,
+    holder: str | None = None, drawn: bool = True,
 ) -> list[dict[str, Any]]:
-    """Insert trials; running ones get a lease for `worker_id`. Returns the inserted rows."""
-    rows = []
+    """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
+    Returns the inserted rows, in number order."""
     now = utcnow()
-    for number, params, method in zip(numbers, params_list, methods):
-        values: dict[str, Any] = dict(
-            study_id=study_id, number=number, state=state, params=params, method=method,
-            attempt=0, metrics={}, created_at=now,
-        )
-        if state == "running":
-            values.update(
-                worker_id=worker_id, lease_token=new_token(), started_at=now,
-                lease_expires_at=db_epoch() + lease_seconds,
-            )
-        rows.append(session.execute(insert(TRIALS).values(**values).returning(*TRIALS.c)).mappings().one())
-    return [dict(r) for r in rows]
+    running = state == "running"
+    rows = [
+        dict(study_id=study_id, number=number, state=state, params=params, method=method, attempt=0,
+             metrics={}, created_at=now, drawn=drawn, worker_id=worker_id if running else None,
+             holder=holder if running else None, lease_token=new_token() if running else None,
+             started_at=now if running else None, runs=1 if running else 0,
+             b_lease=lease_seconds if running else None)
+        for number, params, method in zip(numbers, params_list, methods)
+    ]
+    if not rows:
+        return []
+    stmt = _LEASED_INSERT if running else _PLAIN_INSERT
+    if not running:
+        for row in rows:
+            del row["b_lease"]
+    inserted = session.execute(stmt, rows).mappings().all()
+    return sorted((dict(r) for r in inserted), key=lambda r: r["number"])
 
+
+_LEASED_INSERT = insert(TRIALS).values(lease_expires_at=db_epoch() + bindparam("b_lease")).returning(*TRIALS.c)
+_PLAIN_INSERT = insert(TRIALS).returning(*TRIALS.c)
+
+
+# ---- reservations: a trial number is taken together with its row --------------------------------
+
+# A reservation's lease covers only the draw (history read, optimizer, fill); the fill renews it to
+# the study's lease. A reservation orphaned by a crash or an outage is back in the queue this soon.
+RESERVATION_SECONDS = 10.0
+
+def reserve_trials(
+    session: Session, study_id: int, count: int, extra: int, *, worker_id: str, holder: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Take up to `count` trial numbers to run now (capped by the budget and max_concurrent) and up
+    to `extra` more to queue, inserting each as an undrawn row running under a fresh lease for
+    `worker_id`. Returns (rows to run, rows to queue); both empty when the study is not running or
+    nothing may run now. The caller holds the study's admission lock (store.studies.lock_admission)
+    or, on SQLite, an IMMEDIATE transaction, so the running count read here is exact."""
+    study = session.execute(
+        select(STUDIES.c.state, STUDIES.c.next_number, STUDIES.c.max_trials, STUDIES.c.max_concurrent,
+               STUDIES.c.method, STUDIES.c.lease_seconds).where(STUDIES.c.id == study_id)
+    ).one_or_none()
+    if study is None or study.state != "running":
+        return [], []
+    left = None if study.max_trials is None else max(0, study.max_trials - study.next_number)
+    run = count if left is None else min(count, left)
+    if study.max_concurrent is not None:
+        running = session.scalar(
+            select(func.count()).where(TRIALS.c.study_id == study_id, TRIALS.c.state == "running")
+        ) or 0
+        run = max(0, min(run, study.max_concurrent - running))
+    if run == 0:
+        return [], []
+    queue = extra if left is None else max(0, min(extra, left - run))
+    first = study.next_number
+    session.execute(update(STUDIES).where(STUDIES.c.id == study_id).values(next_number=first + run + queue))
+    rows = insert_trials(
+        session, study_id, range(first, first + run + queue), [{}] * (run + queue), [study.method] * (run + queue),
+        state="running", worker_id=worker_id, lease_seconds=min(study.lease_seconds, RESERVATION_SECONDS),
+        holder=holder, drawn=False,
+    )
+    return rows[:run], rows[run:]
+
+
+# One statement on an autocommit connection: the study row is locked only inside it, never across a
+# client round trip. No FOR UPDATE: the guard `next_number = h.first` makes it optimistic. A
+# concurrent reservation that committed first changes next_number, PostgreSQL re-checks the guard on
+# the new row version, nothing is updated or inserted (`wanted` > 0 with no row), and the caller
+# runs the statement again with a fresh snapshot. The numbers and their rows commit together, so a
+# crash at any point loses neither. Used only for studies without max_concurrent: a concurrency cap
+# needs the running count read under the admission lock (reserve_trials).
+_RESERVE_PG = text("""
+WITH g AS (
+    SELECT id, next_number AS first, method, lease_seconds,
+           COALESCE(max_trials - next_number, 2147483647) AS budget_left,
+           GREATEST(0, LEAST(:count, COALESCE(max_trials - next_number, :count))) AS run
+    FROM studies WHERE id = :study_id AND state = 'running' AND max_concurrent IS NULL
+), h AS (
+    SELECT id, first, run, method, lease_seconds,
+           CASE WHEN run = 0 THEN 0 ELSE GREATEST(0, LEAST(:extra, budget_left - run)) END AS queue
+    FROM g
+), u AS (
+    UPDATE studies SET next_number = h.first + h.run + h.queue
+    FROM h WHERE studies.id = h.id AND h.run > 0 AND studies.next_number = h.first AND studies.state = 'running'
+    RETURNING h.first, h.run, h.queue, h.method, h.lease_seconds
+), ins AS (
+    INSERT INTO trials (study_id, number, state, params, method, attempt, runs, worker_id, holder, lease_token,
+                        lease_expires_at, metrics, created_at, started_at, drawn)
+    SELECT :study_id, n, 'running', '{}'::jsonb, u.method, 0, 1, :worker_id, :holder,
+           replace(gen_random_uuid()::text, '-', ''),
+           EXTRACT(EPOCH FROM clock_timestamp())::double precision + LEAST(u.lease_seconds, :reservation_seconds),
+           '{}'::jsonb, now(), now(), false
+    FROM u CROSS JOIN generate_series(u.first, u.first + u.run + u.queue - 1) AS n
+    RETURNING *
+)
+SELECT h.run AS wanted, ins.* FROM h LEFT JOIN ins ON true ORDER BY ins.number
+""")
+RESERVE_TRIES = 100
+
+
+def reserve_trials_pg(
+    conn: Connection, study_id: int, count: int, extra: int, *, worker_id: str, holder: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """reserve_trials as one autocommit PostgreSQL statement (studies without max_concurrent);
+    retried when a concurrent reservation won the study row."""
+    params = {"study_id": study_id, "count": count, "extra": extra, "worker_id": worker_id, "holder": holder,
+              "reservation_seconds": RESERVATION_SECONDS}
+    for _ in range(RESERVE_TRIES):
+        result = conn.execute(_RESERVE_PG, params).mappings().all()
+        if not result or result[0]["wanted"] == 0:
+            return [], []
+        if result[0]["id"] is not None:
+            run = result[0]["wanted"]
+            rows = [{k: v for k, v in r.items() if k != "wanted"} for r in result]
+            return rows[:run], rows[run:]
+    return [], []
+
+
+def fill_drawn(
+    session: Session, rows: list[dict[str, Any]], params_list: list[dict[str, Any]], methods: list[str],
+    *, queue: bool = False,
+) -> list[dict[str, Any]]:
+    """Give reserved rows their drawn params and the study's full lease. Fenced by each row's
+    lease token: a reservation whose lease ran out meanwhile (and was taken over) is left to its
+    new holder. `queue` rows go to waiting for any worker to claim, in one executemany (nothing
+    is returned for them); rows to run come back filled, those that could not be filled do not."""
+    params = [{"b_id": row["id"], "b_token": row["lease_token"], "b_params": p, "b_method": m}
+              for row, p, m in zip(rows, params_list, methods)]
+    if not params:
+        return []
+    if queue:
+        session.execute(_FILL_QUEUED, params)
+        return []
+    return [dict(r) for p in params if (r := session.execute(_FILL_RUNNING, p).mappings().one_or_none())]
+
+
+_RESERVED = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.lease_token == bindparam("b_token"),
+                 TRIALS.c.state == "running", TRIALS.c.drawn.is_(False))
+_FILL_RUNNING = (
+    update(TRIALS).where(_RESERVED)
+    .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            lease_expires_at=db_epoch() + _lease_seconds_of_study())
+    .returning(*TRIALS.c)
+)
+_FILL_QUEUED = (
+    update(TRIALS).where(_RESERVED)
+    .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            state="waiting", worker_id=None, holder=None, lease_token=None, lease_expires_at=None, started_at=None)
+)
+
+
+def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Remove reserved rows that will never be drawn (a grid with no points left); fenced like
+    fill_drawn. Returns how many went."""
+    gone = 0
+    for row in rows:
+        gone += session.execute(
+            delete(TRIALS).where(TRIALS.c.id == row["id"], TRIALS.c.lease_token == row["lease_token"],
+                                 TRIALS.c.drawn.is_(False))
+        ).rowcount or 0
+    return gone
+
+
+# ---- claims ---------------------------------------------------------------------------------------
 
 _RUNNING_PEERS = TRIALS.alias("running_peers")
 
 
-@lru_cache(maxsize=32)
-def _claim_statement(one_study: bool, objective: str | None = ANY):
-    """Built once per shape (and objective): constructing this statement costs more than running
-    it. Parameters: b_worker_id, b_now, b_limit, and b_study_id when `one_study`."""
-    conds = [TRIALS.c.state == "waiting", STUDIES.c.state == "running", runs_study(STUDIES.c.objective, objective)]
-    if one_study:
-        conds.append(TRIALS.c.study_id == bindparam("b_study_id"))
+@lru_cache(maxsize=1)
+def _claim_statement():
+    """Built once: constructing this statement costs more than running it. Parameters:
+    b_study_id, b_worker_id, b_holder, b_now, b_limit."""
     r = _RUNNING_PEERS
     running = (
         select(func.count()).select_from(r).where(r.c.study_id == STUDIES.c.id, r.c.state == "running")
         .scalar_subquery()
     )
-    conds.append((STUDIES.c.max_concurrent.is_(None)) | (running < STUDIES.c.max_concurrent))
     candidates = (
         select(TRIALS.c.id)
         .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
-        .where(and_(*conds))
+        .where(TRIALS.c.state == "waiting", STUDIES.c.state == "running", TRIALS.c.study_id == bindparam("b_study_id"),
+               (STUDIES.c.max_concurrent.is_(None)) | (running < STUDIES.c.max_concurrent))
         .order_by(TRIALS.c.id)
         .limit(bindparam("b_limit"))
         .with_for_update(of=TRIALS, skip_locked=True)
@@ -88,35 +236,53 @@ def _claim_statement(one_study: bool, objective: str | None = ANY):
         update(TRIALS)
         .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
         .values(
-            state="running", worker_id=bindparam("b_worker_id"), lease_token=db_token(),
+            state="running", worker_id=bindparam("b_worker_id"), holder=bindparam("b_holder"), lease_token=db_token(),
             lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
-            stop_reason=None, stop_step=None,
+            stop_reason=None, stop_step=None, runs=TRIALS.c.runs + 1,
         )
         .returning(*TRIALS.c)
     )
 
 
 def claim_waiting(
-    session: Session, *, worker_id: str, study_id: int | None = None, limit: int = 1,
-    objective: str | None = ANY,
+    session: Session, *, worker_id: str, study_id: int, limit: int = 1, holder: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Hand the oldest waiting trials of running studies to `worker_id` under fresh leases.
+    """Hand the oldest waiting trials of a running study to `worker_id` under fresh leases.
 
     One statement: WITH picked AS (candidates) UPDATE ... RETURNING. PostgreSQL locks the candidates
     FOR UPDATE SKIP LOCKED, so concurrent claimers take different rows without waiting, and the
     UPDATE re-checks state='waiting'. SQLite: the transaction began IMMEDIATE, so claimers are
-    serialised. Each row gets its own token from the database (db_token). `objective`: only
-    studies a worker running it can run (store.workers.runs_study); ANY for no filter.
+    serialised. Each row gets its own token from the database (db_token). For a study with
+    max_concurrent the caller holds its admission lock (store.studies.lock_admission), so the
+    running count the statement reads is exact; the limit on `limit` rows is then the caller's.
+    Rows may come back undrawn (a reservation whose server died): the caller draws them.
     """
-    params: dict[str, Any] = {"b_worker_id": worker_id, "b_now": utcnow(), "b_limit": limit}
-    if study_id is not None:
-        params["b_study_id"] = study_id
-    rows = session.execute(_claim_statement(study_id is not None, objective), params).mappings().all()
+    params = {"b_study_id": study_id, "b_worker_id": worker_id, "b_holder": holder, "b_now": utcnow(),
+              "b_limit": limit}
+    rows = session.execute(_claim_statement(), params).mappings().all()
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
+def waiting_studies(session: Session, objective: str | None = None, limit: int = 5) -> list[tuple[int, int | None]]:
+    """(study id, max_concurrent) of running studies with waiting trials that a worker running
+    `objective` can run (store.workers.runs_study), oldest waiting trial first."""
+    first = func.min(TRIALS.c.id)
+    return [
+        (sid, cap) for sid, cap, _ in session.execute(
+            select(TRIALS.c.study_id, STUDIES.c.max_concurrent, first)
+            .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
+            .where(TRIALS.c.state == "waiting", STUDIES.c.state == "running",
+                   runs_study(STUDIES.c.objective, objective))
+            .group_by(TRIALS.c.study_id, STUDIES.c.max_concurrent)
+            .order_by(first)
+            .limit(limit)
+        ).all()
+    ]
+
+
 _HELD = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.state == "running",
-             TRIALS.c.lease_token == bindparam("b_token"))
+             TRIALS.c.lease_token == bindparam("b_token"),
+             TRIALS.c.holder.is_not_distinct_from(bindparam("b_holder", type_=TRIALS.c.holder.type)))
 
 
 @lru_cache(maxsize=64)
@@ -131,41 +297,41 @@ def _held_update(state: str | None, keys: tuple[str, ...]):
     if state is None:  # renew the lease
         values["lease_expires_at"] = db_epoch() + _lease_seconds_of_study()
     else:
-        values.update(state=state, lease_token=None, lease_expires_at=None)
+        values.update(state=state, lease_expires_at=None)
         if state == "waiting":
-            values["worker_id"] = None
+            values.update(worker_id=None, holder=None, lease_token=None)
         else:
+            # The token stays on the ended trial: only that lease may repeat the ending.
             values["finished_at"] = bindparam("b_finished_at")
     return update(TRIALS).where(_HELD).values(**values).returning(*TRIALS.c)
 
 
-def _run_held(session: Session, state: str | None, trial_id: int, token: str, values: dict[str, Any]):
+def _run_held(session: Session, state: str | None, trial_id: int, token: str, holder: str | None,
+              values: dict[str, Any]):
     params = {f"b_{k}": v for k, v in values.items()}
-    params.update(b_id=trial_id, b_token=token)
+    params.update(b_id=trial_id, b_token=token, b_holder=holder)
     if state not in (None, "waiting"):
         params["b_finished_at"] = utcnow()
     stmt = _held_update(state, tuple(sorted(values)))
     return session.execute(stmt, params).mappings().one_or_none()
 
 
-def touch_held(session: Session, trial_id: int, token: str, **values: Any) -> dict[str, Any] | None:
-    """Renew the lease of a trial the caller holds (and set `values`; `last_step` only ever rises);
-    None when it is not held."""
-    return _run_held(session, None, trial_id, token, values)
+def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None,
+               **values: Any) -> dict[str, Any] | None:
+    """Renew the lease of a trial the caller (`token` under API identity `holder`) holds, and set
+    `values` (`last_step` only ever rises); None when it is not held."""
+    return _run_held(session, None, trial_id, token, holder, values)
 
 
-def end_held(session: Session, trial_id: int, token: str, state: str, **values: Any) -> dict[str, Any] | None:
+def end_held(session: Session, trial_id: int, token: str, state: str, holder: str | None = None,
+             **values: Any) -> dict[str, Any] | None:
     """Move a held trial to an ended state (or back to waiting); None when the caller does not hold it."""
-    return _run_held(session, state, trial_id, token, values)
+    return _run_held(session, state, trial_id, token, holder, values)
 
 
 def get_trial_row(session: Session, trial_id: int) -> dict[str, Any] | None:
     row = session.execute(select(TRIALS).where(TRIALS.c.id == trial_id)).mappings().one_or_none()
     return dict(row) if row is not None else None
-
-
-def get_trial(session: Session, trial_id: int) -> Trial | None:
-    return session.get(Trial, trial_id)
 
 
 def list_trials(
@@ -191,21 +357,39 @@ def best_trial(session: Session, study_id: int, goal: str) -> Trial | None:
     ).one_or_none()
 
 
-def record_reports(session: Session, trial_id: int, steps: list[tuple[int, float | None, dict[str, Any]]]) -> None:
-    """Store (step, metric value, metrics) rows; a step already stored is kept as it was (idempotent)."""
+def record_reports(
+    session: Session, trial_id: int, run: int, steps: list[tuple[int, float | None, dict[str, Any]]]
+) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """Store (step, metric value, metrics) rows of run `run` of the trial. A step stored by an
+    earlier run is replaced (the retry started over); one stored by this run is kept as it was.
+    Returns (step, stored metrics, sent metrics) for each step this run had already stored, for
+    the caller to compare (a retried request sends the same metrics; anything else is a conflict)."""
     if not steps:
-        return
+        return []
     dialect = session.bind.dialect.name
     now = utcnow()
-    rows = [dict(trial_id=trial_id, step=step, value=value, metrics=metrics, created_at=now)
+    rows = [dict(trial_id=trial_id, run=run, step=step, value=value, metrics=metrics, created_at=now)
             for step, value, metrics in steps]
-    session.execute(_report_insert(dialect), rows)
+    inserted = set(session.scalars(_report_insert(dialect), rows).all())
+    if len(inserted) == len(rows):
+        return []
+    sent = {step: metrics for step, _, metrics in steps if step not in inserted}
+    stored = session.execute(
+        select(REPORTS.c.step, REPORTS.c.metrics).where(REPORTS.c.trial_id == trial_id, REPORTS.c.step.in_(sent))
+    ).all()
+    return [(step, metrics, sent[step]) for step, metrics in stored]
 
 
 @lru_cache(maxsize=2)
 def _report_insert(dialect: str):
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert_(REPORTS).on_conflict_do_nothing(index_elements=["trial_id", "step"])
+    stmt = insert_(REPORTS)
+    return stmt.on_conflict_do_update(
+        index_elements=["trial_id", "step"],
+        set_={"run": stmt.excluded.run, "value": stmt.excluded.value, "metrics": stmt.excluded.metrics,
+              "created_at": stmt.excluded.created_at},
+        where=REPORTS.c.run < stmt.excluded.run,
+    ).returning(REPORTS.c.step)
 
 
 def last_report_value(session: Session, trial_id: int) -> float | None:
@@ -258,30 +442,33 @@ class JsonParams(Mapping[str, Any]):
 
 
 def history(session: Session, study_id: int) -> list[tuple[Mapping[str, Any], float | None, str]]:
-    """(params, value, state) of every trial of a study, for the optimizers; params are decoded
-    lazily (JsonParams), values and states are not."""
+    """(params, value, state) of every drawn trial of a study, for the optimizers; params are decoded
+    lazily (JsonParams), values and states are not. Reservations not drawn yet have no params."""
     return [
-        (JsonParams(text), value, state)
-        for text, value, state in session.execute(
-            select(cast(TRIALS.c.params, Text), TRIALS.c.value, TRIALS.c.state).where(TRIALS.c.study_id == study_id)
+        (JsonParams(text_), value, state)
+        for text_, value, state in session.execute(
+            select(cast(TRIALS.c.params, Text), TRIALS.c.value, TRIALS.c.state)
+            .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True))
         ).all()
     ]
 
 
 def expire_leases(session: Session) -> tuple[list[int], list[int]]:
     """Requeue running trials whose lease ran out (attempt + 1, same params), or fail them once
-    they have used their retries. Returns (requeued trial ids, study ids of failed trials).
-    Uses the database clock."""
+    they have used their retries. A reservation that was never drawn (its server died before the
+    optimizer answered) goes back to waiting without using an attempt: no worker ever ran it.
+    Returns (requeued trial ids, study ids of failed trials). Uses the database clock."""
     max_retries = (
         select(STUDIES.c.max_retries).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery()
     )
     expired = and_(TRIALS.c.state == "running", TRIALS.c.lease_expires_at < db_epoch())
     requeued = session.scalars(
         update(TRIALS)
-        .where(expired, TRIALS.c.attempt < max_retries)
+        .where(expired, or_(TRIALS.c.attempt < max_retries, TRIALS.c.drawn.is_(False)))
         .values(
-            state="waiting", attempt=TRIALS.c.attempt + 1, worker_id=None, lease_token=None,
-            lease_expires_at=None, stop_reason=None, stop_step=None,
+            state="waiting", attempt=case((TRIALS.c.drawn.is_(True), TRIALS.c.attempt + 1), else_=TRIALS.c.attempt),
+            worker_id=None, holder=None, lease_token=None, lease_expires_at=None, stop_reason=None,
+            stop_step=None,
         )
         .returning(TRIALS.c.id)
     ).all()
@@ -289,7 +476,7 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
     # a lease that runs out between the two statements must not be failed with retries left.
     failed = session.scalars(
         update(TRIALS)
-        .where(expired, TRIALS.c.attempt >= max_retries)
+        .where(expired, TRIALS.c.drawn.is_(True), TRIALS.c.attempt >= max_retries)
         .values(
             state="failed", attempt=TRIALS.c.attempt + 1, lease_token=None, lease_expires_at=None,
             fail_kind="lease_expired", fail_reason="lease expired and the retry budget is used up",
@@ -299,6 +486,3 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
     ).all()
     return list(requeued), list(failed)
 
-
-def db_now(session: Session) -> float:
-    return float(session.scalar(select(db_epoch())))

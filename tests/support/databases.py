@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 PG_ADMIN_URL = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -34,7 +34,10 @@ def drop_pg_database(url: str) -> None:
 
 
 def truncate_all(url: str) -> None:
+    """Empty every table but alembic_version (tokens too: one left behind would turn auth on for
+    the next test)."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE trial_logs, workers, trial_reports, trials, studies RESTART IDENTITY CASCADE"))
+        tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+        conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -33,7 +33,9 @@ class LiveServer:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--no-access-log"],
+             "--port", str(self.port), "--log-level", "warning", "--no-access-log",
+             # The slow-header deadline lives in the protocol (service/serving.py).
+             "--http", "service.serving:GuardedH11Protocol"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -42,6 +44,13 @@ class LiveServer:
             self.stop()
             raise RuntimeError(f"{err} (log: {self.log_path})") from err
         return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye (a crash)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

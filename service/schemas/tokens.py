@@ -1,0 +1,32 @@
+"""Wire types for API tokens (admin routes /api/v1/tokens) and the Role names they carry."""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
+
+
+class Role(StrEnum):
+    """admin: everything. worker: read, and claim / ask / heartbeat / report / end trials."""
+
+    ADMIN = "admin"
+    WORKER = "worker"
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=TOKEN_NAME_PATTERN, description="Unique; letters, digits, '_', '-', '.'")
+    role: Role = Role.WORKER
+
+
+class TokenRead(BaseModel):
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The secret, shown this once: only its SHA-256 is stored")
