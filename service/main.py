@@ -22,6 +22,7 @@ from service.api import errors as api_errors
 from service.api import health, logs, studies, tokens, trials
 from service.api.deps import require_caller
 from service.api.limits import BodyLimits
+from service.api.openapi import install_openapi
 from service.auth.exposure import check_exposure
 from service.auth.guard import TokenCache
 from service.config import Settings
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="tuneserve",
         version="0.1.0",
         description="Hyperparameter tuning for CNNs: studies, trials and a lease-based worker protocol.",
-        lifespan=lifespan,
+        lifespan=lifespan, docs_url=None, redoc_url=None,  # /docs with local assets: install_openapi
     )
     app.state.settings = settings
     api_errors.install(app)
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     install_dashboard(app)
     install_metrics(app)
+    install_openapi(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -136,3 +136,34 @@ def test_errors_are_one_readable_line(cli, live_server, tmp_path):
 def test_worker_and_demo_keep_their_own_options(capsys):
     assert main(["worker", "--help"]) == 0
     assert "--slots" in capsys.readouterr().out
+
+
+MAPPING_SWEEP = """\
+name: my mapping sweep
+method: bayes
+metric: {name: val_loss, goal: minimize, target: 0.1}
+run_cap: 2
+parameters:
+  lr: {min: 0.001, max: 0.1}
+  arch: {values: [{depth: 2, width: 8}, {depth: 3, width: 16}]}
+"""
+
+
+def test_display_names_engines_and_mapping_values(cli, live_server, tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(MAPPING_SWEEP)
+    url = live_server.url
+    r = cli("study", "create", str(sweep), "-s", url, "--json")
+    assert r.exit_code == 0, r.output
+    study = json.loads(r.output)
+    name = study["name"]
+    assert name == "my-mapping-sweep" and study["display_name"] == "my mapping sweep"
+    r = cli("study", "status", name, "-s", url)
+    assert f"(engine {study['engine']})" in r.output and "minimize val_loss to 0.1" in r.output
+    _run_trials(url, name, 1)
+    out = tmp_path / "t.csv"
+    assert cli("study", "export", name, "-o", str(out), "-s", url).exit_code == 0
+    row = next(csv.DictReader(io.StringIO(out.read_text())))
+    # A mapping value stays one column, as JSON; it is not split into params.arch.depth and .width.
+    assert json.loads(row["params.arch"]) in ({"depth": 2, "width": 8}, {"depth": 3, "width": 16})
+    assert "params.arch.depth" not in row

@@ -65,7 +65,7 @@ async def _study_body(request: Request) -> StudyCreate:
 @router.post(
     "", status_code=201, response_model=StudyRead,
     openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": StudyCreate.model_json_schema()},
+        "application/json": {"schema": {"$ref": "#/components/schemas/StudyCreate"}},  # api/openapi.py
         "application/yaml": {"schema": {"type": "string"}},
     }}},
 )

@@ -33,7 +33,11 @@ def counts_text(counts: dict) -> str:
 
 def study_line(study: dict) -> str:
     metric = study["metric"]
-    parts = [f"method {study['method']}", f"{metric['goal']} {metric['name']}"]
+    method = study["method"]
+    if study.get("engine") and study["engine"] != method:
+        method = f"{method} (engine {study['engine']})"
+    target = f" to {number(metric['target'])}" if metric.get("target") is not None else ""
+    parts = [f"method {method}", f"{metric['goal']} {metric['name']}{target}"]
     if study.get("max_trials"):
         parts.append(f"budget {study['max_trials']} trials")
     if study.get("display_name") and study["display_name"] != study["name"]:
@@ -44,6 +48,12 @@ def study_line(study: dict) -> str:
 def print_status(study: dict) -> None:
     out.print(f"[bold]{study['name']}[/]: {study['state']}, {study_line(study)}")
     out.print(f"trials: {progress_text(study)} done" + (f" ({counts_text(study['counts'])})" if study["counts"]["total"] else ""))
+    if study.get("target_reached_by") is not None:
+        out.print(f"target reached by trial {study['target_reached_by']}: the study finished")
+    if study.get("runner_warning"):
+        out.print(f"[yellow]warning:[/] {study['runner_warning']}")
+    elif "runnable_by_workers" in study and study["state"] == "running":
+        out.print(f"workers able to run it: {study['runnable_by_workers']}")
     best = study.get("best_trial")
     if best:
         out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}")
@@ -75,11 +85,22 @@ EXPORT_FIRST = ("number", "state", "value", "method", "attempt", "worker_id", "l
                 "fail_reason", "stop_reason", "created_at", "started_at", "finished_at")
 
 
-def export_row(trial: dict) -> dict[str, Any]:
+def space_leaves(study: dict) -> list[str] | None:
+    """The flat names of the study's parameters, so a parameter whose value is a mapping stays one
+    column; None when the stored document cannot be read (every dict is then a level)."""
+    from service.space import parse_parameters
+
+    try:
+        return list(parse_parameters(study["parameters"]).names)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def export_row(trial: dict, leaves: list[str] | None = None) -> dict[str, Any]:
     row = {k: trial.get(k) for k in EXPORT_FIRST}
     for key, value in (trial.get("fidelity") or {}).items():
         row[f"fidelity.{key}"] = value
-    for key, value in flatten_params(trial["params"]).items():
+    for key, value in flatten_params(trial["params"], leaves).items():
         row[f"params.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) or value is None else value
     metrics = {**((trial.get("last_report") or {}).get("metrics") or {}), **(trial.get("metrics") or {})}
     for key, value in metrics.items():

@@ -199,6 +199,7 @@ def export(
     if fmt not in ("csv", "json"):
         fail(f"--format must be csv or json, got {fmt!r}")
     with Api(server, token) as api:
+        leaves = render.space_leaves(api.get(f"/studies/{name}"))
         rows = api.all_trials(name)
     stream = open(output, "w", newline="") if output else sys.stdout
     try:
@@ -206,7 +207,7 @@ def export(
             json.dump(rows, stream, indent=2)
             stream.write("\n")
         else:
-            flat = [render.export_row(r) for r in rows]
+            flat = [render.export_row(r, leaves) for r in rows]
             fields = render.export_columns(flat)
             writer = csv.DictWriter(stream, fieldnames=fields)
             writer.writeheader()
