@@ -167,3 +167,27 @@ def test_display_names_engines_and_mapping_values(cli, live_server, tmp_path):
     # A mapping value stays one column, as JSON; it is not split into params.arch.depth and .width.
     assert json.loads(row["params.arch"]) in ({"depth": 2, "width": 8}, {"depth": 3, "width": 16})
     assert "params.arch.depth" not in row
+
+
+def test_tokens_from_the_command_line(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'tokens.db'}"
+    r = cli("token", "create", "ops", "--role", "admin", "--database-url", url)
+    assert r.exit_code == 0, r.output
+    secret = r.stdout.strip().splitlines()[0]
+    assert secret.startswith("tsv_")
+    assert cli("token", "create", "gpu-box-1", "--database-url", url).exit_code == 0
+    listed = cli("token", "list", "--database-url", url).output
+    assert "name=ops  role=admin" in listed and "name=gpu-box-1  role=worker" in listed
+    assert secret not in listed  # never shown again
+    r = cli("token", "create", "ops", "--database-url", url)
+    assert r.exit_code == 1 and "already exists" in r.output
+    assert cli("token", "revoke", "gpu-box-1", "--database-url", url).exit_code == 0
+    r = cli("token", "revoke", "gpu-box-1", "--database-url", url)
+    assert r.exit_code == 1 and "no API token named 'gpu-box-1'" in r.output
+
+
+def test_server_refuses_to_bind_beyond_loopback_without_a_token(cli, tmp_path):
+    env = {"TUNESERVE_DATABASE_URL": f"sqlite:///{tmp_path / 'open.db'}", "TUNESERVE_API_TOKEN": ""}
+    r = cli("server", "--host", "0.0.0.0", "--port", str(free_port()), env=env)
+    assert r.exit_code == 1
+    assert "refusing to serve on 0.0.0.0" in r.output and "--insecure" in r.output
