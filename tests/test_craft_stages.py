@@ -36,7 +36,7 @@ def test_the_issue_example():
     assert stage_fidelity(stages, 1, Fidelity(data_seed=3)) == Fidelity(epochs=10, data_seed=3)
     assert [s.to_dict() for s in stages] == [
         {"trials": 40, "epochs": 2, "data_fraction": 0.1},
-        {"trials": 20, "epochs": 10, "refine": {"top_k": 5, "margin": 0.25, "min_fraction": 0.1}}]
+        {"trials": 20, "epochs": 10, "refine": {"top_k": 5, "margin": 0.25, "min_fraction": 0.1, "rerun_top": True}}]
 
 
 def test_every_key():
