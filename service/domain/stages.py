@@ -34,7 +34,7 @@ from service.craft.stages import (
 )
 from service.db.models import Study
 from service.domain import fidelity as fidelity_domain
-from service.errors import InvalidInput
+from service.errors import InvalidInput, StudyExists
 from service.schemas.craft import StageRead
 from service.schemas.enums import ENDED_STATES, StudyMethod, StudyState
 from service.space import parse_parameters
@@ -60,6 +60,10 @@ def parse_document(body: Any) -> tuple[Stage, ...] | None:
     if body.repeat_top is not None:
         raise InvalidInput(("body", "repeat_top"), "put `repeat_top` in the stage that should repeat its top "
                                                    "configurations (stages[i].repeat_top)")
+    for stage in stages:
+        if stage.method == StudyMethod.BAYES and body.metric is None:
+            raise InvalidInput(("body", "stages", stage.index, "method"),
+                               "method bayes needs a `metric` to model: give metric.name and metric.goal")
     return stages
 
 
@@ -101,6 +105,17 @@ def follow(session: Session, header):
             break
         header = nxt
     return header
+
+
+def served_as(session: Session, study: Study) -> tuple[str, ...]:
+    """The earlier stages' names, which a worker's --study may give to be served this stage."""
+    names, current = [], study
+    for _ in range(study.stage_index or 0):
+        if current.parent_id is None:
+            break
+        current = study_store.get_study_by_id(session, current.parent_id)
+        names.append(current.name)
+    return tuple(names)
 
 
 # --- the transition -------------------------------------------------------------------------------
@@ -150,6 +165,8 @@ def _counts(session: Session, study: Study) -> StageCounts:
 def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previous: Study, index: int) -> None:
     from service.domain import refine
 
+    if study_store.stage_child(session, previous.id, index) is not None:
+        return  # another server ended the stage and created its successor first
     results = refine.trial_results(session, previous.id)
     document = dict(previous.config or {})
     name = refine.free_name(session, f"{root.name[:180]}-stage-{index}")
@@ -168,7 +185,7 @@ def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previ
     try:
         with session.begin_nested():
             refine.create_child(session, previous, doc, plan, rerun=rerun, stage_index=index)
-    except IntegrityError:  # created by another server that ended the stage at the same moment
+    except (IntegrityError, StudyExists):  # the unique (parent_id, stage_index): created meanwhile elsewhere
         log.info("study %s: stage %d exists already", previous.name, index)
     except InvalidInput as err:
         previous.stage_note = f"stage {index} could not start: {err.message}"

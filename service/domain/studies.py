@@ -372,7 +372,7 @@ def study_read(session: Session, study: Study) -> StudyRead:
         pruner=study.pruner,
         warm_start_from=study.warm_start_from,
         objective=study.objective,
-        **runners.read_fields(session, study),
+        **runners.read_fields(session, study, stages.served_as(session, study)),
         project=config.get("project"),
         entity=config.get("entity"),
         target_reached_by=study.target_reached_by,
