@@ -327,6 +327,10 @@ def test_a_lucky_single_run_does_not_win_once_repeated(client):
     assert best["p_best_over_runner_up"] == pytest.approx(0.918, abs=1e-3) and "beats the runner-up" in best["statement"]
     assert study["best_trial"]["params"]["lr"] == 0.02 and study["best_trial"]["value"] == 0.49
     assert sorted(len(g["trials"]) for g in study["repeat_groups"]) == [4, 4]
+    # a refine ranks configurations (a repeated one at its mean), not its runs one by one
+    child = client.post(f"{API}/studies/noisy/refine", json={"top_k": 2, "max_trials": 4}).json()
+    assert child["refine"]["top"] == [1, 0] and child["refine"]["rerun"] == [1, 0]
+    assert [t["params"] for t in trials(client, child["name"])] == [configs[1], configs[0]]
 
 
 def test_repeat_refusals(client):

@@ -6,7 +6,8 @@ craft.refine.refine's plan around the parent's top k completed trials at the par
 its `refine` record says how (top trials, changes per parameter, options); its `parent` and the
 parent's `children` link them both ways. With `rerun_top` (the default) the top k configurations
 are enqueued first in the child, at the child's fidelity, and counted in its budget: a practitioner
-checks the candidates at the longer runs before searching around them. The parent's other
+checks the candidates at the longer runs before searching around them. A configuration with repeats
+counts once, at the mean of its runs (`configurations`). The parent's other
 completed trials inside the child's space warm-start the child's optimizer, their values mapped
 by rank onto the child's own (craft.refine.warm_start): a 2-epoch loss is not a 10-epoch loss, its
 rank is. A warm start between studies of the same fidelity feeds the values as they are.
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from service.craft.fidelity import Fidelity, FidelityError
 from service.craft.refine import RefineError, RefinePlan, refine, top_trials, warm_start
+from service.craft.repeats import config_key, group_repeats
 from service.craft.trials import TrialResult
 from service.db.models import Study
 from service.domain import fidelity as fidelity_domain
@@ -58,6 +60,25 @@ def trial_results(session: Session, study_id: int) -> list[TrialResult]:
     return out
 
 
+def configurations(session: Session, study_id: int) -> list[TrialResult]:
+    """The study's trials with the repeats of a configuration folded into one result: its first
+    trial's number and params, the mean of its completed runs (craft.repeats.group_repeats). What a
+    refine ranks (its top k are k configurations, not one lucky seed and its repeats) and what a
+    warm start feeds (one observation per configuration)."""
+    results = trial_results(session, study_id)
+    if len({config_key(r.params) for r in results}) == len(results):
+        return results
+    by_number = {r.number: r for r in results}
+    out = []
+    for group in group_repeats(results):
+        first = by_number[group.numbers[0]]
+        if group.count:
+            out.append(TrialResult(first.number, group.params, group.mean, "completed", first.fidelity))
+        else:
+            out.extend(by_number[n] for n in group.numbers)
+    return sorted(out, key=lambda r: r.number)
+
+
 def free_name(session: Session, base: str) -> str:
     from service.domain.studies import slug_candidates
 
@@ -72,7 +93,7 @@ def child_seed(parent_seed: int, index: int) -> int:
 def refine_study(session: Session, name: str, body: Any) -> Study:
     """POST /studies/{name}/refine (body: schemas.craft_requests.RefineRequest)."""
     parent = study_store.get_study(session, name)
-    results = trial_results(session, parent.id)
+    results = configurations(session, parent.id)
     completed = top_trials(results, len(results) or 1, parent.goal)
     if not completed:
         raise NotEnoughTrials(name, "no completed trial with a finite value to refine around yet")
@@ -120,7 +141,7 @@ def create_child(session: Session, parent: Study, document: dict[str, Any], plan
     child = create_study(session, body, parent=parent, stage_index=stage_index, refine_record=record)
     if rerun and plan is not None:
         space = SearchSpace.from_json(child.space)
-        by_number = {t.number: t for t in trial_results(session, parent.id)}
+        by_number = {t.number: t for t in configurations(session, parent.id)}
         configs, numbers = [], []
         for number in plan.top:
             params = _in_space(by_number[number].params, space)
@@ -154,7 +175,7 @@ def warm_start_observations(session: Session, study: Any, space: SearchSpace,
     source = study_store.find_study(session, study.warm_start_from)
     if source is None:
         return []
-    parents = trial_results(session, source.id)
+    parents = configurations(session, source.id)
     record = study.refine or {}
     exclude = record.get("rerun", []) if record.get("parent") == source.name else []
     own = Fidelity.from_dict(study.fidelity).level if study.fidelity else Fidelity().level

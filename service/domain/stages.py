@@ -167,7 +167,7 @@ def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previ
 
     if study_store.stage_child(session, previous.id, index) is not None:
         return  # another server ended the stage and created its successor first
-    results = refine.trial_results(session, previous.id)
+    results = refine.configurations(session, previous.id)
     document = dict(previous.config or {})
     name = refine.free_name(session, f"{root.name[:180]}-stage-{index}")
     try:
