@@ -48,16 +48,17 @@ _REFINE_STREAM = 0x72656669  # "refi": child seeds' own stream of the parent's s
 
 def trial_results(session: Session, study_id: int) -> list[TrialResult]:
     """The study's drawn trials as the craft's planners read them."""
-    out = []
-    for r in trial_store.trial_results(session, study_id):
-        fidelity = None
-        if r.fidelity:
-            try:
-                fidelity = Fidelity.from_dict(r.fidelity)
-            except FidelityError:
-                fidelity = None
-        out.append(TrialResult(r.number, dict(r.params), r.value, r.state, fidelity))
-    return out
+    return [_result(r) for r in trial_store.trial_results(session, study_id)]
+
+
+def _result(row) -> TrialResult:
+    fidelity = None
+    if row.fidelity:
+        try:
+            fidelity = Fidelity.from_dict(row.fidelity)
+        except FidelityError:
+            fidelity = None
+    return TrialResult(row.number, dict(row.params), row.value, row.state, fidelity)
 
 
 def configurations(session: Session, study_id: int) -> list[TrialResult]:
@@ -65,8 +66,10 @@ def configurations(session: Session, study_id: int) -> list[TrialResult]:
     trial's number and params, the mean of its completed runs (craft.repeats.group_repeats). What a
     refine ranks (its top k are k configurations, not one lucky seed and its repeats) and what a
     warm start feeds (one observation per configuration)."""
-    results = trial_results(session, study_id)
-    if len({config_key(r.params) for r in results}) == len(results):
+    rows = trial_store.trial_results(session, study_id)
+    results = [_result(r) for r in rows]
+    keys = {r.config_key if r.config_key is not None else config_key(t.params) for r, t in zip(rows, results)}
+    if len(keys) == len(results):   # no configuration ran twice (stored keys): nothing to fold
         return results
     by_number = {r.number: r for r in results}
     out = []

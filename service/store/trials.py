@@ -392,11 +392,11 @@ def has_repeats(session: Session, study_id: int) -> bool:
 
 
 def trial_results(session: Session, study_id: int) -> list[Any]:
-    """(number, params, value, state, fidelity, method) of every drawn trial, in number order: what the
-    craft's planners read."""
+    """(number, params, value, state, fidelity, method, config_key) of every drawn trial, in number
+    order: what the craft's planners read."""
     return list(session.execute(
         select(TRIALS.c.number, TRIALS.c.params, TRIALS.c.value, TRIALS.c.state, TRIALS.c.fidelity,
-               TRIALS.c.method)
+               TRIALS.c.method, TRIALS.c.config_key)
         .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True))
         .order_by(TRIALS.c.number)
     ).all())
