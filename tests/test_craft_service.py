@@ -397,3 +397,23 @@ def test_the_resource_option_is_checked(client):
                             ({"type": "none", "resource": "data"}, "only tuneserve's")):
         r = client.post(f"{API}/studies", json={"name": "x", "parameters": PARENT_SPACE, "pruner": pruner})
         assert r.status_code == 422 and message in r.json()["detail"][0]["msg"], r.text
+
+
+def test_refining_a_study_that_searched_its_fidelity_knobs(client):
+    """A parent that searched epochs and data_fraction as parameters: the child fixes the data
+    fraction (all the data by default) and keeps epochs a searched, narrowed parameter unless the
+    refine sets them."""
+    space = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+             "epochs": {"distribution": "int_uniform", "min": 1, "max": 20},
+             "data_fraction": {"values": [0.25, 0.5, 1.0]}}
+    create(client, {"name": "knobs", "method": "random", "seed": 8, "max_trials": 10, "parameters": space})
+    run(client, "knobs", value=lambda p: abs(math.log10(p["lr"]) + 2) - p["epochs"] / 100)
+    child = client.post(f"{API}/studies/knobs/refine", json={"top_k": 3, "max_trials": 4, "rerun_top": False}).json()
+    assert child["fidelity"] == {"data_fraction": 1.0, "data_seed": default_data_seed(8)}
+    assert child["parameters"]["data_fraction"] == {"value": 1.0}
+    assert child["parameters"]["epochs"]["distribution"] == "int_uniform"   # still searched
+    lease = claim(client, child["name"])
+    assert lease["params"]["data_fraction"] == 1.0 and 1 <= lease["params"]["epochs"] <= 20
+    fixed = client.post(f"{API}/studies/knobs/refine", json={"top_k": 3, "max_trials": 4, "epochs": 30}).json()
+    assert fixed["fidelity"]["epochs"] == 30 and fixed["parameters"]["epochs"] == {"value": 30}
+    assert all(t["fidelity"]["epochs"] == 30 and "epochs" not in t["params"] for t in trials(client, fixed["name"]))

@@ -8,7 +8,8 @@ child or a later stage. Then:
     `data_seed` defaults to one drawn from the study's seed (SeedSequence), so every trial of the
     study sees the same stratified subset and the stages of one study nest (10% inside 100%);
   - those knobs leave the search space (a knob cannot be both the study's fidelity and searched:
-    that is a 422), so a trial's params are its hyperparameters only;
+    that is a 422), so a trial's params are its hyperparameters only; `epochs` alone may stay a
+    searched parameter while the study's fidelity does not set it;
   - every trial records the study's fidelity (trials.fidelity), and the lease hands the knobs to
     the run inside `params` (epochs and classes when set, data_fraction and data_seed always), so
     the built-in trainer cuts its data accordingly and a user objective or program reads them.
@@ -57,24 +58,29 @@ def resolve(space: SearchSpace, document: dict[str, Any] | None, *, seed: int,
     """A managed study's fidelity (see the module doc) and its search space without the knobs.
 
     `document` is the document's `fidelity` block, `stage` the knobs of the stage the study runs."""
+    if document is not None and not isinstance(document, dict):
+        raise InvalidInput(("body", "fidelity"), f"must be a mapping of {', '.join(RECORD_KEYS)}")
+    sets = set(document or {}) | set(stage or {})
     base: dict[str, Any] = {}
+    searched_epochs = False
     for dim in space.dimensions:
         if dim.name not in RECORD_KEYS:
             continue
         if dim.kind != "constant":
+            if dim.name == "epochs" and "epochs" not in sets:
+                searched_epochs = True   # an ordinary parameter while the fidelity leaves epochs alone
+                continue
             raise InvalidInput(("body", "parameters", dim.name),
                                f"{dim.name!r} is this study's fidelity (given by `fidelity`, `stages` or a refine), "
                                f"so it cannot be searched: make it a constant or drop it from parameters")
         base[dim.name] = dim.value
-    if document is not None and not isinstance(document, dict):
-        raise InvalidInput(("body", "fidelity"), f"must be a mapping of {', '.join(RECORD_KEYS)}")
     merged = {**base, **(document or {})}
     merged.setdefault("data_seed", default_data_seed(seed))
     try:
         fidelity = Fidelity.from_dict(merged, "fidelity").with_overrides(stage, stage_path)
     except FidelityError as err:
         raise InvalidInput(error_loc(err.path), err.rule) from None
-    kept = tuple(d for d in space.dimensions if d.name not in RECORD_KEYS)
+    kept = tuple(d for d in space.dimensions if d.name not in RECORD_KEYS or (d.name == "epochs" and searched_epochs))
     if not kept:
         raise InvalidInput(("body", "parameters"), "nothing to search: every parameter is a fidelity knob "
                                                    f"({', '.join(RECORD_KEYS)})")

@@ -105,6 +105,10 @@ def refine_study(session: Session, name: str, body: Any) -> Study:
                                               f"top fidelity, got {body.top_k}")
     if body.name is not None and study_store.find_study(session, body.name) is not None:
         raise InvalidInput(("body", "name"), f"a study named {body.name!r} already exists")
+    searched = {d["name"] for d in parent.space if d.get("distribution") != "constant"}
+    if "classes" in searched and body.classes is None:
+        raise InvalidInput(("body", "classes"), "the parent searches `classes`: give the child's (a refine child "
+                                                "trains every trial on one class subset)")
     seed = (parent.fidelity or {}).get("data_seed", fidelity_domain.default_data_seed(parent.seed))
     overrides = {k: getattr(body, k) for k in ("epochs", "data_fraction", "classes") if getattr(body, k) is not None}
     fidelity = Fidelity(data_seed=seed).with_overrides(overrides)
