@@ -417,3 +417,16 @@ def test_refining_a_study_that_searched_its_fidelity_knobs(client):
     fixed = client.post(f"{API}/studies/knobs/refine", json={"top_k": 3, "max_trials": 4, "epochs": 30}).json()
     assert fixed["fidelity"]["epochs"] == 30 and fixed["parameters"]["epochs"] == {"value": 30}
     assert all(t["fidelity"]["epochs"] == 30 and "epochs" not in t["params"] for t in trials(client, fixed["name"]))
+
+
+def test_the_sdk_refines_and_repeats(live_server):
+    from tuneserve import Client
+
+    with Client(live_server.url) as sdk:
+        sdk.create_study(name="sdk", method="random", seed=2, max_trials=4, parameters=PARENT_SPACE)
+        for trial in sdk.ask("sdk", count=4):
+            trial.complete(loss(trial.params))
+        child = sdk.refine("sdk", top_k=2, max_trials=3, epochs=5)
+        assert child.parent.name == "sdk" and child.fidelity["epochs"] == 5 and child.counts.waiting == 2
+        answer = sdk.repeat("sdk", top_k=1, seeds=2)
+        assert len(answer.trials) == 2 and answer.max_trials == 6 and answer.configurations[0].count == 1
