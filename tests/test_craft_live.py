@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -134,3 +135,29 @@ def test_a_worker_follows_a_staged_study_to_its_last_stage(cli, live_server, tmp
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [row["fidelity.epochs"] for row in rows] == ["2"] * 4 and rows[0]["fidelity.data_fraction"] == "1.0"
     api.close()
+
+
+def test_watch_follows_a_staged_study_to_its_last_stage(cli, live_server):
+    url = live_server.url
+    doc = {"name": "watched", "method": "random", "seed": 1,
+           "parameters": {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
+           "stages": [{"trials": 2, "data_fraction": 0.5}, {"refine": {"top_k": 1}, "trials": 2}]}
+    httpx.post(f"{url}/api/v1/studies", json=doc).raise_for_status()
+
+    def drive():  # a client serving the staged study by its first stage's name, slowly
+        with httpx.Client(base_url=url + "/api/v1", timeout=30) as c:
+            for _ in range(4):
+                time.sleep(0.4)
+                lease = c.post("/trials/claim", json={"worker_id": "w", "study": "watched"}).json()
+                c.post(f"/trials/{lease['trial_id']}/complete", json={"lease_token": lease["lease_token"],
+                                                                      "value": lease["params"]["lr"]})
+
+    runner = threading.Thread(target=drive)
+    runner.start()
+    try:
+        r = cli("study", "status", "watched", "--watch", "--interval", "0.2", "-s", url)
+    finally:
+        runner.join(60)
+    assert r.exit_code == 0, r.output
+    assert "watched-stage-1" in r.output and "→ stage 1: 2 trials at 100% data" in r.output
+    assert "watched-stage-1: finished, 2/2 ended" in r.output
