@@ -430,3 +430,23 @@ def test_the_sdk_refines_and_repeats(live_server):
         assert child.parent.name == "sdk" and child.fidelity["epochs"] == 5 and child.counts.waiting == 2
         answer = sdk.repeat("sdk", top_k=1, seeds=2)
         assert len(answer.trials) == 2 and answer.max_trials == 6 and answer.configurations[0].count == 1
+
+
+def test_the_dashboard_data_carries_the_fidelity(client):
+    create(client, {"name": "managed", "method": "random", "seed": 1, "max_trials": 2, "parameters": PARENT_SPACE,
+                    "fidelity": {"epochs": 2, "data_fraction": 0.1}})
+    space = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}, "data_fraction": {"values": [0.1, 1.0]}}
+    create(client, {"name": "searched", "method": "random", "seed": 1, "max_trials": 3, "parameters": space})
+    create(client, {"name": "constant", "method": "random", "seed": 1, "max_trials": 2,
+                    "parameters": {**PARENT_SPACE, "data_fraction": {"value": 0.5}}})
+    for params in ({"lr": 0.01, "data_fraction": 1.0}, {"lr": 0.02, "data_fraction": 0.1}, {"lr": 0.03, "data_fraction": 1.0}):
+        client.post(f"{API}/studies/searched/enqueue", json={"params": params})
+    for name in ("managed", "searched", "constant"):
+        run(client, name)
+    assert client.get("/dashboard/api/studies/managed/history").json()["fidelity_label"] == "2 epochs, 10% data"
+    assert client.get("/dashboard/api/studies/constant/history").json()["fidelity_label"] == "50% data"
+    history = client.get("/dashboard/api/studies/searched/history").json()
+    assert [history["fidelities"][i] for i in history["fidelity"]] == ["100% data", "10% data", "100% data"]
+    page = client.get("/dashboard/api/studies/searched/trials").json()
+    assert [t["fidelity_label"] for t in page["items"]] == ["100% data", "10% data", "100% data"]
+    assert all(t["config_key"] for t in page["items"])

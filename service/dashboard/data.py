@@ -123,8 +123,10 @@ def _history_fidelity(session: Session, study, numbers: list[int]) -> dict[str, 
     study searches a data knob, else nothing."""
     if study.fidelity is not None:
         return {"fidelity_label": fidelity_domain.label(study.fidelity)}
-    if not fidelity_domain.searches_data(study.space):
-        return {}
+    if not fidelity_domain.searches_data(study.space):   # constants at most: one label for every trial
+        constants = {d["name"]: d.get("value") for d in study.space if d.get("distribution") == "constant"}
+        label = fidelity_domain.label(fidelity_domain.trial_record(None, constants))
+        return {"fidelity_label": label} if label else {}
     labels: list[str] = []
     by_number = {}
     for number, text in store.trial_fidelities(session, study.id):
