@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 w.kill()
         server.terminate()
         server.wait(30)
+    shutil.rmtree(tmp, ignore_errors=True)  # kept (logs, database) only when a run fails
     wall = time.perf_counter() - t0
 
     print(f"\nthrough the service ({args.workers} workers, SQLite): shapes {SHAPES}, CNN {FIXED}; budget "
