@@ -78,6 +78,15 @@ class BudgetExhausted(DomainError):
         super().__init__(f"study {name!r}: {why}", study=name)
 
 
+class NotEnoughTrials(DomainError):
+    """A refine or repeat asked of a study that has no completed trial to work from."""
+
+    code = "not_enough_trials"
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"study {name!r}: {why}", study=name)
+
+
 class LogNotFound(DomainError):
     code = "log_not_found"
 

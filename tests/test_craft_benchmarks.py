@@ -45,3 +45,16 @@ def test_coarse_to_fine_benchmark_quick(capsys):
     assert (int(flat.group(1)), int(flat.group(2))) == (3, 6)         # budget 6 // 2 epochs
     assert (int(c2f.group(1)), int(c2f.group(2)), int(c2f.group(3))) == (4, 2, 5)  # 4 x 1 x 0.25 + 2 x 2
     assert re.search(r"median retrained val_loss: flat [\d.]+, coarse-to-fine [\d.]+", out)
+
+
+def test_coarse_to_fine_through_the_service_quick(capsys):
+    """The same arms as study documents on a real server and two worker processes: the staged arm's
+    second stage starts by itself, and the retrain is the service's repeat_top."""
+    assert _load("coarse_to_fine_service").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    flat = re.search(r"^\s*\d+ flat\s+(\d+)\s+(\d+)\s+[\d.]+\s+[\d.]+", out, re.M)
+    c2f = re.search(r"^\s*\d+ c2f\s+(\d+)\+(\d+)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+\S+\s+\S+\s+\[", out, re.M)
+    assert flat and c2f, out
+    assert (int(flat.group(1)), int(flat.group(2))) == (3, 6)
+    assert (int(c2f.group(1)), int(c2f.group(2)), int(c2f.group(3))) == (4, 2, 5)
+    assert re.search(r"median retrained val_loss: flat [\d.]+, coarse-to-fine [\d.]+", out)

@@ -36,7 +36,7 @@ def test_the_issue_example():
     assert stage_fidelity(stages, 1, Fidelity(data_seed=3)) == Fidelity(epochs=10, data_seed=3)
     assert [s.to_dict() for s in stages] == [
         {"trials": 40, "epochs": 2, "data_fraction": 0.1},
-        {"trials": 20, "epochs": 10, "refine": {"top_k": 5, "margin": 0.25, "min_fraction": 0.1}}]
+        {"trials": 20, "epochs": 10, "refine": {"top_k": 5, "margin": 0.25, "min_fraction": 0.1, "rerun_top": True}}]
 
 
 def test_every_key():
@@ -134,3 +134,12 @@ def test_a_stage_with_nothing_to_refine_says_so():
         next_stage_document({"parameters": {"lr": {"min": 0.1, "max": 1.0}}}, stages, 1,
                             [TrialResult(0, {"lr": 0.5}, None, "diverged")], parent_name="a", child_name="b", seed=1)
     assert e.value.path == "stages[1].refine" and "no completed trial" in e.value.rule
+
+
+def test_rerun_top_is_a_boolean_that_defaults_to_true():
+    stages = parse_stages([{"trials": 4}, {"trials": 2, "refine": {"top_k": 2, "rerun_top": False}}])
+    assert stages[1].refine == RefineSpec(top_k=2, rerun_top=False)
+    assert parse_stages([{"trials": 6}, {"trials": 2, "refine": True}])[1].refine.rerun_top is True
+    with pytest.raises(StageError) as err:
+        parse_stages([{"trials": 4}, {"trials": 2, "refine": {"rerun_top": "yes"}}])
+    assert err.value.path == "stages[1].refine.rerun_top" and "true or false" in err.value.rule

@@ -326,3 +326,18 @@ def test_beta_and_q_beta_stay_on_their_support(method):
         assert type(s.params["mix"]) is float
         if "p" in s.params:
             assert 0.0 <= s.params["p"] <= 1.0
+
+
+@pytest.mark.parametrize("method", NON_GRID_METHODS)
+def test_a_one_value_choice_with_pending_trials(method):
+    """A refine restricts a choice to the one value its top trials agreed on; the duplicate guard must
+    place the model's candidates (which leave that choice out) against pending trials (which have it)."""
+    space = parse_parameters({"lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 1.0},
+                              "batch_size": {"values": [32]}, "opt": {"values": ["sgd", "adam"]}})
+    rng = np.random.default_rng(np.random.SeedSequence([4, 0]))
+    completed = [Observation({"lr": float(x), "batch_size": 32, "opt": "sgd"}, float(x))
+                 for x in rng.uniform(1e-3, 1.0, 30)]
+    out = registry.get_optimizer(method).suggest(space, completed, [{"lr": 0.5, "batch_size": 32, "opt": "adam"}],
+                                                 2, 7, "minimize")
+    assert [s.method for s in out] == [method, method]   # the engine itself, not the random fallback
+    assert all(space.contains(s.params) and s.params["batch_size"] == 32 for s in out)

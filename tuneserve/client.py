@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from service.schemas.craft_requests import RepeatResponse
 from service.schemas.logs import TrialLogRead
 from service.schemas.studies import StudyRead
 from service.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
@@ -113,6 +114,17 @@ class Client:
 
     def enqueue(self, name: str, params: dict[str, Any]) -> TrialRead:
         return self._as(TrialRead, self.request("POST", f"/studies/{name}/enqueue", json={"params": params}))
+
+    def refine(self, name: str, top_k: int = 5, max_trials: int = 20, **options: Any) -> StudyRead:
+        """Coarse to fine: a child study around the top k trials; options: epochs, data_fraction,
+        classes, name, method, margin, min_fraction, rerun_top, max_concurrent."""
+        body = {"top_k": top_k, "max_trials": max_trials, **options}
+        return self._as(StudyRead, self.request("POST", f"/studies/{name}/refine", json=body))
+
+    def repeat(self, name: str, top_k: int = 3, seeds: int = 3) -> RepeatResponse:
+        """Re-run the top configurations with `seeds` new seeds each (added to the budget)."""
+        return self._as(RepeatResponse, self.request("POST", f"/studies/{name}/repeat",
+                                                     json={"top_k": top_k, "seeds": seeds}))
 
     def ask(self, name: str, count: int = 1, worker_id: str = "sdk") -> list["Trial"]:
         """`count` trials to run yourself (ask/tell), each under a lease: report, then complete."""

@@ -38,6 +38,7 @@ STATUS = {
     e.ConflictingReport: 409,
     e.InvalidStudyState: 409,
     e.BudgetExhausted: 409,
+    e.NotEnoughTrials: 409,
     e.Unauthenticated: 401,
     e.Forbidden: 403,
     e.NotLeaseHolder: 403,

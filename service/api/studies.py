@@ -1,4 +1,5 @@
-"""Study routes: create (JSON or a W&B sweep as YAML), read, list, lifecycle, enqueue, ask, trials."""
+"""Study routes: create (JSON or a W&B sweep as YAML), read, list, lifecycle, enqueue, ask, trials,
+and the craft's refine and repeat."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,11 @@ from service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
 from service.auth.guard import Caller
 from service.db.engine import Database
 from service.domain import protocol
+from service.domain import refine as refine_domain
+from service.domain import repeats as repeat_domain
 from service.domain import studies as study_domain
 from service.domain.views import trial_read
+from service.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
 from service.schemas.enums import StudyState, TrialState
 from service.schemas.studies import StudyCreate, StudyRead
 from service.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
@@ -137,3 +141,19 @@ def list_trials(
         study = study_store.get_study(s, name)
         items, total = trial_store.list_trials(s, study.id, state=state, limit=limit, offset=offset)
         return TrialPage(items=[trial_read(t, name) for t in items], total=total, limit=limit, offset=offset)
+
+
+@router.post("/{name}/refine", status_code=201, response_model=StudyRead,
+             summary="Coarse to fine: a child study around this one's top k trials")
+def refine(name: str, body: RefineRequest, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, refine_domain.refine_study(s, name, body))
+
+
+@router.post("/{name}/repeat", status_code=201, response_model=RepeatResponse,
+             summary="Re-run the top configurations with other seeds (added to the budget)")
+def repeat(name: str, body: RepeatRequest, db: Database = Depends(get_db)) -> RepeatResponse:
+    with db.transaction() as s:
+        study, rows, groups = repeat_domain.repeat(s, name, body.top_k, body.seeds)
+        return RepeatResponse(trials=[trial_read(r, name) for r in rows], configurations=groups,
+                              max_trials=study.max_trials)

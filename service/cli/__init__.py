@@ -11,6 +11,7 @@ import typer
 
 from service.cli import server as server_cmds
 from service.cli import study, trial
+from service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
 
 app = typer.Typer(
     name="tuneserve", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

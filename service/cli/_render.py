@@ -56,9 +56,11 @@ def print_status(study: dict) -> None:
         out.print(f"workers able to run it: {study['runnable_by_workers']}")
     best = study.get("best_trial")
     if best:
-        out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}")
+        at = f" at {study['fidelity_label']}" if study.get("fidelity_label") else ""
+        out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}{at}")
         for key, value in sorted(flatten_params(best["params"]).items()):
             out.print(f"  {key} = {json.dumps(value) if not isinstance(value, str) else value}")
+    print_craft(study)
     for key in ("warnings", "advice"):
         for item in study.get(key) or []:
             text = item.get("message") or item.get("text") if isinstance(item, dict) else item
@@ -67,18 +69,103 @@ def print_status(study: dict) -> None:
 
 def trial_table(trials: list[dict]) -> Table:
     names = sorted({k for t in trials for k in flatten_params(t["params"])})
+    fidelity = any(t.get("fidelity") for t in trials)
     table = Table(box=None, header_style="bold")
     for col in ("#", "state", "value", "step"):
         table.add_column(col, justify="right")
+    if fidelity:  # right of the value: a 10% run's value is not a full run's
+        table.add_column("fidelity")
     for n in names:
         table.add_column(n, justify="right")
     table.add_column("worker")
     for t in trials:
         flat = flatten_params(t["params"])
         style = STATE_STYLE.get(t["state"], "")
-        table.add_row(str(t["number"]), f"[{style}]{t['state']}[/]" if style else t["state"], number(t["value"]),
-                      number(t.get("last_step")), *(number(flat.get(n)) for n in names), t.get("worker_id") or "-")
+        cells = [str(t["number"]), f"[{style}]{t['state']}[/]" if style else t["state"], number(t["value"]),
+                 number(t.get("last_step"))]
+        if fidelity:
+            cells.append(fidelity_text(t.get("fidelity")))
+        table.add_row(*cells, *(number(flat.get(n)) for n in names), t.get("worker_id") or "-")
     return table
+
+
+# ---- the craft: lineage, stages, fidelity, repeats -----------------------------------------------
+
+def fidelity_text(record: dict | None) -> str:
+    """"2 ep, 10%" for a fidelity record; "-" for none."""
+    if not record:
+        return "-"
+    parts = [f"{record['epochs']} ep"] if record.get("epochs") else []
+    parts.append(f"{100 * record.get('data_fraction', 1.0):.3g}%")
+    if record.get("classes"):
+        parts.append(f"{record['classes']} cl")
+    return ", ".join(parts)
+
+
+def spec_text(spec: Any) -> str:
+    if isinstance(spec, dict) and "min" in spec and "max" in spec:
+        return f"[{number(spec['min'])}, {number(spec['max'])}]"
+    if isinstance(spec, dict) and "values" in spec:
+        return "{" + ", ".join(map(str, spec["values"])) + "}"
+    if isinstance(spec, dict) and "value" in spec:
+        return str(spec["value"])
+    return json.dumps(spec)
+
+
+def ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    out, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            out.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(out) or "-"
+
+
+def mean_std(group: dict) -> str:
+    if group.get("mean") is None:
+        return "no completed run"
+    std = f" ± {group['std']:.2g}" if group.get("std") is not None else ""
+    return f"{number(group['mean'])}{std} (n={group['count']})"
+
+
+def group_text(group: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(flatten_params(group["params"]).items()))
+    failed = f", {group['failures']} failed" if group.get("failures") else ""
+    return f"{mean_std(group)}{failed}: {params} [trials {ranges(group['trials'])}]"
+
+
+def print_craft(study: dict) -> None:
+    """What `study status` adds for the craft: fidelity, lineage, stages, the best configuration."""
+    if study.get("fidelity_label"):
+        out.print(f"fidelity: {study['fidelity_label']} (data seed {study['fidelity'].get('data_seed')})")
+    parent = study.get("parent")
+    if parent:
+        out.print(f"parent: {parent['name']} ({parent['relation']}, {parent['state']})")
+    children = study.get("children") or []
+    if children:
+        out.print("children: " + ", ".join(f"{c['name']} ({c['relation']}, {c['state']})" for c in children))
+    for stage in study.get("stages") or []:
+        mark = "→" if stage.get("study") == study.get("active_stage") else " "
+        refine = f", refine top {stage['refine']['top_k']}" if stage.get("refine") else ""
+        repeat = (f", repeat top {stage['repeat_top']['top_k']} x {stage['repeat_top']['seeds']}"
+                  if stage.get("repeat_top") else "")
+        where = f"{stage['study']}: {stage['state']}, {stage['ended']}/{stage['total']} ended, best " \
+                f"{number(stage.get('best_value'))}" if stage.get("study") else "pending"
+        out.print(f"{mark} stage {stage['index']}: {stage['trials']} trials at {stage['fidelity_label']}"
+                  f"{refine}{repeat} | {where}")
+    if study.get("stage_note"):
+        out.print(f"[yellow]stages:[/] {study['stage_note']}")
+    config = study.get("best_configuration")
+    if config and study.get("repeat_groups"):  # without repeats the best trial above says it all
+        sure = config.get("p_best_over_runner_up")
+        out.print(f"best configuration: {mean_std(config)}, trials {ranges(config['trials'])}"
+                  + (f"; beats the runner-up with probability {sure:.2f}" if sure is not None else ""))
+        out.print(f"  {config['statement']}")
+    for group in study.get("repeat_groups") or []:
+        out.print(f"  repeats: {group_text(group)}")
 
 
 EXPORT_FIRST = ("number", "state", "value", "method", "attempt", "worker_id", "last_step", "fail_kind",

@@ -88,6 +88,10 @@ def list_(
 
 
 def _final(study: dict) -> bool:
+    stages = study.get("stages")
+    if stages:  # a staged study goes on in its later stages (service/cli/craft.py)
+        return (stages[-1]["state"] == StudyState.FINISHED or bool(study.get("stage_note"))
+                or any(s["state"] == StudyState.STOPPED for s in stages))
     return study["state"] in (StudyState.FINISHED, StudyState.STOPPED)
 
 
@@ -117,10 +121,14 @@ def _watch(api: Api, name: str, study: dict, interval: float) -> dict:
         with Progress(*columns, console=out, transient=False) as bar:
             task = bar.add_task("", total=total, name=name, counts="", best="-")
             while True:
-                c = study["counts"]
-                best = study.get("best_trial")
-                bar.update(task, completed=sum(c[s] for s in ENDED_STATES), total=study.get("max_trials"),
-                           counts=render.counts_text(c), best=render.number(best["value"]) if best else "-")
+                # A staged study: the bar follows the stage that runs now.
+                active = study.get("active_stage")
+                shown = api.get(f"/studies/{active}") if active and active != study["name"] else study
+                c = shown["counts"]
+                best = shown.get("best_trial")
+                bar.update(task, completed=sum(c[s] for s in ENDED_STATES), total=shown.get("max_trials"),
+                           name=shown["name"], counts=render.counts_text(c),
+                           best=render.number(best["value"]) if best else "-")
                 if _final(study):
                     break
                 time.sleep(interval)

@@ -31,6 +31,9 @@ def show(
     out.print(f"[bold]trial {trial['id']}[/] (study {trial['study']}, #{trial['number']}): "
               f"{trial['state']}, value {render.number(trial['value'])}, method {trial['method']}, "
               f"attempt {trial['attempt']}, worker {trial.get('worker_id') or '-'}")
+    if trial.get("fidelity"):  # what the value was measured at (service/cli/craft.py)
+        out.print(f"fidelity: {render.fidelity_text(trial['fidelity'])} (data seed {trial['fidelity'].get('data_seed')})"
+                  + (", a repeat of its configuration with another seed" if trial.get("method") == "repeat" else ""))
     for key in ("fail_kind", "fail_reason", "stop_reason"):
         if trial.get(key):
             out.print(f"{key.replace('_', ' ')}: {trial[key]}")

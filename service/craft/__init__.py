@@ -59,6 +59,12 @@ parent_id), studies.fidelity, studies.lr_range, studies.refine (JSON); trials.fi
 trials.config_key (String(32), index (study_id, config_key)).
 The `stages` list itself stays in studies.config (the document as submitted).
 
+As built (phase 2, p2-craft): refine, stages, fidelity and repeats are wired in service/domain/
+refine.py, stages.py, fidelity.py and repeats.py (README "Coarse to fine, fidelity and repeats");
+the stage hook is stages.settle, called where finish_if_done was; repeats are added to max_trials;
+the repeat requests and a stage's failure to start are studies.repeats and studies.stage_note
+(migration 0009).
+
 Pruners and fidelity: a pruner reads steps; with `resource: data` the domain maps each trial's step
 through fidelity.resource_steps(trial fidelity, step, unit = the study's smallest data fraction)
 before building its Curve, so ASHA/Hyperband rungs count full-data epochs. The pruners themselves

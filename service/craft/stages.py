@@ -31,7 +31,7 @@ from service.craft.trials import TrialResult
 
 MAX_STAGES = 10
 STAGE_KEYS = ("trials", "epochs", "data_fraction", "classes", "refine", "repeat_top", "method")
-REFINE_KEYS = ("top_k", "margin", "min_fraction")
+REFINE_KEYS = ("top_k", "margin", "min_fraction", "rerun_top")
 REPEAT_KEYS = ("top_k", "seeds")
 # Keys of a stage's own document that a later stage does not inherit from the first one.
 _NOT_INHERITED = ("stages", "name", "max_trials", "run_cap", "warm_start_from", "lr_range_test")
@@ -51,6 +51,7 @@ class RefineSpec:
     top_k: int = 5
     margin: float = MARGIN
     min_fraction: float = MIN_FRACTION
+    rerun_top: bool = True           # the top k run first in the next stage, at its fidelity
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Stage:
         out: dict[str, Any] = {"trials": self.trials, **self.overrides}
         if self.refine is not None:
             out["refine"] = {"top_k": self.refine.top_k, "margin": self.refine.margin,
-                             "min_fraction": self.refine.min_fraction}
+                             "min_fraction": self.refine.min_fraction, "rerun_top": self.refine.rerun_top}
         if self.repeat_top is not None:
             out["repeat_top"] = {"top_k": self.repeat_top.top_k, "seeds": self.repeat_top.seeds}
         if self.method is not None:
@@ -148,7 +149,10 @@ def _refine(raw: Any, where: str) -> RefineSpec:
     min_fraction = _number(raw.get("min_fraction", MIN_FRACTION), f"{where}.min_fraction", 0.0, 1.0)
     if min_fraction == 0:
         raise StageError(f"{where}.min_fraction", "must be > 0: a range of zero width is no range")
-    return RefineSpec(top_k, margin, min_fraction)
+    rerun = raw.get("rerun_top", True)
+    if not isinstance(rerun, bool):
+        raise StageError(f"{where}.rerun_top", f"must be true or false, got {rerun!r}")
+    return RefineSpec(top_k, margin, min_fraction, rerun)
 
 
 def _repeat(raw: Any, where: str, trials: int) -> RepeatSpec:

@@ -20,6 +20,7 @@ from service.dashboard import importance as importance_mod
 from service.dashboard.shaping import (
     TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
+from service.domain import fidelity as fidelity_domain
 from service.domain import studies as study_domain
 from service.domain.views import trial_read, utc
 from service.errors import InvalidInput, TrialNotFound
@@ -113,7 +114,31 @@ def history(session: Session, name: str) -> dict[str, Any]:
     code = {s.value: i for i, s in enumerate(legend)}
     return {"goal": study.goal, "metric": study.metric_name, "id": ids, "number": numbers, "value": values,
             "states": [s.value for s in legend], "state": [code[s] for s in states],
-            "best": best_so_far(values, states, study.goal)}
+            "best": best_so_far(values, states, study.goal), **_history_fidelity(session, study, numbers)}
+
+
+def _history_fidelity(session: Session, study, numbers: list[int]) -> dict[str, Any]:
+    """Each trial's fidelity label, shown next to its value: one `fidelity_label` when the study
+    manages its fidelity (every trial shares it), else labels as indexes into `fidelities` when the
+    study searches a data knob, else nothing."""
+    if study.fidelity is not None:
+        return {"fidelity_label": fidelity_domain.label(study.fidelity)}
+    if not fidelity_domain.searches_data(study.space):   # constants at most: one label for every trial
+        constants = {d["name"]: d.get("value") for d in study.space if d.get("distribution") == "constant"}
+        label = fidelity_domain.label(fidelity_domain.trial_record(None, constants))
+        return {"fidelity_label": label} if label else {}
+    labels: list[str] = []
+    by_number = {}
+    for number, text in store.trial_fidelities(session, study.id):
+        label = fidelity_domain.label(json.loads(text)) if text else None
+        by_number[number] = label or "all the data"
+    codes = []
+    for number in numbers:
+        label = by_number.get(number, "all the data")
+        if label not in labels:
+            labels.append(label)
+        codes.append(labels.index(label))
+    return {"fidelities": labels, "fidelity": codes}
 
 
 def curves(session: Session, name: str, limit: int = CURVES_LIMIT, points: int = CURVE_POINTS) -> dict[str, Any]:
@@ -290,6 +315,8 @@ def trials_page(
             "last_step": r["last_step"], "stop_reason": r["stop_reason"], "stop_step": r["stop_step"],
             "fail_kind": r["fail_kind"], "started_at": started, "finished_at": finished,
             "duration_s": (finished - started).total_seconds() if started and finished else None,
+            "fidelity": r["fidelity"], "fidelity_label": fidelity_domain.label(r["fidelity"]),
+            "config_key": r["config_key"],
         })
     return {"items": items, "total": total, "limit": limit, "offset": offset, "sort": sort, "order": order,
             "params": [m["name"] for m in meta]}

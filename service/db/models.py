@@ -14,6 +14,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# The same, with Python None stored as SQL NULL rather than JSON null: for optional records that
+# queries test with IS NULL (a trial's fidelity, written in bulk with None for "no record").
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -64,6 +67,11 @@ class Study(Base):
     fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     lr_range: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     refine: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # Repeat requests (service/domain/repeats.py): [{source, top_k, seeds, trials, ...}], in order; the
+    # trials they enqueued were added to max_trials (repeats are an explicit extra spend).
+    repeats: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
+    # Why a staged study's next stage could not start (e.g. no completed trial to refine around).
+    stage_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -122,7 +130,7 @@ class Trial(Base):
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     # What the trial trained on (craft.fidelity record) and its configuration without the seed
     # (craft.repeats.config_key), which groups its repeats.
-    fidelity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    fidelity: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
     config_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from service.db.engine import Database
-from service.store import studies as study_store
+from service.domain.stages import settle
 from service.store import trials as trial_store
 from service.observability import metrics as observe
 
@@ -16,7 +16,7 @@ def reap_expired(db: Database) -> tuple[int, int]:
     with db.transaction() as s:
         requeued, failed_studies = trial_store.expire_leases(s)
         for study_id in sorted(set(failed_studies)):  # id order: concurrent sweeps lock studies alike
-            study_store.finish_if_done(s, study_id)
+            settle(s, study_id)
     observe.leases_expired(len(requeued), len(failed_studies))
     if requeued or failed_studies:
         log.info("lease expiry: %d trial(s) requeued, %d failed after their retries", len(requeued), len(failed_studies))

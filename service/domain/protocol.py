@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from service.db.engine import Database
 from service.db.models import Trial
 from service.domain.pruning import prune_decision, recheck_decision
+from service.domain.stages import follow, settle
 from service.domain.studies import finish_on_target
 from service.domain.suggest import draw_claimed, suggest_trials
 from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
@@ -64,7 +65,7 @@ def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective
     from); only of studies a worker running `objective` can run (store.workers.runs_study)."""
     worker_store.record_seen(s, worker_id, objective, study_name)
     if study_name:
-        study = study_store.study_header_by_name(s, study_name)
+        study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
         if not worker_store.can_run(study.objective, objective):
             return [], None, []
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
@@ -112,7 +113,7 @@ def _claim(db: Database, worker_id: str, study_name: str | None, holder: str | N
 
 def ask(db: Database, study_name: str, count: int, worker_id: str, holder: str | None = None) -> list[TrialLease]:
     with db.transaction() as s:
-        study = study_store.get_study(s, study_name)
+        study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count)
     rows = draw_claimed(db, rows) if rows else []
     if len(rows) < count:
@@ -179,7 +180,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
         diverged = _store_steps(s, row, study, steps)
         if diverged:
             trial_store.end_held(s, trial_id, token, "diverged", holder, fail_kind="diverged", fail_reason=diverged)
-            study_store.finish_if_done(s, study.id)
+            settle(s, study.id)
             observe.ended("diverged")
             return Decision(should_stop=True, reason=f"diverged: {diverged}")
         expires = epoch_to_datetime(row["lease_expires_at"])
@@ -283,9 +284,9 @@ def complete(
         if isinstance(outcome, CompleteResponse):
             return outcome  # completed before with the same value: idempotent
         ended, study = outcome
-        if ended["state"] == "completed":  # W&B's metric.target
+        if ended["state"] == "completed" and ended["method"] != "repeat":  # W&B's metric.target
             finish_on_target(s, study.id, ended["value"], ended["number"])
-        study_store.finish_if_done(s, study.id)
+        settle(s, study.id)
         observe.ended(ended["state"])
         done = trial_read(ended, study.name)
         if claim_next is None:
@@ -309,7 +310,7 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, holder: str |
         if row is None:
             raise _not_held(s, trial_id, token, holder)
         study = study_store.study_header(s, row["study_id"])
-        study_store.finish_if_done(s, study.id)
+        settle(s, study.id)
     if state != "waiting":
         observe.ended(state)
     return trial_read(row, study.name)

@@ -1,17 +1,29 @@
 """Build the study's pruner and ask it about a trial: when the trial reports, and (for pruners
-that re-check, W&B's hyperband) at each heartbeat."""
+that re-check, W&B's hyperband) at each heartbeat.
+
+`resource: data` in a study's own `pruner` block: a step then counts full-data epochs, not epochs.
+Each trial's reported step s (epochs done) becomes craft.fidelity.resource_steps(its fidelity, s,
+unit): s * its data fraction / unit, rounded, at least 1, with unit the smallest data fraction the
+study can run (its fidelity's, or the lowest value of a searched data_fraction), stored on the
+pruner config as `resource_unit` when the study is created. So the cheapest trial's epochs are steps
+1, 2, 3, ..., an epoch on all the data is 1 / unit steps, and ASHA's or Hyperband's rungs (and
+grace_period, max_resource) compare trials by the data they have trained on. The pruners themselves
+do not change, and W&B's early_terminate keeps its own semantics (it counts reports).
+"""
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
 from functools import lru_cache
 import json
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
+from service.craft.fidelity import Fidelity, FidelityError, resource_steps
 from service.pruners.base import Curve, Decision, PrunerConfig
 from service.pruners.registry import build_pruner
+from service.space import SearchSpace
 from service.store import trials as trial_store
 
 CONTINUE = Decision(stop=False)
@@ -31,11 +43,45 @@ def _study_pruner(study: Any):
     return _pruner(json.dumps(study.pruner, sort_keys=True))
 
 
-def _curves(session: Session, study: Any, trial_id: int, max_step: int) -> tuple[Curve, list[Curve]]:
+def with_resource_unit(config: PrunerConfig, space: SearchSpace, fidelity: dict[str, Any] | None) -> PrunerConfig:
+    """A `resource: data` config with its unit (see the module doc) filled in at study creation."""
+    if config.options.get("resource") != "data" or "resource_unit" in config.options:
+        return config
+    fractions = [Fidelity.from_dict(fidelity).data_fraction] if fidelity else []
+    if "data_fraction" in space.names:
+        dim = space.dimension("data_fraction")
+        if dim.kind == "categorical":
+            fractions += [v for v in dim.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        elif dim.kind == "constant":
+            fractions.append(dim.value)
+        elif dim.value_bounds() is not None:
+            fractions.append(dim.value_bounds()[0])
+    fractions = [float(f) for f in fractions if 0 < f <= 1]
+    return PrunerConfig(config.type, {**config.options, "resource_unit": min(fractions, default=1.0)})
+
+
+def resource_mapper(session: Session, study: Any) -> Callable[[int, int], int] | None:
+    """(trial id, reported step) -> the step the pruner sees, for `resource: data`; None otherwise."""
+    options = study.pruner or {}
+    if options.get("resource") != "data":
+        return None
+    unit = float(options.get("resource_unit", 1.0))
+    fractions: dict[int, float] = {}
+    for tid, record in trial_store.trial_fidelities(session, study.id).items():
+        try:
+            fraction = Fidelity.from_dict(record).data_fraction if record else 1.0
+        except FidelityError:
+            fraction = 1.0
+        fractions[tid] = fraction
+    return lambda tid, step: resource_steps(Fidelity(data_fraction=fractions.get(tid, 1.0)), step, unit)
+
+
+def _curves(session: Session, study: Any, trial_id: int, max_step: int,
+            mapped: Callable[[int, int], int] | None = None) -> tuple[Curve, list[Curve]]:
     values: dict[int, dict[int, float]] = defaultdict(dict)
     states: dict[int, str] = {}
     for tid, state, st, value in trial_store.study_curves(session, study.id, max_step):
-        values[tid][st] = value
+        values[tid][st if mapped is None else mapped(tid, st)] = value
         states[tid] = state
     mine = Curve(trial_id=trial_id, values=values.pop(trial_id, {}), state="running")
     states.pop(trial_id, None)
@@ -44,14 +90,17 @@ def _curves(session: Session, study: Any, trial_id: int, max_step: int) -> tuple
 
 def prune_decision(session: Session, study: Any, trial_id: int, steps: list[int]) -> Decision:
     """Decide on the steps just reported, one at a time in order: ASHA and Hyperband judge a trial
-    at the report that first reaches a rung, so a batch must not skip one."""
+    at the report that first reaches a rung, so a batch must not skip one. With `resource: data`
+    the steps are mapped first (see the module doc); the decision names the reported step."""
     pruner = _study_pruner(study)
     if pruner is None:
         return CONTINUE
-    max_step = ALL_STEPS if getattr(pruner, "rechecks", False) else max(steps)
-    mine, others = _curves(session, study, trial_id, max_step)
+    mapped = resource_mapper(session, study)
+    max_step = ALL_STEPS if getattr(pruner, "rechecks", False) or mapped is not None else max(steps)
+    mine, others = _curves(session, study, trial_id, max_step, mapped)
     for step in sorted(set(steps)):
-        decision = pruner.decide(mine.until(step), others, study.goal)
+        seen = step if mapped is None else mapped(trial_id, step)
+        decision = pruner.decide(mine.until(seen), others, study.goal)
         if decision.stop:
             return replace(decision, step=step)
     return CONTINUE

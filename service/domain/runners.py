@@ -37,11 +37,13 @@ def _hint(study: Study) -> str:
     return f"tuneserve worker --objective {study.objective or BUILTIN_CNN}"
 
 
-def read_fields(session: Session, study: Study) -> dict[str, Any]:
+def read_fields(session: Session, study: Study, served_as: tuple[str, ...] = ()) -> dict[str, Any]:
     """The StudyRead fields about running the study: program, command, runnable_by_workers, and a
-    warning while it is running with no worker able to take its trials."""
+    warning while it is running with no worker able to take its trials. `served_as`: other names a
+    worker's --study may give to be served this study's trials (a staged study's first stage)."""
     config = study.config or {}
-    count = worker_store.workers_for_study(session, study.id, study.name, study.objective, WORKER_SEEN_SECONDS)
+    count = worker_store.workers_for_study(session, study.id, (study.name, *served_as), study.objective,
+                                           WORKER_SEEN_SECONDS)
     warning = None
     if study.state == "running" and count == 0:
         runs = "its program" if study.objective == PROGRAM else (study.objective or "any objective")

@@ -17,7 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.models import Study
-from service.domain import runners
+from service.craft.fidelity import RECORD_KEYS
+from service.craft.repeats import config_key
+from service.domain import fidelity as fidelity_domain
+from service.domain import pruning, runners
 from service.domain.views import trial_read, utc
 from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from service.optimizers.registry import grid_size, resolve_engine, validate_method
@@ -35,6 +38,7 @@ DEFAULT_METRIC = MetricSpec(name="val_loss", goal="minimize")
 SLUG_MAX = 190
 # Suffixes tried (-2, -3, ...) before a random one, when a display name's slug is taken.
 SLUG_TRIES = 20
+SEED = "seed"  # the parameter a repeat sets (service/domain/repeats.py)
 
 
 def _space_error(err: SpaceError) -> InvalidInput:
@@ -49,7 +53,7 @@ def build_space(parameters: dict[str, Any]) -> SearchSpace:
         raise _space_error(err) from None
 
 
-def _pruner_config(body: StudyCreate) -> PrunerConfig:
+def _pruner_config(body: StudyCreate, space: SearchSpace, fidelity: dict[str, Any] | None) -> PrunerConfig:
     if body.pruner is not None and body.early_terminate is not None:
         raise InvalidInput(("body", "pruner"), "give either pruner or early_terminate, not both")
     field = "pruner" if body.pruner is not None else "early_terminate"
@@ -60,7 +64,7 @@ def _pruner_config(body: StudyCreate) -> PrunerConfig:
             config = pruner_from_wandb(body.early_terminate)
     except (ValueError, TypeError) as err:
         raise InvalidInput(("body", field), str(err)) from None
-    return config
+    return pruning.with_resource_unit(config, space, fidelity)
 
 
 def _weighted_specs(block: dict[str, Any], parents: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -113,7 +117,7 @@ def _generated_name() -> str:
     return "sweep-" + "".join(secrets.choice(alphabet) for _ in range(8))
 
 
-def _slug_candidates(base: str):
+def slug_candidates(base: str):
     yield base
     for n in range(2, SLUG_TRIES + 2):
         yield f"{base}-{n}"
@@ -135,7 +139,7 @@ def _insert_named(session: Session, name: str | None, fields: dict[str, Any]) ->
             raise StudyExists(name) from None
     generated = name is None or not name.strip()
     base = _generated_name() if generated else (slugify(name, max_length=SLUG_MAX) or _generated_name())
-    for slug in _slug_candidates(base):
+    for slug in slug_candidates(base):
         if study_store.find_study(session, slug) is not None:
             continue
         try:
@@ -147,21 +151,37 @@ def _insert_named(session: Session, name: str | None, fields: dict[str, Any]) ->
     raise AssertionError("unreachable: the candidates never run out")
 
 
-def create_study(session: Session, body: StudyCreate) -> Study:
+def create_study(session: Session, body: StudyCreate, *, parent: Study | None = None, stage_index: int | None = None,
+                 refine_record: dict[str, Any] | None = None) -> Study:
+    """Validate a document into a stored study. `parent`, `stage_index` and `refine_record` are set
+    for the children the craft makes (service/domain/refine.py, stages.py)."""
+    from service.domain import repeats, stages as stage_domain
+
     space = build_space(body.parameters)
     check_document(body, space)
-    engine = resolve_engine(body.method.value, space)
+    stages = stage_domain.parse_document(body)
+    repeats.parse_document(body)
+    if stages is not None and stage_index is None:
+        stage_index = 0
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31 - 1)
+    fidelity = None
+    if body.fidelity is not None or stages is not None or parent is not None:
+        managed, space = fidelity_domain.resolve(
+            space, body.fidelity, seed=seed, stage=stages[0].overrides if stages else None)
+        fidelity = managed.to_dict()
+    method = stages[0].method if stages and stages[0].method else body.method.value
+    engine = resolve_engine(method, space)
     try:
         validate_method(engine, space)
     except ValueError as err:   # SpaceError too: grid over a dimension with infinitely many values
         raise InvalidInput(("body", "method"), str(err)) from None
-    pruner = _pruner_config(body)
+    pruner = _pruner_config(body, space, fidelity)
     metric = body.metric or DEFAULT_METRIC
-    max_trials = body.max_trials
+    max_trials = stages[0].trials if stages else body.max_trials
     if engine == "grid":
         size = grid_size(space)
         max_trials = size if max_trials is None else min(max_trials, size)
-    if body.warm_start_from is not None:
+    if body.warm_start_from is not None and parent is None:
         _check_warm_start(session, body.warm_start_from, space)
     config = body.model_dump(mode="json", exclude_none=True, by_alias=False)
     config["metric"] = metric.model_dump(mode="json", exclude_none=True)
@@ -176,13 +196,17 @@ def create_study(session: Session, body: StudyCreate) -> Study:
         config=config,
         max_trials=max_trials,
         max_concurrent=body.max_concurrent,
-        seed=body.seed if body.seed is not None else secrets.randbelow(2**31 - 1),
+        seed=seed,
         lease_seconds=body.lease_seconds,
         max_retries=body.max_retries,
         warm_start_from=body.warm_start_from,
         objective=runners.study_objective(body),
         state="running",
         next_number=0,
+        parent_id=parent.id if parent is not None else None,
+        stage_index=stage_index,
+        fidelity=fidelity,
+        refine=refine_record,
     ))
 
 
@@ -237,20 +261,28 @@ def change_state(session: Session, name: str, action: str) -> Study:
         raise InvalidStudyState(name, study.state, action)
     study_store.set_study_state(session, study, target)
     if action == "resume":
-        study_store.finish_if_done(session, study.id)
+        from service.domain.stages import settle
+
+        settle(session, study.id)
     return study
 
 
 def validate_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
     """A user-given configuration checked against the space; constants filled in. Flat result.
     A mapping is a nested block unless the space has a parameter of that name (whose value may
-    itself be a mapping)."""
+    itself be a mapping). A `seed` the space does not have is taken too (a non-negative integer):
+    it is how a configuration is re-run with another seed (service/domain/repeats.py)."""
     flat = flatten_params(params, leaves=space.names)
     dims = {d.name: d for d in space.dimensions}
     for key in flat:
-        if key not in dims:
+        if key not in dims and key != SEED:
             raise InvalidInput(("body", "params", *split_name(key)), f"unknown parameter {key!r}; the space has {sorted(dims)}")
     out = {}
+    if SEED in flat and SEED not in dims:
+        seed = flat[SEED]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise InvalidInput(("body", "params", SEED), f"seed must be an integer in [0, 2^31), got {seed!r}")
+        out[SEED] = seed
     for name, dim in dims.items():
         if name not in flat:
             if dim.kind == "constant":
@@ -270,21 +302,54 @@ def enqueue(session: Session, name: str, params: dict[str, Any]) -> dict[str, An
     study = study_store.get_study(session, name, lock=True)
     if study.state in ("stopped", "finished"):
         raise InvalidStudyState(name, study.state, "enqueue a trial")
-    flat = validate_params(SearchSpace.from_json(study.space), params)
+    space = SearchSpace.from_json(study.space)
+    if study.fidelity is not None:
+        knobs = sorted(k for k in flatten_params(params, leaves=space.names) if k in RECORD_KEYS)
+        if knobs:
+            raise InvalidInput(("body", "params", knobs[0]),
+                               f"{knobs[0]!r} is this study's fidelity ({fidelity_domain.label(study.fidelity)}), "
+                               f"set for every trial: it is not a parameter")
+    flat = validate_params(space, params)
     # Enqueued configurations count toward the budget like suggested ones; they ignore max_concurrent
     # because they only wait in the queue.
     if study.max_trials is not None and study.next_number >= study.max_trials:
         raise BudgetExhausted(name, f"the budget of {study.max_trials} trials is used up")
-    number = study.next_number
-    study.next_number = number + 1
-    session.flush()
-    (row,) = trial_store.insert_trials(session, study.id, [number], [flat], ["enqueued"], state="waiting")
+    (row,) = add_trials(session, study, [flat], "enqueued")
     return row
 
 
+def add_trials(session: Session, study: Study, params_list: list[dict[str, Any]], method: str, *,
+               extend_budget: bool = False) -> list[dict[str, Any]]:
+    """Insert waiting trials with these (flat, checked) params under the next numbers, each with
+    its fidelity record and configuration key; `extend_budget` adds them to max_trials (repeats:
+    an extra spend). The caller holds the study row's lock."""
+    count = len(params_list)
+    if not count:
+        return []
+    if extend_budget and study.max_trials is not None:
+        study.max_trials += count
+    first = study.next_number
+    study.next_number = first + count
+    session.flush()
+    return trial_store.insert_trials(
+        session, study.id, range(first, first + count), params_list, [method] * count, state="waiting",
+        fidelities=[fidelity_domain.trial_record(study.fidelity, p) for p in params_list],
+        config_keys=[config_key(p) for p in params_list])
+
+
+def best_trial(session: Session, study: Study):
+    """The best completed trial at the study's top fidelity (service/domain/fidelity.py)."""
+    levels = None
+    if study.fidelity is None and fidelity_domain.searches_data(study.space):
+        levels = fidelity_domain.top_level_records(trial_store.completed_fidelities(session, study.id))
+    return trial_store.best_trial(session, study.id, study.goal, levels)
+
+
 def study_read(session: Session, study: Study) -> StudyRead:
+    from service.domain import refine, repeats, stages
+
     counts = study_store.count_trials_by_state(session, study.id)
-    best = trial_store.best_trial(session, study.id, study.goal)
+    best = repeats.best_fields(session, study, best_trial(session, study))
     config = study.config or {}
     metric = config.get("metric") or {}
     return StudyRead(
@@ -307,13 +372,20 @@ def study_read(session: Session, study: Study) -> StudyRead:
         pruner=study.pruner,
         warm_start_from=study.warm_start_from,
         objective=study.objective,
-        **runners.read_fields(session, study),
+        **runners.read_fields(session, study, stages.served_as(session, study)),
         project=config.get("project"),
         entity=config.get("entity"),
         target_reached_by=study.target_reached_by,
         trials_created=study.next_number,
         counts=TrialCounts(**counts),
-        best_trial=trial_read(best, study.name) if best is not None else None,
+        best_trial=trial_read(best["best_trial"], study.name) if best["best_trial"] is not None else None,
+        best_configuration=best["best_configuration"],
+        repeat_groups=best["repeat_groups"],
+        **refine.read_fields(session, study),
+        **stages.read_fields(session, study),
+        fidelity=study.fidelity,
+        fidelity_label=fidelity_domain.label(study.fidelity),
+        repeats=study.repeats or [],
         created_at=utc(study.created_at),
         updated_at=utc(study.updated_at),
     )

@@ -6,10 +6,13 @@
    a study with max_concurrent instead takes its admission lock and counts running rows first,
    so the cap holds across threads and server processes (store.studies.lock_admission).
 2. **Draw.** The history is read with no lock held (drawn trials only; waiting and running ones
-   are pending), and the optimizer runs with no transaction open, seeded from (study seed, first
+   are pending; a warm-start study's trials inside the space come first, their values mapped by
+   rank when they ran at another fidelity: domain/refine.py), and the optimizer runs with no
+   transaction open, seeded from (study seed, first
    trial number) through numpy's SeedSequence, so neighbouring seeds and neighbouring trials get
    unrelated streams and two servers suggesting at once draw different points.
-3. **Fill.** A second short transaction writes the params, fenced by each row's lease token.
+3. **Fill.** A second short transaction writes the params (with each trial's fidelity record and
+   configuration key), fenced by each row's lease token.
 
 Because the row exists from the moment its number is taken, nothing that fails between 1 and 3
 (a server killed, a database connection dropped, an optimizer that raises) can lose a trial from
@@ -29,7 +32,11 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import Study
+from service.craft.repeats import config_key
 from service.domain import impute
+from service.domain.fidelity import trial_record
+from service.domain.refine import warm_start_observations
+from service.domain.stages import settle
 from service.optimizers.base import Observation, SpaceExhausted, Suggestion
 from service.optimizers.registry import get_optimizer, grid_size
 from service.schemas.enums import ACTIVE_STATES, VALUED_STATES
@@ -59,24 +66,6 @@ def _observations(rows, space: SearchSpace) -> tuple[list[Observation], list[dic
         else:  # failed, diverged: taught as worse than the worst completed value by the optimizer
             completed.append(Observation(params=params, value=None, state=state))
     return completed, pending
-
-
-def _warm_start(session: Session, study: Study, space: SearchSpace) -> list[Observation]:
-    source = study_store.find_study(session, study.warm_start_from) if study.warm_start_from else None
-    if source is None:
-        return []
-    names = set(space.names)
-    out = []
-    for params, value, state in trial_store.history(session, source.id):
-        if state != "completed" or value is None:
-            continue
-        mapped = {k: v for k, v in params.items() if k in names}
-        for dim in space.dimensions:  # constants may differ between the studies
-            if dim.kind == "constant":
-                mapped[dim.name] = dim.value
-        if set(mapped) == names and space.contains(mapped):
-            out.append(Observation(params=mapped, value=value, state="completed"))
-    return out
 
 
 def needs_history(method: str, space: SearchSpace) -> bool:
@@ -143,7 +132,8 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
                 completed, pending = impute.observations(s, study)
             else:
                 completed, pending = _observations(trial_store.history(s, study.id), space)
-            completed = _warm_start(s, study, space) + completed
+            own = [o.value for o in completed if o.state == "completed" and o.value is not None]
+            completed = warm_start_observations(s, study, space, own) + completed
     try:
         suggestions = compute(study.method, space, completed, pending, len(rows), study.seed,
                               rows[0]["number"], study.goal)
@@ -151,18 +141,25 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
         suggestions = []
     now, later = suggestions[: len(run)], suggestions[len(run):]
     with db.transaction() as s:
-        filled = trial_store.fill_drawn(s, run[: len(now)], [sg.params for sg in now], [sg.method for sg in now])
+        filled = trial_store.fill_drawn(s, run[: len(now)], [sg.params for sg in now], [sg.method for sg in now],
+                                        **_records(study, now))
         if later:
             trial_store.fill_drawn(s, queue[: len(later)], [sg.params for sg in later],
-                                   [sg.method for sg in later], queue=True)
+                                   [sg.method for sg in later], queue=True, **_records(study, later))
         if len(suggestions) < len(rows):
             # Only a grid runs out: the rows it cannot fill go, and the budget shrinks to the
             # trials that exist, so the study can finish.
             removed = trial_store.delete_undrawn(s, rows[len(suggestions):])
             if removed:
                 study_store.shrink_budget(s, study.id, removed)
-            study_store.finish_if_done(s, study.id)
+            settle(s, study.id)
     return filled
+
+
+def _records(study: Study, suggestions: list[Suggestion]) -> dict[str, list]:
+    """Each drawn trial's fidelity record and configuration key (service/domain/fidelity.py, repeats.py)."""
+    return {"fidelities": [trial_record(study.fidelity, sg.params) for sg in suggestions],
+            "config_keys": [config_key(sg.params) for sg in suggestions]}
 
 
 def suggest_trials(

@@ -5,6 +5,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
+from service.domain.fidelity import lease_params
 from service.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from service.space import unflatten_params
 
@@ -55,6 +56,8 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         created_at=utc(_get(trial, "created_at")),
         started_at=utc(_get(trial, "started_at")),
         finished_at=utc(_get(trial, "finished_at")),
+        fidelity=_get(trial, "fidelity"),
+        config_key=_get(trial, "config_key"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
         ],
@@ -62,11 +65,15 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
 
 
 def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
+    """The lease a worker gets; a study that manages its fidelity puts its knobs into the params
+    (service/domain/fidelity.py), so the trainer runs at that fidelity."""
+    study_fidelity = getattr(study, "fidelity", None)
     return TrialLease(
         trial_id=row["id"],
         study=study.name,
         number=row["number"],
-        params=unflatten_params(row["params"]),
+        params=unflatten_params(lease_params(row["params"], study_fidelity)),
+        fidelity=row.get("fidelity"),
         attempt=row["attempt"],
         lease_token=row["lease_token"],
         lease_expires_at=epoch_to_datetime(row["lease_expires_at"]),

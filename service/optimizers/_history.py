@@ -164,6 +164,9 @@ class DuplicateGuard:
 
     def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]]):
         self.space = space
+        # A candidate holds the model's dimensions only: a one-value categorical (what a refine
+        # makes of a choice its top trials agreed on) is filled in before measuring.
+        self._fixed = fixed_params(space)
         n = len(model_dimensions(space))
         self.radius = self.PER_COORDINATE * math.sqrt(max(n, 1))
         self._points: list[np.ndarray] = []
@@ -176,14 +179,14 @@ class DuplicateGuard:
     def distance(self, params: dict[str, Any]) -> float:
         if not self._points:
             return math.inf
-        u = np.asarray(self.space.to_unit(params), dtype=float)
+        u = np.asarray(self.space.to_unit({**self._fixed, **params}), dtype=float)
         return float(np.min(np.linalg.norm(np.vstack(self._points) - u, axis=1)))
 
     def accepts(self, params: dict[str, Any]) -> bool:
         return self.distance(params) >= self.radius
 
     def add(self, params: dict[str, Any]) -> None:
-        self._points.append(np.asarray(self.space.to_unit(params), dtype=float))
+        self._points.append(np.asarray(self.space.to_unit({**self._fixed, **params}), dtype=float))
 
 
 def first_apart(guard: DuplicateGuard, draw: Callable[[int], dict[str, Any]], tries: int) -> tuple[dict[str, Any], int]:

@@ -10,6 +10,8 @@ Two blocks of a study document:
   - `pruner`: tuneserve's {"type": "none"|"median"|"asha"|"hyperband", ...that pruner's options},
     e.g. {"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20}; a
     hyperband block with W&B's keys (min_iter, max_iter, s) is W&B's hyperband here too.
+    `resource: data` (median, asha, hyperband) makes a step count full-data epochs instead of
+    epochs: see service/domain/pruning.py.
 
 Every result is normalised (all defaults filled in), so the stored JSON says exactly what runs.
 Studies stored before W&B's engine existed keep their configs: a hyperband config with `rungs` /
@@ -26,6 +28,8 @@ from service.pruners.median import MedianPruner
 from service.pruners.wandb_hyperband import WANDB_OPTIONS, WandbHyperbandPruner
 
 PRUNER_TYPES = ("none", "median", "asha", "hyperband")
+RESOURCES = ("epochs", "data")
+RESOURCE_KEYS = ("resource", "resource_unit")
 
 _CLASSES: dict[str, Any] = {"median": MedianPruner, "asha": ASHAPruner, "hyperband": HyperbandPruner}
 # Keys that mark a W&B hyperband block. Not "strict" or "eta": our own hyperband accepts those
@@ -49,9 +53,31 @@ def parse_pruner(block: dict[str, Any] | None, where: str = "pruner") -> PrunerC
         raise ValueError(f"{where}.type: unknown pruner {kind!r}; valid types are "
                          f"{', '.join(PRUNER_TYPES)}")
     options = {k: v for k, v in block.items() if k != "type"}
+    resource = _resource(options, kind, where)
     if is_wandb_hyperband(kind, options):
         return PrunerConfig("hyperband", WandbHyperbandPruner.from_options(options, where).to_options())
-    return PrunerConfig(kind, _validated(kind, options, where))
+    return PrunerConfig(kind, {**_validated(kind, options, where), **resource})
+
+
+def _resource(options: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
+    """Take `resource` (and the `resource_unit` a stored config carries) out of `options`: what a
+    step counts. "epochs" (the default) as reported; "data": full-data epochs, each epoch counting
+    the trial's data fraction (service/domain/pruning.py maps the steps; the pruners do not change)."""
+    resource = options.pop("resource", None)
+    unit = options.pop("resource_unit", None)
+    if resource is None and unit is None:
+        return {}
+    if resource not in RESOURCES:
+        raise ValueError(f"{where}.resource: must be one of {', '.join(RESOURCES)}, got {resource!r}")
+    if kind == "none" or is_wandb_hyperband(kind, options):
+        raise ValueError(f"{where}.resource: only tuneserve's median, asha and hyperband pruners take a resource "
+                         f"(W&B's hyperband counts reports)")
+    if unit is not None and (resource != "data" or isinstance(unit, bool) or not isinstance(unit, (int, float))
+                             or not 0 < unit <= 1):
+        raise ValueError(f"{where}.resource_unit: must be a number in (0, 1] with resource: data, got {unit!r}")
+    if resource == "epochs":
+        return {}
+    return {"resource": "data", **({"resource_unit": float(unit)} if unit is not None else {})}
 
 
 def is_wandb_hyperband(kind: str, options: dict[str, Any]) -> bool:
@@ -85,9 +111,10 @@ def build_pruner(config: PrunerConfig) -> Pruner:
     if config.type == "none":
         reject_unknown(config.options, set(), "pruner")
         return NoPruner()
-    if is_wandb_hyperband(config.type, config.options):
-        return WandbHyperbandPruner.from_options(config.options, "pruner")
-    return _CLASSES[config.type].from_options(config.options, "pruner")
+    options = {k: v for k, v in config.options.items() if k not in RESOURCE_KEYS}  # read by the domain
+    if is_wandb_hyperband(config.type, options):
+        return WandbHyperbandPruner.from_options(options, "pruner")
+    return _CLASSES[config.type].from_options(options, "pruner")
 
 
 def _validated(kind: str, options: dict[str, Any], where: str) -> dict[str, Any]:

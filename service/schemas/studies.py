@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from service.schemas import craft
 from service.schemas.enums import StudyMethod, StudyState
 from service.schemas.trials import TrialRead
 
@@ -201,6 +202,17 @@ class StudyCreate(_Strict):
         default=None, description='Native pruner, e.g. {"type": "asha", "grace_period": 2}')
     warm_start_from: str | None = Field(default=None, pattern=NAME_PATTERN)
     objective: str = Field(default="", max_length=200)
+    # The craft's keys, validated by service/craft (errors name the path, e.g. stages[1].refine.top_k).
+    fidelity: dict[str, Any] | None = Field(
+        default=None, description="What every trial trains on: {epochs, data_fraction, classes, data_seed}; "
+                                  "handed to each trial with its params and recorded on it")
+    stages: list[Any] | None = Field(
+        default=None, description="Coarse to fine: [{trials, epochs?, data_fraction?, classes?, method?, "
+                                   "refine?: {top_k, margin, min_fraction, rerun_top}, repeat_top?}, ...]; each "
+                                   "stage is a study that starts when the previous one ends")
+    repeat_top: Any = Field(
+        default=None, description="{top_k, seeds}: once the budget is spent, re-run the top configurations "
+                                  "with other seeds (an extra spend on top of max_trials)")
 
     @classmethod
     def owner(cls) -> str:
@@ -289,6 +301,25 @@ class StudyRead(BaseModel):
         default=None, description="The trial number whose value reached metric.target (the study then finished)")
     trials_created: int
     counts: TrialCounts
-    best_trial: TrialRead | None
+    best_trial: TrialRead | None = Field(
+        description="The best completed trial at the study's top fidelity; once any configuration has "
+                    "repeats, the best run of the noise-aware best configuration (best_configuration)")
+    # The craft (service/domain/refine.py, stages.py, repeats.py, fidelity.py).
+    parent: craft.StudyLink | None = Field(default=None, description="The study this one was refined from or follows as a stage")
+    children: list[craft.StudyLink] = Field(default_factory=list, description="Studies refined from this one, and its next stage")
+    stage_index: int | None = Field(default=None, description="Which stage of a staged study this is (0: the first)")
+    stages: list[craft.StageRead] | None = Field(default=None, description="The staged study's timeline (null: not staged)")
+    active_stage: str | None = Field(default=None, description="The stage study that hands out trials now")
+    stage_note: str | None = Field(default=None, description="Why the next stage could not start")
+    fidelity: dict[str, Any] | None = Field(
+        default=None, description="What every trial of this study trains on (epochs, data_fraction, classes, "
+                                  "data_seed); null when the study manages none")
+    fidelity_label: str | None = None
+    refine: dict[str, Any] | None = Field(default=None, description="How this study was refined from its parent")
+    repeats: list[dict[str, Any]] = Field(default_factory=list, description="Repeat requests, in order")
+    best_configuration: craft.BestConfiguration | None = Field(
+        default=None, description="The noise-aware best configuration and how sure that is")
+    repeat_groups: list[craft.RepeatGroupRead] = Field(
+        default_factory=list, description="Configurations run more than once, with mean and std")
     created_at: datetime
     updated_at: datetime

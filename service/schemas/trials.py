@@ -46,6 +46,9 @@ class TrialLease(BaseModel):
     lease_seconds: float
     metric: Metric
     method: str
+    fidelity: dict[str, Any] | None = Field(
+        default=None, description="What this run trains on (epochs, data_fraction, classes, data_seed); a "
+                                  "study that manages its fidelity also puts these knobs into `params`")
 
 
 class ReportRead(BaseModel):
@@ -60,7 +63,8 @@ class TrialRead(BaseModel):
     number: int
     state: TrialState
     params: dict[str, Any]
-    method: Method | Literal["enqueued"] = Field(description="The engine that drew the params, or 'enqueued'")
+    method: Method | Literal["enqueued", "repeat"] = Field(
+        description="The engine that drew the params, 'enqueued', or 'repeat' (a configuration re-run with another seed)")
     attempt: int
     worker_id: str | None
     value: float | None
@@ -74,6 +78,11 @@ class TrialRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    fidelity: dict[str, Any] | None = Field(
+        default=None, description="What the trial trained on (epochs, data_fraction, classes, data_seed): compare "
+                                  "values only at the same fidelity")
+    config_key: str | None = Field(default=None, description="Its configuration (params without the seed): "
+                                                             "repeats share it")
     reports: list[ReportRead] | None = None
 
 

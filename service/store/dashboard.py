@@ -76,6 +76,14 @@ def trial_points(session: Session, study_id: int) -> list[tuple]:
         cursor.close()
 
 
+def trial_fidelities(session: Session, study_id: int) -> list[tuple[int, str | None]]:
+    """(number, fidelity record as JSON text) of every trial of a study, in number order."""
+    return list(session.execute(
+        select(TRIALS.c.number, cast(TRIALS.c.fidelity, Text))
+        .where(TRIALS.c.study_id == study_id).order_by(TRIALS.c.number)
+    ).all())
+
+
 def curve_points(session: Session, trial_ids: Sequence[int]) -> list[tuple[int, int, float]]:
     """(trial id, step, study metric value) of every finite report of the given trials."""
     out: list[tuple[int, int, float]] = []
@@ -164,7 +172,7 @@ def page_trials(
         select(TRIALS.c.id, TRIALS.c.number, TRIALS.c.state, TRIALS.c.value, TRIALS.c.params,
                TRIALS.c.method, TRIALS.c.attempt, TRIALS.c.worker_id, TRIALS.c.last_step,
                TRIALS.c.stop_reason, TRIALS.c.stop_step, TRIALS.c.fail_kind, TRIALS.c.started_at,
-               TRIALS.c.finished_at, TRIALS.c.created_at)
+               TRIALS.c.finished_at, TRIALS.c.created_at, TRIALS.c.fidelity, TRIALS.c.config_key)
         .where(where).order_by(order, tie).limit(limit).offset(offset)
     ).mappings().all()
     return [dict(r) for r in rows], total

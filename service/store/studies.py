@@ -50,6 +50,7 @@ def get_study_by_id(session: Session, study_id: int) -> Study:
 _HEADER = select(
     Study.id, Study.name, Study.state, Study.metric_name, Study.goal, Study.pruner, Study.lease_seconds,
     Study.max_trials, Study.next_number, Study.method, Study.max_concurrent, Study.objective,
+    Study.fidelity, Study.stage_index, Study.parent_id,
 )
 
 
@@ -92,9 +93,34 @@ def list_studies(session: Session, state: str | None = None) -> list[Study]:
 
 
 def delete_study(session: Session, study: Study) -> None:
-    # Bulk deletes: the FK cascades (ON DELETE CASCADE) remove trials and reports in the database.
+    # Children (refined studies, later stages) outlive their parent: their link is cleared first, as
+    # parent_id has no ON DELETE. Bulk deletes: the FK cascades remove trials and reports.
+    session.execute(update(Study).where(Study.parent_id == study.id).values(parent_id=None))
     session.execute(delete(Study).where(Study.id == study.id))
     session.flush()
+
+
+def children_of(session: Session, study_id: int) -> list[Study]:
+    """Studies refined from this one or following it as a stage, oldest first."""
+    return list(session.scalars(select(Study).where(Study.parent_id == study_id).order_by(Study.id)))
+
+
+def stage_child(session: Session, study_id: int, stage_index: int):
+    """The header of the stage `stage_index` study whose parent is `study_id`, or None."""
+    return session.execute(
+        _HEADER.where(Study.parent_id == study_id, Study.stage_index == stage_index)
+    ).one_or_none()
+
+
+def lock_study_by_id(session: Session, study_id: int) -> Study:
+    """The study row, locked until the transaction ends (refreshed from the locked read)."""
+    study = session.scalars(
+        select(Study).where(Study.id == study_id)
+        .with_for_update(key_share=True).execution_options(populate_existing=True)
+    ).one_or_none()
+    if study is None:
+        raise StudyNotFound(str(study_id))
+    return study
 
 
 def set_study_state(session: Session, study: Study, state: str) -> Study:

@@ -38,19 +38,24 @@ def _lease_seconds_of_study():
 def insert_trials(
     session: Session, study_id: int, numbers: Iterable[int], params_list: list[dict[str, Any]],
     methods: list[str], *, state: str, worker_id: str | None = None, lease_seconds: float | None = None,
-    holder: str | None = None, drawn: bool = True,
+    holder: str | None = None, drawn: bool = True, fidelities: list[dict[str, Any] | None] | None = None,
+    config_keys: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
-    Returns the inserted rows, in number order."""
+    `fidelities` and `config_keys` (one per trial) are recorded as given. Returns the inserted rows,
+    in number order."""
     now = utcnow()
     running = state == "running"
+    count = len(params_list)
+    fidelities = fidelities if fidelities is not None else [None] * count
+    config_keys = config_keys if config_keys is not None else [None] * count
     rows = [
         dict(study_id=study_id, number=number, state=state, params=params, method=method, attempt=0,
              metrics={}, created_at=now, drawn=drawn, worker_id=worker_id if running else None,
              holder=holder if running else None, lease_token=new_token() if running else None,
              started_at=now if running else None, runs=1 if running else 0,
-             b_lease=lease_seconds if running else None)
-        for number, params, method in zip(numbers, params_list, methods)
+             b_lease=lease_seconds if running else None, fidelity=fidelity, config_key=key)
+        for number, params, method, fidelity, key in zip(numbers, params_list, methods, fidelities, config_keys)
     ]
     if not rows:
         return []
@@ -162,14 +167,19 @@ def reserve_trials_pg(
 
 def fill_drawn(
     session: Session, rows: list[dict[str, Any]], params_list: list[dict[str, Any]], methods: list[str],
-    *, queue: bool = False,
+    *, queue: bool = False, fidelities: list[dict[str, Any] | None] | None = None,
+    config_keys: list[str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Give reserved rows their drawn params and the study's full lease. Fenced by each row's
-    lease token: a reservation whose lease ran out meanwhile (and was taken over) is left to its
-    new holder. `queue` rows go to waiting for any worker to claim, in one executemany (nothing
-    is returned for them); rows to run come back filled, those that could not be filled do not."""
-    params = [{"b_id": row["id"], "b_token": row["lease_token"], "b_params": p, "b_method": m}
-              for row, p, m in zip(rows, params_list, methods)]
+    """Give reserved rows their drawn params (with each trial's fidelity record and configuration
+    key) and the study's full lease. Fenced by each row's lease token: a reservation whose lease
+    ran out meanwhile (and was taken over) is left to its new holder. `queue` rows go to waiting
+    for any worker to claim, in one executemany (nothing is returned for them); rows to run come
+    back filled, those that could not be filled do not."""
+    fidelities = fidelities if fidelities is not None else [None] * len(rows)
+    config_keys = config_keys if config_keys is not None else [None] * len(rows)
+    params = [{"b_id": row["id"], "b_token": row["lease_token"], "b_params": p, "b_method": m,
+               "b_fidelity": f, "b_config_key": k}
+              for row, p, m, f, k in zip(rows, params_list, methods, fidelities, config_keys)]
     if not params:
         return []
     if queue:
@@ -183,12 +193,14 @@ _RESERVED = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.lease_token == bindp
 _FILL_RUNNING = (
     update(TRIALS).where(_RESERVED)
     .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            fidelity=bindparam("b_fidelity", type_=TRIALS.c.fidelity.type), config_key=bindparam("b_config_key"),
             lease_expires_at=db_epoch() + _lease_seconds_of_study())
     .returning(*TRIALS.c)
 )
 _FILL_QUEUED = (
     update(TRIALS).where(_RESERVED)
     .values(params=bindparam("b_params", type_=TRIALS.c.params.type), method=bindparam("b_method"), drawn=True,
+            fidelity=bindparam("b_fidelity", type_=TRIALS.c.fidelity.type), config_key=bindparam("b_config_key"),
             state="waiting", worker_id=None, holder=None, lease_token=None, lease_expires_at=None, started_at=None)
 )
 
@@ -347,14 +359,53 @@ def list_trials(
     return list(items), total
 
 
-def best_trial(session: Session, study_id: int, goal: str) -> Trial | None:
+def best_trial(session: Session, study_id: int, goal: str, fidelities: list[str | None] | None = None,
+               numbers: list[int] | None = None) -> Trial | None:
+    """The best completed trial; only among those whose fidelity record (as stored JSON text, None for
+    no record) is in `fidelities`, and whose number is in `numbers`, when given."""
     order = Trial.value.asc() if goal == "minimize" else Trial.value.desc()
-    return session.scalars(
-        select(Trial)
-        .where(Trial.study_id == study_id, Trial.state == "completed", Trial.value.is_not(None))
-        .order_by(order, Trial.number)
-        .limit(1)
-    ).one_or_none()
+    conds = [Trial.study_id == study_id, Trial.state == "completed", Trial.value.is_not(None)]
+    if fidelities is not None:
+        texts = [t for t in fidelities if t is not None]
+        level = cast(Trial.fidelity, Text).in_(texts)
+        conds.append(or_(level, Trial.fidelity.is_(None)) if None in fidelities else level)
+    if numbers is not None:
+        conds.append(Trial.number.in_(numbers))
+    return session.scalars(select(Trial).where(*conds).order_by(order, Trial.number).limit(1)).one_or_none()
+
+
+def completed_fidelities(session: Session, study_id: int) -> list[str | None]:
+    """The distinct fidelity records (JSON text; None: no record) of a study's completed trials."""
+    return list(session.scalars(
+        select(cast(TRIALS.c.fidelity, Text)).distinct()
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "completed", TRIALS.c.value.is_not(None))
+    ))
+
+
+def has_repeats(session: Session, study_id: int) -> bool:
+    """Whether any configuration of the study was run more than once (ix_trials_study_config)."""
+    return session.execute(
+        select(TRIALS.c.config_key)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.config_key.is_not(None))
+        .group_by(TRIALS.c.config_key).having(func.count() > 1).limit(1)
+    ).first() is not None
+
+
+def trial_results(session: Session, study_id: int) -> list[Any]:
+    """(number, params, value, state, fidelity, method, config_key) of every drawn trial, in number
+    order: what the craft's planners read."""
+    return list(session.execute(
+        select(TRIALS.c.number, TRIALS.c.params, TRIALS.c.value, TRIALS.c.state, TRIALS.c.fidelity,
+               TRIALS.c.method, TRIALS.c.config_key)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True))
+        .order_by(TRIALS.c.number)
+    ).all())
+
+
+def trial_fidelities(session: Session, study_id: int) -> dict[int, dict[str, Any] | None]:
+    """Each trial's fidelity record by trial id (for pruners whose resource is the data)."""
+    return dict(session.execute(
+        select(TRIALS.c.id, TRIALS.c.fidelity).where(TRIALS.c.study_id == study_id)).all())
 
 
 def record_reports(

@@ -75,10 +75,12 @@ def record_seen(session: Session, worker_id: str, objective: str | None, study: 
     _written[key] = (objective, study, now)
 
 
-def workers_for_study(session: Session, study_id: int, study_name: str, study_objective: str,
+def workers_for_study(session: Session, study_id: int, study_name: str | tuple[str, ...], study_objective: str,
                       within: float) -> int:
     """Workers that can run this study: seen claiming in the last `within` seconds with a matching
-    objective and study filter, or holding one of its trials now."""
+    objective and study filter (`study_name`: the study's name, or several: a staged study's stages
+    are served to workers that name its first stage), or holding one of its trials now."""
+    names = (study_name,) if isinstance(study_name, str) else tuple(study_name)
     w = WORKERS.c
     if study_objective == PROGRAM:
         matches = w.objective == PROGRAM
@@ -88,7 +90,7 @@ def workers_for_study(session: Session, study_id: int, study_name: str, study_ob
         matches = or_(w.objective.is_(None), w.objective != PROGRAM)
     seen = set(session.scalars(
         select(w.id).where(w.last_seen_at > db_epoch() - within, matches,
-                           or_(w.study.is_(None), w.study == study_name))))
+                           or_(w.study.is_(None), w.study.in_(names)))))
     holding = set(session.scalars(
         select(Trial.worker_id).distinct().where(Trial.study_id == study_id, Trial.state == "running",
                                                  Trial.worker_id.is_not(None))))

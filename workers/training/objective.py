@@ -78,12 +78,12 @@ class Context:
         self.stop_reason: str | None = None
         self.sanity = sanity
         self.sanity_figures: dict[str, float] | None = None
+        # What the run trained on when it was a subset (the trainer fills it).
+        self.fidelity: dict[str, Any] = {}
 
     def sanity_done(self, **figures: float) -> None:
         """Say the sanity check ran (figures beyond the reports are optional, e.g. `input_std`)."""
         self.sanity_figures = {k: float(v) for k, v in figures.items()}
-        # What the run trained on when it was a subset (the trainer fills it): recorded on the trial.
-        self.fidelity: dict[str, Any] = {}
 
     def report(self, step: int, **metrics: float) -> bool:
         clean = {k: float(v) for k, v in metrics.items()}

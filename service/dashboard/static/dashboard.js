@@ -289,6 +289,8 @@
       $("#btn-pause").disabled = s.state !== "running";
       $("#btn-resume").disabled = s.state !== "paused";
       $("#btn-stop").disabled = !(s.state === "running" || s.state === "paused");
+      // Panels in their own files (craft.js: stages, lineage, refine, configurations) draw from this.
+      document.dispatchEvent(new CustomEvent("tuneserve:summary", { detail: sum }));
     }
 
     document.querySelectorAll(".controls button").forEach((btn) => btn.addEventListener("click", async () => {
@@ -316,20 +318,23 @@
       const traces = [];
       const values = h.value.filter((v) => v !== null);
       const top = values.length ? (h.goal === "minimize" ? Math.max(...values) : Math.min(...values)) : 0;
+      // A value means little without its fidelity (2 epochs on 10% of the data is not a full run).
+      const fid = (i) => (h.fidelity ? h.fidelities[h.fidelity[i]] : h.fidelity_label || "");
       for (const state of ["completed", "pruned", "running", "failed", "diverged"]) {
-        const xs = [], ys = [], ids = [];
+        const xs = [], ys = [], ids = [], fids = [];
         for (let i = 0; i < n; i++) {
           if (h.state[i] !== state) continue;
           const failed = state === "failed" || state === "diverged";
           if (!failed && h.value[i] === null) continue;
-          xs.push(h.number[i]); ys.push(failed ? top : h.value[i]); ids.push(h.id[i]);
+          xs.push(h.number[i]); ys.push(failed ? top : h.value[i]); ids.push(h.id[i]); fids.push(fid(i));
         }
         if (!xs.length) continue;
         const failed = state === "failed" || state === "diverged";
+        const at = h.fidelity || h.fidelity_label ? "<br>at %{text}" : "";
         traces.push({
-          type: gl, mode: "markers", name: failed ? `${state} (no value)` : state, x: xs, y: ys, customdata: ids,
+          type: gl, mode: "markers", name: failed ? `${state} (no value)` : state, x: xs, y: ys, customdata: ids, text: fids,
           marker: { color: COLORS[state], size: n > 3000 ? 4 : 7, symbol: failed ? "x" : "circle", opacity: state === "completed" ? 0.8 : 0.7 },
-          hovertemplate: failed ? `trial #%{x}: ${state}<extra></extra>` : `trial #%{x}<br>${h.metric} %{y:.5g}<extra>${state}</extra>`,
+          hovertemplate: failed ? `trial #%{x}: ${state}${at}<extra></extra>` : `trial #%{x}<br>${h.metric} %{y:.5g}${at}<extra>${state}</extra>`,
         });
       }
       if (!traces.length) { emptyChart(div, `No finished trials yet (${n} waiting or running)`); return; }
@@ -510,9 +515,10 @@
       return buildTableUrl(base, query);
     }
 
-    function tableColumns(params) {
+    function tableColumns(params, fidelity) {
       return [
         { key: "number", label: "#", num: true }, { key: "state", label: "State" }, { key: "value", label: "Value", num: true },
+        ...(fidelity ? [{ key: "fidelity", label: "Fidelity", nosort: true }] : []),
         ...params.map((p) => ({ key: `params.${p}`, label: p, num: true, param: p })),
         { key: "last_step", label: "Steps", num: true }, { key: "attempt", label: "Attempt", num: true },
         { key: "worker_id", label: "Worker" }, { key: "duration", label: "Duration", num: true, nosort: true },
@@ -522,7 +528,8 @@
 
     function renderTable(page) {
       const table = $("#trials");
-      const cols = tableColumns(page.params);
+      const hasFidelity = page.items.some((t) => t.fidelity_label);
+      const cols = tableColumns(page.params, hasFidelity);
       const headKey = cols.map((c) => c.key).join("|");
       if (table.dataset.cols !== headKey) {
         table.dataset.cols = headKey;
@@ -553,8 +560,10 @@
         }
         setText(tr.cells[2], fmt(t.value, 5));
         tr.cells[2].classList.toggle("best", t.id === best);
-        page.params.forEach((p, i) => setText(tr.cells[3 + i], fmt(t.params[p], 4)));
-        const k = 3 + page.params.length;
+        const f = hasFidelity ? 1 : 0;
+        if (hasFidelity) setText(tr.cells[3], t.fidelity_label || "–");
+        page.params.forEach((p, i) => setText(tr.cells[3 + f + i], fmt(t.params[p], 4)));
+        const k = 3 + f + page.params.length;
         setText(tr.cells[k], fmt(t.last_step));
         setText(tr.cells[k + 1], fmt(t.attempt));
         setText(tr.cells[k + 2], t.worker_id || "–");
@@ -852,6 +861,7 @@
         box.replaceChildren(...others.map((n) => el("div", null, el("h3", { text: n }), el("div", { class: "chart small", "data-metric": n }))));
       }
       box.querySelectorAll("[data-metric]").forEach((div) => smallChart(div, d, [div.dataset.metric]));
+      document.dispatchEvent(new CustomEvent("tuneserve:trial", { detail: d }));
     }
 
     let latest = null;
