@@ -58,6 +58,8 @@ class Study(Base):
     next_number: Mapped[int] = mapped_column(Integer, default=0)
     # The sanity gate: config, state, figures and verdict (service.diagnosis.SanityResult); NULL if never asked.
     sanity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The special run that holds ordinary trials back: None, 'sanity' or 'lr_range' (domain/gates.py).
+    gate: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # The craft (service/craft): the study this one was refined from or is a later stage of, which
     # stage it is, the fidelity its trials run at, its range test (curve, suggestion, narrowing),
     # and how it was refined from its parent. No ON DELETE on parent_id (SQLite reflects none for a
@@ -101,7 +103,7 @@ class Trial(Base):
     state: Mapped[str] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)  # flat: dotted names -> values
     method: Mapped[str] = mapped_column(String(32))  # engine that produced the params, or "enqueued"
-    kind: Mapped[str] = mapped_column(String(16), default="trial", server_default="trial")  # trial | sanity
+    kind: Mapped[str] = mapped_column(String(16), default="trial", server_default="trial")  # trial | sanity | lr_range
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # How many times the trial was handed to a worker (each claim is a new run; a release keeps the
     # attempt but not the run). Reports carry it: a later run may rewrite an earlier run's steps.

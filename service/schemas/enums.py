@@ -54,6 +54,7 @@ class Method(StrEnum):
 class TrialKind(StrEnum):
     TRIAL = "trial"      # an ordinary trial of the study's search
     SANITY = "sanity"    # the sanity gate's run (service/diagnosis/sanity.py)
+    LR_RANGE = "lr_range"  # a learning-rate range test (service/craft/lr_range.py)
 
 
 class DiagnosisLabel(StrEnum):
@@ -83,6 +84,13 @@ class SanityState(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
+
+
+class LrRangeState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"        # a curve and a suggestion
+    FAILED = "failed"    # no usable curve (the run failed, or the loss never fell): the space is unchanged
 
 
 class StudyMethod(StrEnum):

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from service.schemas import craft
+from service.schemas.gates import AdviceRead, LrRangeRead, SanityRead
 from service.schemas.enums import StudyMethod, StudyState
 from service.schemas.trials import TrialRead
 
@@ -213,6 +214,17 @@ class StudyCreate(_Strict):
     repeat_top: Any = Field(
         default=None, description="{top_k, seeds}: once the budget is spent, re-run the top configurations "
                                   "with other seeds (an extra spend on top of max_trials)")
+    # The gates (service/domain/gates.py): special runs before the first ordinary trial.
+    sanity: Any = Field(
+        default=None, description="The sanity gate: true or {samples: 64, max_epochs: 100, sweep: false}; before "
+                                  "any trial one worker checks that the largest model can overfit `samples` examples")
+    lr_range_test: Any = Field(
+        default=None, description="true or {start_lr, end_lr, steps, apply, rule}: a learning-rate range test "
+                                  "before the first trial (after the sanity check); `apply` narrows the lr by itself")
+    objective_features: list[Literal["lr_range_test"]] = Field(
+        default_factory=list, max_length=8,
+        description="What a user objective (module:function or program) supports beyond trials: "
+                    "`lr_range_test` when it follows context.lr_range. The built-in trainer supports everything")
 
     @classmethod
     def owner(cls) -> str:
@@ -321,5 +333,11 @@ class StudyRead(BaseModel):
         default=None, description="The noise-aware best configuration and how sure that is")
     repeat_groups: list[craft.RepeatGroupRead] = Field(
         default_factory=list, description="Configurations run more than once, with mean and std")
+    # The gates and the diagnoses (service/domain/gates.py, service/diagnosis).
+    gate: Literal["sanity", "lr_range"] | None = Field(
+        default=None, description="The special run holding ordinary trials back now (null: none)")
+    sanity: SanityRead | None = Field(default=None, description="The sanity gate (null: never asked)")
+    lr_range: LrRangeRead | None = Field(default=None, description="The learning-rate range test (null: never run)")
+    advice: list[AdviceRead] = Field(default_factory=list, description="What the trials together suggest, most urgent first")
     created_at: datetime
     updated_at: datetime

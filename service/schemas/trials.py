@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from service.schemas.enums import FailKind, Method, TrialState
+from service.schemas.enums import FailKind, Method, TrialKind, TrialState
+from service.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
@@ -49,6 +50,9 @@ class TrialLease(BaseModel):
     fidelity: dict[str, Any] | None = Field(
         default=None, description="What this run trains on (epochs, data_fraction, classes, data_seed); a "
                                   "study that manages its fidelity also puts these knobs into `params`")
+    kind: TrialKind = Field(default=TrialKind.TRIAL, description="trial, or a special run: sanity | lr_range")
+    sanity: SanityLease | None = Field(default=None, description="Set for kind sanity: the check to run")
+    lr_range: LrRangeLease | None = Field(default=None, description="Set for kind lr_range: the ramp to run")
 
 
 class ReportRead(BaseModel):
@@ -83,6 +87,9 @@ class TrialRead(BaseModel):
                                   "values only at the same fidelity")
     config_key: str | None = Field(default=None, description="Its configuration (params without the seed): "
                                                              "repeats share it")
+    kind: TrialKind = Field(default=TrialKind.TRIAL, description="trial, or a special run (sanity, lr_range), numbered below zero")
+    diagnosis: DiagnosisRead | None = Field(
+        default=None, description="What its curves say; provisional while it runs, null before any report")
     reports: list[ReportRead] | None = None
 
 
@@ -155,6 +162,7 @@ class Decision(BaseModel):
     should_stop: bool
     reason: str = ""
     lease_expires_at: datetime | None = None
+    diagnosis: DiagnosisRead | None = Field(default=None, description="The trial's provisional diagnosis so far")
 
 
 class CompleteRequest(BaseModel):
@@ -168,6 +176,8 @@ class CompleteRequest(BaseModel):
     claim_next: ClaimRequest | None = Field(
         default=None, description="Claim the next trial in the same request"
     )
+    outcome: SpecialOutcome | None = Field(
+        default=None, description="A special run's result (kind sanity or lr_range); refused on an ordinary trial")
 
 
 class CompleteResponse(BaseModel):
