@@ -58,6 +58,16 @@ class InvalidStudyState(DomainError):
         super().__init__(f"study {name!r} is {state}: cannot {action}", study=name, state=state)
 
 
+class GateConflict(DomainError):
+    """A special run (the sanity check, the lr range test) that cannot start now, or that the
+    study's objective does not support."""
+
+    code = "gate_conflict"
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"study {name!r}: {why}", study=name)
+
+
 class InvalidInput(DomainError):
     """Input that passed the wire schema but breaks a rule only the domain can check.
 

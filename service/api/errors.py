@@ -37,6 +37,7 @@ STATUS = {
     e.ConflictingCompletion: 409,
     e.ConflictingReport: 409,
     e.InvalidStudyState: 409,
+    e.GateConflict: 409,
     e.BudgetExhausted: 409,
     e.NotEnoughTrials: 409,
     e.Unauthenticated: 401,

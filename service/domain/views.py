@@ -58,6 +58,8 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         finished_at=utc(_get(trial, "finished_at")),
         fidelity=_get(trial, "fidelity"),
         config_key=_get(trial, "config_key"),
+        kind=_get(trial, "kind") or "trial",
+        diagnosis=_get(trial, "diagnosis"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
         ],
@@ -80,4 +82,8 @@ def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
         lease_seconds=study.lease_seconds,
         metric=Metric(name=study.metric_name, goal=study.goal),
         method=row["method"],
+        kind=row.get("kind") or "trial",
+        # A special run's request (service/domain/gates.py puts it on the claimed row).
+        sanity=row.get("sanity_request"),
+        lr_range=row.get("lr_range_request"),
     )
