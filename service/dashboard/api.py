@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import get_db, require_caller
 from service.dashboard import data
 from service.db.engine import Database
-from service.schemas.enums import TrialState
+from service.schemas.enums import DiagnosisLabel, TrialState
 
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"], dependencies=[Depends(require_caller)])
 
@@ -90,6 +90,7 @@ async def importance(name: str, db: Database = Depends(get_db)) -> Response:
 def trials(
     name: str, db: Database = Depends(get_db),
     state: list[TrialState] = Query(default=[], description="Keep these states (repeatable)"),
+    diagnosis: list[DiagnosisLabel] = Query(default=[], description="Keep trials diagnosed with these labels (repeatable)"),
     value_min: float | None = Query(default=None, allow_inf_nan=False),
     value_max: float | None = Query(default=None, allow_inf_nan=False),
     param: list[str] = Query(default=[], max_length=32,
@@ -102,7 +103,8 @@ def trials(
     offset: int = Query(default=0, ge=0, le=10_000_000),
 ) -> Response:
     with db.read() as s:
-        return DashboardJSON(data.trials_page(s, name, states=[str(x) for x in state], value_min=value_min,
+        return DashboardJSON(data.trials_page(s, name, states=[str(x) for x in state],
+                                labels=[str(x) for x in diagnosis], value_min=value_min,
                                 value_max=value_max, params=param, sort=sort, order=order, limit=limit,
                                 offset=offset))
 

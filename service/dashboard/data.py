@@ -68,6 +68,8 @@ def studies_overview(session: Session) -> list[dict[str, Any]]:
             "metric": s.metric_name, "goal": s.goal, "counts": counts, "total": sum(counts.values()),
             "ended": sum(counts[st] for st in ENDED_STATES), "budget": s.max_trials,
             "best_value": best, "created_at": utc(s.created_at), "last_activity": last,
+            # The gates: a badge when the sanity check failed or holds the study back (studies.sanity).
+            "gate": s.gate, "sanity_state": s.sanity_state,
         })
     return out
 
@@ -281,10 +283,10 @@ _SORT_KIND = {"categorical": "string", "int": "float", "float": "float"}
 
 
 def trials_page(
-    session: Session, name: str, *, states: list[str], value_min: float | None, value_max: float | None,
-    params: list[str], sort: str, order: str, limit: int, offset: int,
+    session: Session, name: str, *, states: list[str], labels: list[str], value_min: float | None,
+    value_max: float | None, params: list[str], sort: str, order: str, limit: int, offset: int,
 ) -> dict[str, Any]:
-    """A page of the trial table, filtered and sorted by the database."""
+    """A page of the trial table (ordinary trials only), filtered and sorted by the database."""
     study = study_store.get_study(session, name)
     meta = param_meta(study.space)
     dims = {m["name"]: m for m in meta}
@@ -302,7 +304,7 @@ def trials_page(
     elif sort not in store.SORT_COLUMNS:
         raise InvalidInput(("query", "sort"), f"sort must be one of {sorted(store.SORT_COLUMNS)} or params.<name>, got {sort!r}")
     rows, total = store.page_trials(
-        session, study.id, states=states, value_min=value_min, value_max=value_max, params=filters,
+        session, study.id, states=states, labels=labels, value_min=value_min, value_max=value_max, params=filters,
         sort=sort, sort_kind=sort_kind, descending=order == "desc", limit=limit, offset=offset,
     )
     items = []
@@ -316,10 +318,18 @@ def trials_page(
             "fail_kind": r["fail_kind"], "started_at": started, "finished_at": finished,
             "duration_s": (finished - started).total_seconds() if started and finished else None,
             "fidelity": r["fidelity"], "fidelity_label": fidelity_domain.label(r["fidelity"]),
-            "config_key": r["config_key"],
+            "config_key": r["config_key"], "diagnosis": _badge(r["diagnosis"]),
         })
     return {"items": items, "total": total, "limit": limit, "offset": offset, "sort": sort, "order": order,
             "params": [m["name"] for m in meta]}
+
+
+def _badge(diagnosis: Any) -> dict[str, Any] | None:
+    """What a table row's diagnosis badge needs (the evidence stays on the trial page)."""
+    if not isinstance(diagnosis, dict) or not diagnosis.get("label"):
+        return None
+    return {"label": diagnosis["label"], "cause": diagnosis.get("cause"), "advice": diagnosis.get("advice") or "",
+            "provisional": bool(diagnosis.get("provisional"))}
 
 
 def _cell(meta: dict[str, Any], value: Any) -> Any:

@@ -3,6 +3,11 @@
 Every function here reads; none writes. The callers (service/dashboard/data.py) choose which
 trials to show, so the queries that return per-trial data take explicit id lists (chunked) and the
 per-study scans return a handful of columns, never the JSON documents of every trial.
+
+Only ordinary trials (kind 'trial') are counted, drawn or listed: the special runs (the sanity check,
+the lr range test; kind 'sanity' / 'lr_range', numbered below zero) are not trials of the search and
+are shown by their own panels. `kind` is not in the covering index ix_trials_study_points: the
+filter costs a few ms at 20,000 trials on either backend (measured with benchmarks/dashboard.py).
 """
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from sqlalchemy import DateTime, Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Study, Trial, TrialReport
+from service.schemas.enums import DiagnosisLabel, TrialKind
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__
 STUDIES = Study.__table__
+ORDINARY = TRIALS.c.kind == TrialKind.TRIAL.value  # not a special run
 
 # IN lists are sent in chunks: SQLite caps bound parameters per statement, and long lists plan badly.
 CHUNK = 500
@@ -31,7 +38,9 @@ def study_rows(session: Session) -> list[Any]:
     return list(session.execute(
         select(STUDIES.c.id, STUDIES.c.name, STUDIES.c.state, STUDIES.c.method, STUDIES.c.goal,
                STUDIES.c.metric_name, STUDIES.c.max_trials, STUDIES.c.next_number, STUDIES.c.created_at,
-               STUDIES.c.updated_at, STUDIES.c.description)
+               STUDIES.c.updated_at, STUDIES.c.description, STUDIES.c.gate,
+               # Only the sanity check's state travels to the studies list (a badge), not its figures.
+               STUDIES.c.sanity["state"].as_string().label("sanity_state"))
         .order_by(STUDIES.c.id)
     ).all())
 
@@ -44,7 +53,7 @@ def trial_aggregates(session: Session, study_id: int | None = None) -> list[Any]
         TRIALS.c.study_id, TRIALS.c.state, func.count().label("n"),
         func.min(TRIALS.c.value).label("lo"), func.max(TRIALS.c.value).label("hi"),
         func.coalesce(func.sum(TRIALS.c.last_step), 0).label("steps"), last.label("last"),
-    ).group_by(TRIALS.c.study_id, TRIALS.c.state)
+    ).where(ORDINARY).group_by(TRIALS.c.study_id, TRIALS.c.state)
     # SQLite would rather walk ix_trials_study_state (ordered for the GROUP BY) and read every row.
     stmt = stmt.with_hint(TRIALS, "INDEXED BY ix_trials_study_points", "sqlite")
     if study_id is not None:
@@ -53,7 +62,8 @@ def trial_aggregates(session: Session, study_id: int | None = None) -> list[Any]
 
 
 def latest_starts(session: Session, study_id: int | None = None) -> dict[int, Any]:
-    """The latest start of a running trial per study (running trials are few: ix_trials_study_state)."""
+    """The latest start of a running trial per study (running trials are few: ix_trials_study_state).
+    A running special run counts too: it is activity, though not a trial of the search."""
     stmt = select(TRIALS.c.study_id, func.max(TRIALS.c.started_at, type_=DateTime(timezone=True))).where(
         TRIALS.c.state == "running").group_by(TRIALS.c.study_id)
     if study_id is not None:
@@ -62,7 +72,7 @@ def latest_starts(session: Session, study_id: int | None = None) -> dict[int, An
 
 
 def trial_points(session: Session, study_id: int) -> list[tuple]:
-    """(id, number, state, value, last_step) of every trial of a study, in number order, as plain
+    """(id, number, state, value, last_step) of every ordinary trial of a study, in number order, as plain
     tuples from the driver's cursor (in this session's transaction): at 20,000 trials, SQLAlchemy's
     row objects cost 100 ms more than the query on PostgreSQL. Columns of simple types only."""
     conn = session.connection()
@@ -70,17 +80,17 @@ def trial_points(session: Session, study_id: int) -> list[tuple]:
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.execute("SELECT id, number, state, value, last_step FROM trials "
-                       f"WHERE study_id = {mark} ORDER BY number", (study_id,))
+                       f"WHERE study_id = {mark} AND kind = 'trial' ORDER BY number", (study_id,))
         return cursor.fetchall()
     finally:
         cursor.close()
 
 
 def trial_fidelities(session: Session, study_id: int) -> list[tuple[int, str | None]]:
-    """(number, fidelity record as JSON text) of every trial of a study, in number order."""
+    """(number, fidelity record as JSON text) of every ordinary trial of a study, in number order."""
     return list(session.execute(
         select(TRIALS.c.number, cast(TRIALS.c.fidelity, Text))
-        .where(TRIALS.c.study_id == study_id).order_by(TRIALS.c.number)
+        .where(TRIALS.c.study_id == study_id, ORDINARY).order_by(TRIALS.c.number)
     ).all())
 
 
@@ -134,18 +144,22 @@ SORT_COLUMNS = {
 
 
 def page_trials(
-    session: Session, study_id: int, *, states: Sequence[str], value_min: float | None,
+    session: Session, study_id: int, *, states: Sequence[str], labels: Sequence[str], value_min: float | None,
     value_max: float | None, params: Sequence[ParamFilter], sort: str, sort_kind: str,
     descending: bool, limit: int, offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of a study's trials, filtered and sorted in SQL, and the filtered total.
 
     `sort` is a column of SORT_COLUMNS or "params.<name>"; `sort_kind` says how to read a parameter
-    ("float", "string" or "boolean"). NULLs sort last both ways; ties break on the trial number.
+    ("float", "string" or "boolean"). `labels` keeps trials whose diagnosis has one of these labels
+    (DiagnosisLabel values; a trial not diagnosed yet has none). NULLs sort last both ways; ties
+    break on the trial number.
     """
-    conds = [TRIALS.c.study_id == study_id]
+    conds = [TRIALS.c.study_id == study_id, ORDINARY]
     if states:
         conds.append(TRIALS.c.state.in_(list(states)))
+    if labels:
+        conds.append(TRIALS.c.diagnosis["label"].as_string().in_([DiagnosisLabel(x).value for x in labels]))
     if value_min is not None:
         conds.append(TRIALS.c.value >= value_min)
     if value_max is not None:
@@ -172,7 +186,8 @@ def page_trials(
         select(TRIALS.c.id, TRIALS.c.number, TRIALS.c.state, TRIALS.c.value, TRIALS.c.params,
                TRIALS.c.method, TRIALS.c.attempt, TRIALS.c.worker_id, TRIALS.c.last_step,
                TRIALS.c.stop_reason, TRIALS.c.stop_step, TRIALS.c.fail_kind, TRIALS.c.started_at,
-               TRIALS.c.finished_at, TRIALS.c.created_at, TRIALS.c.fidelity, TRIALS.c.config_key)
+               TRIALS.c.finished_at, TRIALS.c.created_at, TRIALS.c.fidelity, TRIALS.c.config_key,
+               TRIALS.c.diagnosis)
         .where(where).order_by(order, tie).limit(limit).offset(offset)
     ).mappings().all()
     return [dict(r) for r in rows], total
