@@ -86,11 +86,13 @@ def _stamp(study, aggregates: list[Any]) -> str:
 
 def study_summary(session: Session, name: str) -> dict[str, Any]:
     """The study's API read (any field later issues add to it comes along), the searched
-    parameters, and a stamp that the page polls to know when to refresh its charts."""
+    parameters, a stamp that the page polls to know when to refresh its charts, and the special
+    runs (id, number, kind, state), which the gates' panels link to by number."""
     study = study_store.get_study(session, name)
     read = study_domain.study_read(session, study).model_dump(mode="json")
     return {"study": read, "params": param_meta(study.space),
-            "stamp": _stamp(study, store.trial_aggregates(session, study.id))}
+            "stamp": _stamp(study, store.trial_aggregates(session, study.id)),
+            "special_runs": store.special_runs(session, study.id)}
 
 
 def _points(session: Session, study_id: int) -> list[TrialPoint]:

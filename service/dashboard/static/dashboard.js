@@ -7,6 +7,8 @@
   "use strict";
 
   const STATES = ["waiting", "running", "completed", "pruned", "failed", "diverged"];
+  // A trial's diagnosis (service/diagnosis): the table's badges and its filter.
+  const LABELS = ["healthy", "diverged", "lr_too_high", "lr_too_low", "plateau", "overfitting", "underfitting", "noisy"];
   const COLORS = {
     completed: "#2f7d4f", running: "#2563eb", waiting: "#8792a2", pruned: "#d97706",
     failed: "#dc2626", diverged: "#7c3aed", best: "#111827",
@@ -135,11 +137,12 @@
 
   function ready() { if (!window.__readyAt) window.__readyAt = performance.now(); document.body.dataset.ready = "1"; }
 
-  const DEFAULT_QUERY = () => ({ states: new Set(), vmin: "", vmax: "", params: [], sort: "number", order: "desc", limit: 50, offset: 0 });
+  const DEFAULT_QUERY = () => ({ states: new Set(), labels: new Set(), vmin: "", vmax: "", params: [], sort: "number", order: "desc", limit: 50, offset: 0 });
 
   function buildTableUrl(base, query) {
     const qs = new URLSearchParams();
     for (const s of query.states) qs.append("state", s);
+    for (const l of query.labels) qs.append("diagnosis", l);
     if (query.vmin !== "") qs.set("value_min", query.vmin);
     if (query.vmax !== "") qs.set("value_max", query.vmax);
     for (const f of query.params) qs.append("param", f.spec);
@@ -200,7 +203,11 @@
           tr.cells[3].append(el("span", { class: "mini" }, el("i")), el("span"));
         }
         existing.delete(s.name);
-        if (tr.cells[1].dataset.state !== s.state) { tr.cells[1].dataset.state = s.state; tr.cells[1].replaceChildren(badge(s.state)); }
+        const sanity = s.sanity_state === "failed" || s.sanity_state === "running" ? s.sanity_state : "";
+        if (tr.cells[1].dataset.state !== s.state + sanity) {
+          tr.cells[1].dataset.state = s.state + sanity;
+          tr.cells[1].replaceChildren(badge(s.state), sanity ? el("span", { class: `badge sanity-${sanity}`, title: `the sanity check ${sanity === "failed" ? "failed: see the study's page" : "is running: trials wait for it"}`, text: `sanity ${sanity}` }) : "");
+        }
         setText(tr.cells[2], s.method);
         const share = s.budget ? Math.min(1, s.ended / s.budget) : 0;
         tr.cells[3].querySelector("i").style.width = `${(share * 100).toFixed(1)}%`;
@@ -517,7 +524,8 @@
 
     function tableColumns(params, fidelity) {
       return [
-        { key: "number", label: "#", num: true }, { key: "state", label: "State" }, { key: "value", label: "Value", num: true },
+        { key: "number", label: "#", num: true }, { key: "state", label: "State" }, { key: "diagnosis", label: "Diagnosis", nosort: true },
+        { key: "value", label: "Value", num: true },
         ...(fidelity ? [{ key: "fidelity", label: "Fidelity", nosort: true }] : []),
         ...params.map((p) => ({ key: `params.${p}`, label: p, num: true, param: p })),
         { key: "last_step", label: "Steps", num: true }, { key: "attempt", label: "Attempt", num: true },
@@ -558,12 +566,17 @@
           const note = t.state === "pruned" && t.stop_step ? ` @${t.stop_step}` : t.fail_kind && t.state !== "diverged" ? ` (${t.fail_kind})` : "";
           tr.cells[1].replaceChildren(...[badge(t.state), note ? el("span", { class: "muted small", text: note }) : null].filter(Boolean));
         }
-        setText(tr.cells[2], fmt(t.value, 5));
-        tr.cells[2].classList.toggle("best", t.id === best);
+        const diag = t.diagnosis ? JSON.stringify(t.diagnosis) : "";
+        if (tr.cells[2].dataset.diag !== diag) {
+          tr.cells[2].dataset.diag = diag;
+          tr.cells[2].replaceChildren(t.diagnosis ? window.tuneserveDiagnosisBadge(t.diagnosis) : el("span", { class: "muted", text: "–" }));
+        }
+        setText(tr.cells[3], fmt(t.value, 5));
+        tr.cells[3].classList.toggle("best", t.id === best);
         const f = hasFidelity ? 1 : 0;
-        if (hasFidelity) setText(tr.cells[3], t.fidelity_label || "–");
-        page.params.forEach((p, i) => setText(tr.cells[3 + f + i], fmt(t.params[p], 4)));
-        const k = 3 + f + page.params.length;
+        if (hasFidelity) setText(tr.cells[4], t.fidelity_label || "–");
+        page.params.forEach((p, i) => setText(tr.cells[4 + f + i], fmt(t.params[p], 4)));
+        const k = 4 + f + page.params.length;
         setText(tr.cells[k], fmt(t.last_step));
         setText(tr.cells[k + 1], fmt(t.attempt));
         setText(tr.cells[k + 2], t.worker_id || "–");
@@ -604,6 +617,10 @@
       for (const s of STATES) {
         box.append(el("label", { class: "state" }, el("input", { type: "checkbox", value: s, "data-state": s }), ` ${s}`));
       }
+      const labels = $("#filter-labels");
+      for (const l of LABELS) {
+        labels.append(el("label", { class: "state" }, el("input", { type: "checkbox", value: l, "data-label": l }), ` ${l.replace(/_/g, " ")}`));
+      }
       const select = $("#filter-param");
       select.replaceChildren(el("option", { value: "", text: "(choose)" }), ...params.map((m) => el("option", { value: m.name, text: m.name })));
       select.addEventListener("change", () => {
@@ -639,7 +656,7 @@
       });
       $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); applyFilters(); });
       $("#filter-clear").addEventListener("click", () => {
-        box.querySelectorAll("input").forEach((i) => { i.checked = false; });
+        document.querySelectorAll("#filter-states input, #filter-labels input").forEach((i) => { i.checked = false; });
         $("#filter-vmin").value = ""; $("#filter-vmax").value = "";
         query.params = []; renderChips(); applyFilters();
       });
@@ -652,6 +669,7 @@
 
     function applyFilters() {
       query.states = new Set([...document.querySelectorAll("#filter-states input:checked")].map((i) => i.value));
+      query.labels = new Set([...document.querySelectorAll("#filter-labels input:checked")].map((i) => i.value));
       query.vmin = $("#filter-vmin").value; query.vmax = $("#filter-vmax").value;
       query.offset = 0;
       return loadTable();
@@ -734,6 +752,7 @@
       return out;
     }
 
+    document.addEventListener("tuneserve:refresh", () => refresh(true).catch((err) => console.error(err)));
     $("#history-log").addEventListener("change", () => latest.history && renderHistory(latest.history));
     $("#curves-log").addEventListener("change", () => latest.curves && renderCurves(latest.curves));
 
@@ -814,7 +833,12 @@
       const crumb = $("#crumb-study");
       crumb.href = `/dashboard/studies/${enc(t.study)}`; setText(crumb, t.study);
       setText($("#crumb-trial"), `trial #${t.number}`);
-      setText($("#trial-title"), `Trial #${t.number}`);
+      const special = { sanity: "Sanity check run", lr_range: "LR range test run" }[t.kind];
+      setText($("#trial-title"), special ? `${special} #${t.number}` : `Trial #${t.number}`);
+      const note = $("#trial-special");
+      note.hidden = !special;
+      setText(note, special ? `A special run (${t.kind.replace("_", " ")}), not a trial of the search: its verdict is on the study's page, and it is left out of the study's counts and charts.` : "");
+      $("#trial-enqueue").hidden = Boolean(special);
       const state = $("#trial-state"); state.className = `badge ${t.state}`; setText(state, t.state);
       $("#trial-enqueue").href = `/dashboard/studies/${enc(t.study)}?from=${t.id}#enqueue`;
       const out = $("#trial-outcome");
@@ -868,7 +892,7 @@
     $("#loss-log").addEventListener("change", () => latest && render(latest));
     const load = async () => {
       const d = await api(`/dashboard/api/trials/${id}`);
-      const key = JSON.stringify([d.trial.state, d.trial.last_step, d.steps.length, d.trial.stop_reason]);
+      const key = JSON.stringify([d.trial.state, d.trial.last_step, d.steps.length, d.trial.stop_reason, d.trial.diagnosis]);
       if (key === lastKey) return d;
       lastKey = key; latest = d;
       render(d);
