@@ -12,6 +12,7 @@ import typer
 from service.cli import server as server_cmds
 from service.cli import study, trial
 from service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
+from service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
 
 app = typer.Typer(
     name="tuneserve", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

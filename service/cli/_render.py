@@ -61,10 +61,44 @@ def print_status(study: dict) -> None:
         for key, value in sorted(flatten_params(best["params"]).items()):
             out.print(f"  {key} = {json.dumps(value) if not isinstance(value, str) else value}")
     print_craft(study)
+    print_gates(study, advice=False)
     for key in ("warnings", "advice"):
         for item in study.get(key) or []:
             text = item.get("message") or item.get("text") if isinstance(item, dict) else item
             out.print(f"[yellow]{key[:-1] if key.endswith('s') else key}:[/] {text}")
+
+
+GATE_STYLE = {"passed": "green", "done": "green", "failed": "red", "skipped": "yellow", "pending": "white",
+              "running": "cyan"}
+
+
+def print_gates(study: dict, advice: bool = True) -> None:
+    """The sanity verdict, the range test's suggestion and narrowing, and (`advice`) the advice."""
+    gate = study.get("gate")
+    if gate:
+        what = "sanity check" if gate == "sanity" else "lr range test"
+        out.print(f"[cyan]gate:[/] ordinary trials wait for the {what} to end")
+    sanity = study.get("sanity")
+    if sanity:
+        state = sanity["state"]
+        note = " (overridden: the study was resumed over it)" if sanity.get("overridden") else ""
+        out.print(f"sanity check: [{GATE_STYLE.get(state, '')}]{state}[/]{note}: {sanity['verdict']}")
+    lr = study.get("lr_range")
+    if lr:
+        state = lr["state"]
+        out.print(f"lr range test: [{GATE_STYLE.get(state, '')}]{state}[/]: {lr.get('message', '')}")
+        n = lr.get("narrowing")
+        if n:
+            out.print(f"  {n['path']} narrowed: {spec_text(n['before'])} -> {spec_text(n['after'])}")
+    for item in (study.get("advice") or []) if advice else []:
+        out.print(f"[yellow]advice:[/] {item['message']}")
+
+
+def diagnosis_text(diagnosis: dict | None) -> str:
+    if not diagnosis:
+        return "-"
+    text = diagnosis["label"] + (f" ({diagnosis['cause']})" if diagnosis.get("cause") else "")
+    return text + ("?" if diagnosis.get("provisional") else "")
 
 
 def trial_table(trials: list[dict]) -> Table:
@@ -77,15 +111,18 @@ def trial_table(trials: list[dict]) -> Table:
         table.add_column("fidelity")
     for n in names:
         table.add_column(n, justify="right")
+    table.add_column("diagnosis")
     table.add_column("worker")
     for t in trials:
         flat = flatten_params(t["params"])
         style = STATE_STYLE.get(t["state"], "")
-        cells = [str(t["number"]), f"[{style}]{t['state']}[/]" if style else t["state"], number(t["value"]),
+        number_text = str(t["number"]) if t.get("kind", "trial") == "trial" else f"{t['number']} ({t['kind']})"
+        cells = [number_text, f"[{style}]{t['state']}[/]" if style else t["state"], number(t["value"]),
                  number(t.get("last_step"))]
         if fidelity:
             cells.append(fidelity_text(t.get("fidelity")))
-        table.add_row(*cells, *(number(flat.get(n)) for n in names), t.get("worker_id") or "-")
+        table.add_row(*cells, *(number(flat.get(n)) for n in names), diagnosis_text(t.get("diagnosis")),
+                      t.get("worker_id") or "-")
     return table
 
 
@@ -168,8 +205,8 @@ def print_craft(study: dict) -> None:
         out.print(f"  repeats: {group_text(group)}")
 
 
-EXPORT_FIRST = ("number", "state", "value", "method", "attempt", "worker_id", "last_step", "fail_kind",
-                "fail_reason", "stop_reason", "created_at", "started_at", "finished_at")
+EXPORT_FIRST = ("number", "kind", "state", "value", "method", "attempt", "worker_id", "last_step", "fail_kind",
+                "fail_reason", "stop_reason", "diagnosis", "diagnosis_cause", "created_at", "started_at", "finished_at")
 
 
 def space_leaves(study: dict) -> list[str] | None:
@@ -185,6 +222,9 @@ def space_leaves(study: dict) -> list[str] | None:
 
 def export_row(trial: dict, leaves: list[str] | None = None) -> dict[str, Any]:
     row = {k: trial.get(k) for k in EXPORT_FIRST}
+    diagnosis = trial.get("diagnosis") or {}
+    row["kind"] = trial.get("kind", "trial")
+    row["diagnosis"], row["diagnosis_cause"] = diagnosis.get("label"), diagnosis.get("cause")
     for key, value in (trial.get("fidelity") or {}).items():
         row[f"fidelity.{key}"] = value
     for key, value in flatten_params(trial["params"], leaves).items():
