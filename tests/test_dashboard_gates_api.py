@@ -28,12 +28,13 @@ def rows(database_url):
 
 @pytest.fixture
 def gated(client, rows):
-    """Study `d`: 12 ordinary trials (trial 3 failed), diagnoses on five of them, and two special
+    """Study `d`: 12 ordinary trials (trial 3 failed), diagnoses on five of them (the server's own are
+    replaced: the others have none, as before a first report), and two special
     runs that would change every figure if counted: a completed sanity run at -1 whose value beats
     every trial (with 50 reports and a `healthy` diagnosis), and a running range test at -2."""
     study = build_study(client, n=12)
-    for number, d in DIAGNOSES.items():
-        rows.set_diagnosis("d", number, d)
+    for number in range(12):
+        rows.set_diagnosis("d", number, DIAGNOSES.get(number))
     before = get(client, f"{DASH}/studies/d")["stamp"]
     rows.add_special_run("d", "sanity", -1, "completed", value=1e-6, losses=[2.3 / (i + 1) for i in range(50)],
                          diagnosis_json=diagnosis("healthy", "Nothing to change."))
