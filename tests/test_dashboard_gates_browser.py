@@ -157,7 +157,7 @@ def test_apply_and_restore_the_suggested_range(server, browser, shots):
 def table(browser) -> list[tuple[str, str, str]]:
     return browser.execute_script("""
         return [...document.querySelectorAll('#trials tbody tr')].map((tr) => {
-          const b = tr.cells[2].querySelector('.diag');
+          const b = tr.querySelector('.diag');
           return [tr.cells[0].textContent, b ? b.dataset.label : '', b ? b.className : ''];
         });""")
 

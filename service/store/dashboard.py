@@ -86,6 +86,15 @@ def trial_points(session: Session, study_id: int) -> list[tuple]:
         cursor.close()
 
 
+def special_runs(session: Session, study_id: int) -> list[dict[str, Any]]:
+    """(id, number, kind, state) of a study's special runs, newest first: they are numbered below zero,
+    so this is a short range of ix_trials_study_points."""
+    return [dict(r) for r in session.execute(
+        select(TRIALS.c.id, TRIALS.c.number, TRIALS.c.kind, TRIALS.c.state)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.number < 0, ~ORDINARY).order_by(TRIALS.c.number)
+    ).mappings().all()]
+
+
 def trial_fidelities(session: Session, study_id: int) -> list[tuple[int, str | None]]:
     """(number, fidelity record as JSON text) of every ordinary trial of a study, in number order."""
     return list(session.execute(

@@ -524,9 +524,9 @@
 
     function tableColumns(params, fidelity) {
       return [
-        { key: "number", label: "#", num: true }, { key: "state", label: "State" }, { key: "diagnosis", label: "Diagnosis", nosort: true },
-        { key: "value", label: "Value", num: true },
+        { key: "number", label: "#", num: true }, { key: "state", label: "State" }, { key: "value", label: "Value", num: true },
         ...(fidelity ? [{ key: "fidelity", label: "Fidelity", nosort: true }] : []),
+        { key: "diagnosis", label: "Diagnosis", nosort: true },
         ...params.map((p) => ({ key: `params.${p}`, label: p, num: true, param: p })),
         { key: "last_step", label: "Steps", num: true }, { key: "attempt", label: "Attempt", num: true },
         { key: "worker_id", label: "Worker" }, { key: "duration", label: "Duration", num: true, nosort: true },
@@ -566,15 +566,16 @@
           const note = t.state === "pruned" && t.stop_step ? ` @${t.stop_step}` : t.fail_kind && t.state !== "diverged" ? ` (${t.fail_kind})` : "";
           tr.cells[1].replaceChildren(...[badge(t.state), note ? el("span", { class: "muted small", text: note }) : null].filter(Boolean));
         }
-        const diag = t.diagnosis ? JSON.stringify(t.diagnosis) : "";
-        if (tr.cells[2].dataset.diag !== diag) {
-          tr.cells[2].dataset.diag = diag;
-          tr.cells[2].replaceChildren(t.diagnosis ? window.tuneserveDiagnosisBadge(t.diagnosis) : el("span", { class: "muted", text: "–" }));
-        }
-        setText(tr.cells[3], fmt(t.value, 5));
-        tr.cells[3].classList.toggle("best", t.id === best);
+        setText(tr.cells[2], fmt(t.value, 5));
+        tr.cells[2].classList.toggle("best", t.id === best);
         const f = hasFidelity ? 1 : 0;
-        if (hasFidelity) setText(tr.cells[4], t.fidelity_label || "–");
+        if (hasFidelity) setText(tr.cells[3], t.fidelity_label || "–");
+        const cell = tr.cells[3 + f];  // the diagnosis badge (gates.js draws it; the advice is its tooltip)
+        const diag = t.diagnosis ? JSON.stringify(t.diagnosis) : "";
+        if (cell.dataset.diag !== diag) {
+          cell.dataset.diag = diag;
+          cell.replaceChildren(t.diagnosis ? window.tuneserveDiagnosisBadge(t.diagnosis) : el("span", { class: "muted", text: "–" }));
+        }
         page.params.forEach((p, i) => setText(tr.cells[4 + f + i], fmt(t.params[p], 4)));
         const k = 4 + f + page.params.length;
         setText(tr.cells[k], fmt(t.last_step));
