@@ -18,12 +18,7 @@ from workers.training.run import train_cnn
 SMALL = {"width": 8, "data_fraction": 0.3, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lr_ramp_is_geometric():
