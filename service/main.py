@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors as api_errors
-from service.api import health, logs, studies, tokens, trials
+from service.api import gates, health, logs, studies, tokens, trials
 from service.api.deps import require_caller
 from service.api.limits import BodyLimits
 from service.api.openapi import install_openapi
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimits, settings=settings)
     auth = [Depends(require_caller)]
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(gates.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
     app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
     app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)

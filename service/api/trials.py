@@ -52,7 +52,8 @@ def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
              db: Database = Depends(get_db)) -> CompleteResponse:
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
-    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key)
+    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key,
+                             outcome=body.outcome)
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)

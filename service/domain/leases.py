@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 
 from service.db.engine import Database
+from service.domain import diagnoses, gates
 from service.domain.stages import settle
+from service.store import studies as study_store
 from service.store import trials as trial_store
 from service.observability import metrics as observe
 
@@ -14,8 +16,15 @@ log = logging.getLogger("tuneserve.leases")
 def reap_expired(db: Database) -> tuple[int, int]:
     """Requeue or fail trials whose lease ran out; returns (requeued, failed)."""
     with db.transaction() as s:
-        requeued, failed_studies = trial_store.expire_leases(s)
-        for study_id in sorted(set(failed_studies)):  # id order: concurrent sweeps lock studies alike
+        requeued, failed = trial_store.expire_leases(s)
+        failed.sort(key=lambda row: (row["study_id"], row["id"]))  # id order: concurrent sweeps lock studies alike
+        for row in failed:
+            if row["kind"] != "trial":
+                gates.end(s, row)
+            else:
+                diagnoses.diagnose(s, row, study_store.study_header(s, row["study_id"]).metric_name)
+        failed_studies = [row["study_id"] for row in failed]
+        for study_id in sorted(set(failed_studies)):
             settle(s, study_id)
     observe.leases_expired(len(requeued), len(failed_studies))
     if requeued or failed_studies:

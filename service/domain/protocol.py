@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import Trial
+from service.domain import diagnoses, gates
 from service.domain.pruning import prune_decision, recheck_decision
 from service.domain.stages import follow, settle
 from service.domain.studies import finish_on_target
@@ -68,11 +69,11 @@ def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective
         study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
         if not worker_store.can_run(study.objective, objective):
             return [], None, []
-        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
+        rows = gates.on_claimed(s, _claim_from(s, study.id, study.max_concurrent, worker_id, holder))
         return rows, (study if rows else None), ([] if rows else [study.id])
     # Studies locked in id order: two claimers never wait on each other's locks crosswise.
     for study_id, cap in sorted(trial_store.waiting_studies(s, objective)):
-        rows = _claim_from(s, study_id, cap, worker_id, holder)
+        rows = gates.on_claimed(s, _claim_from(s, study_id, cap, worker_id, holder))
         if rows:
             return rows, study_store.study_header(s, study_id), []
     return [], None, study_store.candidate_studies(s, objective)
@@ -114,7 +115,7 @@ def _claim(db: Database, worker_id: str, study_name: str | None, holder: str | N
 def ask(db: Database, study_name: str, count: int, worker_id: str, holder: str | None = None) -> list[TrialLease]:
     with db.transaction() as s:
         study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
-        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count)
+        rows = gates.on_claimed(s, _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count))
     rows = draw_claimed(db, rows) if rows else []
     if len(rows) < count:
         rows += suggest_trials(db, study.id, count - len(rows), worker_id, holder)[0]
@@ -173,25 +174,43 @@ def _touch(session: Session, trial_id: int, token: str, holder: str | None, step
     return row
 
 
+def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None) -> dict[str, Any]:
+    """A trial changed state: a special run's gate judges it (service/domain/gates.py); an ordinary
+    trial that ended gets its diagnosis. Returns the row as it now reads."""
+    if row["kind"] != "trial":
+        gates.end(s, row, outcome)
+        return row
+    if row["state"] in ("waiting", "running"):
+        return row
+    return {**row, "diagnosis": diagnoses.diagnose(s, row, study.metric_name)}
+
+
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
     with db.transaction() as s:
         row = _touch(s, trial_id, token, holder, steps)
         study = study_store.study_header(s, row["study_id"])
         diverged = _store_steps(s, row, study, steps)
         if diverged:
-            trial_store.end_held(s, trial_id, token, "diverged", holder, fail_kind="diverged", fail_reason=diverged)
+            ended = trial_store.end_held(s, trial_id, token, "diverged", holder, fail_kind="diverged",
+                                         fail_reason=diverged)
+            ended = _after_end(s, ended, study)
             settle(s, study.id)
             observe.ended("diverged")
-            return Decision(should_stop=True, reason=f"diverged: {diverged}")
+            return Decision(should_stop=True, reason=f"diverged: {diverged}", diagnosis=ended.get("diagnosis"))
         expires = epoch_to_datetime(row["lease_expires_at"])
+        special = row["kind"] != "trial"
+        diagnosis = None if special else diagnoses.diagnose(s, row, study.metric_name)  # provisional
         if study.state != "running":
-            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
-        if row["stop_reason"]:
-            return Decision(should_stop=True, reason=row["stop_reason"], lease_expires_at=expires)
+            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
+                            diagnosis=diagnosis)
+        if row["stop_reason"] or special:  # special runs are never pruned
+            return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "",
+                            lease_expires_at=expires, diagnosis=diagnosis)
         decision = prune_decision(s, study, trial_id, [st.step for st in steps])
         if decision.stop:
             trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason, stop_step=decision.step)
-        return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires)
+        return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires,
+                        diagnosis=diagnosis)
 
 
 def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None) -> Decision:
@@ -199,15 +218,19 @@ def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None
         row = _touch(s, trial_id, token, holder, [])
         study = study_store.study_header(s, row["study_id"])
         expires = epoch_to_datetime(row["lease_expires_at"])
+        diagnosis = row["diagnosis"]  # provisional, stored by the last report
         if study.state != "running":
-            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires)
-        if not row["stop_reason"]:  # W&B's hyperband re-checks running trials against their latest band
+            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
+                            diagnosis=diagnosis)
+        if not row["stop_reason"] and row["kind"] == "trial":  # W&B's hyperband re-checks running trials
             decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
             if decision.stop:
                 trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason,
                                        stop_step=decision.step)
-                return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires)
-        return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires)
+                return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires,
+                                diagnosis=diagnosis)
+        return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires,
+                        diagnosis=diagnosis)
 
 
 # ---- ending a trial ----------------------------------------------------------------------------
@@ -225,11 +248,11 @@ def _all_finite(value: float | None, metrics: dict[str, Any], steps: list[StepRe
 
 def _end_completed(
     s: Session, trial_id: int, token: str, holder: str | None, value: float | None, metrics: dict[str, Any],
-    steps: list[StepReport] | None,
+    steps: list[StepReport] | None, outcome: Any = None,
 ) -> tuple[dict[str, Any], Any] | CompleteResponse:
     """End a held trial as completed (or diverged); a CompleteResponse when this same lease
-    already completed it (a retry)."""
-    if value is not None and _all_finite(value, metrics, steps):
+    already completed it (a retry). A special run may end with no value (its `outcome` says it all)."""
+    if value is not None and outcome is None and _all_finite(value, metrics, steps):
         # The common case in one fenced UPDATE; only a miss needs the reads below to explain it.
         ended = trial_store.end_held(s, trial_id, token, "completed", holder, value=float(value), metrics=metrics)
         if ended is not None:
@@ -242,6 +265,10 @@ def _end_completed(
         raise TrialNotFound(trial_id)
     study = study_store.study_header(s, row["study_id"])
     final = value if value is not None else metrics.get(study.metric_name)
+    special = row["kind"] != "trial"
+    if outcome is not None and not special:
+        raise InvalidInput(("body", "outcome"), f"trial {trial_id} is an ordinary trial: only a special run "
+                                                f"(kind sanity or lr_range) is completed with an outcome")
     if row["state"] != "running" or row["lease_token"] != token or row["holder"] != holder:
         if row["state"] == "completed" and row["lease_token"] == token and row["holder"] == holder:
             stored = row["value"]
@@ -250,14 +277,14 @@ def _end_completed(
             raise ConflictingCompletion(trial_id, stored, final)
         raise _not_held(s, trial_id, token, holder)
     diverged = _store_steps(s, row, study, steps) if steps else None
-    if final is None and not diverged:
+    if final is None and not diverged and not special:
         final = trial_store.last_report_value(s, trial_id)
         if final is None:
             raise InvalidInput(
                 ("body", "value"),
                 f"value is required: no {study.metric_name!r} in metrics or in any report of this trial",
             )
-    if diverged is None and not math.isfinite(float(final)):
+    if diverged is None and final is not None and not math.isfinite(float(final)):
         diverged = f"non-finite final value ({final})"
     if diverged:
         ended = trial_store.end_held(
@@ -266,7 +293,8 @@ def _end_completed(
         )
     else:
         ended = trial_store.end_held(
-            s, trial_id, token, "completed", holder, value=float(final), metrics=json_safe_metrics(metrics)
+            s, trial_id, token, "completed", holder, value=None if final is None else float(final),
+            metrics=json_safe_metrics(metrics)
         )
     if ended is None:  # lost the lease between the read and the write
         raise _not_held(s, trial_id, token, holder)
@@ -276,16 +304,18 @@ def _end_completed(
 def complete(
     db: Database, trial_id: int, token: str, value: float | None, metrics: dict[str, Any],
     steps: list[StepReport] | None, claim_next: tuple[str, str | None, str | None] | None,
-    holder: str | None = None,
+    holder: str | None = None, outcome: Any = None,
 ) -> CompleteResponse:
-    """End a held trial as completed; `claim_next` (worker id, study, objective) hands out the next."""
+    """End a held trial as completed; `claim_next` (worker id, study, objective) hands out the next.
+    `outcome`: a special run's result (service/domain/gates.py)."""
     with db.transaction() as s:
-        outcome = _end_completed(s, trial_id, token, holder, value, metrics, steps)
-        if isinstance(outcome, CompleteResponse):
-            return outcome  # completed before with the same value: idempotent
-        ended, study = outcome
-        if ended["state"] == "completed" and ended["method"] != "repeat":  # W&B's metric.target
-            finish_on_target(s, study.id, ended["value"], ended["number"])
+        ending = _end_completed(s, trial_id, token, holder, value, metrics, steps, outcome)
+        if isinstance(ending, CompleteResponse):
+            return ending  # completed before with the same value: idempotent
+        ended, study = ending
+        if ended["state"] == "completed" and ended["method"] != "repeat" and ended["kind"] == "trial":
+            finish_on_target(s, study.id, ended["value"], ended["number"])  # W&B's metric.target
+        ended = _after_end(s, ended, study, outcome)
         settle(s, study.id)
         observe.ended(ended["state"])
         done = trial_read(ended, study.name)
@@ -310,6 +340,7 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, holder: str |
         if row is None:
             raise _not_held(s, trial_id, token, holder)
         study = study_store.study_header(s, row["study_id"])
+        row = _after_end(s, row, study)
         settle(s, study.id)
     if state != "waiting":
         observe.ended(state)

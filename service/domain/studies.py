@@ -20,13 +20,14 @@ from service.db.models import Study
 from service.craft.fidelity import RECORD_KEYS
 from service.craft.repeats import config_key
 from service.domain import fidelity as fidelity_domain
-from service.domain import pruning, runners
+from service.domain import diagnoses, gates, pruning, runners
 from service.domain.views import trial_read, utc
 from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from service.optimizers.registry import grid_size, resolve_engine, validate_method
 from service.pruners.base import PrunerConfig
 from service.pruners.registry import parse_pruner, pruner_from_wandb
 from service.schemas.enums import StudyMethod, StudyState
+from service.schemas.gates import AdviceRead
 from service.schemas.studies import NAME_PATTERN, MetricRead, MetricSpec, StudyCreate, StudyRead, TrialCounts
 from service.space import SearchSpace, flatten_params, parse_parameters, split_name
 from service.space.parse import SpaceError
@@ -183,9 +184,12 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
         max_trials = size if max_trials is None else min(max_trials, size)
     if body.warm_start_from is not None and parent is None:
         _check_warm_start(session, body.warm_start_from, space)
+    objective = runners.study_objective(body)
+    # The gates run once, before the first stage: later stages and refined children skip them.
+    gate_plan = gates.parse_document(body, objective) if parent is None else None
     config = body.model_dump(mode="json", exclude_none=True, by_alias=False)
     config["metric"] = metric.model_dump(mode="json", exclude_none=True)
-    return _insert_named(session, body.name, dict(
+    study = _insert_named(session, body.name, dict(
         description=body.description,
         metric_name=metric.name,
         goal=metric.goal,
@@ -200,7 +204,7 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
         lease_seconds=body.lease_seconds,
         max_retries=body.max_retries,
         warm_start_from=body.warm_start_from,
-        objective=runners.study_objective(body),
+        objective=objective,
         state="running",
         next_number=0,
         parent_id=parent.id if parent is not None else None,
@@ -208,6 +212,9 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
         fidelity=fidelity,
         refine=refine_record,
     ))
+    if gate_plan is not None:
+        gates.open_new(session, study, gate_plan)
+    return study
 
 
 def target_reached(goal: str, target: float | None, value: float | None) -> bool:
@@ -261,6 +268,7 @@ def change_state(session: Session, name: str, action: str) -> Study:
         raise InvalidStudyState(name, study.state, action)
     study_store.set_study_state(session, study, target)
     if action == "resume":
+        gates.on_resume(study)
         from service.domain.stages import settle
 
         settle(session, study.id)
@@ -386,6 +394,8 @@ def study_read(session: Session, study: Study) -> StudyRead:
         fidelity=study.fidelity,
         fidelity_label=fidelity_domain.label(study.fidelity),
         repeats=study.repeats or [],
+        **gates.read_fields(study),
+        advice=[AdviceRead(**a.to_json()) for a in diagnoses.advice(session, study)],
         created_at=utc(study.created_at),
         updated_at=utc(study.updated_at),
     )

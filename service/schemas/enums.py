@@ -91,6 +91,7 @@ class LrRangeState(StrEnum):
     RUNNING = "running"
     DONE = "done"        # a curve and a suggestion
     FAILED = "failed"    # no usable curve (the run failed, or the loss never fell): the space is unchanged
+    NOT_RUN = "not_run"  # no range test: the lr was narrowed by hand
 
 
 class StudyMethod(StrEnum):

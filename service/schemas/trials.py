@@ -67,8 +67,9 @@ class TrialRead(BaseModel):
     number: int
     state: TrialState
     params: dict[str, Any]
-    method: Method | Literal["enqueued", "repeat"] = Field(
-        description="The engine that drew the params, 'enqueued', or 'repeat' (a configuration re-run with another seed)")
+    method: Method | Literal["enqueued", "repeat", "sanity", "lr_range"] = Field(
+        description="The engine that drew the params, 'enqueued', 'repeat' (a configuration re-run with another "
+                    "seed), or the special run it is (sanity, lr_range)")
     attempt: int
     worker_id: str | None
     value: float | None

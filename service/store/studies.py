@@ -78,7 +78,8 @@ def candidate_studies(session: Session, objective: str | None = None, limit: int
     )
     return list(session.scalars(
         select(Study.id)
-        .where(Study.state == "running", (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
+        .where(Study.state == "running", Study.gate.is_(None),
+               (Study.max_trials.is_(None)) | (Study.next_number < Study.max_trials))
         .where(runs_study(Study.objective, objective))
         .order_by(running, Study.id)
         .limit(limit)
@@ -130,8 +131,9 @@ def set_study_state(session: Session, study: Study, state: str) -> Study:
 
 
 def count_trials_by_state(session: Session, study_id: int) -> dict[str, int]:
+    """Ordinary trials by state (special runs, service/domain/gates.py, are not trials of the search)."""
     rows = session.execute(
-        select(Trial.state, func.count()).where(Trial.study_id == study_id).group_by(Trial.state)
+        select(Trial.state, func.count()).where(Trial.study_id == study_id, Trial.kind == "trial").group_by(Trial.state)
     ).all()
     counts = {state: 0 for state in TRIAL_STATES}
     counts.update({state: n for state, n in rows})

@@ -39,11 +39,11 @@ def insert_trials(
     session: Session, study_id: int, numbers: Iterable[int], params_list: list[dict[str, Any]],
     methods: list[str], *, state: str, worker_id: str | None = None, lease_seconds: float | None = None,
     holder: str | None = None, drawn: bool = True, fidelities: list[dict[str, Any] | None] | None = None,
-    config_keys: list[str | None] | None = None,
+    config_keys: list[str | None] | None = None, kind: str = "trial",
 ) -> list[dict[str, Any]]:
     """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
-    `fidelities` and `config_keys` (one per trial) are recorded as given. Returns the inserted rows,
-    in number order."""
+    `fidelities` and `config_keys` (one per trial) are recorded as given; `kind` is 'trial' or a
+    special run's (service/domain/gates.py). Returns the inserted rows, in number order."""
     now = utcnow()
     running = state == "running"
     count = len(params_list)
@@ -54,7 +54,7 @@ def insert_trials(
              metrics={}, created_at=now, drawn=drawn, worker_id=worker_id if running else None,
              holder=holder if running else None, lease_token=new_token() if running else None,
              started_at=now if running else None, runs=1 if running else 0,
-             b_lease=lease_seconds if running else None, fidelity=fidelity, config_key=key)
+             b_lease=lease_seconds if running else None, fidelity=fidelity, config_key=key, kind=kind)
         for number, params, method, fidelity, key in zip(numbers, params_list, methods, fidelities, config_keys)
     ]
     if not rows:
@@ -87,9 +87,9 @@ def reserve_trials(
     or, on SQLite, an IMMEDIATE transaction, so the running count read here is exact."""
     study = session.execute(
         select(STUDIES.c.state, STUDIES.c.next_number, STUDIES.c.max_trials, STUDIES.c.max_concurrent,
-               STUDIES.c.method, STUDIES.c.lease_seconds).where(STUDIES.c.id == study_id)
+               STUDIES.c.method, STUDIES.c.lease_seconds, STUDIES.c.gate).where(STUDIES.c.id == study_id)
     ).one_or_none()
-    if study is None or study.state != "running":
+    if study is None or study.state != "running" or study.gate is not None:  # a gate holds trials back
         return [], []
     left = None if study.max_trials is None else max(0, study.max_trials - study.next_number)
     run = count if left is None else min(count, left)
@@ -123,7 +123,7 @@ WITH g AS (
     SELECT id, next_number AS first, method, lease_seconds,
            COALESCE(max_trials - next_number, 2147483647) AS budget_left,
            GREATEST(0, LEAST(:count, COALESCE(max_trials - next_number, :count))) AS run
-    FROM studies WHERE id = :study_id AND state = 'running' AND max_concurrent IS NULL
+    FROM studies WHERE id = :study_id AND state = 'running' AND gate IS NULL AND max_concurrent IS NULL
 ), h AS (
     SELECT id, first, run, method, lease_seconds,
            CASE WHEN run = 0 THEN 0 ELSE GREATEST(0, LEAST(:extra, budget_left - run)) END AS queue
@@ -131,6 +131,7 @@ WITH g AS (
 ), u AS (
     UPDATE studies SET next_number = h.first + h.run + h.queue
     FROM h WHERE studies.id = h.id AND h.run > 0 AND studies.next_number = h.first AND studies.state = 'running'
+      AND studies.gate IS NULL
     RETURNING h.first, h.run, h.queue, h.method, h.lease_seconds
 ), ins AS (
     INSERT INTO trials (study_id, number, state, params, method, attempt, runs, worker_id, holder, lease_token,
@@ -220,6 +221,10 @@ def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
 # ---- claims ---------------------------------------------------------------------------------------
 
 _RUNNING_PEERS = TRIALS.alias("running_peers")
+# A study with a gate (service/domain/gates.py) hands out only the special run of that gate's kind;
+# one without, only ordinary trials.
+_KIND_ALLOWED = or_(and_(STUDIES.c.gate.is_(None), TRIALS.c.kind == "trial"), STUDIES.c.gate == TRIALS.c.kind)
+ORDINARY = TRIALS.c.kind == "trial"
 
 
 @lru_cache(maxsize=1)
@@ -235,7 +240,7 @@ def _claim_statement():
         select(TRIALS.c.id)
         .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
         .where(TRIALS.c.state == "waiting", STUDIES.c.state == "running", TRIALS.c.study_id == bindparam("b_study_id"),
-               (STUDIES.c.max_concurrent.is_(None)) | (running < STUDIES.c.max_concurrent))
+               _KIND_ALLOWED, (STUDIES.c.max_concurrent.is_(None)) | (running < STUDIES.c.max_concurrent))
         .order_by(TRIALS.c.id)
         .limit(bindparam("b_limit"))
         .with_for_update(of=TRIALS, skip_locked=True)
@@ -283,7 +288,7 @@ def waiting_studies(session: Session, objective: str | None = None, limit: int =
         (sid, cap) for sid, cap, _ in session.execute(
             select(TRIALS.c.study_id, STUDIES.c.max_concurrent, first)
             .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
-            .where(TRIALS.c.state == "waiting", STUDIES.c.state == "running",
+            .where(TRIALS.c.state == "waiting", STUDIES.c.state == "running", _KIND_ALLOWED,
                    runs_study(STUDIES.c.objective, objective))
             .group_by(TRIALS.c.study_id, STUDIES.c.max_concurrent)
             .order_by(first)
@@ -364,7 +369,7 @@ def best_trial(session: Session, study_id: int, goal: str, fidelities: list[str 
     """The best completed trial; only among those whose fidelity record (as stored JSON text, None for
     no record) is in `fidelities`, and whose number is in `numbers`, when given."""
     order = Trial.value.asc() if goal == "minimize" else Trial.value.desc()
-    conds = [Trial.study_id == study_id, Trial.state == "completed", Trial.value.is_not(None)]
+    conds = [Trial.study_id == study_id, Trial.state == "completed", Trial.value.is_not(None), Trial.kind == "trial"]
     if fidelities is not None:
         texts = [t for t in fidelities if t is not None]
         level = cast(Trial.fidelity, Text).in_(texts)
@@ -378,7 +383,7 @@ def completed_fidelities(session: Session, study_id: int) -> list[str | None]:
     """The distinct fidelity records (JSON text; None: no record) of a study's completed trials."""
     return list(session.scalars(
         select(cast(TRIALS.c.fidelity, Text)).distinct()
-        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "completed", TRIALS.c.value.is_not(None))
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "completed", TRIALS.c.value.is_not(None), ORDINARY)
     ))
 
 
@@ -397,7 +402,7 @@ def trial_results(session: Session, study_id: int) -> list[Any]:
     return list(session.execute(
         select(TRIALS.c.number, TRIALS.c.params, TRIALS.c.value, TRIALS.c.state, TRIALS.c.fidelity,
                TRIALS.c.method, TRIALS.c.config_key)
-        .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True))
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True), ORDINARY)
         .order_by(TRIALS.c.number)
     ).all())
 
@@ -458,7 +463,7 @@ def study_curves(session: Session, study_id: int, max_step: int) -> list[tuple[i
         session.execute(
             select(TRIALS.c.id, TRIALS.c.state, REPORTS.c.step, REPORTS.c.value)
             .join(REPORTS, REPORTS.c.trial_id == TRIALS.c.id)
-            .where(TRIALS.c.study_id == study_id, REPORTS.c.step <= max_step, REPORTS.c.value.is_not(None))
+            .where(TRIALS.c.study_id == study_id, REPORTS.c.step <= max_step, REPORTS.c.value.is_not(None), ORDINARY)
         ).all()
     )
 
@@ -499,16 +504,16 @@ def history(session: Session, study_id: int) -> list[tuple[Mapping[str, Any], fl
         (JsonParams(text_), value, state)
         for text_, value, state in session.execute(
             select(cast(TRIALS.c.params, Text), TRIALS.c.value, TRIALS.c.state)
-            .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True))
+            .where(TRIALS.c.study_id == study_id, TRIALS.c.drawn.is_(True), ORDINARY)
         ).all()
     ]
 
 
-def expire_leases(session: Session) -> tuple[list[int], list[int]]:
+def expire_leases(session: Session) -> tuple[list[int], list[dict[str, Any]]]:
     """Requeue running trials whose lease ran out (attempt + 1, same params), or fail them once
     they have used their retries. A reservation that was never drawn (its server died before the
     optimizer answered) goes back to waiting without using an attempt: no worker ever ran it.
-    Returns (requeued trial ids, study ids of failed trials). Uses the database clock."""
+    Returns (requeued trial ids, the failed trials' rows). Uses the database clock."""
     max_retries = (
         select(STUDIES.c.max_retries).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery()
     )
@@ -525,7 +530,7 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
     ).all()
     # The retry condition is repeated rather than implied: each statement reads the clock anew, so
     # a lease that runs out between the two statements must not be failed with retries left.
-    failed = session.scalars(
+    failed = session.execute(
         update(TRIALS)
         .where(expired, TRIALS.c.drawn.is_(True), TRIALS.c.attempt >= max_retries)
         .values(
@@ -533,7 +538,7 @@ def expire_leases(session: Session) -> tuple[list[int], list[int]]:
             fail_kind="lease_expired", fail_reason="lease expired and the retry budget is used up",
             finished_at=utcnow(),
         )
-        .returning(TRIALS.c.study_id)
-    ).all()
-    return list(requeued), list(failed)
+        .returning(*TRIALS.c)
+    ).mappings().all()
+    return list(requeued), [dict(row) for row in failed]
 

@@ -1,0 +1,45 @@
+"""The gates' routes: run the sanity check or the lr range test now, narrow the lr and undo it.
+Each answers the study (its `gate`, `sanity`, `lr_range` and `advice` say what happens next)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.api.deps import get_db
+from service.db.engine import Database
+from service.domain import gates
+from service.domain import studies as study_domain
+from service.schemas.gates import LrRangeTestRequest, NarrowingRequest, SanityRunRequest
+from service.schemas.studies import StudyRead
+
+router = APIRouter(prefix="/studies", tags=["gates"])
+
+
+@router.post("/{name}/sanity", status_code=202, response_model=StudyRead,
+             summary="Run the sanity check now: ordinary trials wait for its verdict",
+             responses={409: {"description": "The study is stopped or finished, or a special run is already open"}})
+def run_sanity(name: str, body: SanityRunRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, gates.request_sanity(s, name, body or SanityRunRequest()))
+
+
+@router.post("/{name}/lr-range-test", status_code=202, response_model=StudyRead,
+             summary="Run a learning-rate range test now: ordinary trials wait for its suggestion",
+             responses={409: {"description": "The objective does not support it, the study is stopped or "
+                                             "finished, or a special run is already open"}})
+def run_lr_range(name: str, body: LrRangeTestRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, gates.request_lr_range(s, name, body or LrRangeTestRequest()))
+
+
+@router.post("/{name}/narrowing", response_model=StudyRead,
+             summary="Narrow the lr to [low, high] (default: the range test's suggestion) for trials not drawn yet")
+def narrow(name: str, body: NarrowingRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, gates.narrow(s, name, body or NarrowingRequest()))
+
+
+@router.delete("/{name}/narrowing", response_model=StudyRead, summary="Undo the narrowing in force",
+               responses={409: {"description": "No narrowing is in force"}})
+def restore(name: str, db: Database = Depends(get_db)) -> StudyRead:
+    with db.transaction() as s:
+        return study_domain.study_read(s, gates.restore(s, name))
