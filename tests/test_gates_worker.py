@@ -97,3 +97,51 @@ def test_builtin_trainer_runs_the_lr_range_test_and_the_study_gets_a_suggestion(
     assert ramp["state"] == "completed" and ramp["number"] == -1
     assert f"event=lr_range_done worker=w-ramp trial={ramp['id']} supported=True points={len(curve['lr'])}" in w.log
     assert w.stop() == 0
+
+
+# A sweep program that takes part in both gates through its environment (workers/README.md).
+GATED_PROGRAM = """
+    import math, os
+    from tuneserve import report
+    if "TUNESERVE_SANITY_SAMPLES" in os.environ:
+        assert os.environ["TUNESERVE_SANITY_SAMPLES"] == "32"
+        for epoch, (loss, acc) in enumerate([(2.3, 0.12), (1.2, 0.6), (0.4, 0.9), (0.05, 1.0)], start=1):
+            extra = {"initial_loss": 2.303, "num_classes": 10} if epoch == 1 else {}
+            report(epoch, train_loss=loss, train_acc=acc, **extra)
+        report(4, sanity_done=1)
+    elif "TUNESERVE_LR_RANGE_START_LR" in os.environ:
+        start, end = float(os.environ["TUNESERVE_LR_RANGE_START_LR"]), float(os.environ["TUNESERVE_LR_RANGE_END_LR"])
+        steps = int(os.environ["TUNESERVE_LR_RANGE_STEPS"])
+        for i in range(steps):
+            lr = start * (end / start) ** (i / (steps - 1))
+            x = math.log10(lr)  # falls from 2.3 towards 0.3 around lr 1e-2, then blows up past 1
+            loss = 0.3 + 2.0 / (1 + math.exp(4 * (x + 2.5))) + (math.exp(3 * x) if x > 0 else 0.0)
+            if not report(i, lr=lr, loss=loss) or loss > 20:
+                break
+    else:
+        for epoch in (1, 2):
+            report(epoch, val_loss=1.0 / epoch)
+"""
+
+
+def test_a_program_that_opts_in_passes_the_sanity_gate_and_runs_the_range_test(api, workers, tmp_path):
+    program = tmp_path / "gated.py"
+    program.write_text(textwrap.dedent(GATED_PROGRAM))
+    api.create_study(name="prog", program=str(program), method="random", max_trials=1, lease_seconds=10,
+                     metric={"name": "val_loss", "goal": "minimize"}, objective_features=["lr_range_test"],
+                     sanity={"samples": 32, "max_epochs": 10},
+                     lr_range_test={"start_lr": 1e-5, "end_lr": 10.0, "steps": 100},
+                     parameters={"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}})
+    w = workers("w-prog", "--study", "prog", "--runs-dir", str(tmp_path / "runs"))
+    wait_until(settled(api, "prog", 1), 120, "both gates and 1 trial")
+    study = api.get_study("prog")
+    assert study["sanity"]["state"] == "passed", study["sanity"]
+    assert study["lr_range"]["state"] == "done", study["lr_range"]
+    curve = study["lr_range"]["curve"]
+    assert len(curve["lr"]) == len(curve["loss"]) and curve["lr"][0] == 1e-5 and curve["loss"][-1] > 20
+    assert 1e-4 < study["lr_range"]["suggestion"]["lr"] < 1.0
+    assert study["counts"]["completed"] == 1 and study["best_trial"]["value"] == 0.5
+    runs = by_kind(api, "prog")
+    assert [t["state"] for t in runs["sanity"] + runs["lr_range"]] == ["completed", "completed"]
+    assert "event=sanity_done worker=w-prog" in w.log and "event=lr_range_done worker=w-prog" in w.log
+    assert w.stop() == 0

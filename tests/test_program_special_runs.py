@@ -22,8 +22,10 @@ SANITY_PROGRAM = """
     print(json.dumps({"samples": samples, "epochs": epochs, "lrs": lrs}), flush=True)
     for epoch in range(1, 4):
         extra = {"initial_loss": 2.3, "num_classes": 10} if epoch == 1 else {}
+        if epoch == 3:
+            extra = {"sanity_done": 1, "input_std": 0.9}  # with the last epoch's metrics
         report(epoch, train_loss=2.0 / epoch, train_acc=min(1.0, 0.4 * epoch), **extra)
-    report(3, sanity_done=1, input_std=0.9)
+    report(3, sanity_done=1)  # alone, again: kept from the server (a step is stored once)
 """
 
 # Knows nothing of the gates: trains as a trial and exits 0.
@@ -47,7 +49,8 @@ def test_a_program_that_opts_in_runs_the_sanity_check(tmp_path):
     # Its figures: every metric's last reported value (the server reads the reports themselves too).
     assert done.figures == {"train_loss": pytest.approx(2 / 3), "train_acc": 1.0, "initial_loss": 2.3,
                             "num_classes": 10.0, "input_std": 0.9}
-    assert [step for step, _ in ctx.history] == [1, 2, 3, 3]
+    assert [step for step, _ in ctx.history] == [1, 2, 3]  # the marker itself never goes to the server
+    assert ctx.history[2][1] == {"train_loss": pytest.approx(2 / 3), "train_acc": 1.0, "input_std": 0.9}
     assert ctx.history[0][1] == {"train_loss": 2.0, "train_acc": 0.4, "initial_loss": 2.3, "num_classes": 10.0}
     seen = json.loads((trial_dir(tmp_path) / "output.log").read_text().splitlines()[1])
     assert seen == {"samples": 32, "epochs": 30, "lrs": [0.1, 0.01]}

@@ -20,8 +20,8 @@ TUNESERVE_STUDY, TUNESERVE_METRIC, TUNESERVE_METRIC_GOAL, TUNESERVE_DEVICE (`cud
 seen through CUDA_VISIBLE_DEVICES), TUNESERVE_REPORT_SOCKET, TUNESERVE_RUN_DIR (its own directory,
 for checkpoints), TUNESERVE_PARAMS_FILE (the parameters as JSON), PYTHONUNBUFFERED=1 unless set.
 Special runs add their request: the sanity check TUNESERVE_SANITY_SAMPLES, TUNESERVE_SANITY_MAX_EPOCHS,
-TUNESERVE_SANITY_LRS (a program takes part by reporting sanity_done=1 at some step; its figures are
-its reports), the range test TUNESERVE_LR_RANGE_START_LR, TUNESERVE_LR_RANGE_END_LR,
+TUNESERVE_SANITY_LRS (a program takes part by reporting sanity_done=1 at some step, alone or with that
+epoch's metrics: the marker itself never goes to the server; its figures are its reports), the range test TUNESERVE_LR_RANGE_START_LR, TUNESERVE_LR_RANGE_END_LR,
 TUNESERVE_LR_RANGE_STEPS (a program takes part by reporting `lr` and `loss` per mini-batch, step = the
 batch's index; every 25th goes on to the server, the whole curve comes back in the outcome). One that
 exits 0 without taking part ends the run with Unsupported (outcome supported=false, how to opt in).
@@ -295,8 +295,15 @@ class _Run:
             message.answer({"continue": False, "reason": ctx.stop_reason or "stop"})
             return False
         metrics = message.metrics
-        if self.special == "sanity" and metrics.get(SANITY_DONE) == 1 and self.sanity_step is None:
-            self.sanity_step = message.step
+        if self.special == "sanity" and SANITY_DONE in metrics:
+            # The worker's marker, not a metric: kept from the server, so `report(last_epoch, sanity_done=1)`
+            # after that epoch's report is no second, different report of one step (the server refuses those).
+            if metrics[SANITY_DONE] == 1 and self.sanity_step is None:
+                self.sanity_step = message.step
+            metrics = {k: v for k, v in metrics.items() if k != SANITY_DONE}
+            if not metrics:
+                message.answer({"continue": True})
+                return True
         elif self.special == "lr_range":
             metrics = self._curve_point(message.step, metrics)
             if metrics is None:  # answered here; only every LR_RANGE_FORWARD_EVERY-th batch goes to the server
