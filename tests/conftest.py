@@ -54,3 +54,15 @@ def live_server(database_url, tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Training on one thread: the CI box has 2 cores shared with a server in other tests, and one
+    thread is steadier. Test modules that train use it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

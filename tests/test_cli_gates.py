@@ -2,12 +2,10 @@
 `study trials` show of the gates, against a real server; a client plays the worker."""
 from __future__ import annotations
 
-import numpy as np
 import httpx
-import pytest
-from typer.testing import CliRunner
+import numpy as np
 
-from service.cli import app
+from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
 
 SWEEP = """\
 name: gated
@@ -21,12 +19,6 @@ parameters:
   lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
   width: {values: [8, 16]}
 """
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def _play_gates(url: str) -> None:

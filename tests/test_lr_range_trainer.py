@@ -18,12 +18,7 @@ from workers.training.run import train_cnn
 SMALL = {"width": 8, "data_fraction": 0.3, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lr_ramp_is_geometric():
@@ -128,3 +123,18 @@ def test_training_on_a_class_subset_records_its_fidelity():
     assert ctx.fidelity == load_dataset(TrainConfig(classes=3, data_fraction=0.5)).fidelity
     with pytest.raises(ValueError, match="classes must be 0"):
         TrainConfig.from_params({"classes": 1})
+
+
+def test_train_cnn_runs_the_range_test_when_the_context_asks_for_it():
+    """The built-in objective dispatches on context.lr_range (as on context.sanity): the same curve as
+    calling lr_range_test directly, and no trial epochs."""
+    from workers.training.objective import LrRangeRequest
+
+    ctx = LocalContext(lr_range=LrRangeRequest(1e-4, 1e3, 60))
+    curve = train_cnn(SMALL, ctx)
+    direct = lr_range_test(SMALL, LocalContext(), start_lr=1e-4, end_lr=1e3, steps=60)
+    assert train_cnn.supports_lr_range is True and train_cnn.supports_sanity is True
+    assert curve["lr"] == direct["lr"] and curve["loss"] == pytest.approx(direct["loss"])
+    assert curve["start_lr"] == 1e-4 and curve["end_lr"] == 1e3 and 10 <= curve["steps"] < 60
+    assert [step for step, _ in ctx.history] == [25, 50][:curve["steps"] // 25]
+    assert all(set(m) == {"lr", "smoothed_loss"} for _, m in ctx.history)  # no epoch reports

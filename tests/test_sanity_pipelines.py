@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from service.diagnosis import SanityResult, figures_from_reports, sanity_verdict
 from workers.training.config import TrainConfig
@@ -26,12 +25,7 @@ import diagnosis as bench  # noqa: E402
 SAMPLES, MAX_EPOCHS = 64, 60  # the benchmark runs 100 epochs; every planted case decides well before 60
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("case", bench.sanity_cases(), ids=[c.name for c in bench.sanity_cases()])

@@ -2,15 +2,17 @@
 README's notebook example), retries with backoff (Retry-After honoured), and readable errors."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 
 import httpx
 import pytest
 
 from service.schemas.studies import StudyRead
-from service.schemas.trials import TrialRead
+from service.schemas.trials import TrialLease, TrialRead
 from tests.support.live_server import LiveServer
 from tuneserve import Client, InvalidRequest, NotFound, ServerUnavailable, Unauthorized
 from workers.client import TuneClient
@@ -121,3 +123,34 @@ def test_report_helper_imports_no_http_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin"}).stdout
     assert out.strip() == "[]"
+
+
+def test_complete_sends_a_special_runs_outcome_only_when_given():
+    """A sanity or lr_range lease is completed with `outcome`; an ordinary trial's body is as before.
+    Leases and decisions parse the gates' fields (kind, sanity, lr_range, diagnosis)."""
+    bodies = []
+    trial = {"id": 5, "study": "s", "number": -1, "state": "completed", "params": {}, "method": "random",
+             "attempt": 0, "worker_id": "w", "value": None, "metrics": {}, "last_step": None, "stop_reason": None,
+             "fail_kind": None, "fail_reason": None, "lease_expires_at": None,
+             "created_at": datetime.now(timezone.utc).isoformat(), "started_at": None, "finished_at": None,
+             "kind": "sanity"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"trial": trial, "next": None})
+
+    client = Client("http://tuneserve.test", http_transport=httpx.MockTransport(handler))
+    outcome = {"supported": True, "figures": {"reached": 1.0}, "curve": None, "message": ""}
+    answer = client.complete(5, "tok", None, {}, outcome=outcome)
+    assert answer.trial.kind == "sanity" and answer.trial.diagnosis is None
+    client.complete(6, "tok", 0.5, {"val_loss": 0.5})
+    assert bodies == [
+        {"lease_token": "tok", "value": None, "metrics": {}, "claim_next": None, "outcome": outcome},
+        {"lease_token": "tok", "value": 0.5, "metrics": {"val_loss": 0.5}, "claim_next": None},
+    ]
+    lease = TrialLease.model_validate({
+        "trial_id": 9, "study": "s", "number": -2, "params": {"lr": 0.1}, "attempt": 0, "lease_token": "t",
+        "lease_expires_at": datetime.now(timezone.utc).isoformat(), "lease_seconds": 60.0,
+        "metric": {"name": "val_loss", "goal": "minimize"}, "method": "lr_range", "kind": "lr_range",
+        "lr_range": {"start_lr": 1e-5, "end_lr": 1.0, "steps": 50}})
+    assert lease.kind == "lr_range" and lease.lr_range.steps == 50 and lease.sanity is None

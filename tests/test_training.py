@@ -18,13 +18,7 @@ EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_n
                  "epoch_seconds", "images_per_second"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI box has 2 cores shared with a server in other tests; one thread is steadier.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_digits_reaches_95_percent_in_a_few_epochs():

@@ -173,9 +173,13 @@ class Client:
 
     def complete(self, trial_id: int, lease_token: str, value: float | None = None,
                  metrics: dict[str, float] | None = None, claim_next: dict[str, Any] | None = None,
-                 **kw: Any) -> CompleteResponse:
-        """The ended trial and, with claim_next = {"worker_id", "study", "objective"}, the next lease."""
+                 outcome: dict[str, Any] | None = None, **kw: Any) -> CompleteResponse:
+        """The ended trial and, with claim_next = {"worker_id", "study", "objective"}, the next lease.
+        `outcome`: a special run's result (lease kind sanity or lr_range; service.schemas.gates.
+        SpecialOutcome: supported, figures, curve, message), sent with value None and no metrics."""
         body = {"lease_token": lease_token, "value": value, "metrics": metrics or {}, "claim_next": claim_next}
+        if outcome is not None:
+            body["outcome"] = outcome
         return self._as(CompleteResponse, self.request("POST", f"/trials/{trial_id}/complete", json=body,
                                                        held=True, **kw))
 

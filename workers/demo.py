@@ -1,6 +1,7 @@
 """`tuneserve demo`: the whole system on one machine in one command. A server on embedded SQLite
-(uvicorn on 127.0.0.1, a free port), two CPU worker processes, a ~20-trial study on digits, live
-progress in the terminal, and the best parameters at the end. About two minutes on 2 CPU cores."""
+(uvicorn on 127.0.0.1, a free port), two CPU worker processes, a ~20-trial study on digits that
+starts with the sanity gate (can the widest model overfit 64 digits?), live progress in the
+terminal, each trial's diagnosis, the study's advice and the best parameters at the end."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,8 @@ PARAMETERS = {
     "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
 }
 ENDED = tuple(ENDED_STATES)
+# The sanity gate before any trial: the widest model, no regularisation, on 64 digits.
+SANITY = {"samples": 64, "max_epochs": 50}
 
 
 def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
@@ -55,7 +58,7 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
 
 def create_study(client: TuneClient, name: str, trials: int, method: str) -> dict:
     spec = {"name": name, "metric": {"name": "val_loss", "goal": "minimize"}, "parameters": PARAMETERS,
-            "max_trials": trials, "seed": 0, "lease_seconds": 30, "objective": "builtin:cnn",
+            "max_trials": trials, "seed": 0, "lease_seconds": 30, "objective": "builtin:cnn", "sanity": SANITY,
             "description": "tuneserve demo: a small CNN on sklearn digits"}
     methods = [method] if method != "auto" else ["tpe", "random"]
     for m in methods:
@@ -76,19 +79,25 @@ def progress(study: dict, started: float, recent: list[dict]) -> Group:
                  f"done {done}/{study['max_trials']}", f"running {c['running']}",
                  f"pruned {c['pruned']}", f"failed {c['failed'] + c['diverged']}",
                  f"{time.monotonic() - started:.0f}s")
+    sanity = study.get("sanity")
+    if sanity:
+        colour = {"passed": "green", "failed": "red", "skipped": "yellow"}.get(sanity["state"], "cyan")
+        head.add_row(f"[{colour}]sanity check {sanity['state']}[/]", sanity["verdict"], "", "", "", "", "")
     best = study.get("best_trial")
     if best:
         m = best["metrics"]
         head.add_row("[green]best so far[/]", f"trial {best['number']}", f"val_loss {best['value']:.4f}",
                      f"val_acc {m.get('val_acc', float('nan')):.3f}", "", "", "")
     table = Table(title="latest trials", title_justify="left")
-    for col in ("#", "state", "val_loss", "val_acc", "optimizer", "lr", "width", "batch"):
-        table.add_column(col, justify="right")
+    for col in ("#", "state", "val_loss", "val_acc", "optimizer", "lr", "width", "batch", "diagnosis"):
+        table.add_column(col, justify="right" if col != "diagnosis" else "left")
     for t in recent:
         p, m = t["params"], t.get("metrics") or {}
+        d = t.get("diagnosis") or {}
+        label = (d.get("label", "-") + ("?" if d.get("provisional") else "")) if d else "-"
         table.add_row(str(t["number"]), t["state"], f"{t['value']:.4f}" if t["value"] is not None else "-",
                       f"{m['val_acc']:.3f}" if "val_acc" in m else "-", str(p.get("optimizer")),
-                      f"{p.get('lr', 0):.2g}", str(p.get("width")), str(p.get("batch_size")))
+                      f"{p.get('lr', 0):.2g}", str(p.get("width")), str(p.get("batch_size")), label)
     return Group(head, table)
 
 
@@ -126,7 +135,8 @@ def main(argv: list[str]) -> int:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 study = client.get_study(name)
-                newest = max(0, study["counts"]["total"] - 8)  # the list is in trial-number order
+                # The list is in number order, the sanity run (number -1) first.
+                newest = max(0, study["counts"]["total"] + (1 if study.get("sanity") else 0) - 8)
                 recent = client.trials(name, limit=8, offset=newest)["items"][::-1]
                 live.update(progress(study, started, recent))
                 if sum(study["counts"][s] for s in ENDED) >= args.trials:
@@ -136,6 +146,10 @@ def main(argv: list[str]) -> int:
                 time.sleep(0.5)
         best = study["best_trial"]
         console.print()
+        if study.get("sanity"):
+            console.print(f"sanity check {study['sanity']['state']}: {study['sanity']['verdict']}")
+        for item in study.get("advice") or []:
+            console.print(f"[yellow]advice:[/] {item['message']}")
         if best is None:
             console.print("[red]no trial completed[/]; see the worker logs")
             return 1
@@ -144,9 +158,10 @@ def main(argv: list[str]) -> int:
         for key, value in sorted(best["params"].items()):
             console.print(f"  {key} = {value}")
         console.print(f"\nresults: SQLite {(data_dir / 'tuneserve.db').resolve()}, study {name!r}; logs in {data_dir}/")
-        console.print(f"export: tuneserve study --server <url> export {name} (with `tuneserve server` on that database)")
-        console.print(f"dashboard again: TUNESERVE_DATABASE_URL=sqlite:///{(data_dir / 'tuneserve.db').resolve()} "
-                      f"tuneserve server, then open http://127.0.0.1:8000/dashboard/studies/{name}")
+        console.print(f"see it again: tuneserve dashboard --data-dir {data_dir}   "
+                      f"(then http://127.0.0.1:8000/dashboard/studies/{name})")
+        console.print(f"with that running: tuneserve study status {name}; "
+                      f"tuneserve study export {name} --format csv -o trials.csv")
         console.print(f"took {time.monotonic() - started:.0f}s")
         return 0
     except KeyboardInterrupt:

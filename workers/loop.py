@@ -3,6 +3,8 @@ claim the next; heartbeats in a background thread; SIGTERM/SIGINT drain; backoff
 
 How each way a trial can end is told to the server:
   objective returned                -> complete (with claim_next, saving a round trip)
+  a special run ended (lease kind   -> complete with value None and its outcome: the sanity check's
+    sanity or lr_range)                figures, the range test's curve, or supported=false and why
   server said stop (pruner, study)  -> prune
   NaN/inf loss (Diverged)           -> fail kind=diverged
   CUDA out of memory                -> fail kind=oom, cache emptied, keep serving
@@ -31,13 +33,17 @@ from typing import Any, Callable
 
 import torch
 
+from service.schemas.enums import TrialKind
 from service.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
 from service.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
 from workers.client import Backoff
 from workers.program import ProgramFailed, ProgramRunner, ProgramSpec
-from workers.training.objective import Context, Diverged, Objective, load_objective, metric_value
+from workers.training.lr_range import run_lr_range_objective
+from workers.training.objective import (Context, Diverged, LrRangeRequest, Objective, SanityRequest, load_objective,
+                                        metric_value)
+from workers.training.sanity import run_sanity_objective
 
 log = logging.getLogger("tuneserve.worker")
 TRACEBACK_TAIL = 4000  # characters of a user traceback sent with fail(kind=error)
@@ -59,6 +65,11 @@ class ServerContext(Context):
     def __init__(self, worker: "Worker", lease: TrialLease):
         super().__init__(worker.device, lease.params, lease.trial_id)
         self.worker, self.lease = worker, lease
+        if lease.kind == TrialKind.SANITY and lease.sanity is not None:
+            self.sanity = SanityRequest(lease.sanity.samples, lease.sanity.max_epochs, tuple(lease.sanity.lrs))
+        if lease.kind == TrialKind.LR_RANGE and lease.lr_range is not None:
+            r = lease.lr_range
+            self.lr_range = LrRangeRequest(r.start_lr, r.end_lr, r.steps)
         self.lease_lost = False
 
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
@@ -248,19 +259,27 @@ class Worker:
             self.event("claim_refused", level=logging.WARNING, status=exc.status, detail=exc.detail)
             return None
         if lease is not None:
+            special = {"kind": lease.kind} if lease.kind != TrialKind.TRIAL else {}
             self.event("claimed", lease.trial_id, study=lease.study, number=lease.number,
-                       attempt=lease.attempt, params=lease.params)
+                       attempt=lease.attempt, params=lease.params, **special)
         return lease
 
     def run_trial(self, lease: TrialLease) -> TrialLease | None:
-        """Run one trial to its end; returns the next lease when complete handed one out."""
+        """Run one trial (or special run: the sanity check, the lr range test) to its end; returns
+        the next lease when complete handed one out. A special run ends as a trial does (stopped,
+        lost, failed) except that it completes with value None and its `outcome`."""
         trial_id = lease.trial_id
         ctx = ServerContext(self, lease)
         heartbeat = Heartbeat(self, ctx)
         heartbeat.start()
         try:
             try:
-                result = self.objective(lease.params, ctx)
+                if lease.kind == TrialKind.SANITY:
+                    outcome = self._sanity_outcome(lease, ctx)
+                elif lease.kind == TrialKind.LR_RANGE:
+                    outcome = self._lr_range_outcome(lease, ctx)
+                else:
+                    outcome, result = None, self.objective(lease.params, ctx)
             finally:
                 heartbeat.stop()
             if ctx.lease_lost:
@@ -272,6 +291,9 @@ class Worker:
                     self.event("diverged", trial_id, reason=ctx.stop_reason)
                     return None
                 return self._end(lease, "prune", reason=ctx.stop_reason)
+            if outcome is not None:
+                self._log_special(lease, outcome)
+                return self._end(lease, "complete", value=None, metrics={}, outcome=outcome)
             value, metrics = metric_value(result, lease.metric.name)
             if value is not None and not math.isfinite(value):
                 raise Diverged(f"final {lease.metric.name}={value}")
@@ -298,6 +320,39 @@ class Worker:
                 self._end(lease, "fail", kind="error", reason=tail)
         return None
 
+    # --- special runs ------------------------------------------------------------------------------
+
+    def _sanity_outcome(self, lease: TrialLease, ctx: ServerContext) -> dict[str, Any]:
+        if ctx.sanity is None:
+            raise ValueError(f"lease of kind sanity for trial {lease.trial_id} carries no `sanity` request")
+        done = run_sanity_objective(self.objective, lease.params, ctx)
+        return {"supported": done.supported, "figures": {k: _finite(v) for k, v in done.figures.items()},
+                "message": done.message}
+
+    def _lr_range_outcome(self, lease: TrialLease, ctx: ServerContext) -> dict[str, Any]:
+        if ctx.lr_range is None:
+            raise ValueError(f"lease of kind lr_range for trial {lease.trial_id} carries no `lr_range` request")
+        done = run_lr_range_objective(self.objective, lease.params, ctx)
+        return {"supported": done.supported, "curve": done.curve, "message": done.message}
+
+    def _log_special(self, lease: TrialLease, outcome: dict[str, Any]) -> None:
+        """`event=sanity_done` / `event=lr_range_done` with the figures a reader looks for first."""
+        fields: dict[str, Any] = {"supported": outcome["supported"]}
+        if lease.kind == TrialKind.SANITY:
+            figures = outcome["figures"]
+            fields.update({k: figures[k] for k in ("reached", "diverged", "epochs", "initial_loss", "final_loss",
+                                                   "best_acc", "lr") if figures.get(k) is not None})
+        elif outcome["curve"] is not None:
+            lrs, losses = outcome["curve"]["lr"], outcome["curve"]["loss"]
+            finite = [(loss, lr) for lr, loss in zip(lrs, losses) if loss is not None]
+            fields["points"] = len(lrs)
+            if finite:
+                fields["min_loss"], fields["min_loss_lr"] = min(finite, key=lambda p: p[0])
+                fields["last_lr"] = lrs[-1]
+        if outcome["message"]:
+            fields["message"] = outcome["message"]
+        self.event(f"{lease.kind}_done", lease.trial_id, **fields)
+
     def _end(self, lease: TrialLease, how: str, **body: Any) -> TrialLease | None:
         """Tell the server how the trial ended; a lost lease or an unreachable server while
         draining is logged, not raised: either way the trial is no longer ours."""
@@ -309,7 +364,7 @@ class Worker:
                     "worker_id": self.worker_id, "study": self.study,
                     **({"objective": self.objective_name} if self.objective_name else {})}
                 answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
-                                              claim_next=claim_next, **options)
+                                              claim_next=claim_next, outcome=body.get("outcome"), **options)
                 self.event("completed", trial_id, state=answer.trial.state, value=answer.trial.value)
                 nxt = answer.next
                 if nxt is not None:
@@ -338,6 +393,12 @@ class Worker:
             if os.getppid() != self.parent_pid:
                 self.event("parent_gone", level=logging.WARNING)
                 self.draining.set()
+
+
+def _finite(value: Any) -> float | None:
+    """A figure as JSON carries it: NaN and infinities become None."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _is_oom(exc: BaseException) -> bool:

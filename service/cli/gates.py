@@ -27,6 +27,21 @@ def _wait(api: Api, name: str, key: str) -> dict:
         raise typer.Exit(130) from None
 
 
+def _start(name: str, route: str, key: str, body: dict[str, Any], wait: bool, server: str, token: str | None,
+           as_json: bool) -> None:
+    """Open the gate `key` through POST /studies/{name}/{route}; with `wait`, follow it to its end."""
+    with Api(server, token) as api:
+        study = api.post(f"/studies/{name}/{route}", json=body)
+        if wait:
+            study = _wait(api, name, key)
+    if as_json:
+        print_json(study)
+        return
+    render.print_gates(study)
+    if not wait:
+        out.print(f"  follow it: tuneserve study status {name}   (a worker runs it: tuneserve worker --study {name})")
+
+
 @app.command()
 def sanity(
     name: NameArg,
@@ -39,16 +54,7 @@ def sanity(
     """Run the sanity check now: can the largest model overfit a tiny subset? Trials wait for the verdict."""
     body: dict[str, Any] = {k: v for k, v in (("samples", samples), ("max_epochs", max_epochs), ("sweep", sweep))
                             if v is not None}
-    with Api(server, token) as api:
-        study = api.post(f"/studies/{name}/sanity", json=body)
-        if wait:
-            study = _wait(api, name, "sanity")
-    if as_json:
-        print_json(study)
-        return
-    render.print_gates(study)
-    if not wait:
-        out.print(f"  follow it: tuneserve study status {name}   (a worker runs it: tuneserve worker --study {name})")
+    _start(name, "sanity", "sanity", body, wait, server, token, as_json)
 
 
 @app.command("lr-range-test")
@@ -65,16 +71,7 @@ def lr_range_test(
     server suggests an lr and a range from the curve. Trials wait for it."""
     body: dict[str, Any] = {"apply": apply, **{k: v for k, v in (("start_lr", start_lr), ("end_lr", end_lr),
                                                                ("steps", steps)) if v is not None}}
-    with Api(server, token) as api:
-        study = api.post(f"/studies/{name}/lr-range-test", json=body)
-        if wait:
-            study = _wait(api, name, "lr_range")
-    if as_json:
-        print_json(study)
-        return
-    render.print_gates(study)
-    if not wait:
-        out.print(f"  follow it: tuneserve study status {name}")
+    _start(name, "lr-range-test", "lr_range", body, wait, server, token, as_json)
 
 
 @app.command()

@@ -20,17 +20,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from service.craft.errors import CraftError
+
 FIDELITY_KEYS = ("epochs", "data_fraction", "classes")
 RECORD_KEYS = FIDELITY_KEYS + ("data_seed",)
 
 
-class FidelityError(ValueError):
+class FidelityError(CraftError):
     """An invalid fidelity: `path` names the field ("stages[0].data_fraction"), `rule` the rule broken."""
-
-    def __init__(self, path: str, rule: str):
-        super().__init__(f"{path}: {rule}")
-        self.path = path
-        self.rule = rule
 
 
 @dataclass(frozen=True)

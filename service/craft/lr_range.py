@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from service.craft.errors import CraftError
 from service.craft.refine import bounded_spec
 from service.space import Dimension, SearchSpace
 from service.space.parse import SpaceError, parse_spec
@@ -50,13 +51,8 @@ DEFAULT_RULE = "steepest"
 LR_NAMES = ("lr", "learning_rate")
 
 
-class LrRangeError(ValueError):
+class LrRangeError(CraftError):
     """A curve or space the range test cannot use: `path` names the field, `rule` the rule broken."""
-
-    def __init__(self, path: str, rule: str):
-        super().__init__(f"{path}: {rule}")
-        self.path = path
-        self.rule = rule
 
 
 @dataclass(frozen=True)

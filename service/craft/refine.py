@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
+from service.craft.errors import CraftError
 from service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level, map_by_rank
 from service.craft.trials import TrialResult
 from service.space import Dimension, SearchSpace, unflatten_params
@@ -40,13 +41,8 @@ MIN_FRACTION = 0.1
 _TOL = 1e-9
 
 
-class RefineError(ValueError):
+class RefineError(CraftError):
     """A refine that cannot be planned: `path` names the field, `rule` the rule broken."""
-
-    def __init__(self, path: str, rule: str):
-        super().__init__(f"{path}: {rule}")
-        self.path = path
-        self.rule = rule
 
 
 @dataclass(frozen=True)

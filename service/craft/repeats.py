@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from service.craft.errors import CraftError
 from service.craft.trials import TrialResult
 from service.space import params_key
 
@@ -42,13 +43,8 @@ SEED_NAMES = ("seed",)
 Z = 1.0
 
 
-class RepeatError(ValueError):
+class RepeatError(CraftError):
     """A repeat request that cannot be planned: `path` names the field, `rule` the rule broken."""
-
-    def __init__(self, path: str, rule: str):
-        super().__init__(f"{path}: {rule}")
-        self.path = path
-        self.rule = rule
 
 
 def configuration(params: dict[str, Any], seed_names: Sequence[str] = SEED_NAMES) -> dict[str, Any]:

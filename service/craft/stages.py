@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from service.craft.errors import CraftError
 from service.craft.fidelity import Fidelity, FidelityError, check_fraction, check_int
 from service.craft.refine import MARGIN, MIN_FRACTION, RefineError, RefinePlan, refine
 from service.craft.trials import TrialResult
@@ -37,13 +38,8 @@ REPEAT_KEYS = ("top_k", "seeds")
 _NOT_INHERITED = ("stages", "name", "max_trials", "run_cap", "warm_start_from", "lr_range_test")
 
 
-class StageError(ValueError):
+class StageError(CraftError):
     """An invalid `stages` list: `path` names the field ("stages[1].refine.top_k"), `rule` the rule."""
-
-    def __init__(self, path: str, rule: str):
-        super().__init__(f"{path}: {rule}")
-        self.path = path
-        self.rule = rule
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
                                          fail_reason=diverged)
             ended = _after_end(s, ended, study)
             settle(s, study.id)
-            observe.ended("diverged")
+            if ended["kind"] == "trial":
+                observe.ended("diverged")
             return Decision(should_stop=True, reason=f"diverged: {diverged}", diagnosis=ended.get("diagnosis"))
         expires = epoch_to_datetime(row["lease_expires_at"])
         special = row["kind"] != "trial"
@@ -317,7 +318,8 @@ def complete(
             finish_on_target(s, study.id, ended["value"], ended["number"])  # W&B's metric.target
         ended = _after_end(s, ended, study, outcome)
         settle(s, study.id)
-        observe.ended(ended["state"])
+        if ended["kind"] == "trial":
+            observe.ended(ended["state"])
         done = trial_read(ended, study.name)
         if claim_next is None:
             return CompleteResponse(trial=done)
@@ -342,7 +344,7 @@ def end_trial(db: Database, trial_id: int, token: str, state: str, holder: str |
         study = study_store.study_header(s, row["study_id"])
         row = _after_end(s, row, study)
         settle(s, study.id)
-    if state != "waiting":
+    if state != "waiting" and row["kind"] == "trial":
         observe.ended(state)
     return trial_read(row, study.name)
 

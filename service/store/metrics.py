@@ -16,12 +16,13 @@ STUDIES = Study.__table__
 
 
 def trial_counts(session: Session, max_studies: int) -> list[tuple[str, str, int]]:
-    """(study name, trial state, count) for the `max_studies` most recently updated studies."""
+    """(study name, trial state, count) of ordinary trials (special runs are not trials of the search)
+    for the `max_studies` most recently updated studies."""
     recent = select(STUDIES.c.id).order_by(STUDIES.c.updated_at.desc(), STUDIES.c.id.desc()).limit(max_studies).subquery()
     return [tuple(r) for r in session.execute(
         select(STUDIES.c.name, TRIALS.c.state, func.count())
         .join(STUDIES, STUDIES.c.id == TRIALS.c.study_id)
-        .where(TRIALS.c.study_id.in_(select(recent.c.id)))
+        .where(TRIALS.c.study_id.in_(select(recent.c.id)), TRIALS.c.kind == "trial")
         .group_by(STUDIES.c.name, TRIALS.c.state)
     ).all()]
 

@@ -19,6 +19,12 @@ Environment a program sees: TUNESERVE_TRIAL_ID, TUNESERVE_TRIAL_NUMBER, TUNESERV
 TUNESERVE_STUDY, TUNESERVE_METRIC, TUNESERVE_METRIC_GOAL, TUNESERVE_DEVICE (`cuda:0` or `cpu`, as
 seen through CUDA_VISIBLE_DEVICES), TUNESERVE_REPORT_SOCKET, TUNESERVE_RUN_DIR (its own directory,
 for checkpoints), TUNESERVE_PARAMS_FILE (the parameters as JSON), PYTHONUNBUFFERED=1 unless set.
+Special runs add their request: the sanity check TUNESERVE_SANITY_SAMPLES, TUNESERVE_SANITY_MAX_EPOCHS,
+TUNESERVE_SANITY_LRS (a program takes part by reporting sanity_done=1 at some step, alone or with that
+epoch's metrics: the marker itself never goes to the server; its figures are its reports), the range test TUNESERVE_LR_RANGE_START_LR, TUNESERVE_LR_RANGE_END_LR,
+TUNESERVE_LR_RANGE_STEPS (a program takes part by reporting `lr` and `loss` per mini-batch, step = the
+batch's index; every 25th goes on to the server, the whole curve comes back in the outcome). One that
+exits 0 without taking part ends the run with Unsupported (outcome supported=false, how to opt in).
 W&B's WANDB_SWEEP_ID / WANDB_RUN_ID are not set: with them, a script that also calls wandb.init()
 would try to attach its run to a W&B sweep that does not exist.
 """
@@ -43,11 +49,25 @@ from typing import Any, Mapping
 
 from workers.program.channel import Message, ReportChannel
 from workers.program.command import CommandError, build_argv, wandb_order
+from workers.training.objective import LrRangeRequest, SanityRequest, Unsupported
 
 TOKEN_VARS = ("TUNESERVE_TOKEN", "TUNESERVE_API_TOKEN")
 STDERR_TAIL = 4000       # characters of stderr in a failed trial's reason
 LOG_TAIL_BYTES = 65_536  # what is uploaded of the log (the server keeps as much)
 STOP_NOTICE = 5.0        # seconds a program told `continue: false` has to exit by itself
+SANITY_DONE = "sanity_done"  # the metric a program reports (= 1) to say it ran the sanity check
+LR_RANGE_FORWARD_EVERY = 25  # range test: every 25th mini-batch's report goes to the server (progress, stops)
+
+SANITY_OPT_IN = (
+    "the program did not run the sanity check (it never reported sanity_done=1): to take part, read "
+    "TUNESERVE_SANITY_SAMPLES, TUNESERVE_SANITY_MAX_EPOCHS and TUNESERVE_SANITY_LRS from the environment, "
+    "train on that many training examples with no regularisation, report train_loss and train_acc every "
+    "epoch and sanity_done=1 once (see workers/README.md)")
+LR_RANGE_OPT_IN = (
+    "the program did not run the lr range test (it reported no lr and loss): to take part, read "
+    "TUNESERVE_LR_RANGE_START_LR, TUNESERVE_LR_RANGE_END_LR and TUNESERVE_LR_RANGE_STEPS from the environment, "
+    "raise the lr geometrically from start to end over that many mini-batches and report lr and loss for each "
+    "(step = the batch's index) (see workers/README.md)")
 
 
 class ProgramFailed(Exception):
@@ -115,8 +135,24 @@ def read_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> tuple[str, int]:
     return data.decode("utf-8", "replace"), size
 
 
+def special_env(ctx: Any) -> dict[str, str]:
+    """The special run's request as environment variables (none for an ordinary trial)."""
+    sanity: SanityRequest | None = getattr(ctx, "sanity", None)
+    lr_range: LrRangeRequest | None = getattr(ctx, "lr_range", None)
+    return {**(sanity.to_env() if sanity else {}), **(lr_range.to_env() if lr_range else {})}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
 class ProgramRunner:
-    """An objective `(params, context) -> metrics` that runs the study's program once per trial."""
+    """An objective `(params, context) -> metrics` that runs the study's program once per trial.
+    It passes the special runs on to the program (their requests in its environment): a program
+    takes part by what it reports, and one that does not ends the run with Unsupported."""
+
+    supports_sanity = True
+    supports_lr_range = True
 
     def __init__(self, spec: ProgramSpec, *, runs_dir: str | Path = "tuneserve-runs", interpreter: str = "python",
                  kill_grace: float = 30.0, log_interval: float = 30.0):
@@ -146,6 +182,9 @@ class _Run:
         self.signalled = False   # we sent it a signal
         self.told_stop = False   # a report was answered `continue: false`
         self.uploaded_size = -1
+        self.special = "sanity" if getattr(ctx, "sanity", None) else "lr_range" if getattr(ctx, "lr_range", None) else None
+        self.sanity_step: int | None = None                   # the step that reported sanity_done
+        self.curve: dict[int, tuple[float | None, float | None]] = {}  # range test: step -> (lr, loss)
 
     # --- start --------------------------------------------------------------------------------
 
@@ -166,7 +205,7 @@ class _Run:
                 "TUNESERVE_ATTEMPT": str(self.attempt), "TUNESERVE_STUDY": self.study,
                 "TUNESERVE_METRIC": self.metric, "TUNESERVE_METRIC_GOAL": self.goal,
                 "TUNESERVE_REPORT_SOCKET": channel.path, "TUNESERVE_RUN_DIR": str(self.dir.resolve()),
-                "TUNESERVE_PARAMS_FILE": str(params_file.resolve()),
+                "TUNESERVE_PARAMS_FILE": str(params_file.resolve()), **special_env(self.ctx),
             })
             with open(self.log_path, "ab") as log:
                 log.write(f"# tuneserve: trial {self.trial_id} attempt {self.attempt}: {shlex.join(argv)}\n".encode())
@@ -255,8 +294,23 @@ class _Run:
             self.told_stop = True
             message.answer({"continue": False, "reason": ctx.stop_reason or "stop"})
             return False
+        metrics = message.metrics
+        if self.special == "sanity" and SANITY_DONE in metrics:
+            # The worker's marker, not a metric: kept from the server, so `report(last_epoch, sanity_done=1)`
+            # after that epoch's report is no second, different report of one step (the server refuses those).
+            if metrics[SANITY_DONE] == 1 and self.sanity_step is None:
+                self.sanity_step = message.step
+            metrics = {k: v for k, v in metrics.items() if k != SANITY_DONE}
+            if not metrics:
+                message.answer({"continue": True})
+                return True
+        elif self.special == "lr_range":
+            metrics = self._curve_point(message.step, metrics)
+            if metrics is None:  # answered here; only every LR_RANGE_FORWARD_EVERY-th batch goes to the server
+                message.answer({"continue": True})
+                return True
         try:
-            go_on = ctx.report(message.step, **message.metrics)
+            go_on = ctx.report(message.step, **metrics)
         except BaseException:
             message.answer({"continue": False, "reason": "the trial has ended"})
             raise
@@ -266,6 +320,37 @@ class _Run:
             self.told_stop = True
             message.answer({"continue": False, "reason": ctx.stop_reason or "stop"})
         return go_on
+
+    def _curve_point(self, step: int, metrics: dict[str, float]) -> dict[str, float] | None:
+        """Keep a range-test report's (lr, loss), NaN/inf as None; the metrics to send to the server
+        for this step (finite ones only), or None when it is not a step that goes there."""
+        if "lr" in metrics or "loss" in metrics:
+            lr, loss = metrics.get("lr"), metrics.get("loss")
+            self.curve[step] = (None if lr is None else _finite_or_none(lr),
+                                None if loss is None else _finite_or_none(loss))
+        if step % LR_RANGE_FORWARD_EVERY:
+            return None
+        return {k: v for k, v in metrics.items() if _finite_or_none(v) is not None}
+
+    def _special_result(self, finished: bool) -> dict[str, Any]:
+        """What a special run returns: the sanity figures (after context.sanity_done) or the curve.
+        A program that `finished` without taking part raises Unsupported with how to opt in."""
+        if self.special == "lr_range":
+            if not self.curve and finished:
+                raise Unsupported(LR_RANGE_OPT_IN)
+            steps = sorted(self.curve)
+            return {"lr": [self.curve[s][0] for s in steps], "loss": [self.curve[s][1] for s in steps]}
+        if self.sanity_step is None:
+            if finished:
+                raise Unsupported(SANITY_OPT_IN)
+            return {}
+        figures: dict[str, float] = {}  # every metric's last reported value, then the summary
+        for _, step_metrics in getattr(self.ctx, "history", []):
+            figures.update(step_metrics)
+        figures.update(self.summary)
+        figures.pop(SANITY_DONE, None)
+        self.ctx.sanity_done(**figures)
+        return figures
 
     def _signal(self, proc: subprocess.Popen, sig: int) -> None:
         self.signalled = True
@@ -303,7 +388,8 @@ class _Run:
     def _outcome(self, rc: int | None) -> dict[str, float]:
         ctx = self.ctx
         if getattr(ctx, "lease_lost", False) or self.told_stop or self.signalled:
-            return self._metrics()  # the worker prunes or releases it; the exit status says nothing
+            # The worker prunes or releases it; the exit status says nothing.
+            return self._special_result(finished=False) if self.special else self._metrics()
         if rc != 0:
             if rc is not None and rc < 0:
                 try:
@@ -316,6 +402,9 @@ class _Run:
             if not tail:
                 tail = "(nothing on stderr) the end of its output:\n" + read_tail(self.log_path, 2000)[0].strip()
             raise ProgramFailed(f"the program {how}; stderr:\n{tail}")
+        if self.special:
+            ctx.stop_reason = None  # as below: it ran to its end
+            return self._special_result(finished=True)
         metrics = self._metrics()
         if self.metric not in metrics:
             raise ProgramFailed(

@@ -7,6 +7,8 @@ bias-corrected so the first points are not pulled towards 0). The run stops earl
 loss exceeds `blowup` times its minimum so far, or the loss is NaN/inf: past that point the curve only
 says "too high". The server reads the curve (service/craft/lr_range.py re-smooths the raw losses with
 the same rule) and proposes the lr and its range; this module only measures.
+`run_lr_range_objective` is what the worker daemon calls for a lease of kind lr_range: it runs any
+objective that declared support (`@supports_lr_range`) and turns what it returned into the curve.
 
 The configuration is trained as a trial would be (model, optimizer, momentum, weight decay, batch
 size, gradient clipping, augmentation, the data subset of its fidelity) except that the lr schedule
@@ -15,7 +17,9 @@ shuffles of the training set until `steps` batches are done.
 """
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,8 +28,10 @@ import torch.nn.functional as F
 from workers.training.config import TrainConfig
 from workers.training.data import Dataset, augment, epoch_batches, load_dataset
 from workers.training.nets import build_cnn
-from workers.training.objective import Context
+from workers.training.objective import Context, Objective, Unsupported, objective_name
 from workers.training.run import make_optimizer, seed_everything
+
+log = logging.getLogger("tuneserve.worker")
 
 START_LR = 1e-7
 END_LR = 10.0
@@ -124,3 +130,53 @@ def lr_range_test(params: dict[str, Any], context: Context, data: Dataset | None
                 break
     return {**curve, "steps": len(curve["lr"]), "stopped": stopped, "start_lr": start_lr, "end_lr": end_lr,
             "beta": beta, "blowup": blowup, "fidelity": dict(data.fidelity)}
+
+
+# ---- any objective -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LrRangeOutcome:
+    supported: bool
+    curve: dict[str, list[float | None]] | None = None
+    message: str = ""
+
+
+def _number_or_none(value: Any) -> float | None:
+    """A curve point as JSON can carry it: a NaN or infinite loss (the blow-up) becomes None."""
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def curve_of(result: Any) -> dict[str, list[float | None]]:
+    """{"lr": [...], "loss": [...]} from what a range-test objective returned; TypeError/ValueError
+    when it is not such a dict (a bug in the objective: the run fails with the traceback)."""
+    if not isinstance(result, dict) or not isinstance(result.get("lr"), (list, tuple)) \
+            or not isinstance(result.get("loss"), (list, tuple)):
+        raise TypeError(f"an lr range test must return a dict with 'lr' and 'loss' lists (one entry per "
+                        f"mini-batch), got {type(result).__name__}"
+                        + (f" with keys {sorted(result)}" if isinstance(result, dict) else ""))
+    if len(result["lr"]) != len(result["loss"]):
+        raise ValueError(f"the range test's 'lr' and 'loss' differ in length: {len(result['lr'])} and "
+                         f"{len(result['loss'])}")
+    return {"lr": [_number_or_none(v) for v in result["lr"]], "loss": [_number_or_none(v) for v in result["loss"]]}
+
+
+def run_lr_range_objective(objective: Objective, params: dict[str, Any], context: Context) -> LrRangeOutcome:
+    """Run the range test that `context.lr_range` asks for through an objective. Unsupported: nothing
+    runs and the outcome says why (the server marks the test failed). Exceptions (Diverged included:
+    a user objective that reports a NaN) propagate as for a trial."""
+    if context.lr_range is None:
+        raise ValueError("run_lr_range_objective needs context.lr_range (an LrRangeRequest)")
+    name = objective_name(objective)
+    if not getattr(objective, "supports_lr_range", False):
+        log.warning("event=lr_range_unsupported objective=%s", name)
+        return LrRangeOutcome(False, None, f"objective {name} does not support the lr range test (decorate it "
+                                           f"with supports_lr_range and follow context.lr_range)")
+    try:
+        result = objective(params, context)
+    except Unsupported as exc:  # it looked at the request and declined (a program that reported no curve)
+        return LrRangeOutcome(False, None, str(exc))
+    stopped = result.get("stopped", "") if isinstance(result, dict) else ""
+    return LrRangeOutcome(True, curve_of(result), str(stopped))

@@ -1,6 +1,6 @@
-"""What an objective is and what it is handed: the `Context` (report, device, stop, and the sanity
-check's request) and the loader that turns `builtin:cnn` or `module:function` into a callable
-`(params, context) -> float | dict`.
+"""What an objective is and what it is handed: the `Context` (report, device, stop, and the requests
+of the special runs: the sanity check, the learning-rate range test) and the loader that turns
+`builtin:cnn` or `module:function` into a callable `(params, context) -> float | dict`.
 
 The worker daemon subclasses Context to send reports to the server; `LocalContext` runs an objective
 with no server at all (tests, benchmarks, a notebook).
@@ -56,6 +56,38 @@ class SanityRequest:
                    tuple(float(x) for x in environ.get(lrs, "").split(",") if x))
 
 
+@dataclass(frozen=True)
+class LrRangeRequest:
+    """This run is the study's learning-rate range test: train the params' configuration while the lr
+    grows geometrically from `start_lr` to `end_lr` over `steps` mini-batches (one lr per batch, no
+    schedule or warmup), and return {"lr": [...], "loss": [...]}, one raw loss per batch done (see
+    workers.training.lr_range.lr_range_test). A subprocess program reads the same from the
+    environment (`to_env`) and reports `lr` and `loss` per mini-batch (step = batch index)."""
+
+    start_lr: float
+    end_lr: float
+    steps: int
+
+    ENV = ("TUNESERVE_LR_RANGE_START_LR", "TUNESERVE_LR_RANGE_END_LR", "TUNESERVE_LR_RANGE_STEPS")
+
+    def to_env(self) -> dict[str, str]:
+        start, end, steps = self.ENV
+        return {start: repr(float(self.start_lr)), end: repr(float(self.end_lr)), steps: str(self.steps)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "LrRangeRequest | None":
+        start, end, steps = cls.ENV
+        if start not in environ:
+            return None
+        return cls(float(environ[start]), float(environ[end]), int(environ[steps]))
+
+
+class Unsupported(Exception):
+    """Raised by an objective handed a special run (context.sanity or context.lr_range) it cannot
+    run, e.g. a program that did not opt in: the run ends with outcome supported=false and this
+    message, which should say how to opt in."""
+
+
 def supports_sanity(objective: Objective) -> Objective:
     """Mark an objective that takes part in the sanity gate: when `context.sanity` is set it runs the
     sanity check (see SanityRequest) instead of a trial, reports per epoch as usual (train_loss,
@@ -64,19 +96,30 @@ def supports_sanity(objective: Objective) -> Objective:
     return objective
 
 
+def supports_lr_range(objective: Objective) -> Objective:
+    """Mark an objective that takes part in the learning-rate range test: when `context.lr_range` is
+    set it runs the ramp (see LrRangeRequest) instead of a trial and returns a dict with at least
+    "lr" and "loss" lists, one entry per mini-batch (as lr_range_test does)."""
+    objective.supports_lr_range = True  # type: ignore[attr-defined]
+    return objective
+
+
 class Context:
     """Handed to every objective. `report(step, **metrics)` returns False when the trial should stop
     (the server's pruner, a stopped study, a draining worker); `device` is the assigned device;
-    `sanity` is None, or a SanityRequest when this run is the study's sanity check."""
+    `sanity` is None, or a SanityRequest when this run is the study's sanity check; `lr_range` is
+    None, or an LrRangeRequest when this run is the study's learning-rate range test."""
 
     def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
-                 trial_id: int | None = None, sanity: SanityRequest | None = None):
+                 trial_id: int | None = None, sanity: SanityRequest | None = None,
+                 lr_range: LrRangeRequest | None = None):
         self.device = torch.device(device)
         self.params = params or {}
         self.trial_id = trial_id
         self.history: list[tuple[int, dict[str, float]]] = []
         self.stop_reason: str | None = None
         self.sanity = sanity
+        self.lr_range = lr_range
         self.sanity_figures: dict[str, float] | None = None
         # What the run trained on when it was a subset (the trainer fills it).
         self.fidelity: dict[str, Any] = {}
@@ -106,8 +149,8 @@ class LocalContext(Context):
 
     def __init__(self, device: torch.device | str = "cpu", params: dict[str, Any] | None = None,
                  stop_after: int | None = None, on_report: Callable[[int, dict[str, float]], None] | None = None,
-                 sanity: SanityRequest | None = None):
-        super().__init__(device, params, sanity=sanity)
+                 sanity: SanityRequest | None = None, lr_range: LrRangeRequest | None = None):
+        super().__init__(device, params, sanity=sanity, lr_range=lr_range)
         self.stop_after = stop_after
         self.on_report = on_report
 
@@ -117,6 +160,12 @@ class LocalContext(Context):
         if self.stop_after is not None and len(self.history) >= self.stop_after:
             self.stop_reason = "stop_after"
         return not self.should_stop()
+
+
+def objective_name(objective: Objective) -> str:
+    """`module:qualname` of a function (what logs and special-run messages call it)."""
+    qualname = getattr(objective, "__qualname__", None) or type(objective).__qualname__
+    return f"{getattr(objective, '__module__', '?')}:{qualname}"
 
 
 def load_objective(spec: str) -> Objective:

@@ -8,7 +8,8 @@ calls `context.sanity_done(**figures)` and returns the figures. The server judge
 service.diagnosis.sanity_verdict; workers never import the service.
 
 `run_sanity_objective` is what the worker daemon calls for a sanity lease: it runs an objective
-that declared support (`@supports_sanity`), and says so, once per objective, when one did not.
+that declared support (`@supports_sanity`), and says so, once per objective, when one did not (or
+raised Unsupported: a program that never reported sanity_done).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch
 from workers.training.config import TrainConfig
 from workers.training.data import Dataset, load_dataset
 from workers.training.nets import build_cnn
-from workers.training.objective import Context, Diverged, Objective
+from workers.training.objective import Context, Diverged, Objective, Unsupported, objective_name
 from workers.training.run import LrSchedule, exploded, make_optimizer, seed_everything, train_epoch
 
 log = logging.getLogger("tuneserve.worker")
@@ -171,15 +172,11 @@ class SanityOutcome:
 _TOLD: set[str] = set()
 
 
-def _name(objective: Objective) -> str:
-    return f"{getattr(objective, '__module__', '?')}:{getattr(objective, '__qualname__', repr(objective))}"
-
-
 def run_sanity_objective(objective: Objective, params: dict[str, Any], context: Context) -> SanityOutcome:
     """Run the sanity check through an objective. Unsupported: nothing runs, a warning is logged
     once per objective, and the outcome says why (the server marks the gate skipped). A divergence
     is a result (figures with diverged=1), not an error; other exceptions propagate as for a trial."""
-    name = _name(objective)
+    name = objective_name(objective)
     if not getattr(objective, "supports_sanity", False):
         message = (f"objective {name} does not support the sanity check (decorate it with "
                    f"workers.training.objective.supports_sanity and follow context.sanity)")
@@ -189,6 +186,8 @@ def run_sanity_objective(objective: Objective, params: dict[str, Any], context: 
         return SanityOutcome(False, {}, message)
     try:
         objective(params, context)
+    except Unsupported as exc:  # it looked at the request and declined (a program that did not opt in)
+        return SanityOutcome(False, {}, str(exc))
     except Diverged as exc:
         figures = {**(context.sanity_figures or {}), "diverged": 1.0,
                    **{k: float(v) for k, v in exc.metrics.items() if isinstance(v, (int, float))}}
