@@ -66,3 +66,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a browser test module (tests/support/browser.py finds it; a module skips
+    itself when it is missing)."""
+    from tests.support.browser import chromium
+
+    with chromium() as driver:
+        yield driver

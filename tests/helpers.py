@@ -1,6 +1,7 @@
 """Small builders shared by the API tests."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 SPACE = {
@@ -35,3 +36,14 @@ def claim(client, study: str | None = "s", worker: str = "w1") -> dict[str, Any]
         return None
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: float = 0.1):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

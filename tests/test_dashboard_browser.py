@@ -9,14 +9,13 @@ endpoints behind the pages are tested on both backends in test_dashboard_api.py.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.browser import chromium, find_chromium, full_screenshot, wait_ready
+from tests.support.browser import console_errors, find_chromium, full_screenshot, screenshot_folder, visit, wait_for
 from tests.support.live_server import LiveServer
 from tests.support.worker_run import PARAMETERS, run_study
 
@@ -28,11 +27,7 @@ STUDY = "digits-browser"
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ["TUNESERVE_SCREENSHOTS"]) if os.environ.get("TUNESERVE_SCREENSHOTS") \
-        else tmp_path_factory.mktemp("dashboard-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\ndashboard screenshots: {folder}")
-    return folder
+    return screenshot_folder(tmp_path_factory, "dashboard-screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +39,6 @@ def server(tmp_path_factory):
     run_study(live.url, STUDY, tmp, trials=8, epochs=2)
     yield live
     live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-def visit(browser, url: str) -> float:
-    browser.get(url)
-    return wait_ready(browser, timeout=60)
-
-
-def console_errors(browser) -> list[dict]:
-    return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def points_in(browser, div_id: str) -> int:
@@ -79,16 +59,6 @@ def drawn_points(browser, div_id: str) -> int:
     return its data points once it has some."""
     browser.execute_script("document.getElementById(arguments[0]).scrollIntoView({block: 'center'})", div_id)
     return wait_for(lambda: points_in(browser, div_id), what=f"points in {div_id}")
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def table_rows(browser) -> list[dict]:

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.browser import chromium, find_chromium, full_screenshot, wait_ready
+from tests.support.browser import (
+    console_errors, find_chromium, full_screenshot, screenshot_folder, visit, wait_for, wait_ready,
+)
 from tests.support.live_server import LiveServer
 
 _, _, WHY_NOT = find_chromium()
@@ -35,11 +37,7 @@ DOCUMENT = {
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ["TUNESERVE_SCREENSHOTS"]) if os.environ.get("TUNESERVE_SCREENSHOTS") \
-        else tmp_path_factory.mktemp("craft-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\ncraft screenshots: {folder}")
-    return folder
+    return screenshot_folder(tmp_path_factory, "craft-screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -64,31 +62,6 @@ def server(tmp_path_factory):
         worker.wait(30)
     yield live
     live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-def visit(browser, url: str) -> None:
-    browser.get(url)
-    wait_ready(browser, timeout=60)
-
-
-def errors(browser) -> list[dict]:
-    return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def text(browser, css: str) -> str:
@@ -119,7 +92,7 @@ def test_the_stages_timeline_and_the_links_both_ways(server, browser, shots):
     parent = wait_for(lambda: browser.find_elements("css selector", "#craft-lineage .link-parent a"), what="the parent link")
     assert parent[0].text == STUDY and parent[0].get_attribute("href").endswith(f"/dashboard/studies/{STUDY}")
     assert "current" in browser.find_elements("css selector", "#craft-stages .stage")[1].get_attribute("class")
-    assert errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_fidelity_beside_values_and_the_configurations(server, browser, shots):
@@ -151,7 +124,7 @@ def test_fidelity_beside_values_and_the_configurations(server, browser, shots):
     assert "2 epochs, 100% data" in facts and "a repeat with another seed" in facts
     full_screenshot(browser, shots / "craft-trial.png")
     browser.set_window_size(1440, 1000)
-    assert errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_refine_and_repeat_from_the_page(server, browser, shots):
@@ -188,4 +161,4 @@ def test_refine_and_repeat_from_the_page(server, browser, shots):
     wait_for(lambda: "enqueued 2 repeat trials" in text(browser, "#repeat-msg"), what="the repeat answer")
     assert httpx.get(f"{server.url}/api/v1/studies/{STUDY}").json()["max_trials"] == 5
     # the browser logs the refused refine's 422 answer itself; nothing else
-    assert [e for e in errors(browser) if not (e["source"] == "network" and "/refine" in e["message"])] == []
+    assert [e for e in console_errors(browser) if not (e["source"] == "network" and "/refine" in e["message"])] == []

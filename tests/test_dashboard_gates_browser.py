@@ -11,17 +11,16 @@ the gate notice appearing live; no console errors. Screenshots are saved (printe
 TUNESERVE_SCREENSHOTS=DIR keeps them elsewhere)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.browser import chromium, find_chromium, full_screenshot, wait_ready
+from tests.support.browser import console_errors, find_chromium, full_screenshot, screenshot_folder, visit, wait_for
 from tests.support.gates import SANITY_FAILED, Rows, diagnosis, lr_range_done
 from tests.support.live_server import LiveServer
 from tests.test_dashboard_api import PARAMS, build_study
-from tests.test_dashboard_browser import console_errors, points_in, wait_for
+from tests.test_dashboard_browser import points_in
 
 _, _, WHY_NOT = find_chromium()
 pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"browser tests skipped: {WHY_NOT}")
@@ -40,11 +39,7 @@ DIAGNOSES = {
 
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory) -> Path:
-    folder = Path(os.environ["TUNESERVE_SCREENSHOTS"]) if os.environ.get("TUNESERVE_SCREENSHOTS") \
-        else tmp_path_factory.mktemp("gates-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    print(f"\ngates screenshots: {folder}")
-    return folder
+    return screenshot_folder(tmp_path_factory, "gates-screenshots")
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +61,6 @@ def server(tmp_path_factory):
     live.rows_url = url
     yield live
     live.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as driver:
-        yield driver
-
-
-def visit(browser, url: str) -> None:
-    browser.get(url)
-    wait_ready(browser, timeout=60)
 
 
 def text_of(browser, css: str) -> str:

@@ -20,7 +20,7 @@ from service.config import Settings
 from service.domain import suggest
 from service.main import create_app
 from service.store import trials as trial_store
-from tests.helpers import claim, make_study
+from tests.helpers import claim, make_study, wait_for
 
 API = "/api/v1"
 
@@ -28,15 +28,6 @@ API = "/api/v1"
 def post(client, path, body):
     return client.post(API + path, content=json.dumps(body), headers={"content-type": "application/json"})
 
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def trials_of(client, study: str = "s") -> list[dict]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
-from tests.test_worker_daemon import api, server, trials, wait_until, workers  # noqa: F401 (fixtures)
+from tests.helpers import wait_for
+from tests.test_worker_daemon import api, server, trials, workers  # noqa: F401 (fixtures)
 
 # Small real training: half of digits, batches of 16; the sanity run takes the widest width (16).
 SPACE = {"width": {"values": [8, 16]}, "data_fraction": {"value": 0.5}, "batch_size": {"value": 16},
@@ -36,7 +37,7 @@ def test_builtin_trainer_passes_the_sanity_gate_then_trials_run(database_url, ap
                      sanity={"samples": 32, "max_epochs": 30}, parameters=SPACE)
     assert api.get_study("sane")["sanity"]["state"] == "pending"
     w = workers("w-sane")
-    wait_until(settled(api, "sane", 2), 120, "the sanity run and 2 trials")
+    wait_for(settled(api, "sane", 2), 120, "the sanity run and 2 trials")
     study = api.get_study("sane")
     assert study["sanity"]["state"] == "passed", study["sanity"]
     assert study["gate"] is None and study["counts"]["completed"] == 2
@@ -65,7 +66,7 @@ def test_user_objective_without_sanity_support_skips_the_gate_and_the_study_proc
     api.create_study(name="plain", method="grid", metric={"name": "loss", "goal": "minimize"},
                      sanity=True, parameters={"x": {"values": [1.0, 2.0]}})
     w = workers("w-plain", "--objective", f"{objective}:objective")
-    wait_until(settled(api, "plain", 2), 60, "the skipped gate and 2 trials")
+    wait_for(settled(api, "plain", 2), 60, "the skipped gate and 2 trials")
     study = api.get_study("plain")
     assert study["sanity"]["state"] == "skipped" and study["state"] == "finished"  # never paused
     assert study["counts"]["completed"] == 2 and study["best_trial"]["value"] == 0.5
@@ -85,7 +86,7 @@ def test_builtin_trainer_runs_the_lr_range_test_and_the_study_gets_a_suggestion(
                      parameters={**SPACE, "lr": {"distribution": "log_uniform_values", "min": 1e-3, "max": 0.5}})
     assert api.get_study("ramp")["lr_range"]["state"] == "pending"
     w = workers("w-ramp")
-    wait_until(settled(api, "ramp", 1), 120, "the range test and 1 trial")
+    wait_for(settled(api, "ramp", 1), 120, "the range test and 1 trial")
     lr_range = api.get_study("ramp")["lr_range"]
     assert lr_range["state"] == "done", lr_range
     curve = lr_range["curve"]
@@ -133,7 +134,7 @@ def test_a_program_that_opts_in_passes_the_sanity_gate_and_runs_the_range_test(a
                      lr_range_test={"start_lr": 1e-5, "end_lr": 10.0, "steps": 100},
                      parameters={"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}})
     w = workers("w-prog", "--study", "prog", "--runs-dir", str(tmp_path / "runs"))
-    wait_until(settled(api, "prog", 1), 120, "both gates and 1 trial")
+    wait_for(settled(api, "prog", 1), 120, "both gates and 1 trial")
     study = api.get_study("prog")
     assert study["sanity"]["state"] == "passed", study["sanity"]
     assert study["lr_range"]["state"] == "done", study["lr_range"]

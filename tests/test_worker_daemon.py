@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from tests.support.live_server import LiveServer
 from workers.client import TuneClient
 
@@ -94,15 +95,6 @@ def api(server):
         yield client
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
 
 def trials(api: TuneClient, study: str) -> list[dict]:
     return api.trials(study)["items"]
@@ -118,7 +110,7 @@ def test_worker_completes_trials_end_to_end(database_url, api, workers):
                                  "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]},
                                                               "lr": {"min": 0.003, "max": 0.05}}}})
     w = workers("w-e2e")
-    wait_until(study_done(api, "e2e", 3), 90, "3 completed trials")
+    wait_for(study_done(api, "e2e", 3), 90, "3 completed trials")
     for t in trials(api, "e2e"):
         full = api.get_trial(t["id"])
         assert full["state"] == "completed" and full["worker_id"] == "w-e2e"
@@ -143,7 +135,7 @@ def test_killed_worker_trial_is_claimed_again_after_the_lease(database_url, api,
     first.proc.kill()  # SIGKILL: no release, no goodbye; only the lease can bring the trial back
     first.proc.wait()
     second = workers("w-second")
-    wait_until(study_done(api, "kill", 1), 90, "the killed trial to finish elsewhere")
+    wait_for(study_done(api, "kill", 1), 90, "the killed trial to finish elsewhere")
     trial = api.get_trial(trial_id)
     assert trial["worker_id"] == "w-second" and trial["attempt"] == 1
     assert [r["step"] for r in trial["reports"]][-1] == 5
@@ -175,7 +167,7 @@ def test_worker_survives_a_10s_outage(api, server, workers):
     retries = w.log.count("event=server_unreachable")
     assert 1 <= retries < 60  # it retried with backoff: neither gave up nor spun
     server.start()
-    wait_until(study_done(api, "outage", 2), 120, "all trials to finish after the outage")
+    wait_for(study_done(api, "outage", 2), 120, "all trials to finish after the outage")
     assert w.stop() == 0
 
 
@@ -196,7 +188,7 @@ def test_failures_are_classified_and_the_worker_keeps_serving(api, workers, tmp_
     api.create_study(name="modes", method="grid", metric={"name": "loss", "goal": "minimize"},
                      parameters={"mode": {"values": ["ok", "raise", "nan", "oom"]}})
     w = workers("w-modes", "--objective", f"{objective}:objective")
-    wait_until(lambda: api.get_study("modes")["counts"]["total"] == 4 and
+    wait_for(lambda: api.get_study("modes")["counts"]["total"] == 4 and
                api.get_study("modes")["counts"]["running"] == 0 and
                api.get_study("modes")["counts"]["waiting"] == 0, 60, "all four modes to end")
     by_mode = {t["params"]["mode"]: t for t in trials(api, "modes")}
@@ -226,7 +218,7 @@ def test_stopped_study_prunes_the_running_trial(api, workers, tmp_path):
     w = workers("w-stop", "--objective", f"{objective}:objective")
     trial_id = int(w.wait_for_log(r"event=report worker=w-stop trial=(\d+) step=3").group(1))
     api.stop_study("stopme")
-    wait_until(lambda: api.get_trial(trial_id)["state"] == "pruned", 20, "the trial to be pruned")
+    wait_for(lambda: api.get_trial(trial_id)["state"] == "pruned", 20, "the trial to be pruned")
     assert w.proc.poll() is None
     assert w.stop() == 0
 
@@ -235,7 +227,7 @@ def test_slots_run_trials_in_parallel_processes(api, workers):
     api.create_study(name="slots", method="random", max_trials=4, lease_seconds=10,
                      parameters={**TINY, "epochs": {"value": 2}})
     w = workers("w-slots", "--slots", "2")
-    wait_until(study_done(api, "slots", 4), 120, "4 trials over 2 slots")
+    wait_for(study_done(api, "slots", 4), 120, "4 trials over 2 slots")
     holders = {t["worker_id"] for t in trials(api, "slots")}
     assert holders <= {"w-slots-s0", "w-slots-s1"} and len(holders) == 2
     assert w.stop() == 0

@@ -3,12 +3,15 @@ browser tests and its benchmark. `find_chromium()` says why a browser cannot be 
 with that message locally (CI installs both packages in .ci/run)."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from tests.helpers import wait_for  # noqa: F401  (re-exported for the browser tests)
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 DRIVER_NAMES = ("chromedriver",)
@@ -75,3 +78,24 @@ def full_screenshot(driver, path: Path) -> Path:
     time.sleep(1.0)  # charts below the fold draw when they come into view
     driver.save_screenshot(str(path))
     return path
+
+
+def visit(driver, url: str) -> float:
+    """Open `url` and wait until the page is ready; the page's own ready time in ms."""
+    driver.get(url)
+    return wait_ready(driver, timeout=60)
+
+
+def console_errors(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+
+def screenshot_folder(tmp_path_factory, name: str) -> Path:
+    """Where a browser test module saves its screenshots: $TUNESERVE_SCREENSHOTS, else a fresh
+    temporary folder named `name` (printed, so a run's artifacts can be found)."""
+    folder = Path(os.environ["TUNESERVE_SCREENSHOTS"]) if os.environ.get("TUNESERVE_SCREENSHOTS") \
+        else tmp_path_factory.mktemp(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\n{name}: {folder}")
+    return folder

@@ -38,6 +38,8 @@
     return node;
   };
   const enc = encodeURIComponent;
+  // The same helpers for the panels' scripts (craft.js, gates.js), which run after this one (deferred).
+  window.tuneserveDom = { $, el, enc };
 
   class HttpError extends Error {
     constructor(status, detail) { super(`${status}: ${detail}`); this.status = status; this.detail = detail; }
