@@ -326,10 +326,16 @@ def test_every_trial_gets_a_diagnosis_and_running_ones_a_provisional_one(client)
     for epoch, (tl, vl) in enumerate([(2.0, 2.1), (1.2, 1.3), (0.7, 0.8), (0.4, 0.6), (0.3, 0.55)], start=1):
         answers.append(post(client, f"/trials/{tid}/report",
                             {"lease_token": tok, "step": epoch, "metrics": {"train_loss": tl, "val_loss": vl}}).json())
-    assert answers[-1]["diagnosis"]["provisional"] is True
+    assert answers[-1]["diagnosis"] is None  # refreshed by heartbeats, not on the report path
     beat = post(client, f"/trials/{tid}/heartbeat", {"lease_token": tok}).json()
-    assert beat["diagnosis"] == answers[-1]["diagnosis"]
-    assert client.get(f"{API}/trials/{tid}").json()["diagnosis"]["provisional"] is True
+    assert beat["diagnosis"]["provisional"] is True and beat["diagnosis"]["step"] == 5
+    assert beat["diagnosis"]["label"] == "healthy"
+    view = client.get(f"{API}/trials/{tid}").json()["diagnosis"]
+    assert view == {k: beat["diagnosis"][k] for k in view}
+    post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 6, "metrics": {"train_loss": 0.25, "val_loss": 0.9}})
+    assert client.get(f"{API}/trials/{tid}").json()["diagnosis"]["evidence"] != view["evidence"]  # the view is fresh
+    again = post(client, f"/trials/{tid}/heartbeat", {"lease_token": tok}).json()["diagnosis"]
+    assert again["step"] == 6 and again["evidence"] != beat["diagnosis"]["evidence"]
     done = post(client, f"/trials/{tid}/complete", {"lease_token": tok, "value": 0.55}).json()
     assert done["trial"]["diagnosis"]["label"] == "healthy" and done["trial"]["diagnosis"]["provisional"] is False
 

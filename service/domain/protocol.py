@@ -26,6 +26,7 @@ from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lea
 from service.errors import (
     ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
 )
+from service.schemas.gates import DiagnosisRead
 from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from service.store import studies as study_store
 from service.store import trials as trial_store
@@ -200,7 +201,7 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
             return Decision(should_stop=True, reason=f"diverged: {diverged}", diagnosis=ended.get("diagnosis"))
         expires = epoch_to_datetime(row["lease_expires_at"])
         special = row["kind"] != "trial"
-        diagnosis = None if special else diagnoses.diagnose(s, row, study.metric_name)  # provisional
+        diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
                             diagnosis=diagnosis)
@@ -219,7 +220,7 @@ def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None
         row = _touch(s, trial_id, token, holder, [])
         study = study_store.study_header(s, row["study_id"])
         expires = epoch_to_datetime(row["lease_expires_at"])
-        diagnosis = row["diagnosis"]  # provisional, stored by the last report
+        diagnosis = diagnoses.provisional(s, row, study.metric_name) if row["kind"] == "trial" else None
         if study.state != "running":
             return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
                             diagnosis=diagnosis)
@@ -353,4 +354,8 @@ def get_trial(session: Session, trial_id: int) -> TrialRead:
     trial = session.get(Trial, trial_id)
     if trial is None:
         raise TrialNotFound(trial_id)
-    return trial_read(trial, trial.study.name, reports=list(trial.reports))
+    read = trial_read(trial, trial.study.name, reports=list(trial.reports))
+    if trial.state == "running":  # its provisional diagnosis as of its latest report
+        found = diagnoses.fresh(trial, trial.study.metric_name)
+        read.diagnosis = DiagnosisRead.model_validate(found) if found else None
+    return read

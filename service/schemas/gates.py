@@ -54,6 +54,7 @@ class DiagnosisRead(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict, description="The figures and epochs behind the label")
     advice: str = Field(description="One sentence a user can act on")
     provisional: bool = Field(default=False, description="True while the trial still runs")
+    step: int | None = Field(default=None, description="The last reported step it read")
 
 
 class AdviceRead(BaseModel):

@@ -448,6 +448,24 @@ def _report_insert(dialect: str):
     ).returning(REPORTS.c.step)
 
 
+_RECENT_REPORTS = (
+    select(REPORTS.c.step, REPORTS.c.metrics).where(REPORTS.c.trial_id == bindparam("b_trial"))
+    .order_by(REPORTS.c.step.desc()).limit(bindparam("b_limit"))
+)
+_SET_DIAGNOSIS = update(TRIALS).where(TRIALS.c.id == bindparam("b_trial")).values(diagnosis=bindparam("b_diagnosis"))
+
+
+def recent_reports(session: Session, trial_id: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """(step, metrics) of the trial's last `limit` reports, in step order (statements built once:
+    these run on every report, for the provisional diagnosis)."""
+    rows = session.execute(_RECENT_REPORTS, {"b_trial": trial_id, "b_limit": limit}).all()
+    return [(step, metrics) for step, metrics in reversed(rows)]
+
+
+def set_diagnosis(session: Session, trial_id: int, diagnosis: dict[str, Any] | None) -> None:
+    session.execute(_SET_DIAGNOSIS, {"b_trial": trial_id, "b_diagnosis": diagnosis})
+
+
 def last_report_value(session: Session, trial_id: int) -> float | None:
     return session.scalar(
         select(REPORTS.c.value)
