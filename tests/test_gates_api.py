@@ -318,7 +318,9 @@ def test_sanity_then_range_test_then_trials(client):
 
 # ---- diagnoses and advice ----------------------------------------------------------------------
 
-def test_every_trial_gets_a_diagnosis_and_running_ones_a_provisional_one(client):
+def test_every_trial_gets_a_diagnosis_and_running_ones_a_provisional_one(client, monkeypatch):
+    from service.domain import diagnoses
+
     make_study(client, max_trials=3)
     lease = claim(client)
     tid, tok = lease["trial_id"], lease["lease_token"]
@@ -334,6 +336,9 @@ def test_every_trial_gets_a_diagnosis_and_running_ones_a_provisional_one(client)
     assert view == {k: beat["diagnosis"][k] for k in view}
     post(client, f"/trials/{tid}/report", {"lease_token": tok, "step": 6, "metrics": {"train_loss": 0.25, "val_loss": 0.9}})
     assert client.get(f"{API}/trials/{tid}").json()["diagnosis"]["evidence"] != view["evidence"]  # the view is fresh
+    same = post(client, f"/trials/{tid}/heartbeat", {"lease_token": tok}).json()["diagnosis"]
+    assert same == beat["diagnosis"]  # refreshed at most every REFRESH_SECONDS
+    monkeypatch.setattr(diagnoses, "REFRESH_SECONDS", 0.0)
     again = post(client, f"/trials/{tid}/heartbeat", {"lease_token": tok}).json()["diagnosis"]
     assert again["step"] == 6 and again["evidence"] != beat["diagnosis"]["evidence"]
     done = post(client, f"/trials/{tid}/complete", {"lease_token": tok, "value": 0.55}).json()
