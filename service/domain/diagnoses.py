@@ -35,14 +35,15 @@ REFRESH_SECONDS = 5.0  # a stored provisional diagnosis younger than this is not
 ADVICE_TRIALS = 3000
 
 
-def diagnose(session: Session, row: dict[str, Any], metric: str,
-             final_metrics: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: dict[str, Any] | None = None,
+             known: list[tuple[int, dict[str, Any]]] | None = None) -> dict[str, Any] | None:
     """Compute and store the diagnosis of trial `row` (a row mapping, after its latest change) and
-    return it as stored (None: nothing to judge yet). Special runs are judged by their gate."""
+    return it as stored (None: nothing to judge yet). `known`: every report the trial has, when the
+    caller has them all (else they are read). Special runs are judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
     found = diagnose_trial(
-        trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
+        known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
         metric=metric)
     stored = None if found is None else {**found.to_json(), "step": row.get("last_step"), "at": round(time.time(), 3)}

@@ -175,7 +175,8 @@ def _touch(session: Session, trial_id: int, token: str, holder: str | None, step
     return row
 
 
-def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None) -> dict[str, Any]:
+def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
+               steps: list[StepReport] | None = None) -> dict[str, Any]:
     """A trial changed state: a special run's gate judges it (service/domain/gates.py); an ordinary
     trial that ended gets its diagnosis. Returns the row as it now reads."""
     if row["kind"] != "trial":
@@ -183,7 +184,10 @@ def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None) -> d
         return row
     if row["state"] in ("waiting", "running"):
         return row
-    return {**row, "diagnosis": diagnoses.diagnose(s, row, study.metric_name)}
+    # A trial that never reported before this request (a complete carrying its reports: last_step,
+    # which every /report sets, is still unset) is judged from those reports without reading them back.
+    known = [(st.step, st.metrics) for st in steps] if steps and row["last_step"] is None else None
+    return {**row, "diagnosis": diagnoses.diagnose(s, row, study.metric_name, known=known)}
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
@@ -317,7 +321,7 @@ def complete(
         ended, study = ending
         if ended["state"] == "completed" and ended["method"] != "repeat" and ended["kind"] == "trial":
             finish_on_target(s, study.id, ended["value"], ended["number"])  # W&B's metric.target
-        ended = _after_end(s, ended, study, outcome)
+        ended = _after_end(s, ended, study, outcome, steps)
         settle(s, study.id)
         if ended["kind"] == "trial":
             observe.ended(ended["state"])
