@@ -30,7 +30,7 @@ from service.dashboard import install_dashboard
 from service.observability import install_metrics
 from service.db.engine import Database
 from service.db.migrate import upgrade
-from service.domain.leases import reap_expired
+from service.domain.leases import forget_idle_workers, reap_expired
 from service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")
@@ -60,6 +60,7 @@ async def _reaper(db: Database, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(reap_expired, db)
+            await run_in_threadpool(forget_idle_workers, db)
         except Exception:  # noqa: BLE001 - a failed sweep (database restarting) is retried next tick
             log.warning("lease sweep failed; retrying in %.1fs", interval, exc_info=True)
 

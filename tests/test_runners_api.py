@@ -150,3 +150,26 @@ def test_readyz_touches_the_database(client):
     finally:
         client.app.state.db.transaction = real
     assert r.status_code == 503 and r.json()["ok"] is False and r.headers["retry-after"] == "5"
+
+
+def test_workers_not_seen_for_a_day_are_forgotten(client, db, monkeypatch):
+    import time
+
+    from sqlalchemy import select, update
+
+    from service.db.models import WorkerSeen
+    from service.domain import leases
+
+    monkeypatch.setattr(leases, "_last_prune", time.monotonic())  # the app's own sweep waits an hour
+
+    make_study(client, "w", objective="builtin:cnn")
+    for worker in ("old", "new"):
+        r = client.post("/api/v1/trials/claim", json={"worker_id": worker, "study": "w", "objective": "builtin:cnn"})
+        assert r.status_code == 200
+    with db.transaction() as s:
+        s.execute(update(WorkerSeen).where(WorkerSeen.id == "old")
+                  .values(last_seen_at=WorkerSeen.last_seen_at - leases.WORKERS_KEPT_SECONDS - 60))
+    assert leases.forget_idle_workers(db, force=True) == 1
+    assert leases.forget_idle_workers(db) == 0  # at most once an hour without force
+    with db.transaction() as s:
+        assert s.scalars(select(WorkerSeen.id)).all() == ["new"]

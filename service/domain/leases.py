@@ -1,16 +1,22 @@
-"""Lease expiry: the sweep every server replica runs in the background (safe to run concurrently)."""
+"""Lease expiry: the sweep every server replica runs in the background (safe to run concurrently),
+and, at most once an hour, forgetting workers not seen for a day (store.workers)."""
 from __future__ import annotations
 
 import logging
+import time
 
 from service.db.engine import Database
 from service.domain import diagnoses, gates
 from service.domain.stages import settle
 from service.store import studies as study_store
 from service.store import trials as trial_store
+from service.store import workers as worker_store
 from service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.leases")
+WORKERS_KEPT_SECONDS = 86_400.0  # a worker's row outlives its last claim by a day
+WORKERS_PRUNE_EVERY = 3_600.0
+_last_prune = -WORKERS_PRUNE_EVERY
 
 
 def reap_expired(db: Database) -> tuple[int, int]:
@@ -30,3 +36,18 @@ def reap_expired(db: Database) -> tuple[int, int]:
     if requeued or failed_studies:
         log.info("lease expiry: %d trial(s) requeued, %d failed after their retries", len(requeued), len(failed_studies))
     return len(requeued), len(failed_studies)
+
+
+def forget_idle_workers(db: Database, force: bool = False) -> int:
+    """Drop workers not seen for WORKERS_KEPT_SECONDS, at most every WORKERS_PRUNE_EVERY seconds
+    per process (`force`: now); returns how many went."""
+    global _last_prune
+    now = time.monotonic()
+    if not force and now - _last_prune < WORKERS_PRUNE_EVERY:
+        return 0
+    _last_prune = now
+    with db.transaction() as s:
+        gone = worker_store.forget_idle(s, WORKERS_KEPT_SECONDS)
+    if gone:
+        log.info("forgot %d worker(s) not seen for %.0f h", gone, WORKERS_KEPT_SECONDS / 3600)
+    return gone

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, literal, or_, select, true
+from sqlalchemy import ColumnElement, delete, literal, or_, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -96,3 +96,8 @@ def workers_for_study(session: Session, study_id: int, study_name: str | tuple[s
                                                  Trial.worker_id.is_not(None))))
     return len(seen | holding)
 
+
+def forget_idle(session: Session, seconds: float) -> int:
+    """Delete the rows of workers not seen for `seconds` (the table would otherwise keep every
+    worker id that ever claimed); returns how many went."""
+    return session.execute(delete(WORKERS).where(WORKERS.c.last_seen_at < db_epoch() - seconds)).rowcount or 0
