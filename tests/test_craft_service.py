@@ -216,6 +216,21 @@ def test_stages_start_by_themselves_and_claims_follow_them(client):
     assert all(t["fidelity"] == {"epochs": 2, "data_fraction": 0.1, "data_seed": seed} for t in trials(client, "staged"))
 
 
+def test_steering_a_staged_study_by_its_name_reaches_the_active_stage(client):
+    create(client, {**STAGED, "stages": [{"trials": 2, "epochs": 1}, {"trials": 2, "epochs": 2}]})
+    for h in [claim(client, "staged") for _ in range(2)]:
+        client.post(f"{API}/trials/{h['trial_id']}/complete", json={"lease_token": h["lease_token"], "value": 1.0})
+    paused = client.post(f"{API}/studies/staged/pause")
+    assert paused.status_code == 200 and paused.json()["name"] == "staged-stage-1" and paused.json()["state"] == "paused"
+    assert client.get(f"{API}/studies/staged").json()["state"] == "finished"  # stage 0 stays as it ended
+    assert claim(client, "staged") is None
+    resumed = client.post(f"{API}/studies/staged/resume").json()
+    assert resumed["name"] == "staged-stage-1" and resumed["state"] == "running"
+    assert claim(client, "staged")["study"] == "staged-stage-1"
+    stopped = client.post(f"{API}/studies/staged/stop").json()
+    assert stopped["name"] == "staged-stage-1" and stopped["state"] == "stopped"
+
+
 def test_a_stage_is_created_once(client, database_url):
     create(client, {**STAGED, "stages": [{"trials": 2}, {"refine": {"top_k": 1}, "trials": 2}]})
     run(client, "staged", count=2)

@@ -262,7 +262,16 @@ _TRANSITIONS = {
 
 
 def change_state(session: Session, name: str, action: str) -> Study:
+    """Pause, resume or stop a study. A staged study whose named stage has finished is steered
+    through the stage that hands out its trials now (the one a worker naming it is served from), and
+    that stage is answered."""
+    from service.domain.stages import follow
+
     study = study_store.get_study(session, name, lock=True)
+    if study.stage_index is not None and study.state == StudyState.FINISHED:
+        active = follow(session, study_store.study_header(session, study.id))
+        if active.id != study.id:
+            study = study_store.get_study(session, active.name, lock=True)
     allowed, target = _TRANSITIONS[action]
     if study.state not in allowed:
         raise InvalidStudyState(name, study.state, action)
