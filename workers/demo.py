@@ -89,15 +89,16 @@ def progress(study: dict, started: float, recent: list[dict]) -> Group:
         head.add_row("[green]best so far[/]", f"trial {best['number']}", f"val_loss {best['value']:.4f}",
                      f"val_acc {m.get('val_acc', float('nan')):.3f}", "", "", "")
     table = Table(title="latest trials", title_justify="left")
-    for col in ("#", "state", "val_loss", "val_acc", "optimizer", "lr", "width", "batch", "diagnosis"):
-        table.add_column(col, justify="right" if col != "diagnosis" else "left")
+    # Fits an 80-column terminal: the batch size is in the best trial's params at the end.
+    for col in ("#", "state", "val_loss", "val_acc", "optim", "lr", "width", "diagnosis"):
+        table.add_column(col, justify="right" if col != "diagnosis" else "left", no_wrap=True)
     for t in recent:
         p, m = t["params"], t.get("metrics") or {}
         d = t.get("diagnosis") or {}
         label = (d.get("label", "-") + ("?" if d.get("provisional") else "")) if d else "-"
         table.add_row(str(t["number"]), t["state"], f"{t['value']:.4f}" if t["value"] is not None else "-",
                       f"{m['val_acc']:.3f}" if "val_acc" in m else "-", str(p.get("optimizer")),
-                      f"{p.get('lr', 0):.2g}", str(p.get("width")), str(p.get("batch_size")), label)
+                      f"{p.get('lr', 0):.2g}", str(p.get("width")), label)
     return Group(head, table)
 
 
