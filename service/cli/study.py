@@ -102,7 +102,8 @@ def status(
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
     server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Counts by state and the best trial; with --watch, a live progress bar until the study ends."""
+    """Counts, best trial, the sanity verdict, the range test and the advice; with --watch, a live
+    progress bar until the study ends."""
     with Api(server, token) as api:
         study = api.get(f"/studies/{name}")
         if as_json and not watch:
@@ -146,7 +147,7 @@ def trials(
     offset: Annotated[int, typer.Option(min=0, help="Skip this many trials (by number).")] = 0,
     server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
-    """The trial table: number, state, value, params, worker."""
+    """The trial table: number (special runs below zero), state, value, params, diagnosis, worker."""
     query: dict[str, Any] = {"limit": limit, "offset": offset, **({"state": state.value} if state else {})}
     with Api(server, token) as api:
         page = api.get(f"/studies/{name}/trials", params=query)
@@ -174,7 +175,7 @@ def _lifecycle(action: str, doc: str):
 
 
 app.command("pause")(_lifecycle("pause", "Pause: no new trials are handed out; running ones are told to stop."))
-app.command("resume")(_lifecycle("resume", "Resume a paused study."))
+app.command("resume")(_lifecycle("resume", "Resume a paused study (one the sanity check paused: the recorded override)."))
 app.command("stop")(_lifecycle("stop", "Stop for good: no more trials are handed out."))
 
 
