@@ -146,3 +146,29 @@ def test_a_program_that_opts_in_passes_the_sanity_gate_and_runs_the_range_test(a
     assert [t["state"] for t in runs["sanity"] + runs["lr_range"]] == ["completed", "completed"]
     assert "event=sanity_done worker=w-prog" in w.log and "event=lr_range_done worker=w-prog" in w.log
     assert w.stop() == 0
+
+
+# Planted runs of the built-in trainer, through a real worker and the server's diagnosis on ending.
+PLANTED = [
+    ("lr 0.05", {"dataset": "digits", "lr": 0.05, "normalize": True}, "healthy", None),
+    ("lr 10", {"dataset": "digits", "lr": 10.0, "normalize": True}, "lr_too_high", None),
+    ("lr 1e-6", {"dataset": "digits", "lr": 1e-6, "normalize": True}, "lr_too_low", None),
+    ("NaN pixels", {"dataset": "digits:nan=0.01", "lr": 0.05, "normalize": True}, "diverged", "bad_data"),
+    ("inputs x1000, raw", {"dataset": "digits:scale=1000", "lr": 0.05, "normalize": False}, "diverged", "bad_scale"),
+]
+
+
+def test_planted_runs_are_diagnosed_through_the_server(api, workers):
+    space = {"dataset": {"values": ["digits", "digits:nan=0.01", "digits:scale=1000"]},
+             "lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 20},
+             "normalize": {"values": [True, False]}, "epochs": {"value": 6}, "width": {"value": 16}}
+    api.create_study(name="planted", objective="builtin:cnn", max_trials=len(PLANTED), parameters=space)
+    for _, params, _, _ in PLANTED:
+        api.enqueue("planted", {**params, "epochs": 6, "width": 16})
+    w = workers("w-planted")
+    wait_for(settled(api, "planted", len(PLANTED)), 180, "the planted runs")
+    got = [(t["diagnosis"]["label"], t["diagnosis"]["cause"]) for t in trials(api, "planted")]
+    assert got == [(label, cause) for _, _, label, cause in PLANTED]
+    advice = [a["kind"] for a in api.get_study("planted")["advice"]]
+    assert advice == ["pipeline", "pipeline"]  # NaN before any update; a first loss far above ln(C)
+    assert w.stop() == 0
