@@ -264,6 +264,19 @@ def test_range_test_suggests_narrows_and_restores(client):
     assert again["lr_range"]["narrowing"]["before"] == {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}
 
 
+def test_narrowing_redraws_the_trials_drawn_ahead_from_the_old_range(client):
+    make_study(client, max_trials=10, method="random")
+    first = claim(client)  # random search draws ahead: the rest of the budget waits, already drawn
+    waiting = client.get(f"{API}/studies/s/trials", params={"state": "waiting"}).json()["items"]
+    assert len(waiting) == 7 and any(not 0.01 <= t["params"]["lr"] <= 0.02 for t in waiting)
+    narrowed = post(client, "/studies/s/narrowing", {"low": 0.01, "high": 0.02}).json()
+    assert narrowed["lr_range"]["narrowing"]["redrawn"] == 7 and narrowed["lr_range"]["state"] == "not_run"
+    leases = [claim(client, worker=f"n{i}") for i in range(9)]
+    assert all(0.01 <= lease["params"]["lr"] <= 0.02 for lease in leases)
+    assert first["params"]["lr"] == client.get(f"{API}/trials/{first['trial_id']}").json()["params"]["lr"]  # running: kept
+    assert sorted(lease["number"] for lease in leases) == list(range(1, 10))  # no number lost or reused
+
+
 def test_range_test_without_apply_advises_and_a_flat_curve_fails(client):
     make_study(client, lr_range_test=True)
     lease = claim(client)

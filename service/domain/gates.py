@@ -295,7 +295,7 @@ def _end_lr_range(session: Session, study: Study, row: dict[str, Any], record: d
                              "suggestion": suggestion.to_dict(), "parameter": parameter, "message": message})
     if config.get("apply") and parameter is not None:
         try:
-            _narrow(study, parameter, suggestion.low, suggestion.high)
+            _narrow(session, study, parameter, suggestion.low, suggestion.high)
             message = f"{message}; {parameter} narrowed to it"
         except InvalidInput as err:
             message = f"{message}; not narrowed: {err.message}"
@@ -365,7 +365,9 @@ def _set_parameters(study: Study, parameters: dict[str, Any], path: str) -> None
     study.config = {**(study.config or {}), "parameters": parameters}
 
 
-def _narrow(study: Study, path: str, low: float, high: float) -> None:
+def _narrow(session: Session, study: Study, path: str, low: float, high: float) -> None:
+    """Narrow `path` to [low, high] in the study's document and space; the waiting trials its engine
+    drew ahead from the old range are drawn again when claimed (store.trials.undraw_waiting)."""
     record = dict(study.lr_range or {"state": LrRangeState.NOT_RUN.value, "message": "no range test; narrowed by hand",
                                      "config": {}, "trial": None, "curve": None, "suggestion": None})
     parameters = (study.config or {}).get("parameters") or {}
@@ -383,6 +385,7 @@ def _narrow(study: Study, path: str, low: float, high: float) -> None:
     if original is not None:
         done["before"] = original
     _set_parameters(study, narrowing.parameters, path)
+    done["redrawn"] = trial_store.undraw_waiting(session, study.id)
     study.lr_range = {**record, "narrowing": done, "parameter": path}
 
 
@@ -402,7 +405,7 @@ def narrow(session: Session, name: str, body: NarrowingRequest) -> Study:
     if low is None or high is None:
         missing = "low" if low is None else "high"
         raise InvalidInput(("body", missing), "give low and high, or run a range test first (its suggestion is the default)")
-    _narrow(study, path, float(low), float(high))
+    _narrow(session, study, path, float(low), float(high))
     session.flush()
     return study
 

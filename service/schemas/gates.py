@@ -90,7 +90,8 @@ class LrRangeRead(BaseModel):
         default=None, description="lr, low, high, rule and the curve's landmarks (steepest_lr, min_loss_lr, blowup_lr)")
     parameter: str | None = Field(default=None, description="The study's lr parameter")
     narrowing: dict[str, Any] | None = Field(
-        default=None, description="The narrowing in force: path, before, after (DELETE .../narrowing restores)")
+        default=None, description="The narrowing in force: path, before, after, and `redrawn`: waiting trials drawn "
+                                  "from the old range that are drawn again when claimed (DELETE .../narrowing restores)")
 
 
 # ---- request bodies ---------------------------------------------------------------------------

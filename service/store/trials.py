@@ -206,6 +206,18 @@ _FILL_QUEUED = (
 )
 
 
+def undraw_waiting(session: Session, study_id: int) -> int:
+    """Put the study's waiting trials that its engine drew (not enqueued configurations, repeats or
+    special runs) back to undrawn: the claim that takes each draws its params again, from the space
+    as it is then (a narrowed lr). Returns how many."""
+    return session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting", TRIALS.c.drawn.is_(True),
+               TRIALS.c.kind == "trial", TRIALS.c.method.not_in(("enqueued", "repeat")))
+        .values(drawn=False, params={}, fidelity=None, config_key=None)
+    ).rowcount or 0
+
+
 def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
     """Remove reserved rows that will never be drawn (a grid with no points left); fenced like
     fill_drawn. Returns how many went."""
