@@ -25,11 +25,12 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import start_server  # noqa: E402
+from _server import ROOT, start_server  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 
 PG_ADMIN = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SPACE = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}, "width": {"values": [16, 32, 64]}}
@@ -38,17 +39,8 @@ SPACE = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}, 
 def fresh_database(backend: str, tmp: str) -> tuple[str, callable]:
     if backend == "sqlite":
         return f"sqlite:///{tmp}/bench.db", lambda: None
-    name = f"tuneserve_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
+    url = create_pg_database(PG_ADMIN, "tuneserve_bench")
+    return url, lambda: drop_pg_database(url, PG_ADMIN)
 
 
 async def worker(session, base, study, wid, shape, stats, deadline):

@@ -164,6 +164,25 @@ def _job(job: tuple[str, int, argparse.Namespace]) -> dict[str, Any]:
     return run_flat(seed, args) if arm == "flat" else run_c2f(seed, args)
 
 
+def print_results(results: list[dict[str, Any]], last: str, last_cell, wall: float) -> None:
+    """One row per arm and seed (`last`: the last column's title, `last_cell(r)` its text), then the
+    medians of the retrained val_loss and how many seeds coarse to fine won."""
+    print(f"{'seed':>10} {'arm':5} {'trials':>7} {'cost':>6} {'search best':>11} {'retrained':>9}  "
+          f"{'best lr':>8} {'optimizer':>9} {'refined lr range':>19} {last}")
+    for r in results:
+        rng = f"[{r['lr_range'][0]:.3g}, {r['lr_range'][1]:.3g}]" if "lr_range" in r else ""
+        print(f"{r['seed']:>10} {r['arm']:5} {r['trials']:>7} {r['cost']:>6.0f} {r['search_best']:>11.4f} "
+              f"{r['retrain']:>9.4f}  {r['best']['lr']:>8.3g} {r['best']['optimizer']:>9} {rng:>19}"
+              f"{last_cell(r)}")
+    flat = {r["seed"]: r["retrain"] for r in results if r["arm"] == "flat"}
+    c2f = {r["seed"]: r["retrain"] for r in results if r["arm"] == "c2f"}
+    wins = sum(c2f[s] < flat[s] for s in flat)
+    m_flat, m_c2f = float(np.median(list(flat.values()))), float(np.median(list(c2f.values())))
+    print(f"median retrained val_loss: flat {m_flat:.4f}, coarse-to-fine {m_c2f:.4f} "
+          f"({'coarse-to-fine better' if m_c2f < m_flat else 'coarse-to-fine NOT better'}); "
+          f"coarse-to-fine better on {wins} of {len(flat)} seeds; wall time {wall:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=7)
@@ -202,20 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nshapes {SHAPES}, CNN {FIXED}; budget {args.budget} full-data epochs per arm; full fidelity "
           f"{args.epochs} epochs; stage 1 {args.stage1_trials} x {args.stage1_epochs} epochs at "
           f"{args.stage1_fraction:g} data; refine top {args.top_k}; retrain {args.retrain_seeds} seeds")
-    print(f"{'seed':>10} {'arm':5} {'trials':>7} {'cost':>6} {'search best':>11} {'retrained':>9}  "
-          f"{'best lr':>8} {'optimizer':>9} {'refined lr range':>19}  time")
-    for r in results:
-        rng = f"[{r['lr_range'][0]:.3g}, {r['lr_range'][1]:.3g}]" if "lr_range" in r else ""
-        print(f"{r['seed']:>10} {r['arm']:5} {r['trials']:>7} {r['cost']:>6.0f} {r['search_best']:>11.4f} "
-              f"{r['retrain']:>9.4f}  {r['best']['lr']:>8.3g} {r['best']['optimizer']:>9} {rng:>19}  "
-              f"{r['seconds']:.0f}s")
-    flat = {r["seed"]: r["retrain"] for r in results if r["arm"] == "flat"}
-    c2f = {r["seed"]: r["retrain"] for r in results if r["arm"] == "c2f"}
-    wins = sum(c2f[s] < flat[s] for s in flat)
-    m_flat, m_c2f = float(np.median(list(flat.values()))), float(np.median(list(c2f.values())))
-    print(f"median retrained val_loss: flat {m_flat:.4f}, coarse-to-fine {m_c2f:.4f} "
-          f"({'coarse-to-fine better' if m_c2f < m_flat else 'coarse-to-fine NOT better'}); "
-          f"coarse-to-fine better on {wins} of {len(flat)} seeds; wall time {time.perf_counter() - t_all:.0f} s")
+    print_results(results, "time", lambda r: f" {r['seconds']:.0f}s", time.perf_counter() - t_all)
     return 0
 
 

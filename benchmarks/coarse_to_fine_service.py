@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _server import ROOT, start_server  # noqa: E402
-from coarse_to_fine import FIXED, SHAPES, SPACE, derive, run_seeds  # noqa: E402
+from coarse_to_fine import FIXED, SHAPES, SPACE, derive, print_results, run_seeds  # noqa: E402
 
 CHANCE = math.log(SHAPES["classes"])
 
@@ -175,20 +175,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.budget} full-data epochs per arm; full fidelity {args.epochs} epochs; stage 1 "
           f"{args.stage1_trials} x {args.stage1_epochs} epochs at {args.stage1_fraction:g} data; refine top "
           f"{args.top_k}; retrain = repeat_top with {args.retrain_seeds} seeds")
-    print(f"{'seed':>10} {'arm':5} {'trials':>7} {'cost':>6} {'search best':>11} {'retrained':>9}  "
-          f"{'best lr':>8} {'optimizer':>9} {'refined lr range':>19} {'train s':>8}")
-    for r in results:
-        rng = f"[{r['lr_range'][0]:.3g}, {r['lr_range'][1]:.3g}]" if "lr_range" in r else ""
-        print(f"{r['seed']:>10} {r['arm']:5} {r['trials']:>7} {r['cost']:>6.0f} {r['search_best']:>11.4f} "
-              f"{r['retrain']:>9.4f}  {r['best']['lr']:>8.3g} {r['best']['optimizer']:>9} {rng:>19} "
-              f"{r['train_seconds']:>8.0f}")
-    flat = {r["seed"]: r["retrain"] for r in results if r["arm"] == "flat"}
-    c2f = {r["seed"]: r["retrain"] for r in results if r["arm"] == "c2f"}
-    wins = sum(c2f[s] < flat[s] for s in flat)
-    m_flat, m_c2f = statistics.median(flat.values()), statistics.median(c2f.values())
-    print(f"median retrained val_loss: flat {m_flat:.4f}, coarse-to-fine {m_c2f:.4f} "
-          f"({'coarse-to-fine better' if m_c2f < m_flat else 'coarse-to-fine NOT better'}); "
-          f"coarse-to-fine better on {wins} of {len(flat)} seeds; wall time {wall:.0f} s")
+    print_results(results, " train s", lambda r: f" {r['train_seconds']:>8.0f}", wall)
     return 0
 
 

@@ -23,14 +23,12 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import numpy as np
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +39,7 @@ from service.db.migrate import upgrade  # noqa: E402
 from service.db.models import Trial, TrialReport  # noqa: E402
 from service.domain import studies as study_domain  # noqa: E402
 from service.schemas.studies import StudyCreate  # noqa: E402
+from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 
 PG_ADMIN = os.environ.get("TUNESERVE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 STUDY = "scale"
@@ -204,25 +203,9 @@ def time_page(base: str, loads: int) -> list[float]:
     return times
 
 
-def pg_database() -> str:
-    name = f"tuneserve_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg(url: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def run_backend(backend: str, args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="tuneserve-dash-bench-"))
-    url = f"sqlite:///{tmp / 'bench.db'}" if backend == "sqlite" else pg_database()
+    url = f"sqlite:///{tmp / 'bench.db'}" if backend == "sqlite" else create_pg_database(PG_ADMIN, "tuneserve_bench")
     try:
         upgrade(url)
         t0 = time.perf_counter()
@@ -238,7 +221,7 @@ def run_backend(backend: str, args) -> dict:
         return {"backend": backend, "endpoints": rows, "page_ms": page}
     finally:
         if backend == "postgres":
-            drop_pg(url)
+            drop_pg_database(url, PG_ADMIN)
 
 
 def main() -> int:

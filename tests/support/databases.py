@@ -16,18 +16,19 @@ PG_ADMIN_URL = os.environ.get("TUNESERVE_TEST_PG_URL", "postgresql+psycopg://pos
 BACKENDS = [b for b in os.environ.get("TUNESERVE_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
 
 
-def create_pg_database() -> str:
-    name = f"tuneserve_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+def create_pg_database(admin_url: str = PG_ADMIN_URL, prefix: str = "tuneserve_test") -> str:
+    """A new, empty database beside `admin_url`'s (the benchmarks use it too); its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def drop_pg_database(url: str) -> None:
+def drop_pg_database(url: str, admin_url: str = PG_ADMIN_URL) -> None:
     name = make_url(url).database
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
