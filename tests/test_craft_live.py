@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from tests.support.worker_run import start_worker, stop_worker
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGED = """\
 name: digits-c2f
 method: random
@@ -48,23 +46,6 @@ def cli():
     return run
 
 
-def start_worker(url: str, study: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "--server", url, "--study", study, "--device", "cpu",
-         "--worker-id", "w-c2f", "--idle-max", "0.5"],
-        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,7 +66,7 @@ def test_a_worker_follows_a_staged_study_to_its_last_stage(cli, live_server, tmp
     assert r.exit_code == 0 and "created study digits-c2f" in r.output, r.output
     api = httpx.Client(base_url=url + "/api/v1", timeout=30)
     log = tmp_path / "worker.log"
-    worker = start_worker(url, "digits-c2f", log)
+    worker = start_worker(url, "digits-c2f", log, "w-c2f")
     try:
         def last_stage_done():
             study = api.get("/studies/digits-c2f").json()
@@ -93,7 +74,7 @@ def test_a_worker_follows_a_staged_study_to_its_last_stage(cli, live_server, tmp
 
         study = wait_for(last_stage_done, "both stages to finish", worker, log)
     finally:
-        stop(worker)
+        stop_worker(worker)
     assert [(s["study"], s["state"], s["ended"]) for s in study["stages"]] == [
         ("digits-c2f", "finished", 3), ("digits-c2f-stage-1", "finished", 4)]
     first = api.get("/studies/digits-c2f/trials").json()["items"]

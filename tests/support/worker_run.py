@@ -20,6 +20,25 @@ PARAMETERS = {
 }
 
 
+def start_worker(url: str, study: str, log: Path, worker_id: str) -> subprocess.Popen:
+    """`python -m workers.cli` on the CPU for `study`, one torch thread, its output in `log`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "--server", url, "--study", study, "--device", "cpu",
+         "--worker-id", worker_id, "--idle-max", "0.5"],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    """SIGTERM (it drains), then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_study(url: str, name: str, log_dir: Path, trials: int = 3, epochs: int = 3, timeout: float = 180.0) -> dict:
     """Create a random-search study of `trials` trials, run one worker until every trial has ended,
     stop it (SIGTERM), and return the study's read."""
@@ -28,11 +47,7 @@ def run_study(url: str, name: str, log_dir: Path, trials: int = 3, epochs: int =
                          objective="builtin:cnn", parameters={**PARAMETERS, "epochs": {"value": epochs}},
                          description="trained by a real worker in the tests")
         log = log_dir / f"worker-{name}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "--server", url, "--study", name, "--device", "cpu",
-             "--worker-id", f"w-{name}", "--idle-max", "0.5"],
-            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-        )
+        proc = start_worker(url, name, log, f"w-{name}")
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -44,10 +59,4 @@ def run_study(url: str, name: str, log_dir: Path, trials: int = 3, epochs: int =
                     raise AssertionError(f"the worker did not finish {trials} trials:\n{log.read_text()[-3000:]}")
                 time.sleep(0.3)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_worker(proc)
