@@ -52,6 +52,22 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
     return stored
 
 
+def after_change(session: Session, row: dict[str, Any], metric: str, outcome: Any = None,
+                 known: list[tuple[int, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """A trial changed state (`row`, after the change): a special run's gate judges it
+    (service/domain/gates.py); an ordinary trial that ended gets its diagnosis (`known`: see
+    `diagnose`). Returns the row as it now reads. Every ending calls this: the protocol's and the
+    lease reaper's."""
+    from service.domain import gates
+
+    if row["kind"] != TrialKind.TRIAL:
+        gates.end(session, row, outcome)
+        return row
+    if row["state"] in ("waiting", "running"):
+        return row
+    return {**row, "diagnosis": diagnose(session, row, metric, known=known)}
+
+
 def provisional(session: Session, row: dict[str, Any], metric: str) -> dict[str, Any] | None:
     """A running trial's diagnosis, recomputed when it reported steps since the stored one and that
     one is at least REFRESH_SECONDS old (a worker that heartbeats right after every report of a

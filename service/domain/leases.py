@@ -6,7 +6,7 @@ import logging
 import time
 
 from service.db.engine import Database
-from service.domain import diagnoses, gates
+from service.domain import diagnoses
 from service.domain.stages import settle
 from service.store import studies as study_store
 from service.store import trials as trial_store
@@ -25,10 +25,7 @@ def reap_expired(db: Database) -> tuple[int, int]:
         requeued, failed = trial_store.expire_leases(s)
         failed.sort(key=lambda row: (row["study_id"], row["id"]))  # id order: concurrent sweeps lock studies alike
         for row in failed:
-            if row["kind"] != "trial":
-                gates.end(s, row)
-            else:
-                diagnoses.diagnose(s, row, study_store.study_header(s, row["study_id"]).metric_name)
+            diagnoses.after_change(s, row, study_store.study_header(s, row["study_id"]).metric_name)
         failed_studies = [row["study_id"] for row in failed]
         for study_id in sorted(set(failed_studies)):
             settle(s, study_id)

@@ -57,7 +57,8 @@ def _claim_from(s: Session, study_id: int, max_concurrent: int | None, worker_id
                 limit: int = 1) -> list[dict[str, Any]]:
     if max_concurrent is not None:
         study_store.lock_admission(s, study_id)
-    return trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, limit=limit, holder=holder)
+    rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, limit=limit, holder=holder)
+    return gates.on_claimed(s, rows)  # a special run's request goes on its lease
 
 
 def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective: str | None,
@@ -70,11 +71,11 @@ def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective
         study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
         if not worker_store.can_run(study.objective, objective):
             return [], None, []
-        rows = gates.on_claimed(s, _claim_from(s, study.id, study.max_concurrent, worker_id, holder))
+        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
         return rows, (study if rows else None), ([] if rows else [study.id])
     # Studies locked in id order: two claimers never wait on each other's locks crosswise.
     for study_id, cap in sorted(trial_store.waiting_studies(s, objective)):
-        rows = gates.on_claimed(s, _claim_from(s, study_id, cap, worker_id, holder))
+        rows = _claim_from(s, study_id, cap, worker_id, holder)
         if rows:
             return rows, study_store.study_header(s, study_id), []
     return [], None, study_store.candidate_studies(s, objective)
@@ -116,7 +117,7 @@ def _claim(db: Database, worker_id: str, study_name: str | None, holder: str | N
 def ask(db: Database, study_name: str, count: int, worker_id: str, holder: str | None = None) -> list[TrialLease]:
     with db.transaction() as s:
         study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
-        rows = gates.on_claimed(s, _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count))
+        rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count)
     rows = draw_claimed(db, rows) if rows else []
     if len(rows) < count:
         rows += suggest_trials(db, study.id, count - len(rows), worker_id, holder)[0]
@@ -177,17 +178,10 @@ def _touch(session: Session, trial_id: int, token: str, holder: str | None, step
 
 def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
                steps: list[StepReport] | None = None) -> dict[str, Any]:
-    """A trial changed state: a special run's gate judges it (service/domain/gates.py); an ordinary
-    trial that ended gets its diagnosis. Returns the row as it now reads."""
-    if row["kind"] != "trial":
-        gates.end(s, row, outcome)
-        return row
-    if row["state"] in ("waiting", "running"):
-        return row
     # A trial that never reported before this request (a complete carrying its reports: last_step,
     # which every /report sets, is still unset) is judged from those reports without reading them back.
     known = [(st.step, st.metrics) for st in steps] if steps and row["last_step"] is None else None
-    return {**row, "diagnosis": diagnoses.diagnose(s, row, study.metric_name, known=known)}
+    return diagnoses.after_change(s, row, study.metric_name, outcome, known)
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:

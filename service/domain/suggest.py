@@ -28,7 +28,6 @@ import zlib
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from service.db.engine import Database
 from service.db.models import Study
