@@ -183,9 +183,10 @@ def print_results(results: list[dict[str, Any]], last: str, last_cell, wall: flo
           f"coarse-to-fine better on {wins} of {len(flat)} seeds; wall time {wall:.0f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=7)
+def arm_arguments(doc: str, seeds: int) -> argparse.ArgumentParser:
+    """The options both coarse-to-fine benchmarks take (this one and coarse_to_fine_service.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--budget", type=int, default=200, help="full-data epochs per arm and seed")
     parser.add_argument("--epochs", type=int, default=10, help="full fidelity")
     parser.add_argument("--stage1-trials", type=int, default=40)
@@ -193,15 +194,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage1-fraction", type=float, default=0.25)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--retrain-seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budget")
+    return parser
+
+
+def parse_arms(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse; --quick shrinks the run to a smoke test; the budget must cover stage 1 and one trial."""
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.epochs, args.stage1_trials, args.stage1_epochs = 1, 6, 2, 4, 1
-        args.top_k, args.retrain_seeds, args.jobs = 2, 1, 1
+        args.top_k, args.retrain_seeds = 2, 1
         SHAPES["n"] = 400
     if args.stage1_trials * args.stage1_epochs * args.stage1_fraction + args.epochs > args.budget:
         parser.error("the budget does not cover stage 1 and one full-fidelity trial")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arm_arguments(__doc__, seeds=7)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parse_arms(parser, argv)
+    if args.quick:
+        args.jobs = 1
     t_all = time.perf_counter()
     jobs = [(arm, seed, args) for seed in run_seeds(args.seeds) for arm in ("flat", "c2f")]
     results = []

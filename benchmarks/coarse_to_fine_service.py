@@ -21,7 +21,6 @@ not strictly sequential (two trials of one study may run at once), unlike in-pro
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -38,7 +37,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _server import ROOT, start_server  # noqa: E402
-from coarse_to_fine import FIXED, SHAPES, SPACE, derive, print_results, run_seeds  # noqa: E402
+from coarse_to_fine import (  # noqa: E402
+    FIXED, SHAPES, SPACE, arm_arguments, derive, parse_arms, print_results, run_seeds,
+)
 
 CHANCE = math.log(SHAPES["classes"])
 
@@ -108,25 +109,10 @@ def _time(iso: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=200, help="full-data epochs per arm and seed")
-    parser.add_argument("--epochs", type=int, default=10, help="full fidelity")
-    parser.add_argument("--stage1-trials", type=int, default=40)
-    parser.add_argument("--stage1-epochs", type=int, default=3)
-    parser.add_argument("--stage1-fraction", type=float, default=0.25)
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--retrain-seeds", type=int, default=3)
+    parser = arm_arguments(__doc__, seeds=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before giving up")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, tiny budget")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seeds, args.budget, args.epochs, args.stage1_trials, args.stage1_epochs = 1, 6, 2, 4, 1
-        args.top_k, args.retrain_seeds = 2, 1
-        SHAPES["n"] = 400
-    if args.stage1_trials * args.stage1_epochs * args.stage1_fraction + args.epochs > args.budget:
-        parser.error("the budget does not cover stage 1 and one full-fidelity trial")
+    args = parse_arms(parser, argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="c2f-service-"))
     server, url = start_server(f"sqlite:///{tmp / 'tuneserve.db'}")
