@@ -64,6 +64,8 @@ def print_status(study: dict) -> None:
     print_gates(study, advice=False)
     for key in ("warnings", "advice"):
         for item in study.get(key) or []:
+            if isinstance(item, dict) and str(item.get("kind", "")).startswith("sanity_"):
+                continue  # the sanity line above says it
             text = item.get("message") or item.get("text") if isinstance(item, dict) else item
             out.print(f"[yellow]{key[:-1] if key.endswith('s') else key}:[/] {text}")
 
@@ -82,7 +84,8 @@ def print_gates(study: dict, advice: bool = True) -> None:
     if sanity:
         state = sanity["state"]
         note = " (overridden: the study was resumed over it)" if sanity.get("overridden") else ""
-        out.print(f"sanity check: [{GATE_STYLE.get(state, '')}]{state}[/]{note}: {sanity['verdict']}")
+        verdict = sanity["verdict"].removeprefix("sanity check skipped: ")  # the state says it
+        out.print(f"sanity check: [{GATE_STYLE.get(state, '')}]{state}[/]{note}: {verdict}")
     lr = study.get("lr_range")
     if lr:
         state = lr["state"]
