@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.launch import ServerDidNotStart, free_port, wait_healthy  # noqa: E402
+from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy  # noqa: E402
 
 
 def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str]:
@@ -17,7 +17,7 @@ def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str
     port = free_port()
     env = {**os.environ, "TUNESERVE_DATABASE_URL": db_url, "TUNESERVE_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "server", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "tuneserve_service.cli", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(processes)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )

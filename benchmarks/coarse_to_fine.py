@@ -6,12 +6,12 @@ optimizer {sgd, adam}. Full fidelity is `--epochs` (10) epochs on all the traini
 
   flat             one tpe search, every trial at full fidelity: budget // epochs trials.
   coarse-to-fine   stage 1: many short tpe trials (3 epochs on 25% of the data, a stratified subset
-                   fixed for the run); stage 2: service.craft.refine.refine around stage 1's top 5
+                   fixed for the run); stage 2: tuneserve_service.craft.refine.refine around stage 1's top 5
                    (log space for log parameters, categoricals restricted), tpe at full fidelity with
                    whatever budget is left, warm-started: stage 1's top 5 configurations are its first
                    trials (re-run at full fidelity) and stage 1's trials inside the new space join the
                    history with their values mapped by rank onto stage 2's scale
-                   (service.craft.refine.warm_start; a 3-epoch loss is not a 10-epoch loss).
+                   (tuneserve_service.craft.refine.warm_start; a 3-epoch loss is not a 10-epoch loss).
 
 Budget: both arms get the same number of full-data epochs (an epoch on 25% of the data counts a
 quarter), printed per run. Each run's best configuration (the best trial at full fidelity) is then
@@ -39,12 +39,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from service.craft.fidelity import Fidelity  # noqa: E402
-from service.craft.refine import refine, warm_start  # noqa: E402
-from service.craft.trials import TrialResult  # noqa: E402
-from service.optimizers.base import Observation  # noqa: E402
-from service.optimizers.registry import get_optimizer  # noqa: E402
-from service.space import parse_parameters  # noqa: E402
+from tuneserve_service.craft.fidelity import Fidelity  # noqa: E402
+from tuneserve_service.craft.refine import refine, warm_start  # noqa: E402
+from tuneserve_service.craft.trials import TrialResult  # noqa: E402
+from tuneserve_service.optimizers.base import Observation  # noqa: E402
+from tuneserve_service.optimizers.registry import get_optimizer  # noqa: E402
+from tuneserve_service.space import parse_parameters  # noqa: E402
 
 ROOT_SEED = 20261128
 SPACE = {
@@ -70,7 +70,7 @@ _RAW = None
 
 
 def dataset(fraction: float, data_seed: int):
-    from workers.training.data import shapes, subsample
+    from tuneserve_workers.training.data import shapes, subsample
 
     global _RAW
     if _RAW is None:
@@ -80,8 +80,8 @@ def dataset(fraction: float, data_seed: int):
 
 def train(params: dict[str, Any], epochs: int, data, seed: int) -> float | None:
     """Final validation loss, or None when the run diverged."""
-    from workers.training.objective import Diverged, LocalContext
-    from workers.training.run import train_cnn
+    from tuneserve_workers.training.objective import Diverged, LocalContext
+    from tuneserve_workers.training.run import train_cnn
 
     try:
         return train_cnn({**FIXED, **params, "epochs": epochs, "seed": seed}, LocalContext(), data=data)["val_loss"]

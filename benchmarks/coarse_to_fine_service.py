@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         for i in range(args.workers):
             workers.append(subprocess.Popen(
-                [sys.executable, "-m", "workers.cli", "--server", url, "--device", "cpu", "--objective", "builtin:cnn",
+                [sys.executable, "-m", "tuneserve_workers.cli", "--server", url, "--device", "cpu", "--objective", "builtin:cnn",
                  "--worker-id", f"bench-{i}", "--idle-max", "1", "--log-level", "WARNING"],
                 cwd=ROOT, env=env, stdout=open(tmp / f"worker-{i}.log", "wb"), stderr=subprocess.STDOUT))
         pending = list(studies)

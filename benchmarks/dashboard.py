@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._server import start_server  # noqa: E402
-from service.db.engine import Database  # noqa: E402
-from service.db.migrate import upgrade  # noqa: E402
-from service.db.models import Trial, TrialReport  # noqa: E402
-from service.domain import studies as study_domain  # noqa: E402
-from service.schemas.studies import StudyCreate  # noqa: E402
+from tuneserve_service.db.engine import Database  # noqa: E402
+from tuneserve_service.db.migrate import upgrade  # noqa: E402
+from tuneserve_service.db.models import Trial, TrialReport  # noqa: E402
+from tuneserve_service.domain import studies as study_domain  # noqa: E402
+from tuneserve.schemas.studies import StudyCreate  # noqa: E402
 from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 
 PG_ADMIN = os.environ.get("TUNESERVE_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.diagnosis import Diagnosis, diagnose_trial  # noqa: E402
-from service.diagnosis.sanity import figures_from_reports, sanity_verdict  # noqa: E402
+from tuneserve_service.diagnosis import Diagnosis, diagnose_trial  # noqa: E402
+from tuneserve_service.diagnosis.sanity import figures_from_reports, sanity_verdict  # noqa: E402
 
 FAULTS = ("healthy", "lr_too_high", "lr_too_low", "plateau", "overfitting", "underfitting", "noisy",
           "bad_data", "bad_scale")
@@ -259,8 +259,8 @@ def train(case: Case) -> Case:
     """Run a real case's configuration and fill in what the server would have stored."""
     import torch
 
-    from workers.training.objective import Diverged, LocalContext
-    from workers.training.run import train_cnn
+    from tuneserve_workers.training.objective import Diverged, LocalContext
+    from tuneserve_workers.training.run import train_cnn
 
     torch.set_num_threads(1)
     ctx = LocalContext()
@@ -305,8 +305,8 @@ def sanity_cases() -> list[SanityCase]:
 def run_sanity_case(case: SanityCase, samples: int = 64, max_epochs: int = 100):
     import torch
 
-    from workers.training.objective import LocalContext, SanityRequest, load_objective
-    from workers.training.sanity import run_sanity_objective
+    from tuneserve_workers.training.objective import LocalContext, SanityRequest, load_objective
+    from tuneserve_workers.training.sanity import run_sanity_objective
 
     torch.set_num_threads(1)
     ctx = LocalContext(sanity=SanityRequest(samples, max_epochs))

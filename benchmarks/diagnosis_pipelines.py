@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.training.data import digits
-from workers.training.objective import Context, supports_sanity
-from workers.training.sanity import FIT_ACC, input_figures, stratified_sample
+from tuneserve_workers.training.data import digits
+from tuneserve_workers.training.objective import Context, supports_sanity
+from tuneserve_workers.training.sanity import FIT_ACC, input_figures, stratified_sample
 
 
 def _model(width: int, classes: int) -> nn.Module:

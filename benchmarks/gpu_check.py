@@ -8,7 +8,7 @@ images/s of K = 1, 4, 8 trainer slots on one GPU, with and without CUDA MPS.
 Targets on an H100/H200: trainer >= 0.9x the reference at batch 512 bf16 (vgg_small 32x32x3, both
 in channels_last); 8 slots >= 4x one slot for the small CNN (28x28x1, batch 128). Needs torch only
 (no server): slots are K processes running the trainer, each as one worker slot would, started
-together behind a barrier; MPS is started with the worker's own `workers.slots.start_mps`.
+together behind a barrier; MPS is started with the worker's own `tuneserve_workers.slots.start_mps`.
 Writes gpu_check.json and gpu_check.md to $OUT (or --out) when set.
 """
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch.multiprocessing as mp  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from workers.training.data import Dataset  # noqa: E402
-from workers.training.objective import LocalContext  # noqa: E402
-from workers.training.run import train_cnn  # noqa: E402
+from tuneserve_workers.training.data import Dataset  # noqa: E402
+from tuneserve_workers.training.objective import LocalContext  # noqa: E402
+from tuneserve_workers.training.run import train_cnn  # noqa: E402
 
 
 # --- the reference: a plain loop, as in shared/gpu/cnn_throughput.py --------------------------------
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         mps = None
         if mode == "mps":
-            from workers.slots import start_mps
+            from tuneserve_workers.slots import start_mps
 
             mps = start_mps()
             if mps is None:

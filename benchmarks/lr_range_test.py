@@ -10,7 +10,7 @@ calls it, with a per-call seed from SeedSequence([seed, trial])) and the trainer
 LocalContext; a server and worker would add only transport.
 
 Target: the suggested lr lies within 3x of the tpe search's best lr, on both tasks.
-The other rules of service.craft.lr_range.RULES are printed beside it for comparison.
+The other rules of tuneserve_service.craft.lr_range.RULES are printed beside it for comparison.
 
     python benchmarks/lr_range_test.py                 # digits and shapes, 3 seeds (~10 min on 2 cores)
     python benchmarks/lr_range_test.py --seeds 1 --tasks digits
@@ -29,10 +29,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from service.craft.lr_range import RULES, suggest_lr  # noqa: E402
-from service.optimizers.base import Observation  # noqa: E402
-from service.optimizers.registry import get_optimizer  # noqa: E402
-from service.space import parse_parameters  # noqa: E402
+from tuneserve_service.craft.lr_range import RULES, suggest_lr  # noqa: E402
+from tuneserve_service.optimizers.base import Observation  # noqa: E402
+from tuneserve_service.optimizers.registry import get_optimizer  # noqa: E402
+from tuneserve_service.space import parse_parameters  # noqa: E402
 
 ROOT_SEED = 20261127  # the benchmark's own entropy; every stream is derived from it
 LR_SPACE = {"lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 3.0}}
@@ -46,8 +46,8 @@ def bench_seeds(count: int) -> list[int]:
 
 def tpe_over_lr(base: dict[str, Any], seed: int, trials: int) -> list[tuple[float, float | None]]:
     """(lr, final val_loss or None when diverged) for each trial of a tpe search over lr alone."""
-    from workers.training.objective import Diverged, LocalContext
-    from workers.training.run import train_cnn
+    from tuneserve_workers.training.objective import Diverged, LocalContext
+    from tuneserve_workers.training.run import train_cnn
 
     space = parse_parameters(LR_SPACE)
     tpe = get_optimizer("tpe")
@@ -67,8 +67,8 @@ def tpe_over_lr(base: dict[str, Any], seed: int, trials: int) -> list[tuple[floa
 
 
 def run_one(task: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    from workers.training.lr_range import lr_range_test
-    from workers.training.objective import LocalContext
+    from tuneserve_workers.training.lr_range import lr_range_test
+    from tuneserve_workers.training.objective import LocalContext
 
     base = {"dataset": task, "width": args.width, "seed": seed, "epochs": args.epochs}
     t0 = time.perf_counter()

@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from service.optimizers.base import Observation  # noqa: E402
-from service.space import Dimension, SearchSpace  # noqa: E402
+from tuneserve_service.optimizers.base import Observation  # noqa: E402
+from tuneserve_service.space import Dimension, SearchSpace  # noqa: E402
 
 
 # -- problems ----------------------------------------------------------------------------------
@@ -113,16 +113,16 @@ PROBLEMS: dict[str, tuple[SearchSpace, Callable, float | None, int]] = {
 
 def _ours(name: str):
     if name == "random":
-        from service.optimizers.random import RandomOptimizer
+        from tuneserve_service.optimizers.random import RandomOptimizer
         return RandomOptimizer()
     if name == "tpe":
-        from service.optimizers.tpe import TPEOptimizer
+        from tuneserve_service.optimizers.tpe import TPEOptimizer
         return TPEOptimizer(**json.loads(os.environ.get("TUNESERVE_BENCH_TPE_OPTIONS", "{}")))
     if name == "tpe_hyperopt":
-        from service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
+        from tuneserve_service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
         return HyperoptTPEOptimizer()
     if name == "gp":
-        from service.optimizers.gp import GPOptimizer
+        from tuneserve_service.optimizers.gp import GPOptimizer
         return GPOptimizer(**json.loads(os.environ.get("TUNESERVE_BENCH_GP_OPTIONS", "{}")))
     if name == "bayes_opt":
         return ShippedBayesOpt()
@@ -145,9 +145,9 @@ class ShippedBayesOpt:
     def suggest(self, space, completed, pending, count, seed, goal="minimize"):
         from bayes_opt import BayesianOptimization
 
-        from service.optimizers._history import fixed_params, internal_row, model_dimensions, ordered
-        from service.optimizers.base import Suggestion
-        from service.optimizers.gp import _Encoding
+        from tuneserve_service.optimizers._history import fixed_params, internal_row, model_dimensions, ordered
+        from tuneserve_service.optimizers.base import Suggestion
+        from tuneserve_service.optimizers.gp import _Encoding
 
         if len(completed) < 5:
             return [Suggestion(space.sample(np.random.default_rng(seed)), "random")]

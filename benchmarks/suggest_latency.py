@@ -26,8 +26,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from service.optimizers.base import Observation  # noqa: E402
-from service.space import flatten_params, parse_parameters, unflatten_params  # noqa: E402
+from tuneserve_service.optimizers.base import Observation  # noqa: E402
+from tuneserve_service.space import flatten_params, parse_parameters, unflatten_params  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _server import start_server  # noqa: E402
@@ -90,7 +90,7 @@ def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: i
 
 
 def inprocess_times(method: str, points: list[dict], repeats: int) -> list[float]:
-    from service.optimizers.registry import get_optimizer
+    from tuneserve_service.optimizers.registry import get_optimizer
 
     opt = get_optimizer(method)
     obs = [Observation(p, objective(p)) for p in points]

@@ -41,9 +41,9 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from service.config import Settings
-    from service.db.migrate import upgrade
-    from service.main import create_app
+    from tuneserve_service.config import Settings
+    from tuneserve_service.db.migrate import upgrade
+    from tuneserve_service.main import create_app
     from tests.support.wandb_corpus import ALL, EXAMPLES
 
     tmp = tempfile.mkdtemp(prefix="wandb-compat-")

@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._wandb_sweeps import load_sweeps  # noqa: E402
-from service.pruners import Curve, HyperbandPruner, build_pruner, pruner_from_wandb  # noqa: E402
+from tuneserve_service.pruners import Curve, HyperbandPruner, build_pruner, pruner_from_wandb  # noqa: E402
 
 EPOCHS = 27
 BLOCKS = [

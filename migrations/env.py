@@ -8,9 +8,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from service.config import Settings
-from service.db.engine import make_engine, normalize_url
-from service.db.models import Base
+from tuneserve_service.config import Settings
+from tuneserve_service.db.engine import make_engine, normalize_url
+from tuneserve_service.db.models import Base
 
 MIGRATION_LOCK_ID = 7_302_114  # arbitrary, fixed: the advisory lock every replica agrees on
 

@@ -3,7 +3,7 @@ the exposure check, the lease reaper).
 
 The app holds no state that matters between requests: everything is in SQL, so several replicas
 can share one PostgreSQL and a restart loses nothing. Run with `tuneserve server`, or
-`uvicorn --factory service.main:create_app --http service.serving:GuardedH11Protocol` (the
+`uvicorn --factory tuneserve_service.main:create_app --http tuneserve_service.serving:GuardedH11Protocol` (the
 protocol adds the slow-header deadline; see service/serving.py).
 """
 from __future__ import annotations
@@ -18,20 +18,20 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from service.api import errors as api_errors
-from service.api import gates, health, logs, studies, tokens, trials
-from service.api.deps import require_caller
-from service.api.limits import BodyLimits
-from service.api.openapi import install_openapi
-from service.auth.exposure import check_exposure
-from service.auth.guard import TokenCache
-from service.config import Settings
-from service.dashboard import install_dashboard
-from service.observability import install_metrics
-from service.db.engine import Database
-from service.db.migrate import upgrade
-from service.domain.leases import forget_idle_workers, reap_expired
-from service.optimizers.registry import METHODS, get_optimizer
+from tuneserve_service.api import errors as api_errors
+from tuneserve_service.api import gates, health, logs, studies, tokens, trials
+from tuneserve_service.api.deps import require_caller
+from tuneserve_service.api.limits import BodyLimits
+from tuneserve_service.api.openapi import install_openapi
+from tuneserve_service.auth.exposure import check_exposure
+from tuneserve_service.auth.guard import TokenCache
+from tuneserve_service.config import Settings
+from tuneserve_service.dashboard import install_dashboard
+from tuneserve_service.observability import install_metrics
+from tuneserve_service.db.engine import Database
+from tuneserve_service.db.migrate import upgrade
+from tuneserve_service.domain.leases import forget_idle_workers, reap_expired
+from tuneserve_service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")
 
@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def __getattr__(name: str):
-    # `uvicorn service.main:app` works too; the app is built only when asked for, not on import.
+    # `uvicorn tuneserve_service.main:app` works too; the app is built only when asked for, not on import.
     if name == "app":
         return create_app()
     raise AttributeError(name)

@@ -8,7 +8,7 @@ client gets a 408 and the connection is closed. The body deadline and size limit
 (service/api/limits.py), so every way of running it has them.
 
     tuneserve server                                   # uses uvicorn_options(settings)
-    uvicorn --factory service.main:create_app --http service.serving:GuardedH11Protocol \\
+    uvicorn --factory tuneserve_service.main:create_app --http tuneserve_service.serving:GuardedH11Protocol \\
             --timeout-keep-alive 5                     # the same, by hand (reads TUNESERVE_* itself)
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from service.config import Settings
+from tuneserve_service.config import Settings
 
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: 29\r\n"
                      b"connection: close\r\n\r\nrequest headers took too long")
@@ -89,7 +89,7 @@ def uvicorn_options(settings: Settings, workers: int = 1) -> dict[str, Any]:
     With several worker processes uvicorn pickles its config, so the protocol goes by import
     string and each process reads its header timeout from the environment (TUNESERVE_*)."""
     return {
-        "http": protocol_for(settings) if workers == 1 else "service.serving:GuardedH11Protocol",
+        "http": protocol_for(settings) if workers == 1 else "tuneserve_service.serving:GuardedH11Protocol",
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "log_level": settings.log_level,

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.db.engine import Database
-from service.db.migrate import upgrade
-from service.main import create_app
+from tuneserve_service.config import Settings
+from tuneserve_service.db.engine import Database
+from tuneserve_service.db.migrate import upgrade
+from tuneserve_service.main import create_app
 from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, truncate_all
 from tests.support.live_server import LiveServer
 

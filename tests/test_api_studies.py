@@ -235,8 +235,8 @@ def test_warm_start_from_compatible_study(client):
 def test_api_token_required_when_configured(database_url):
     from fastapi.testclient import TestClient
 
-    from service.config import Settings
-    from service.main import create_app
+    from tuneserve_service.config import Settings
+    from tuneserve_service.main import create_app
 
     with TestClient(create_app(Settings(database_url=database_url, api_token="sekret"))) as c:
         assert c.get("/api/v1/studies").status_code == 401

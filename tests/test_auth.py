@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from service.auth import InsecureBind, Role, check_exposure, create_token, list_tokens, revoke_token
-from service.config import Settings
-from service.db.engine import Database
-from service.errors import TokenNotFound
-from service.main import create_app
+from tuneserve_service.auth import InsecureBind, Role, check_exposure, create_token, list_tokens, revoke_token
+from tuneserve_service.config import Settings
+from tuneserve_service.db.engine import Database
+from tuneserve_service.errors import TokenNotFound
+from tuneserve_service.main import create_app
 from tests.helpers import study_body
 
 API = "/api/v1"

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from service.cli import app, main
-from service.launch import free_port
+from tuneserve_service.cli import app, main
+from tuneserve_service.launch import free_port
 
 SWEEP = """\
 name: cli-sweep

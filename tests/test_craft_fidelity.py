@@ -1,10 +1,10 @@
-"""service.craft.fidelity: the record, its validation, cost and pruner resource, levels, and the
+"""tuneserve_service.craft.fidelity: the record, its validation, cost and pruner resource, levels, and the
 rank mapping that lets a warm start cross fidelities."""
 from __future__ import annotations
 
 import pytest
 
-from service.craft.fidelity import (
+from tuneserve_service.craft.fidelity import (
     Fidelity,
     FidelityError,
     apply_fidelity,

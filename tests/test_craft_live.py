@@ -14,7 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from service.cli import app
+from tuneserve_service.cli import app
 from tests.support.worker_run import start_worker, stop_worker
 
 STAGED = """\

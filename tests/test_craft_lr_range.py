@@ -1,4 +1,4 @@
-"""service.craft.lr_range on hand-made curves and spaces: smoothing, blow-up, the suggestion rule,
+"""tuneserve_service.craft.lr_range on hand-made curves and spaces: smoothing, blow-up, the suggestion rule,
 narrowing and restoring the lr parameter, the default configuration."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from service.craft.lr_range import (
+from tuneserve_service.craft.lr_range import (
     LrRangeError,
     blowup_index,
     centred_mean,
@@ -18,7 +18,7 @@ from service.craft.lr_range import (
     restore_space,
     suggest_lr,
 )
-from service.space import parse_parameters
+from tuneserve_service.space import parse_parameters
 
 
 def test_ema_is_bias_corrected():

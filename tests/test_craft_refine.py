@@ -1,12 +1,12 @@
-"""service.craft.refine on a hand-made parent: every kind of parameter, the top k, the warm start."""
+"""tuneserve_service.craft.refine on a hand-made parent: every kind of parameter, the top k, the warm start."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from service.craft.fidelity import Fidelity
-from service.craft.refine import (
+from tuneserve_service.craft.fidelity import Fidelity
+from tuneserve_service.craft.refine import (
     RefineError,
     refine,
     shrink_interval,
@@ -14,8 +14,8 @@ from service.craft.refine import (
     top_trials,
     warm_start,
 )
-from service.craft.trials import TrialResult
-from service.space import parse_parameters
+from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.space import parse_parameters
 
 PARENT = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},

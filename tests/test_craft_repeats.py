@@ -1,4 +1,4 @@
-"""service.craft.repeats: grouping by configuration, the pooled noise, the noise-aware ranking (a
+"""tuneserve_service.craft.repeats: grouping by configuration, the pooled noise, the noise-aware ranking (a
 single lucky run no longer wins), how sure the best is, and the repeat plan's seeds."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from service.craft.repeats import (
+from tuneserve_service.craft.repeats import (
     RepeatError,
     beat_probability,
     best_configuration,
@@ -18,7 +18,7 @@ from service.craft.repeats import (
     pooled_sigma,
     rank_configurations,
 )
-from service.craft.trials import TrialResult
+from tuneserve_service.craft.trials import TrialResult
 
 A = {"lr": 0.1, "width": 16}
 B = {"lr": 0.01, "width": 16}

@@ -1,12 +1,12 @@
-"""service.craft.stages: the `stages` list validated with errors that name the path, the transition
+"""tuneserve_service.craft.stages: the `stages` list validated with errors that name the path, the transition
 rule, and the documents of the stages."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.craft.fidelity import Fidelity
-from service.craft.stages import (
+from tuneserve_service.craft.fidelity import Fidelity
+from tuneserve_service.craft.stages import (
     RefineSpec,
     RepeatSpec,
     Stage,
@@ -20,7 +20,7 @@ from service.craft.stages import (
     stage_fidelity,
     transition,
 )
-from service.craft.trials import TrialResult
+from tuneserve_service.craft.trials import TrialResult
 
 ISSUE_EXAMPLE = [{"trials": 40, "epochs": 2, "data_fraction": 0.1}, {"refine": {"top_k": 5}, "trials": 20, "epochs": 10}]
 

@@ -8,8 +8,8 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-from service.main import create_app
+from tuneserve_service.config import Settings
+from tuneserve_service.main import create_app
 
 API = "/api/v1"
 DASH = "/dashboard/api"
@@ -283,8 +283,8 @@ def test_serve_dashboard_prints_the_url_once_up(tmp_path):
 
     import httpx
 
-    from service.dashboard import serve
-    from service.launch import free_port
+    from tuneserve_service.dashboard import serve
+    from tuneserve_service.launch import free_port
 
     port, printed = free_port(), []
     url = serve.demo_database_url(tmp_path)

@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     httpx.post(f"{live.url}/api/v1/studies", json=DOCUMENT).raise_for_status()
     log = tmp / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "--server", live.url, "--study", STUDY, "--device", "cpu",
+        [sys.executable, "-m", "tuneserve_workers.cli", "--server", live.url, "--study", STUDY, "--device", "cpu",
          "--worker-id", "w-browser", "--idle-max", "0.5"],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.dashboard import importance
-from service.dashboard.shaping import TrialPoint, best_so_far, downsample, param_columns, param_meta, pick_trials
+from tuneserve_service.dashboard import importance
+from tuneserve_service.dashboard.shaping import TrialPoint, best_so_far, downsample, param_columns, param_meta, pick_trials
 
 
 def points(n: int) -> list[TrialPoint]:

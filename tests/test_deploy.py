@@ -98,7 +98,7 @@ def test_env_example_lists_every_variable_the_compose_file_reads():
     listed = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines()
               if line and not line.startswith("#")}
     assert used <= listed, f"missing from .env.example: {sorted(used - listed)}"
-    from service.config import Settings
+    from tuneserve_service.config import Settings
     server_settings = {f"TUNESERVE_{name.upper()}" for name in Settings.model_fields} - {
         "TUNESERVE_DATABASE_URL", "TUNESERVE_HOST", "TUNESERVE_PORT"}  # set by compose itself
     assert server_settings <= listed, f"settings missing from .env.example: {sorted(server_settings - listed)}"

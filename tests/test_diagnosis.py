@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.diagnosis import THRESHOLDS, Diagnosis, diagnose_trial
-from service.diagnosis.curve import Curve, reason_figures
+from tuneserve_service.diagnosis import THRESHOLDS, Diagnosis, diagnose_trial
+from tuneserve_service.diagnosis.curve import Curve, reason_figures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -195,7 +195,7 @@ def test_reason_figures():
 def test_the_rules_are_pure():
     import subprocess
 
-    code = ("import sys, service.diagnosis; "
+    code = ("import sys, tuneserve_service.diagnosis; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'fastapi', 'torch', 'workers'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from service.diagnosis import Advice, Diagnosis, TrialSummary, study_advice
-from service.space import parse_parameters
+from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, study_advice
+from tuneserve_service.space import parse_parameters
 
 SPACE = parse_parameters({
     "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},

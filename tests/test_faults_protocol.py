@@ -16,10 +16,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from service.config import Settings
-from service.domain import suggest
-from service.main import create_app
-from service.store import trials as trial_store
+from tuneserve_service.config import Settings
+from tuneserve_service.domain import suggest
+from tuneserve_service.main import create_app
+from tuneserve_service.store import trials as trial_store
 from tests.helpers import claim, make_study, wait_for
 
 API = "/api/v1"

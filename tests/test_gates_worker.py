@@ -1,5 +1,5 @@
 """The gates end to end: a real server (uvicorn on loopback) and real worker processes (python -m
-workers.cli, CPU training on digits). A study that asks for the sanity check or the lr range test
+tuneserve_workers.cli, CPU training on digits). A study that asks for the sanity check or the lr range test
 gets a special run first; a worker is leased it like a trial, runs it, completes it with its outcome,
 and the server's verdict shows on the study before the ordinary trials flow. The sanity gate's test
 takes `database_url`, so it runs on SQLite and PostgreSQL (claims that hold trials back behind a gate
@@ -71,7 +71,7 @@ def test_user_objective_without_sanity_support_skips_the_gate_and_the_study_proc
     assert study["sanity"]["state"] == "skipped" and study["state"] == "finished"  # never paused
     assert study["counts"]["completed"] == 2 and study["best_trial"]["value"] == 0.5
     warning = ("sanity check skipped: objective plain:objective does not support the sanity check (decorate it "
-               "with workers.training.objective.supports_sanity and follow context.sanity); the study runs without it")
+               "with tuneserve_workers.training.objective.supports_sanity and follow context.sanity); the study runs without it")
     assert study["sanity"]["verdict"] == warning
     assert study["advice"][0] == {"kind": "sanity_skipped", "message": warning, "evidence": {}, "param": None}
     (check,) = by_kind(api, "plain")["sanity"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.optimizers.gp import GPOptimizer
-from service.space import Dimension, SearchSpace
+from tuneserve_service.optimizers.gp import GPOptimizer
+from tuneserve_service.space import Dimension, SearchSpace
 from tests.test_model_optimizers import _history
 
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from service.config import Settings
+from tuneserve_service.config import Settings
 from tests.helpers import claim, make_study, study_body
 from tests.support.live_server import LiveServer
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from service.craft.lr_range import ema, suggest_lr
-from workers.training.config import TrainConfig
-from workers.training.data import choose_classes, digits, load_dataset, nested_stratified_subset, subsample
-from workers.training.lr_range import Smoother, lr_at, lr_range_test
-from workers.training.objective import LocalContext
-from workers.training.run import train_cnn
+from tuneserve_service.craft.lr_range import ema, suggest_lr
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.data import choose_classes, digits, load_dataset, nested_stratified_subset, subsample
+from tuneserve_workers.training.lr_range import Smoother, lr_at, lr_range_test
+from tuneserve_workers.training.objective import LocalContext
+from tuneserve_workers.training.run import train_cnn
 
 SMALL = {"width": 8, "data_fraction": 0.3, "batch_size": 32}
 
@@ -128,7 +128,7 @@ def test_training_on_a_class_subset_records_its_fidelity():
 def test_train_cnn_runs_the_range_test_when_the_context_asks_for_it():
     """The built-in objective dispatches on context.lr_range (as on context.sanity): the same curve as
     calling lr_range_test directly, and no trial epochs."""
-    from workers.training.objective import LrRangeRequest
+    from tuneserve_workers.training.objective import LrRangeRequest
 
     ctx = LocalContext(lr_range=LrRangeRequest(1e-4, 1e3, 60))
     curve = train_cnn(SMALL, ctx)

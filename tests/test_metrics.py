@@ -15,11 +15,11 @@ import httpx
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.db.migrate import upgrade
-from service.launch import free_port, wait_healthy
-from service.observability.metrics import prepare_multiprocess_dir
+from tuneserve_service.db.migrate import upgrade
+from tuneserve_service.launch import free_port, wait_healthy
+from tuneserve_service.observability.metrics import prepare_multiprocess_dir
 from tests.support.worker_run import run_study
-from workers.client import TuneClient
+from tuneserve_workers.client import TuneClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_several_processes_are_summed_in_every_scrape(tmp_path):
     env = {**os.environ, "TUNESERVE_DATABASE_URL": url, "TUNESERVE_AUTO_MIGRATE": "false",
            "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "--factory", "tuneserve_service.main:create_app", "--host", "127.0.0.1",
          "--port", str(port), "--workers", "2", "--log-level", "warning", "--no-access-log"],
         cwd=ROOT, env=env, stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT,
     )

@@ -5,7 +5,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from service.db.models import Base
+from tuneserve_service.db.models import Base
 
 
 def test_migrations_match_models(database_url):
@@ -19,6 +19,6 @@ def test_migrations_match_models(database_url):
 
 
 def test_upgrade_is_idempotent(database_url):
-    from service.db.migrate import upgrade
+    from tuneserve_service.db.migrate import upgrade
 
     upgrade(database_url)  # already at head: a no-op, not an error

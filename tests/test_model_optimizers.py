@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.optimizers.base import Observation
-from service.optimizers.gp import GPOptimizer
-from service.optimizers.tpe import TPEOptimizer
-from service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
-from service.space import Dimension, SearchSpace, parse_parameters
+from tuneserve_service.optimizers.base import Observation
+from tuneserve_service.optimizers.gp import GPOptimizer
+from tuneserve_service.optimizers.tpe import TPEOptimizer
+from tuneserve_service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
+from tuneserve_service.space import Dimension, SearchSpace, parse_parameters
 
 EVERY_DISTRIBUTION = SearchSpace((
     Dimension(name="c", distribution="constant", value=7),

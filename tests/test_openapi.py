@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from service.schemas.enums import FailKind, StudyMethod, TrialState
+from tuneserve.schemas.enums import FailKind, StudyMethod, TrialState
 
 
 def _resolve(spec: dict, ref: str) -> dict:

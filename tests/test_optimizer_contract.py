@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from service.optimizers import registry
-from service.optimizers.base import Observation, SpaceExhausted, Suggestion
-from service.optimizers.grid import GridOptimizer
-from service.space import SearchSpace, SpaceError, params_key, parse_parameters
+from tuneserve_service.optimizers import registry
+from tuneserve_service.optimizers.base import Observation, SpaceExhausted, Suggestion
+from tuneserve_service.optimizers.grid import GridOptimizer
+from tuneserve_service.space import SearchSpace, SpaceError, params_key, parse_parameters
 
 ALL_METHODS = list(registry.METHODS)
 NON_GRID_METHODS = [m for m in registry.METHODS if m != "grid"]

@@ -34,10 +34,11 @@ def test_wheel_installs_and_runs_its_migrations(tmp_path):
         str(src), cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("tuneserve-*.whl")
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True).stdout
-    assert "service/db/migrations/env.py" in names and "service/db/migrations/versions/0001_initial.py" in names
-    assert "service/db/migrations/script.py.mako" in names and "tuneserve/report.py" in names
+    assert "tuneserve_service/db/migrations/env.py" in names and "tuneserve_service/db/migrations/versions/0001_initial.py" in names
+    assert "tuneserve_service/db/migrations/script.py.mako" in names and "tuneserve/report.py" in names
     # Every module of the checkout is in the wheel (a package added later is not silently left out).
-    modules = {str(p.relative_to(src)) for top in ("service", "workers", "tuneserve") for p in (src / top).rglob("*.py")}
+    installed = {"service": "tuneserve_service", "workers": "tuneserve_workers", "tuneserve": "tuneserve"}
+    modules = {installed[top] + "/" + str(p.relative_to(src / top)) for top in installed for p in (src / top).rglob("*.py")}
     missing = sorted(m for m in modules if m not in names)
     assert not missing, f"left out of the wheel: {missing}"
 
@@ -52,20 +53,20 @@ def test_wheel_installs_and_runs_its_migrations(tmp_path):
 
     db = tmp_path / "installed.db"
     out = run(str(python), "-c", textwrap.dedent(f"""
-        import service, tuneserve
-        from service.db.migrate import migrations_dir, upgrade
+        import tuneserve_service, tuneserve
+        from tuneserve_service.db.migrate import migrations_dir, upgrade
         upgrade("sqlite:///{db}")
-        print(service.__file__)
+        print(tuneserve_service.__file__)
         print(migrations_dir())
     """), cwd=tmp_path)
     service_file, migrations = out.split()
     assert service_file.startswith(str(venv)), f"imported the checkout, not the wheel: {service_file}"
-    assert migrations.startswith(str(venv)) and migrations.endswith("service/db/migrations")
+    assert migrations.startswith(str(venv)) and migrations.endswith("tuneserve_service/db/migrations")
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         (head,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert {"studies", "trials", "trial_reports", "trial_logs", "workers"} <= tables
-    heads = run(str(python), "-c", "from alembic.script import ScriptDirectory; from service.db.migrate import "
+    heads = run(str(python), "-c", "from alembic.script import ScriptDirectory; from tuneserve_service.db.migrate import "
                 "alembic_config; print(ScriptDirectory.from_config(alembic_config('')).get_current_head())",
                 cwd=tmp_path).strip()
     assert head == heads

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from service.optimizers._history import model_ready
-from service.optimizers.base import Observation
-from service.optimizers.parzen import ParzenEstimator, search_bounds, tpe_split
-from service.optimizers.tpe import TPEOptimizer, snap
-from service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
-from service.space import Dimension, SearchSpace
+from tuneserve_service.optimizers._history import model_ready
+from tuneserve_service.optimizers.base import Observation
+from tuneserve_service.optimizers.parzen import ParzenEstimator, search_bounds, tpe_split
+from tuneserve_service.optimizers.tpe import TPEOptimizer, snap
+from tuneserve_service.optimizers.tpe_hyperopt import HyperoptTPEOptimizer
+from tuneserve_service.space import Dimension, SearchSpace
 
 U01 = Dimension(name="x", distribution="uniform", min=0.0, max=1.0)
 

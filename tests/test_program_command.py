@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from workers.program.command import CommandError, DEFAULT_COMMAND, build_argv, command_args, wandb_order
+from tuneserve_workers.program.command import CommandError, DEFAULT_COMMAND, build_argv, command_args, wandb_order
 
 PARAMS = {"lr": 0.001, "epochs": 5, "amsgrad": True, "nesterov": False, "mode": None,
           "optimizer": {"name": "adam", "beta": 0.9}, "layers": [64, 128]}

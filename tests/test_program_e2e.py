@@ -38,7 +38,7 @@ class Worker:
     def __init__(self, url: str, tmp_path: Path, study: str, *extra: str):
         self.log_path = tmp_path / "worker.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "--server", url, "--study", study, "--device", "cpu",
+            [sys.executable, "-m", "tuneserve_workers.cli", "--server", url, "--study", study, "--device", "cpu",
              "--worker-id", "pw", "--idle-max", "0.5", "--runs-dir", str(tmp_path / "runs"), *extra],
             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
             stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT)

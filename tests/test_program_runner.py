@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.program import ProgramFailed, ProgramRunner, ProgramSpec
-from workers.program.runner import physical_gpu, program_env
-from workers.training.objective import Diverged, LocalContext
+from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
+from tuneserve_workers.program.runner import physical_gpu, program_env
+from tuneserve_workers.training.objective import Diverged, LocalContext
 
 
 class Ctx(LocalContext):

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from tests.test_program_runner import Ctx, program, runner, trial_dir
-from workers.program.runner import LR_RANGE_FORWARD_EVERY
-from workers.training.lr_range import run_lr_range_objective
-from workers.training.objective import LrRangeRequest, SanityRequest
-from workers.training.sanity import run_sanity_objective
+from tuneserve_workers.program.runner import LR_RANGE_FORWARD_EVERY
+from tuneserve_workers.training.lr_range import run_lr_range_objective
+from tuneserve_workers.training.objective import LrRangeRequest, SanityRequest
+from tuneserve_workers.training.sanity import run_sanity_objective
 
 # Opts in: reads the request from the environment, "fits" a few epochs, reports sanity_done=1.
 SANITY_PROGRAM = """
@@ -66,7 +66,7 @@ def test_a_program_that_does_not_opt_in_skips_the_sanity_check_with_how_to(tmp_p
 
 
 def test_a_sanity_program_that_fails_is_a_failure_not_a_skip(tmp_path):
-    from workers.program import ProgramFailed
+    from tuneserve_workers.program import ProgramFailed
 
     spec = program(tmp_path, """
         raise SystemExit("cannot open the dataset")

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from service.pruners import (
+from tuneserve_service.pruners import (
     PRUNER_TYPES,
     ASHAPruner,
     Curve,

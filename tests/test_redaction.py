@@ -5,10 +5,10 @@ import logging
 
 import uvicorn
 
-from service.config import Settings, redacted_url
-from service.db.engine import Database
-from service.main import RedactQuerySecrets, create_app
-from service.serving import GuardedH11Protocol, uvicorn_options
+from tuneserve_service.config import Settings, redacted_url
+from tuneserve_service.db.engine import Database
+from tuneserve_service.main import RedactQuerySecrets, create_app
+from tuneserve_service.serving import GuardedH11Protocol, uvicorn_options
 
 
 def test_redacted_url_masks_passwords_and_secret_query_values():
@@ -45,4 +45,4 @@ def test_uvicorn_options_carry_the_header_deadline():
     config.load()
     assert config.http_protocol_class is opts["http"]
     # Several processes: uvicorn pickles its config, so the protocol goes by import string.
-    assert uvicorn_options(settings, workers=2)["http"] == "service.serving:GuardedH11Protocol"
+    assert uvicorn_options(settings, workers=2)["http"] == "tuneserve_service.serving:GuardedH11Protocol"

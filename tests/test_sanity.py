@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from service.diagnosis import (SanityConfig, SanityConfigError, SanityResult, figures_from_reports, sanity_lrs,
+from tuneserve_service.diagnosis import (SanityConfig, SanityConfigError, SanityResult, figures_from_reports, sanity_lrs,
                                sanity_params, sanity_verdict)
-from service.space import parse_parameters
-from workers.training.config import TrainConfig
+from tuneserve_service.space import parse_parameters
+from tuneserve_workers.training.config import TrainConfig
 
 TRAINER_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 SPACE = parse_parameters({

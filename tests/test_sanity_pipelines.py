@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.diagnosis import SanityResult, figures_from_reports, sanity_verdict
-from workers.training.config import TrainConfig
-from workers.training.objective import LocalContext, SanityRequest, load_objective
-from workers.training.run import train_cnn
-from workers.training.sanity import run_sanity, run_sanity_objective, stratified_sample
+from tuneserve_service.diagnosis import SanityResult, figures_from_reports, sanity_verdict
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.objective import LocalContext, SanityRequest, load_objective
+from tuneserve_workers.training.run import train_cnn
+from tuneserve_workers.training.sanity import run_sanity, run_sanity_objective, stratified_sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

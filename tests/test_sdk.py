@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from service.schemas.studies import StudyRead
-from service.schemas.trials import TrialLease, TrialRead
+from tuneserve.schemas.studies import StudyRead
+from tuneserve.schemas.trials import TrialLease, TrialRead
 from tests.support.live_server import LiveServer
 from tuneserve import Client, InvalidRequest, NotFound, ServerUnavailable, Unauthorized
-from workers.client import TuneClient
+from tuneserve_workers.client import TuneClient
 
 
 def test_the_readme_ask_tell_example(tmp_path):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from service.space import (
+from tuneserve_service.space import (
     Dimension,
     SearchSpace,
     SpaceError,
@@ -17,7 +17,7 @@ from service.space import (
     split_name,
     unflatten_params,
 )
-from service.space.model import DISTRIBUTIONS
+from tuneserve_service.space.model import DISTRIBUTIONS
 
 # One spec per distribution, with the range every draw must fall in (None: unbounded).
 EVERY_DISTRIBUTION = {

@@ -2,9 +2,9 @@
 only when an engine looks at them (JsonParams), identical to what was stored, on both backends."""
 from __future__ import annotations
 
-from service.db.engine import Database
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.db.engine import Database
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 from tests.helpers import claim, make_study
 
 

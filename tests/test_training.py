@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.training.config import TrainConfig
-from workers.training.data import augment, load_dataset
-from workers.training.objective import Diverged, LocalContext, load_objective, metric_value
-from workers.training.run import train_cnn
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.data import augment, load_dataset
+from tuneserve_workers.training.objective import Diverged, LocalContext, load_objective, metric_value
+from tuneserve_workers.training.run import train_cnn
 
 EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio",
                  "epoch_seconds", "images_per_second"}

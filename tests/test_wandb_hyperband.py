@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.pruners import Curve, WandbHyperbandPruner, build_pruner, pruner_from_wandb
-from service.pruners.wandb_hyperband import bands_for
+from tuneserve_service.pruners import Curve, WandbHyperbandPruner, build_pruner, pruner_from_wandb
+from tuneserve_service.pruners.wandb_hyperband import bands_for
 
 
 def pruner(**block) -> WandbHyperbandPruner:

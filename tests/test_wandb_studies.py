@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from service.domain import impute
-from service.optimizers.registry import GP_MAX_DIMENSIONS, resolve_engine
-from service.space import parse_parameters
-from service.store import studies as study_store
+from tuneserve_service.domain import impute
+from tuneserve_service.optimizers.registry import GP_MAX_DIMENSIONS, resolve_engine
+from tuneserve_service.space import parse_parameters
+from tuneserve_service.store import studies as study_store
 from tests.helpers import study_body
 
 API = "/api/v1"

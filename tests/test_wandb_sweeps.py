@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from service.space import flatten_params, parse_parameters
+from tuneserve_service.space import flatten_params, parse_parameters
 from tests.support.wandb_corpus import EXAMPLES, INVALID, LENIENT, UNSUPPORTED, VALID, Case
 
 API = "/api/v1"
@@ -117,7 +117,7 @@ def test_wandb_example_files_are_accepted_as_yaml_and_as_json(client, filename):
 
 def test_hyperband_example_keeps_wandbs_block():
     # Not through the API: the stored pruner says exactly what runs.
-    from service.pruners import build_pruner, pruner_from_wandb
+    from tuneserve_service.pruners import build_pruner, pruner_from_wandb
 
     block = yaml.safe_load(EXAMPLES["local-controller/sweep-local-hyperband.yaml"])["early_terminate"]
     pruner = build_pruner(pruner_from_wandb(block))

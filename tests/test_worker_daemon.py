@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.support.live_server import LiveServer
-from workers.client import TuneClient
+from tuneserve_workers.client import TuneClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio",
@@ -31,7 +31,7 @@ class WorkerProcess:
     def __init__(self, url: str, tmp_path: Path, name: str, *extra: str):
         self.name, self.log_path = name, tmp_path / f"{name}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "--server", url, "--device", "cpu", "--worker-id", name,
+            [sys.executable, "-m", "tuneserve_workers.cli", "--server", url, "--device", "cpu", "--worker-id", name,
              "--idle-max", "0.5", *extra],
             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
             stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT,

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import torch
 
-from service.schemas.trials import CompleteRequest, FailRequest, LeaseRequest, PruneRequest, ReportRequest, TrialLease
+from tuneserve.schemas.trials import CompleteRequest, FailRequest, LeaseRequest, PruneRequest, ReportRequest, TrialLease
 from tuneserve.client import Client
-from workers.loop import Worker
-from workers.training.objective import supports_lr_range, supports_sanity
-from workers.training.run import train_cnn
+from tuneserve_workers.loop import Worker
+from tuneserve_workers.training.objective import supports_lr_range, supports_sanity
+from tuneserve_workers.training.run import train_cnn
 
 SMALL = {"width": 8, "data_fraction": 0.3, "batch_size": 32}
 
@@ -130,7 +130,7 @@ def test_sanity_lease_for_an_objective_without_support_is_skipped_without_runnin
     assert outcome["message"] == (
         "objective tests.test_worker_special_runs:test_sanity_lease_for_an_objective_without_support_is_skipped_"
         "without_running_it.<locals>.plain does not support the sanity check (decorate it with "
-        "workers.training.objective.supports_sanity and follow context.sanity)")
+        "tuneserve_workers.training.objective.supports_sanity and follow context.sanity)")
     assert "event=sanity_done worker=w-gates trial=41 supported=False message=" in caplog.text
 
 

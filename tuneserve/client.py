@@ -10,7 +10,7 @@
     trial.complete(0.3)
     client.get_study("nb").best_trial.value
 
-Answers are the server's own wire types (pydantic models from service.schemas: StudyRead,
+Answers are the server's own wire types (pydantic models from tuneserve.schemas: StudyRead,
 TrialRead, TrialLease, Decision, ...), so attribute names and enums are the API's. Errors are
 tuneserve.errors types; calls retry connection errors and 5xx (honouring Retry-After) for
 `retry_seconds` (30 by default; None retries for ever).
@@ -23,10 +23,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from service.schemas.craft_requests import RepeatResponse
-from service.schemas.logs import TrialLogRead
-from service.schemas.studies import StudyRead
-from service.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
+from tuneserve.schemas.craft_requests import RepeatResponse
+from tuneserve.schemas.logs import TrialLogRead
+from tuneserve.schemas.studies import StudyRead
+from tuneserve.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
 from tuneserve._transport import OnRetry, Transport
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -175,7 +175,7 @@ class Client:
                  metrics: dict[str, float] | None = None, claim_next: dict[str, Any] | None = None,
                  outcome: dict[str, Any] | None = None, **kw: Any) -> CompleteResponse:
         """The ended trial and, with claim_next = {"worker_id", "study", "objective"}, the next lease.
-        `outcome`: a special run's result (lease kind sanity or lr_range; service.schemas.gates.
+        `outcome`: a special run's result (lease kind sanity or lr_range; tuneserve.schemas.gates.
         SpecialOutcome: supported, figures, curve, message), sent with value None and no metrics."""
         body = {"lease_token": lease_token, "value": value, "metrics": metrics or {}, "claim_next": claim_next}
         if outcome is not None:

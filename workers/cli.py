@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from service.schemas.objectives import PROGRAM
+from tuneserve.schemas.objectives import PROGRAM
 
 class MpsMode(str, Enum):
     auto = "auto"
@@ -87,7 +87,7 @@ def worker(
     if token:
         os.environ["TUNESERVE_TOKEN"] = token  # slots inherit it without it showing in `ps`
     if slots > 1:
-        from workers.slots import run_slots
+        from tuneserve_workers.slots import run_slots
 
         child = ["--server", server, "--idle-max", str(idle_max), "--log-level", log_level,
                  "--runs-dir", str(runs_dir), "--interpreter", interpreter, "--kill-grace", str(kill_grace),
@@ -95,8 +95,8 @@ def worker(
         child += (["--study", study] if study else []) + (["--objective", objective] if objective else [])
         raise typer.Exit(run_slots(child, slots, worker_id, devices, use_mps=mps == MpsMode.auto))
 
-    from workers.loop import ConfigError, Worker
-    from workers.training.objective import load_objective
+    from tuneserve_workers.loop import ConfigError, Worker
+    from tuneserve_workers.training.objective import load_objective
 
     program_options = dict(runs_dir=runs_dir, interpreter=interpreter, kill_grace=kill_grace,
                            log_interval=log_interval)

@@ -16,9 +16,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from service.schemas.enums import ENDED_STATES
-from service.launch import ServerDidNotStart, free_port, wait_healthy
-from workers.client import ApiError, TuneClient
+from tuneserve.schemas.enums import ENDED_STATES
+from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy
+from tuneserve_workers.client import ApiError, TuneClient
 
 # Short trials that still separate good from bad settings: 4 epochs on digits, small nets.
 PARAMETERS = {
@@ -41,7 +41,7 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     env.update(TUNESERVE_DATABASE_URL=f"sqlite:///{(data_dir / 'tuneserve.db').resolve()}",
                TUNESERVE_REAPER_INTERVAL="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "--factory", "tuneserve_service.main:create_app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
         env=env, stdout=open(data_dir / "server.log", "ab"), stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C reaches the demo alone, which then stops everything in order
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
                       f"live at {url}/dashboard/studies/{name}")
         worker_env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on two cores, no oversubscription
         workers = [subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "--server", url, "--study", name, "--device", "cpu",
+            [sys.executable, "-m", "tuneserve_workers.cli", "--server", url, "--study", name, "--device", "cpu",
              "--worker-id", f"demo-w{i}", "--idle-max", "1"],
             env=worker_env, stdout=open(data_dir / f"worker-{i}.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)

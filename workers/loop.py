@@ -33,17 +33,17 @@ from typing import Any, Callable
 
 import torch
 
-from service.schemas.enums import TrialKind
-from service.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
-from service.schemas.trials import TrialLease
+from tuneserve.schemas.enums import TrialKind
+from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
+from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
-from workers.client import Backoff
-from workers.program import ProgramFailed, ProgramRunner, ProgramSpec
-from workers.training.lr_range import run_lr_range_objective
-from workers.training.objective import (Context, Diverged, LrRangeRequest, Objective, SanityRequest, load_objective,
+from tuneserve_workers.client import Backoff
+from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
+from tuneserve_workers.training.lr_range import run_lr_range_objective
+from tuneserve_workers.training.objective import (Context, Diverged, LrRangeRequest, Objective, SanityRequest, load_objective,
                                         metric_value)
-from workers.training.sanity import run_sanity_objective
+from tuneserve_workers.training.sanity import run_sanity_objective
 
 log = logging.getLogger("tuneserve.worker")
 TRACEBACK_TAIL = 4000  # characters of a user traceback sent with fail(kind=error)

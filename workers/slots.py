@@ -6,7 +6,7 @@ plain processes (time-sliced, 2.3x), and ~505k with 8 processes under MPS (5.5x)
 models with vmap (~432k) and with no change to the trainer. So the supervisor starts an MPS control
 daemon (`nvidia-cuda-mps-control -d`, private pipe/log directories) when the tool is on PATH and the
 device is CUDA, unless `--mps off`; a daemon already running for this user is reused as it is. It
-is stopped again on exit if we started it. The slots are plain subprocesses (`python -m workers.cli
+is stopped again on exit if we started it. The slots are plain subprocesses (`python -m tuneserve_workers.cli
 --slots 1`), so on CPU the same code runs and is tested.
 
 Signals: the supervisor forwards SIGTERM/SIGINT to the slots (a second signal forwards again, which
@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from workers.client import Backoff
+from tuneserve_workers.client import Backoff
 
 log = logging.getLogger("tuneserve.worker")
 
@@ -73,14 +73,14 @@ def start_mps() -> Mps | None:
 
 
 def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[str], use_mps: bool) -> int:
-    """Run `slots` worker processes (`python -m workers.cli <child_argv> --slots 1 ...`) until a
+    """Run `slots` worker processes (`python -m tuneserve_workers.cli <child_argv> --slots 1 ...`) until a
     signal drains them. `devices[i % len(devices)]` is slot i's device."""
     mps = start_mps() if use_mps and any(d.startswith("cuda") for d in devices) else None
     env = {**os.environ, **(mps.env if mps else {})}
     stopping = {"signals": 0}
 
     def spawn(i: int) -> subprocess.Popen:
-        argv = [sys.executable, "-m", "workers.cli", *child_argv, "--slots", "1", "--worker-id",
+        argv = [sys.executable, "-m", "tuneserve_workers.cli", *child_argv, "--slots", "1", "--worker-id",
                 f"{worker_id}-s{i}", "--device", devices[i % len(devices)], "--parent-pid", str(os.getpid())]
         # Own session: a terminal's Ctrl-C reaches the supervisor only, which forwards it once.
         return subprocess.Popen(argv, env=env, start_new_session=True)

@@ -1,5 +1,5 @@
 """Request dependencies: the database (one transaction per request, opened in the route) and the
-caller (authenticated and authorised by service.auth.guard's policy).
+caller (authenticated and authorised by tuneserve_service.auth.guard's policy).
 
 A caller presents its token as `Authorization: Bearer <token>`, or, in a browser, as the cookie the
 dashboard's login sets (HttpOnly, SameSite=Strict): the same token, the same checks, the same roles.
@@ -9,12 +9,12 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from service.auth.guard import (
+from tuneserve_service.auth.guard import (
     ANONYMOUS, Caller, TokenCache, authorize, bearer_secret, checked_secret, identify, refuse_exposed,
 )
-from service.config import Settings
-from service.db.engine import Database
-from service.errors import Unauthenticated
+from tuneserve_service.config import Settings
+from tuneserve_service.db.engine import Database
+from tuneserve_service.errors import Unauthenticated
 
 TOKEN_COOKIE = "tuneserve_token"
 

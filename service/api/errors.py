@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
-from service import errors as e
+from tuneserve_service import errors as e
 
 log = logging.getLogger("tuneserve.api")
 
@@ -49,7 +49,7 @@ STATUS = {
 EXCERPT_CHARS = 40
 MESSAGE_CHARS = 1000
 _SECRET_WORDS = ("token", "password", "secret", "authorization")
-# What a secret looks like wherever it turns up in echoed text: an API token (service.auth.tokens
+# What a secret looks like wherever it turns up in echoed text: an API token (tuneserve_service.auth.tokens
 # prefix) or a lease token (32 hex digits).
 _SECRET_TEXT = re.compile(r"tsv_[A-Za-z0-9_\-]*|(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
 

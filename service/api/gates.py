@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.api.deps import get_db
-from service.db.engine import Database
-from service.domain import gates
-from service.domain import studies as study_domain
-from service.schemas.gates import LrRangeTestRequest, NarrowingRequest, SanityRunRequest
-from service.schemas.studies import StudyRead
+from tuneserve_service.api.deps import get_db
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain import gates
+from tuneserve_service.domain import studies as study_domain
+from tuneserve.schemas.gates import LrRangeTestRequest, NarrowingRequest, SanityRunRequest
+from tuneserve.schemas.studies import StudyRead
 
 router = APIRouter(prefix="/studies", tags=["gates"])
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.api.deps import get_db
-from service.db.engine import Database
+from tuneserve_service.api.deps import get_db
+from tuneserve_service.db.engine import Database
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("tuneserve")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from service.config import Settings
+from tuneserve_service.config import Settings
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 

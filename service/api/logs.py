@@ -5,11 +5,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from service.api.deps import get_db, require_caller
-from service.auth.guard import Caller
-from service.db.engine import Database
-from service.domain import logs
-from service.schemas.logs import TrialLogRead, TrialLogWrite
+from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.auth.guard import Caller
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain import logs
+from tuneserve.schemas.logs import TrialLogRead, TrialLogWrite
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 

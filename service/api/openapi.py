@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from service.schemas.studies import StudyCreate
+from tuneserve.schemas.studies import StudyCreate
 
 DOCS_ASSETS = "/docs/assets"
 SECURITY = "bearerAuth"

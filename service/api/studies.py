@@ -11,21 +11,21 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import get_db, require_caller
-from service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
-from service.auth.guard import Caller
-from service.db.engine import Database
-from service.domain import protocol
-from service.domain import refine as refine_domain
-from service.domain import repeats as repeat_domain
-from service.domain import studies as study_domain
-from service.domain.views import trial_read
-from service.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
-from service.schemas.enums import StudyState, TrialState
-from service.schemas.studies import StudyCreate, StudyRead
-from service.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
+from tuneserve_service.auth.guard import Caller
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain import protocol
+from tuneserve_service.domain import refine as refine_domain
+from tuneserve_service.domain import repeats as repeat_domain
+from tuneserve_service.domain import studies as study_domain
+from tuneserve_service.domain.views import trial_read
+from tuneserve.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
+from tuneserve.schemas.enums import StudyState, TrialState
+from tuneserve.schemas.studies import StudyCreate, StudyRead
+from tuneserve.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -40,7 +40,7 @@ def _reject_constant(token: str):
 
 async def _study_body(request: Request) -> StudyCreate:
     """Decode a JSON or YAML study document. The body's size and (for JSON) nesting were bounded
-    by service.api.limits before this reads it; YAML is bounded here, as written and as expanded.
+    by tuneserve_service.api.limits before this reads it; YAML is bounded here, as written and as expanded.
     A study document has no place for NaN or Infinity, so JSON's non-standard constants are refused."""
     settings = request.app.state.settings
     raw = await request.body()

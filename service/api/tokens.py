@@ -1,12 +1,12 @@
-"""Token routes (admin only, by the policy in service.auth.guard): create, list, revoke."""
+"""Token routes (admin only, by the policy in tuneserve_service.auth.guard): create, list, revoke."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.api.deps import get_db
-from service.auth import tokens as token_domain
-from service.db.engine import Database
-from service.schemas.tokens import TokenCreate, TokenCreated, TokenRead
+from tuneserve_service.api.deps import get_db
+from tuneserve_service.auth import tokens as token_domain
+from tuneserve_service.db.engine import Database
+from tuneserve.schemas.tokens import TokenCreate, TokenCreated, TokenRead
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 

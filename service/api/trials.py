@@ -1,7 +1,7 @@
 """Trial routes: the worker protocol (claim, heartbeat, report, complete, prune, fail, release) and reads.
 
 Every call about a held trial passes the caller's identity (`caller.key`): a lease is bound to the
-API token that claimed it (service.auth), and the store fences on it with the lease token.
+API token that claimed it (tuneserve_service.auth), and the store fences on it with the lease token.
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from service.api.deps import get_db, require_caller
-from service.auth.guard import Caller
-from service.db.engine import Database
-from service.domain import protocol
-from service.schemas.trials import (
+from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.auth.guard import Caller
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain import protocol
+from tuneserve.schemas.trials import (
     ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
     PruneRequest, ReportRequest, TrialLease, TrialRead,
 )

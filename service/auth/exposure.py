@@ -1,7 +1,7 @@
 """The start-up rule: no server binds beyond loopback with no token configured, unless insecure.
 
 `tuneserve server` calls check_exposure before it binds; create_app's start-up calls it again
-with the settings' host (so the rule holds for `uvicorn --factory service.main:create_app` with
+with the settings' host (so the rule holds for `uvicorn --factory tuneserve_service.main:create_app` with
 TUNESERVE_HOST set), and guard.refuse_exposed applies it to every request by the address the
 request arrived on (so it holds whatever host uvicorn was told).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.auth.guard import is_loopback
-from service.config import Settings, redacted_url
+from tuneserve_service.auth.guard import is_loopback
+from tuneserve_service.config import Settings, redacted_url
 
 
 class InsecureBind(RuntimeError):
@@ -19,8 +19,8 @@ class InsecureBind(RuntimeError):
 
 def tokens_exist(database_url: str) -> bool:
     """Whether the database holds any named token (False when it cannot say: not migrated yet)."""
-    from service.db.engine import Database
-    from service.store import tokens as token_store
+    from tuneserve_service.db.engine import Database
+    from tuneserve_service.store import tokens as token_store
 
     db = Database(database_url, pool_size=1)
     try:

@@ -24,12 +24,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from service.config import Settings
-from service.db.engine import Database
-from service.errors import Forbidden, Unauthenticated
-from service.schemas.tokens import Role
-from service.store import tokens as token_store
-from service.auth.tokens import hash_token
+from tuneserve_service.config import Settings
+from tuneserve_service.db.engine import Database
+from tuneserve_service.errors import Forbidden, Unauthenticated
+from tuneserve.schemas.tokens import Role
+from tuneserve_service.store import tokens as token_store
+from tuneserve_service.auth.tokens import hash_token
 
 API_TOKEN_KEY = "api-token"
 _MAX_TOKEN_CHARS = 256

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from service.cli import server as server_cmds
-from service.cli import study, trial
-from service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
-from service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
+from tuneserve_service.cli import server as server_cmds
+from tuneserve_service.cli import study, trial
+from tuneserve_service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
+from tuneserve_service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
 
 app = typer.Typer(
     name="tuneserve", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -44,13 +44,13 @@ def _demo(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None)
 
 
 def _run_worker(argv: list[str]) -> int:
-    from workers.cli import main as worker_main
+    from tuneserve_workers.cli import main as worker_main
 
     return worker_main(argv) or 0
 
 
 def _run_demo(argv: list[str]) -> int:
-    from workers.demo import main as demo_main
+    from tuneserve_workers.demo import main as demo_main
 
     return demo_main(argv) or 0
 

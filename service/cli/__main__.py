@@ -1,4 +1,4 @@
-"""`python -m service.cli ...` is `tuneserve ...`."""
-from service.cli import main
+"""`python -m tuneserve_service.cli ...` is `tuneserve ...`."""
+from tuneserve_service.cli import main
 
 raise SystemExit(main())

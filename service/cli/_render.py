@@ -5,9 +5,9 @@ from typing import Any
 
 from rich.table import Table
 
-from service.cli._api import out
-from service.schemas.enums import ENDED_STATES
-from service.space import flatten_params
+from tuneserve_service.cli._api import out
+from tuneserve.schemas.enums import ENDED_STATES
+from tuneserve_service.space import flatten_params
 
 STATE_STYLE = {"completed": "green", "running": "cyan", "waiting": "white", "pruned": "yellow",
                "failed": "red", "diverged": "magenta"}
@@ -215,7 +215,7 @@ EXPORT_FIRST = ("number", "kind", "state", "value", "method", "attempt", "worker
 def space_leaves(study: dict) -> list[str] | None:
     """The flat names of the study's parameters, so a parameter whose value is a mapping stays one
     column; None when the stored document cannot be read (every dict is then a level)."""
-    from service.space import parse_parameters
+    from tuneserve_service.space import parse_parameters
 
     try:
         return list(parse_parameters(study["parameters"]).names)

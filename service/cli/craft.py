@@ -4,10 +4,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from service.cli import _render as render
-from service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
-from service.cli.study import NameArg, app
-from service.schemas.enums import StudyMethod
+from tuneserve_service.cli import _render as render
+from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
+from tuneserve_service.cli.study import NameArg, app
+from tuneserve.schemas.enums import StudyMethod
 
 
 @app.command()

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from service.cli import _render as render
-from service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
-from service.cli.study import NameArg, app
+from tuneserve_service.cli import _render as render
+from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
+from tuneserve_service.cli.study import NameArg, app
 
 WaitOption = Annotated[bool, typer.Option("--wait", help="Follow the run until its verdict (Ctrl-C stops waiting).")]
 Interval = 1.0

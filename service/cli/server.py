@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from service.cli._api import err, fail, out
+from tuneserve_service.cli._api import err, fail, out
 
 DatabaseOption = Annotated[Optional[str], typer.Option(
     "--database-url", envvar="TUNESERVE_DATABASE_URL", show_envvar=True, show_default=False,
@@ -25,10 +25,10 @@ def server(
     """Run the API server and the dashboard (uvicorn) over the configured database; migrations run at start."""
     import uvicorn
 
-    from service.auth.exposure import InsecureBind, check_exposure
-    from service.config import Settings, redacted_url
-    from service.main import create_app
-    from service.serving import uvicorn_options
+    from tuneserve_service.auth.exposure import InsecureBind, check_exposure
+    from tuneserve_service.config import Settings, redacted_url
+    from tuneserve_service.main import create_app
+    from tuneserve_service.serving import uvicorn_options
 
     if insecure:
         os.environ["TUNESERVE_INSECURE"] = "true"  # read by every server process's Settings
@@ -45,14 +45,14 @@ def server(
     if workers > 1:
         # Several processes need the app as an import string; each builds it from the environment.
         # Migrate once here so the processes do not all try at the same moment.
-        from service.db.migrate import upgrade
-        from service.observability.metrics import prepare_multiprocess_dir
+        from tuneserve_service.db.migrate import upgrade
+        from tuneserve_service.observability.metrics import prepare_multiprocess_dir
 
         if settings.auto_migrate:
             upgrade(settings.database_url)
         prepare_multiprocess_dir()  # /metrics sums every process's counters
         os.environ.update({"TUNESERVE_HOST": settings.host, "TUNESERVE_PORT": str(settings.port)})
-        uvicorn.run("service.main:create_app", factory=True, host=settings.host, port=settings.port,
+        uvicorn.run("tuneserve_service.main:create_app", factory=True, host=settings.host, port=settings.port,
                     workers=workers, access_log=access_log, **options)
         return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=access_log, **options)
@@ -68,7 +68,7 @@ def dashboard(
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
 ) -> None:
     """Serve the dashboard (and the API) on the demo's database, or another, to look at studies again."""
-    from service.dashboard.serve import demo_database_url, serve_dashboard
+    from tuneserve_service.dashboard.serve import demo_database_url, serve_dashboard
 
     url = database_url or demo_database_url(data_dir)
     if database_url is None and not (data_dir / "tuneserve.db").exists():
@@ -83,8 +83,8 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
     """Run the Alembic migrations up to the latest schema."""
-    from service.config import Settings, redacted_url
-    from service.db.migrate import upgrade
+    from tuneserve_service.config import Settings, redacted_url
+    from tuneserve_service.db.migrate import upgrade
 
     url = database_url or Settings().database_url
     upgrade(url)
@@ -100,9 +100,9 @@ class RoleChoice(StrEnum):
 
 
 def _database(database_url: str | None):
-    from service.config import Settings
-    from service.db.engine import Database
-    from service.db.migrate import upgrade
+    from tuneserve_service.config import Settings
+    from tuneserve_service.db.engine import Database
+    from tuneserve_service.db.migrate import upgrade
 
     url = database_url or Settings().database_url
     upgrade(url)
@@ -116,8 +116,8 @@ def token_create(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a token and print it once: it is stored hashed and cannot be shown again."""
-    from service.auth.tokens import Role, create_token
-    from service.errors import DomainError
+    from tuneserve_service.auth.tokens import Role, create_token
+    from tuneserve_service.errors import DomainError
 
     db = _database(database_url)
     try:
@@ -135,7 +135,7 @@ def token_create(
 @token_app.command("list")
 def token_list(database_url: DatabaseOption = None) -> None:
     """Every token's name, role and dates (never the secret)."""
-    from service.auth.tokens import list_tokens
+    from tuneserve_service.auth.tokens import list_tokens
 
     db = _database(database_url)
     try:
@@ -156,8 +156,8 @@ def token_revoke(
     database_url: DatabaseOption = None,
 ) -> None:
     """Revoke a token: every request with it is refused from now on."""
-    from service.auth.tokens import revoke_token
-    from service.errors import DomainError
+    from tuneserve_service.auth.tokens import revoke_token
+    from tuneserve_service.errors import DomainError
 
     db = _database(database_url)
     try:

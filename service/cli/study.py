@@ -11,9 +11,9 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
-from service.cli import _render as render
-from service.schemas.enums import ENDED_STATES, StudyState, TrialState
+from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
+from tuneserve_service.cli import _render as render
+from tuneserve.schemas.enums import ENDED_STATES, StudyState, TrialState
 
 app = typer.Typer(help="Create, watch and steer studies.", no_args_is_help=True)
 

@@ -5,9 +5,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.cli import _render as render
-from service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
-from service.space import flatten_params
+from tuneserve_service.cli import _render as render
+from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
+from tuneserve_service.space import flatten_params
 
 app = typer.Typer(help="Look at single trials.", no_args_is_help=True)
 

@@ -40,7 +40,7 @@ The range test on a worker: the special-trial mechanism of the sanity gate (issu
 holds back ordinary trials while `lr_range.state` is pending/running; one claim gets a trial of kind
 "lr_range" with params = lr_range.default_configuration(space) (constants' values, categoricals'
 first value, numeric midpoints in internal coordinates) and the test options; the worker runs
-workers.training.lr_range.lr_range_test(params, context, **options) (a user objective reads
+tuneserve_workers.training.lr_range.lr_range_test(params, context, **options) (a user objective reads
 `context.lr_range` and returns the same dict) and completes with the curve in the completion body.
 The server computes lr_range.suggest_lr, stores curve + suggestion on the study, applies the
 narrowing when asked, and releases the ordinary trials. A failed test (curve too short, loss never

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from service.craft.errors import CraftError
+from tuneserve_service.craft.errors import CraftError
 
 FIDELITY_KEYS = ("epochs", "data_fraction", "classes")
 RECORD_KEYS = FIDELITY_KEYS + ("data_seed",)

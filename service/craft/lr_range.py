@@ -34,10 +34,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from service.craft.errors import CraftError
-from service.craft.refine import bounded_spec
-from service.space import Dimension, SearchSpace
-from service.space.parse import SpaceError, parse_spec
+from tuneserve_service.craft.errors import CraftError
+from tuneserve_service.craft.refine import bounded_spec
+from tuneserve_service.space import Dimension, SearchSpace
+from tuneserve_service.space.parse import SpaceError, parse_spec
 
 BETA = 0.98
 BLOWUP = 4.0

@@ -11,7 +11,7 @@ The rule, per parameter of the parent's W&B `parameters` block (nested blocks wa
   - categoricals keep the values seen among the top k, in the parent's order (probabilities
     renormalised over them);
   - constants are kept, and so is any spec this module does not know (a distribution added to
-    service.space later): it passes through unchanged, as in the parent;
+    tuneserve_service.space later): it passes through unchanged, as in the parent;
   - fidelity knobs (epochs, data_fraction, classes) are never searched by a refine: the child has
     its own fidelity, and a knob that sits in the block becomes a constant of the child's value.
 
@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
-from service.craft.errors import CraftError
-from service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level, map_by_rank
-from service.craft.trials import TrialResult
-from service.space import Dimension, SearchSpace, unflatten_params
-from service.space.model import BETA_DISTRIBUTIONS
-from service.space.parse import SpaceError, parse_spec
+from tuneserve_service.craft.errors import CraftError
+from tuneserve_service.craft.fidelity import FIDELITY_KEYS, Fidelity, highest_level, map_by_rank
+from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.space import Dimension, SearchSpace, unflatten_params
+from tuneserve_service.space.model import BETA_DISTRIBUTIONS
+from tuneserve_service.space.parse import SpaceError, parse_spec
 
 MARGIN = 0.25
 MIN_FRACTION = 0.1

@@ -35,9 +35,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from service.craft.errors import CraftError
-from service.craft.trials import TrialResult
-from service.space import params_key
+from tuneserve_service.craft.errors import CraftError
+from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.space import params_key
 
 SEED_NAMES = ("seed",)
 Z = 1.0

@@ -25,10 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from service.craft.errors import CraftError
-from service.craft.fidelity import Fidelity, FidelityError, check_fraction, check_int
-from service.craft.refine import MARGIN, MIN_FRACTION, RefineError, RefinePlan, refine
-from service.craft.trials import TrialResult
+from tuneserve_service.craft.errors import CraftError
+from tuneserve_service.craft.fidelity import Fidelity, FidelityError, check_fraction, check_int
+from tuneserve_service.craft.refine import MARGIN, MIN_FRACTION, RefineError, RefinePlan, refine
+from tuneserve_service.craft.trials import TrialResult
 
 MAX_STAGES = 10
 STAGE_KEYS = ("trials", "epochs", "data_fraction", "classes", "refine", "repeat_top", "method")

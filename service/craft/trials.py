@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.craft.fidelity import Fidelity
+from tuneserve_service.craft.fidelity import Fidelity
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 
 def install_dashboard(app: FastAPI) -> None:
-    from service.dashboard import api, importance, pages
+    from tuneserve_service.dashboard import api, importance, pages
 
     app.include_router(pages.router)
     app.include_router(api.router)

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import get_db, require_caller
-from service.dashboard import data
-from service.db.engine import Database
-from service.schemas.enums import DiagnosisLabel, TrialState
+from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.dashboard import data
+from tuneserve_service.db.engine import Database
+from tuneserve.schemas.enums import DiagnosisLabel, TrialState
 
 router = APIRouter(prefix="/dashboard/api", tags=["dashboard"], dependencies=[Depends(require_caller)])
 

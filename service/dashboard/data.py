@@ -16,17 +16,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.dashboard import importance as importance_mod
-from service.dashboard.shaping import (
+from tuneserve_service.dashboard import importance as importance_mod
+from tuneserve_service.dashboard.shaping import (
     TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
-from service.domain import fidelity as fidelity_domain
-from service.domain import studies as study_domain
-from service.domain.views import trial_read, utc
-from service.errors import InvalidInput, TrialNotFound
-from service.schemas.enums import ENDED_STATES, TrialState
-from service.store import dashboard as store
-from service.store import studies as study_store
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain import studies as study_domain
+from tuneserve_service.domain.views import trial_read, utc
+from tuneserve_service.errors import InvalidInput, TrialNotFound
+from tuneserve.schemas.enums import ENDED_STATES, TrialState
+from tuneserve_service.store import dashboard as store
+from tuneserve_service.store import studies as study_store
 
 CURVES_LIMIT = 300  # learning curves drawn on the study page
 CURVE_POINTS = 120  # points per curve on the study page

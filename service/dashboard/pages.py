@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from service.api.deps import TOKEN_COOKIE, auth_required, caller_for, get_settings, page_caller
-from service.config import Settings
+from tuneserve_service.api.deps import TOKEN_COOKIE, auth_required, caller_for, get_settings, page_caller
+from tuneserve_service.config import Settings
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

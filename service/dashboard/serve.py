@@ -8,7 +8,7 @@ import time
 import webbrowser
 from pathlib import Path
 
-from service.config import DEFAULT_DATA_DIR, Settings, redacted_url
+from tuneserve_service.config import DEFAULT_DATA_DIR, Settings, redacted_url
 
 
 def demo_database_url(data_dir: str | Path = DEFAULT_DATA_DIR) -> str:
@@ -27,8 +27,8 @@ def serve_dashboard(database_url: str | None = None, host: str = "127.0.0.1", po
     Ctrl-C; print the URL (of `study`'s page when given) once the server is up."""
     import uvicorn
 
-    from service.main import create_app
-    from service.serving import uvicorn_options
+    from tuneserve_service.main import create_app
+    from tuneserve_service.serving import uvicorn_options
 
     settings = Settings(database_url=database_url or demo_database_url(), host=host, port=port, log_level="warning")
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))

@@ -13,8 +13,8 @@ import math
 from operator import attrgetter
 from typing import Any, Iterable, NamedTuple, Sequence
 
-from service.space import SearchSpace
-from service.schemas.enums import TrialState
+from tuneserve_service.space import SearchSpace
+from tuneserve.schemas.enums import TrialState
 
 
 class TrialPoint(NamedTuple):

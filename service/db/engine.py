@@ -25,7 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.functions import FunctionElement
 
-from service.errors import DatabaseUnavailable
+from tuneserve_service.errors import DatabaseUnavailable
 
 
 class db_epoch(FunctionElement):

@@ -56,7 +56,7 @@ class Study(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")
     # Trial numbers handed out so far (enqueued or suggested); the budget is counted against it.
     next_number: Mapped[int] = mapped_column(Integer, default=0)
-    # The sanity gate: config, state, figures and verdict (service.diagnosis.SanityResult); NULL if never asked.
+    # The sanity gate: config, state, figures and verdict (tuneserve_service.diagnosis.SanityResult); NULL if never asked.
     sanity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     # The special run that holds ordinary trials back: None, 'sanity' or 'lr_range' (domain/gates.py).
     gate: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -112,7 +112,7 @@ class Trial(Base):
     # The lease a running trial is held under; kept on an ended trial so that only the lease that
     # ended it may repeat the ending (idempotent retries), any other gets a 409.
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # Who holds the lease: the authenticated identity that claimed it (service.auth.Caller.key),
+    # Who holds the lease: the authenticated identity that claimed it (tuneserve_service.auth.Caller.key),
     # None when the server runs without auth. A fenced call must come from the same identity.
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # False while the trial is a reservation whose params are not drawn yet (see domain/suggest.py):
@@ -128,7 +128,7 @@ class Trial(Base):
     stop_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # service.diagnosis.Diagnosis.to_json(), computed when the trial ends.
+    # tuneserve_service.diagnosis.Diagnosis.to_json(), computed when the trial ends.
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     # What the trial trained on (craft.fidelity record) and its configuration without the seed
     # (craft.repeats.config_key), which groups its repeats.
@@ -198,6 +198,6 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # admin | worker (service.auth.tokens.Role)
+    role: Mapped[str] = mapped_column(String(16))  # admin | worker (tuneserve_service.auth.tokens.Role)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -33,7 +33,7 @@ Storage (migration 0006): `studies.sanity` JSON, `trials.kind` ('trial' | 'sanit
 - Claim: for studies in state `sanity`, claim only waiting kind='sanity' trials (one worker gets it);
   the lease carries `kind` and `sanity: {samples, max_epochs, lrs}`. Claiming sets sanity.state =
   running. The worker builds its context with SanityRequest(**lease["sanity"]) and calls
-  workers.training.sanity.run_sanity_objective(objective, params, context) instead of the objective,
+  tuneserve_workers.training.sanity.run_sanity_objective(objective, params, context) instead of the objective,
   then completes with the outcome (a `sanity` field on complete: {supported, figures, message}).
   A program runner passes SanityRequest.to_env() and counts a report holding `sanity_done: 1` as
   support.
@@ -64,7 +64,7 @@ Storage (migration 0006): `studies.sanity` JSON, `trials.kind` ('trial' | 'sanit
   [--samples --max-epochs --sweep]`, the verdict and advice in `study status`, the diagnosis in
   `trial show`. `tuneserve demo` turns the gate on.
 """
-from service.diagnosis.sanity import (
+from tuneserve_service.diagnosis.sanity import (
     SanityConfig,
     SanityConfigError,
     SanityResult,
@@ -73,9 +73,9 @@ from service.diagnosis.sanity import (
     sanity_params,
     sanity_verdict,
 )
-from service.diagnosis.study import Advice, TrialSummary, study_advice
-from service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from service.diagnosis.trial import Diagnosis, diagnose_trial
+from tuneserve_service.diagnosis.study import Advice, TrialSummary, study_advice
+from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from tuneserve_service.diagnosis.trial import Diagnosis, diagnose_trial
 
 __all__ = [
     "Advice", "Diagnosis", "SanityConfig", "SanityConfigError", "SanityResult", "THRESHOLDS", "Thresholds",

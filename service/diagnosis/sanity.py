@@ -20,11 +20,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from service.diagnosis.curve import Curve, to_float
-from service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from service.diagnosis.trial import fmt, num
-from service.schemas.enums import SanityState
-from service.space import Dimension, SearchSpace
+from tuneserve_service.diagnosis.curve import Curve, to_float
+from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from tuneserve_service.diagnosis.trial import fmt, num
+from tuneserve.schemas.enums import SanityState
+from tuneserve_service.space import Dimension, SearchSpace
 
 # Leaf names (the last part of a dotted parameter name) the sanity run treats specially.
 WIDTH_NAMES = frozenset({"width", "filters", "channels", "base_width", "num_filters", "hidden", "hidden_size",

@@ -22,11 +22,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from service.diagnosis.trial import Diagnosis, fmt, num
-from service.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
-from service.space import Dimension, SearchSpace
-from service.space.model import value_key
+from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from tuneserve_service.diagnosis.trial import Diagnosis, fmt, num
+from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
+from tuneserve_service.space import Dimension, SearchSpace
+from tuneserve_service.space.model import value_key
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from service.diagnosis.curve import Curve, is_loss, reason_figures, to_float
-from service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from service.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
+from tuneserve_service.diagnosis.curve import Curve, is_loss, reason_figures, to_float
+from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
 
 Label, Cause = DiagnosisLabel, DiagnosisCause
 

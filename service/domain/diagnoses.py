@@ -13,7 +13,7 @@ quarter of the protocol's throughput (benchmarks/README.md). The last REPORTS_RE
 which bounds the cost for very long curves.
 
 `advice` reads the ended ordinary trials (the most recent ADVICE_TRIALS of them) with their stored
-diagnoses and runs service.diagnosis.study_advice; the gates add their own lines (a skipped or
+diagnoses and runs tuneserve_service.diagnosis.study_advice; the gates add their own lines (a skipped or
 overridden sanity check, a range test suggestion not applied yet).
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Study, Trial
-from service.diagnosis import Advice, Diagnosis, TrialSummary, diagnose_trial, study_advice
-from service.schemas.enums import ENDED_STATES, TrialKind
-from service.space import SearchSpace
-from service.store import trials as trial_store
+from tuneserve_service.db.models import Study, Trial
+from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, diagnose_trial, study_advice
+from tuneserve.schemas.enums import ENDED_STATES, TrialKind
+from tuneserve_service.space import SearchSpace
+from tuneserve_service.store import trials as trial_store
 
 REPORTS_READ = 500
 REFRESH_SECONDS = 5.0  # a stored provisional diagnosis younger than this is not recomputed
@@ -58,7 +58,7 @@ def after_change(session: Session, row: dict[str, Any], metric: str, outcome: An
     (service/domain/gates.py); an ordinary trial that ended gets its diagnosis (`known`: see
     `diagnose`). Returns the row as it now reads. Every ending calls this: the protocol's and the
     lease reaper's."""
-    from service.domain import gates
+    from tuneserve_service.domain import gates
 
     if row["kind"] != TrialKind.TRIAL:
         gates.end(session, row, outcome)
@@ -107,7 +107,7 @@ def _summaries(session: Session, study_id: int) -> list[TrialSummary]:
 
 def advice(session: Session, study: Study) -> list[Advice]:
     """The study's advice, most urgent first: the gates' lines, then what the trials say together."""
-    from service.domain import gates
+    from tuneserve_service.domain import gates
 
     found = gates.advice(study)
     summaries = _summaries(session, study.id)

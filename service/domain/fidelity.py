@@ -29,9 +29,9 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from service.craft.fidelity import RECORD_KEYS, Fidelity, FidelityError, highest_level
-from service.errors import InvalidInput
-from service.space import SearchSpace, split_name
+from tuneserve_service.craft.fidelity import RECORD_KEYS, Fidelity, FidelityError, highest_level
+from tuneserve_service.errors import InvalidInput
+from tuneserve_service.space import SearchSpace, split_name
 
 # Keys that make a trial's params carry a fidelity in a study that manages none.
 DATA_KNOBS = ("data_fraction", "classes")

@@ -2,9 +2,9 @@
 like a trial and judged by the server.
 
   sanity    the sanity check (issue 11): the largest model the space allows, no regularisation, on
-            `samples` training examples, until it fits them; judged by service.diagnosis.sanity_verdict
+            `samples` training examples, until it fits them; judged by tuneserve_service.diagnosis.sanity_verdict
   lr_range  the learning-rate range test (issue 12): the study's default configuration while the lr
-            grows geometrically; the curve is read by service.craft.lr_range.suggest_lr
+            grows geometrically; the curve is read by tuneserve_service.craft.lr_range.suggest_lr
 
 How a gate holds the study: `studies.gate` names the special run that is pending or running, and
 the claim statements (store/trials.py, store/studies.py) hand out no ordinary trial of a study whose
@@ -38,21 +38,21 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.craft import lr_range as lr_rules
-from service.db.models import Study, Trial, TrialReport
-from service.diagnosis import (
+from tuneserve_service.craft import lr_range as lr_rules
+from tuneserve_service.db.models import Study, Trial, TrialReport
+from tuneserve_service.diagnosis import (
     Advice, SanityConfig, SanityConfigError, SanityResult, figures_from_reports, sanity_lrs, sanity_params,
     sanity_verdict,
 )
-from service.diagnosis.curve import reason_figures
-from service.domain import fidelity as fidelity_domain
-from service.errors import GateConflict, InvalidInput, InvalidStudyState
-from service.schemas.enums import LrRangeState, SanityState, StudyState, TrialKind, TrialState
-from service.schemas.gates import LrRangeRead, LrRangeTestRequest, NarrowingRequest, SanityRead, SanityRunRequest
-from service.schemas.objectives import BUILTIN_CNN, normalize_objective
-from service.space import SearchSpace
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.diagnosis.curve import reason_figures
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.errors import GateConflict, InvalidInput, InvalidStudyState
+from tuneserve.schemas.enums import LrRangeState, SanityState, StudyState, TrialKind, TrialState
+from tuneserve.schemas.gates import LrRangeRead, LrRangeTestRequest, NarrowingRequest, SanityRead, SanityRunRequest
+from tuneserve.schemas.objectives import BUILTIN_CNN, normalize_objective
+from tuneserve_service.space import SearchSpace
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 
 log = logging.getLogger("tuneserve.gates")
 
@@ -73,7 +73,7 @@ def supports_lr_range(objective: str, features: list[str] | None) -> bool:
 
 def _unsupported(objective: str) -> str:
     return (f"the objective {objective!r} does not support the lr range test: the built-in trainer does; a user "
-            f"objective that follows context.lr_range (decorated with workers.training.objective."
+            f"objective that follows context.lr_range (decorated with tuneserve_workers.training.objective."
             f"supports_lr_range) or a program that reads TUNESERVE_LR_RANGE_* says so in the study document "
             f"with `objective_features: [lr_range_test]`")
 
@@ -356,7 +356,7 @@ def on_resume(study: Study) -> None:
 def _set_parameters(study: Study, parameters: dict[str, Any], path: str) -> None:
     """The document's parameters block replaced, and the one dimension `path` swapped in the stored
     space (a study that manages its fidelity keeps its resolved space otherwise)."""
-    from service.domain.studies import build_space
+    from tuneserve_service.domain.studies import build_space
 
     fresh = build_space(parameters)
     space = SearchSpace.from_json(study.space)

@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.optimizers.base import Observation
-from service.schemas.enums import ACTIVE_STATES, TrialState
-from service.store import trials as trial_store
+from tuneserve_service.optimizers.base import Observation
+from tuneserve.schemas.enums import ACTIVE_STATES, TrialState
+from tuneserve_service.store import trials as trial_store
 
 ALL_STEPS = 2**31 - 1
 IMPUTED_STATES = (TrialState.FAILED, TrialState.DIVERGED, TrialState.PRUNED)

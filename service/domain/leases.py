@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
-from service.db.engine import Database
-from service.domain import diagnoses
-from service.domain.stages import settle
-from service.store import studies as study_store
-from service.store import trials as trial_store
-from service.store import workers as worker_store
-from service.observability import metrics as observe
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain import diagnoses
+from tuneserve_service.domain.stages import settle
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
+from tuneserve_service.store import workers as worker_store
+from tuneserve_service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.leases")
 WORKERS_KEPT_SECONDS = 86_400.0  # a worker's row outlives its last claim by a day

@@ -2,13 +2,13 @@
 its lease token, like a report); anyone may read the latest attempt's, or a given attempt's."""
 from __future__ import annotations
 
-from service.db.engine import Database
-from service.domain.protocol import _not_held
-from service.domain.views import utc
-from service.errors import LogNotFound, TrialNotFound
-from service.schemas.logs import LOG_KEEP_CHARS, TrialLogRead
-from service.store import logs as log_store
-from service.store import trials as trial_store
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain.protocol import _not_held
+from tuneserve_service.domain.views import utc
+from tuneserve_service.errors import LogNotFound, TrialNotFound
+from tuneserve.schemas.logs import LOG_KEEP_CHARS, TrialLogRead
+from tuneserve_service.store import logs as log_store
+from tuneserve_service.store import trials as trial_store
 
 
 def _read(row: dict) -> TrialLogRead:

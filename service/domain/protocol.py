@@ -15,23 +15,23 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.db.engine import Database
-from service.db.models import Trial
-from service.domain import diagnoses, gates
-from service.domain.pruning import prune_decision, recheck_decision
-from service.domain.stages import follow, settle
-from service.domain.studies import finish_on_target
-from service.domain.suggest import draw_claimed, suggest_trials
-from service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
-from service.errors import (
+from tuneserve_service.db.engine import Database
+from tuneserve_service.db.models import Trial
+from tuneserve_service.domain import diagnoses, gates
+from tuneserve_service.domain.pruning import prune_decision, recheck_decision
+from tuneserve_service.domain.stages import follow, settle
+from tuneserve_service.domain.studies import finish_on_target
+from tuneserve_service.domain.suggest import draw_claimed, suggest_trials
+from tuneserve_service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
+from tuneserve_service.errors import (
     ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
 )
-from service.schemas.gates import DiagnosisRead
-from service.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
-from service.store import studies as study_store
-from service.store import trials as trial_store
-from service.store import workers as worker_store
-from service.observability import metrics as observe
+from tuneserve.schemas.gates import DiagnosisRead
+from tuneserve.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
+from tuneserve_service.store import workers as worker_store
+from tuneserve_service.observability import metrics as observe
 
 
 def _not_held(session: Session, trial_id: int, token: str, holder: str | None) -> Exception:

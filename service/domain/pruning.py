@@ -20,11 +20,11 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
-from service.craft.fidelity import Fidelity, FidelityError, resource_steps
-from service.pruners.base import Curve, Decision, PrunerConfig
-from service.pruners.registry import build_pruner
-from service.space import SearchSpace
-from service.store import trials as trial_store
+from tuneserve_service.craft.fidelity import Fidelity, FidelityError, resource_steps
+from tuneserve_service.pruners.base import Curve, Decision, PrunerConfig
+from tuneserve_service.pruners.registry import build_pruner
+from tuneserve_service.space import SearchSpace
+from tuneserve_service.store import trials as trial_store
 
 CONTINUE = Decision(stop=False)
 # Every report of every trial: W&B's bands count reports, so a peer's band value may sit at a

@@ -26,19 +26,19 @@ import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from service.craft.fidelity import Fidelity, FidelityError
-from service.craft.refine import RefineError, RefinePlan, refine, top_trials, warm_start
-from service.craft.repeats import config_key, group_repeats
-from service.craft.trials import TrialResult
-from service.db.models import Study
-from service.domain import fidelity as fidelity_domain
-from service.errors import InvalidInput, NotEnoughTrials
-from service.optimizers.base import Observation
-from service.schemas.craft import StudyLink
-from service.schemas.studies import StudyCreate
-from service.space import SearchSpace
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.craft.fidelity import Fidelity, FidelityError
+from tuneserve_service.craft.refine import RefineError, RefinePlan, refine, top_trials, warm_start
+from tuneserve_service.craft.repeats import config_key, group_repeats
+from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.db.models import Study
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.errors import InvalidInput, NotEnoughTrials
+from tuneserve_service.optimizers.base import Observation
+from tuneserve.schemas.craft import StudyLink
+from tuneserve.schemas.studies import StudyCreate
+from tuneserve_service.space import SearchSpace
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 
 # Keys of the parent's document a refine child does not take over.
 NOT_INHERITED = ("name", "max_trials", "run_cap", "stages", "repeat_top", "warm_start_from", "fidelity", "seed",
@@ -83,7 +83,7 @@ def configurations(session: Session, study_id: int) -> list[TrialResult]:
 
 
 def free_name(session: Session, base: str) -> str:
-    from service.domain.studies import slug_candidates
+    from tuneserve_service.domain.studies import slug_candidates
 
     return next(n for n in slug_candidates(base) if study_store.find_study(session, n) is None)
 
@@ -135,7 +135,7 @@ def create_child(session: Session, parent: Study, document: dict[str, Any], plan
                  rerun: bool, stage_index: int | None) -> Study:
     """Create the child study `document` describes (a refine or the next stage), linked to `parent`
     and warm-started from it, with the parent's top configurations enqueued first when `rerun`."""
-    from service.domain.studies import add_trials, create_study
+    from tuneserve_service.domain.studies import add_trials, create_study
 
     document = {**document, "warm_start_from": parent.name}
     try:

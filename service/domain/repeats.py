@@ -21,17 +21,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.craft.repeats import RepeatError, best_configuration, group_repeats, plan_repeats, rank_configurations
-from service.craft.stages import RepeatSpec, StageError, parse_stages
-from service.craft.trials import TrialResult
-from service.db.models import Study, Trial
-from service.domain import fidelity as fidelity_domain
-from service.errors import InvalidInput, InvalidStudyState, NotEnoughTrials
-from service.schemas.craft import BestConfiguration, RepeatGroupRead
-from service.schemas.enums import StudyState
-from service.store import studies as study_store
-from service.space import unflatten_params
-from service.store import trials as trial_store
+from tuneserve_service.craft.repeats import RepeatError, best_configuration, group_repeats, plan_repeats, rank_configurations
+from tuneserve_service.craft.stages import RepeatSpec, StageError, parse_stages
+from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.db.models import Study, Trial
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.errors import InvalidInput, InvalidStudyState, NotEnoughTrials
+from tuneserve.schemas.craft import BestConfiguration, RepeatGroupRead
+from tuneserve.schemas.enums import StudyState
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.space import unflatten_params
+from tuneserve_service.store import trials as trial_store
 
 SEED = "seed"
 
@@ -68,7 +68,7 @@ def added(study: Study, source: str | None = None) -> int:
 
 
 def _results(session: Session, study: Study) -> list[TrialResult]:
-    from service.domain.refine import trial_results
+    from tuneserve_service.domain.refine import trial_results
 
     return fidelity_domain.at_top_level(trial_results(session, study.id))
 
@@ -76,7 +76,7 @@ def _results(session: Session, study: Study) -> list[TrialResult]:
 def enqueue(session: Session, study: Study, top_k: int, seeds: int, source: str) -> list[dict[str, Any]]:
     """Plan and enqueue the repeats of the top_k configurations (the study row is locked by the
     caller or here); returns the rows. The request is recorded even when nothing was enqueued."""
-    from service.domain.studies import add_trials
+    from tuneserve_service.domain.studies import add_trials
 
     results = _results(session, study)
     groups = group_repeats(results)

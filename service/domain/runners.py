@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.db.models import Study
-from service.errors import InvalidInput
-from service.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
-from service.store import workers as worker_store
+from tuneserve_service.db.models import Study
+from tuneserve_service.errors import InvalidInput
+from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
+from tuneserve_service.store import workers as worker_store
 
 # A worker counts as able to run a study when it claimed within this window (idle workers poll
 # every few seconds) or holds one of the study's trials now.

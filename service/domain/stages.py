@@ -28,19 +28,19 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.craft.fidelity import Fidelity
-from service.craft.stages import (
+from tuneserve_service.craft.fidelity import Fidelity
+from tuneserve_service.craft.stages import (
     Stage, StageCounts, StageError, next_stage_document, parse_stages, stage_fidelity, transition,
 )
-from service.db.models import Study
-from service.domain import fidelity as fidelity_domain
-from service.errors import InvalidInput, StudyExists
-from service.schemas.craft import StageRead
-from service.schemas.enums import ENDED_STATES, StudyMethod, StudyState
-from service.space import parse_parameters
-from service.space.parse import SpaceError
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.db.models import Study
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.errors import InvalidInput, StudyExists
+from tuneserve.schemas.craft import StageRead
+from tuneserve.schemas.enums import ENDED_STATES, StudyMethod, StudyState
+from tuneserve_service.space import parse_parameters
+from tuneserve_service.space.parse import SpaceError
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 
 log = logging.getLogger("tuneserve.stages")
 METHODS = tuple(m.value for m in StudyMethod)
@@ -131,7 +131,7 @@ def settle(session: Session, study_id: int) -> bool:
 
 
 def _after_finished(session: Session, study: Study) -> None:
-    from service.domain import repeats  # repeats enqueue trials; they import nothing of stages
+    from tuneserve_service.domain import repeats  # repeats enqueue trials; they import nothing of stages
 
     staged = root_and_stages(session, study)
     if staged is None:
@@ -153,7 +153,7 @@ def _after_finished(session: Session, study: Study) -> None:
 
 
 def _counts(session: Session, study: Study) -> StageCounts:
-    from service.domain import repeats
+    from tuneserve_service.domain import repeats
 
     counts = study_store.count_trials_by_state(session, study.id)
     added = repeats.added(study)
@@ -163,7 +163,7 @@ def _counts(session: Session, study: Study) -> StageCounts:
 
 
 def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previous: Study, index: int) -> None:
-    from service.domain import refine
+    from tuneserve_service.domain import refine
 
     if study_store.stage_child(session, previous.id, index) is not None:
         return  # another server ended the stage and created its successor first

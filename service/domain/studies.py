@@ -16,23 +16,23 @@ from slugify import slugify
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Study
-from service.craft.fidelity import RECORD_KEYS
-from service.craft.repeats import config_key
-from service.domain import fidelity as fidelity_domain
-from service.domain import diagnoses, gates, pruning, runners
-from service.domain.views import trial_read, utc
-from service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
-from service.optimizers.registry import grid_size, resolve_engine, validate_method
-from service.pruners.base import PrunerConfig
-from service.pruners.registry import parse_pruner, pruner_from_wandb
-from service.schemas.enums import StudyMethod, StudyState
-from service.schemas.gates import AdviceRead
-from service.schemas.studies import NAME_PATTERN, MetricRead, MetricSpec, StudyCreate, StudyRead, TrialCounts
-from service.space import SearchSpace, flatten_params, parse_parameters, split_name
-from service.space.parse import SpaceError
-from service.store import studies as study_store
-from service.store import trials as trial_store
+from tuneserve_service.db.models import Study
+from tuneserve_service.craft.fidelity import RECORD_KEYS
+from tuneserve_service.craft.repeats import config_key
+from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain import diagnoses, gates, pruning, runners
+from tuneserve_service.domain.views import trial_read, utc
+from tuneserve_service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
+from tuneserve_service.optimizers.registry import grid_size, resolve_engine, validate_method
+from tuneserve_service.pruners.base import PrunerConfig
+from tuneserve_service.pruners.registry import parse_pruner, pruner_from_wandb
+from tuneserve.schemas.enums import StudyMethod, StudyState
+from tuneserve.schemas.gates import AdviceRead
+from tuneserve.schemas.studies import NAME_PATTERN, MetricRead, MetricSpec, StudyCreate, StudyRead, TrialCounts
+from tuneserve_service.space import SearchSpace, flatten_params, parse_parameters, split_name
+from tuneserve_service.space.parse import SpaceError
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
 
 DEFAULT_METRIC = MetricSpec(name="val_loss", goal="minimize")
 # A slug leaves room for a "-NNN" suffix inside the 200 characters of a study name.
@@ -156,7 +156,7 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
                  refine_record: dict[str, Any] | None = None) -> Study:
     """Validate a document into a stored study. `parent`, `stage_index` and `refine_record` are set
     for the children the craft makes (service/domain/refine.py, stages.py)."""
-    from service.domain import repeats, stages as stage_domain
+    from tuneserve_service.domain import repeats, stages as stage_domain
 
     space = build_space(body.parameters)
     check_document(body, space)
@@ -265,7 +265,7 @@ def change_state(session: Session, name: str, action: str) -> Study:
     """Pause, resume or stop a study. A staged study whose named stage has finished is steered
     through the stage that hands out its trials now (the one a worker naming it is served from), and
     that stage is answered."""
-    from service.domain.stages import follow
+    from tuneserve_service.domain.stages import follow
 
     study = study_store.get_study(session, name, lock=True)
     if study.stage_index is not None and study.state == StudyState.FINISHED:
@@ -278,7 +278,7 @@ def change_state(session: Session, name: str, action: str) -> Study:
     study_store.set_study_state(session, study, target)
     if action == "resume":
         gates.on_resume(study)
-        from service.domain.stages import settle
+        from tuneserve_service.domain.stages import settle
 
         settle(session, study.id)
     return study
@@ -363,7 +363,7 @@ def best_trial(session: Session, study: Study):
 
 
 def study_read(session: Session, study: Study) -> StudyRead:
-    from service.domain import refine, repeats, stages
+    from tuneserve_service.domain import refine, repeats, stages
 
     counts = study_store.count_trials_by_state(session, study.id)
     best = repeats.best_fields(session, study, best_trial(session, study))

@@ -29,20 +29,20 @@ from typing import Any
 
 import numpy as np
 
-from service.db.engine import Database
-from service.db.models import Study
-from service.craft.repeats import config_key
-from service.domain import impute
-from service.domain.fidelity import trial_record
-from service.domain.refine import warm_start_observations
-from service.domain.stages import settle
-from service.optimizers.base import Observation, SpaceExhausted, Suggestion
-from service.optimizers.registry import get_optimizer, grid_size
-from service.schemas.enums import ACTIVE_STATES, VALUED_STATES
-from service.space import SearchSpace
-from service.store import studies as study_store
-from service.store import trials as trial_store
-from service.observability import metrics as observe
+from tuneserve_service.db.engine import Database
+from tuneserve_service.db.models import Study
+from tuneserve_service.craft.repeats import config_key
+from tuneserve_service.domain import impute
+from tuneserve_service.domain.fidelity import trial_record
+from tuneserve_service.domain.refine import warm_start_observations
+from tuneserve_service.domain.stages import settle
+from tuneserve_service.optimizers.base import Observation, SpaceExhausted, Suggestion
+from tuneserve_service.optimizers.registry import get_optimizer, grid_size
+from tuneserve.schemas.enums import ACTIVE_STATES, VALUED_STATES
+from tuneserve_service.space import SearchSpace
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
+from tuneserve_service.observability import metrics as observe
 
 log = logging.getLogger("tuneserve.suggest")
 

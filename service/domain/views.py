@@ -5,9 +5,9 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from service.domain.fidelity import lease_params
-from service.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
-from service.space import unflatten_params
+from tuneserve_service.domain.fidelity import lease_params
+from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
+from tuneserve_service.space import unflatten_params
 
 
 def _get(obj: Any, key: str) -> Any:

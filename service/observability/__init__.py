@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import require_caller
+from tuneserve_service.api.deps import require_caller
 
 
 def install_metrics(app: FastAPI) -> None:
-    from service.observability.http import HttpMetrics
-    from service.observability.metrics import exposition
+    from tuneserve_service.observability.http import HttpMetrics
+    from tuneserve_service.observability.metrics import exposition
 
     app.add_middleware(HttpMetrics)
 

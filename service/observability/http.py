@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from service.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from tuneserve_service.observability.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 UNMATCHED = "<unmatched>"
 

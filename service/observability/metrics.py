@@ -102,7 +102,7 @@ class DatabaseCollector:
         return []  # nothing to check for duplicates at registration; collect() runs per scrape
 
     def collect(self):
-        from service.store import metrics as store
+        from tuneserve_service.store import metrics as store
 
         trials = GaugeMetricFamily("tuneserve_trials", "Trials by study and state (most recently updated studies)",
                                    labels=["study", "state"])

@@ -1,6 +1,6 @@
 """Optimizers: suggest new trial parameters from a search space and the stored history."""
-from service.optimizers.base import Observation, Optimizer, SpaceExhausted, Suggestion
-from service.optimizers.registry import (
+from tuneserve_service.optimizers.base import Observation, Optimizer, SpaceExhausted, Suggestion
+from tuneserve_service.optimizers.registry import (
     METHODS,
     STUDY_METHODS,
     UnknownMethod,

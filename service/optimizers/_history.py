@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from service.space import Dimension, SearchSpace
+from tuneserve_service.space import Dimension, SearchSpace
 
 # Failed/diverged trials land this fraction of the completed losses' spread above the worst one:
 # enough to rank strictly last, small enough not to squash a GP's normalised targets.
@@ -234,7 +234,7 @@ def before_the_model(
 ) -> list[Any] | None:
     """What a model-based engine suggests before it has a model: the constants alone when nothing
     is searched, prior draws (kept apart by the guard) during start-up; None once the model runs."""
-    from service.optimizers.base import Suggestion
+    from tuneserve_service.optimizers.base import Suggestion
 
     if not dims:
         return [Suggestion(params=ordered(space, fixed), method=method, info={"phase": "fixed"})

@@ -1,7 +1,7 @@
 """The optimizer interface: plain value objects in, plain value objects out.
 
 Every method (random, grid, tpe, tpe_hyperopt, gp) implements `Optimizer.suggest`. Optimizers never see a database
-session or a web request: the suggest flow in `service.domain` reads the history, builds these value
+session or a web request: the suggest flow in `tuneserve_service.domain` reads the history, builds these value
 objects, calls `suggest` with no transaction open, and writes the result.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from service.space import SearchSpace
+from tuneserve_service.space import SearchSpace
 
 
 @dataclass(frozen=True)

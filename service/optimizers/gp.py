@@ -63,7 +63,7 @@ from typing import Any, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from service.optimizers._history import (
+from tuneserve_service.optimizers._history import (
     DuplicateGuard,
     before_the_model,
     ordered,
@@ -73,8 +73,8 @@ from service.optimizers._history import (
     internal_row,
     model_dimensions,
 )
-from service.optimizers.base import Observation, Suggestion
-from service.space import Dimension, SearchSpace
+from tuneserve_service.optimizers.base import Observation, Suggestion
+from tuneserve_service.space import Dimension, SearchSpace
 
 MAX_REDRAWS = 4
 

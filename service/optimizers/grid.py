@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.optimizers.base import Observation, SpaceExhausted, Suggestion
-from service.space import SearchSpace, SpaceError, params_key
+from tuneserve_service.optimizers.base import Observation, SpaceExhausted, Suggestion
+from tuneserve_service.space import SearchSpace, SpaceError, params_key
 
 
 class GridOptimizer:

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from scipy.special import log_ndtr, ndtri_exp
 
-from service.space import Dimension
+from tuneserve_service.space import Dimension
 
 _LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)
 _EPS = 1e-12

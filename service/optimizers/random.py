@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from service.optimizers.base import Observation, Suggestion
-from service.space import SearchSpace, params_key
+from tuneserve_service.optimizers.base import Observation, Suggestion
+from tuneserve_service.space import SearchSpace, params_key
 
 # Rejection sampling gives up after this many draws per suggestion; a space where that many draws
 # all hit tried points is small, so it is enumerated instead (see _fresh_point).

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import importlib
 
-from service.optimizers._history import model_dimensions
-from service.optimizers.base import Optimizer
-from service.optimizers.grid import check_finite
-from service.schemas.enums import Method, StudyMethod
-from service.space import SearchSpace
+from tuneserve_service.optimizers._history import model_dimensions
+from tuneserve_service.optimizers.base import Optimizer
+from tuneserve_service.optimizers.grid import check_finite
+from tuneserve.schemas.enums import Method, StudyMethod
+from tuneserve_service.space import SearchSpace
 
 # The engines: what draws a trial's params.
 METHODS = tuple(m.value for m in Method)
@@ -21,11 +21,11 @@ GP_MAX_COORDINATES = 20
 
 # module, class: imported on first use so a server that never runs TPE needs no hyperopt.
 _FACTORIES = {
-    "random": ("service.optimizers.random", "RandomOptimizer"),
-    "grid": ("service.optimizers.grid", "GridOptimizer"),
-    "tpe": ("service.optimizers.tpe", "TPEOptimizer"),
-    "tpe_hyperopt": ("service.optimizers.tpe_hyperopt", "HyperoptTPEOptimizer"),
-    "gp": ("service.optimizers.gp", "GPOptimizer"),
+    "random": ("tuneserve_service.optimizers.random", "RandomOptimizer"),
+    "grid": ("tuneserve_service.optimizers.grid", "GridOptimizer"),
+    "tpe": ("tuneserve_service.optimizers.tpe", "TPEOptimizer"),
+    "tpe_hyperopt": ("tuneserve_service.optimizers.tpe_hyperopt", "HyperoptTPEOptimizer"),
+    "gp": ("tuneserve_service.optimizers.gp", "GPOptimizer"),
 }
 
 

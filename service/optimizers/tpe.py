@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from service.optimizers._history import (
+from tuneserve_service.optimizers._history import (
     DuplicateGuard,
     History,
     before_the_model,
@@ -50,9 +50,9 @@ from service.optimizers._history import (
     model_dimensions,
     ordered,
 )
-from service.optimizers.base import Observation, Suggestion
-from service.optimizers.parzen import ParzenEstimator, tpe_split
-from service.space import Dimension, SearchSpace
+from tuneserve_service.optimizers.base import Observation, Suggestion
+from tuneserve_service.optimizers.parzen import ParzenEstimator, tpe_split
+from tuneserve_service.space import Dimension, SearchSpace
 
 # A candidate the guard keeps rejecting is re-drawn at most this many times.
 MAX_REDRAWS = 8

@@ -45,10 +45,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from service.optimizers._history import derive_seed, first_apart, internal_row, ordered
-from service.optimizers.base import Suggestion
-from service.optimizers.tpe import GOOD_CAP, TPEOptimizer
-from service.space import Dimension
+from tuneserve_service.optimizers._history import derive_seed, first_apart, internal_row, ordered
+from tuneserve_service.optimizers.base import Suggestion
+from tuneserve_service.optimizers.tpe import GOOD_CAP, TPEOptimizer
+from tuneserve_service.space import Dimension
 
 # hyperopt logs every suggest at INFO; the service's logs should not carry that.
 logging.getLogger("hyperopt").setLevel(logging.WARNING)

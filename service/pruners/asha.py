@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.pruners.base import (
+from tuneserve_service.pruners.base import (
     Curve,
     Decision,
     aliased,

@@ -60,7 +60,7 @@ class Pruner(Protocol):
 class PrunerConfig:
     """Stored on the study as JSON: {"type": "median"|"asha"|"hyperband"|"none", ...options}.
 
-    Build one with `service.pruners.registry.parse_pruner` / `pruner_from_wandb`, which validate
+    Build one with `tuneserve_service.pruners.registry.parse_pruner` / `pruner_from_wandb`, which validate
     and fill every default, so a stored config keeps meaning the same thing if defaults change.
     """
 

@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.pruners.asha import geometric_rungs, halving_decision
-from service.pruners.base import (
+from tuneserve_service.pruners.asha import geometric_rungs, halving_decision
+from tuneserve_service.pruners.base import (
     Curve,
     Decision,
     aliased,

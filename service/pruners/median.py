@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from service.pruners.base import (
+from tuneserve_service.pruners.base import (
     Curve,
     Decision,
     choice_option,

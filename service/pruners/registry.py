@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.pruners.asha import ASHAPruner
-from service.pruners.base import NoPruner, Pruner, PrunerConfig, reject_unknown
-from service.pruners.hyperband import HyperbandPruner
-from service.pruners.median import MedianPruner
-from service.pruners.wandb_hyperband import WANDB_OPTIONS, WandbHyperbandPruner
+from tuneserve_service.pruners.asha import ASHAPruner
+from tuneserve_service.pruners.base import NoPruner, Pruner, PrunerConfig, reject_unknown
+from tuneserve_service.pruners.hyperband import HyperbandPruner
+from tuneserve_service.pruners.median import MedianPruner
+from tuneserve_service.pruners.wandb_hyperband import WANDB_OPTIONS, WandbHyperbandPruner
 
 PRUNER_TYPES = ("none", "median", "asha", "hyperband")
 RESOURCES = ("epochs", "data")

@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.pruners.base import Curve, Decision, bool_option, reject_unknown
+from tuneserve_service.pruners.base import Curve, Decision, bool_option, reject_unknown
 
 WANDB_OPTIONS = ("min_iter", "max_iter", "s", "eta", "strict")
 # W&B's min_iter ladder has this many rungs (its loop's range).

@@ -1,5 +1,5 @@
 """The search space as data: W&B sweep `parameters` parsed into value objects (no web, no SQL)."""
-from service.space.model import (
+from tuneserve_service.space.model import (
     Dimension,
     SearchSpace,
     flatten_params,
@@ -9,7 +9,7 @@ from service.space.model import (
     unflatten_params,
     value_key,
 )
-from service.space.parse import SpaceError, parse_dimension, parse_parameters
+from tuneserve_service.space.parse import SpaceError, parse_dimension, parse_parameters
 
 __all__ = [
     "Dimension", "SearchSpace", "SpaceError", "parse_parameters", "parse_dimension", "flatten_params",

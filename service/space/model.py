@@ -490,7 +490,7 @@ class SearchSpace:
     def from_json(cls, data: list[dict[str, Any]]) -> "SearchSpace":
         """Rebuild a space from to_json() output, re-validating every entry: stored JSON is input
         too (a hand-edited row, an older version)."""
-        from service.space.parse import SpaceError, parse_dimension  # parse imports this module
+        from tuneserve_service.space.parse import SpaceError, parse_dimension  # parse imports this module
 
         if not isinstance(data, list):
             raise SpaceError("", f"a stored search space must be a list, got {type(data).__name__}")

@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from service.space.model import (
+from tuneserve_service.space.model import (
     BETA_DISTRIBUTIONS,
     DISTRIBUTIONS,
     EXPONENT_DISTRIBUTIONS,

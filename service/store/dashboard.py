@@ -17,8 +17,8 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import DateTime, Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Study, Trial, TrialReport
-from service.schemas.enums import DiagnosisLabel, TrialKind
+from tuneserve_service.db.models import Study, Trial, TrialReport
+from tuneserve.schemas.enums import DiagnosisLabel, TrialKind
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__

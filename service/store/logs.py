@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.models import TrialLog, utcnow
+from tuneserve_service.db.models import TrialLog, utcnow
 
 LOGS = TrialLog.__table__
 

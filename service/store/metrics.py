@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from service.db.engine import db_epoch
-from service.db.models import Study, Trial
+from tuneserve_service.db.engine import db_epoch
+from tuneserve_service.db.models import Study, Trial
 
 TRIALS = Trial.__table__
 STUDIES = Study.__table__

@@ -6,12 +6,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Study, Trial
-from service.errors import StudyNotFound
-from service.store.workers import runs_study
+from tuneserve_service.db.models import Study, Trial
+from tuneserve_service.errors import StudyNotFound
+from tuneserve_service.store.workers import runs_study
 
-from service.schemas.enums import ACTIVE_STATES as ACTIVE_TRIAL_STATES
-from service.schemas.enums import TrialState
+from tuneserve.schemas.enums import ACTIVE_STATES as ACTIVE_TRIAL_STATES
+from tuneserve.schemas.enums import TrialState
 
 TRIAL_STATES = tuple(TrialState)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
-from service.db.models import ApiToken
+from tuneserve_service.db.models import ApiToken
 
 
 def insert_token(session: Session, name: str, role: str, token_hash: str) -> ApiToken:

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.engine import db_epoch, db_token
-from service.db.models import Study, Trial, TrialReport, utcnow
-from service.store.workers import runs_study
+from tuneserve_service.db.engine import db_epoch, db_token
+from tuneserve_service.db.models import Study, Trial, TrialReport, utcnow
+from tuneserve_service.store.workers import runs_study
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__

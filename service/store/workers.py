@@ -10,9 +10,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db.engine import db_epoch
-from service.db.models import Trial, WorkerSeen
-from service.schemas.objectives import PROGRAM
+from tuneserve_service.db.engine import db_epoch
+from tuneserve_service.db.models import Trial, WorkerSeen
+from tuneserve.schemas.objectives import PROGRAM
 
 WORKERS = WorkerSeen.__table__
 TOUCH_EVERY = 5.0  # seconds: a worker polling in a loop writes its row at most this often

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, select
 
-from service.craft.lr_range import suggest_lr
-from service.db.models import Study, Trial, TrialReport
+from tuneserve_service.craft.lr_range import suggest_lr
+from tuneserve_service.db.models import Study, Trial, TrialReport
 
 T0 = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.launch import ServerDidNotStart, free_port, wait_healthy
+from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,10 +32,10 @@ class LiveServer:
                **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "service.main:create_app", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "--factory", "tuneserve_service.main:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log",
              # The slow-header deadline lives in the protocol (service/serving.py).
-             "--http", "service.serving:GuardedH11Protocol"],
+             "--http", "tuneserve_service.serving:GuardedH11Protocol"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from workers.client import TuneClient
+from tuneserve_workers.client import TuneClient
 
 ROOT = Path(__file__).resolve().parents[2]
 # Real training kept tiny: half of digits, 8 filters, a fraction of a second per epoch.
@@ -21,9 +21,9 @@ PARAMETERS = {
 
 
 def start_worker(url: str, study: str, log: Path, worker_id: str) -> subprocess.Popen:
-    """`python -m workers.cli` on the CPU for `study`, one torch thread, its output in `log`."""
+    """`python -m tuneserve_workers.cli` on the CPU for `study`, one torch thread, its output in `log`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "--server", url, "--study", study, "--device", "cpu",
+        [sys.executable, "-m", "tuneserve_workers.cli", "--server", url, "--study", study, "--device", "cpu",
          "--worker-id", worker_id, "--idle-max", "0.5"],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 

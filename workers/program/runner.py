@@ -47,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from workers.program.channel import Message, ReportChannel
-from workers.program.command import CommandError, build_argv, wandb_order
-from workers.training.objective import LrRangeRequest, SanityRequest, Unsupported
+from tuneserve_workers.program.channel import Message, ReportChannel
+from tuneserve_workers.program.command import CommandError, build_argv, wandb_order
+from tuneserve_workers.training.objective import LrRangeRequest, SanityRequest, Unsupported
 
 TOKEN_VARS = ("TUNESERVE_TOKEN", "TUNESERVE_API_TOKEN")
 STDERR_TAIL = 4000       # characters of stderr in a failed trial's reason

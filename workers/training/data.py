@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.training.config import TrainConfig
+from tuneserve_workers.training.config import TrainConfig
 
 SPLIT_SEED = 0  # the train/val split never depends on the trial's seed, so trials are comparable
 # Streams of SeedSequence([data_seed, stream, ...]) for the fidelity subsets.

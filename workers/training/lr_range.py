@@ -25,11 +25,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from workers.training.config import TrainConfig
-from workers.training.data import Dataset, augment, epoch_batches, load_dataset
-from workers.training.nets import build_cnn
-from workers.training.objective import Context, Objective, Unsupported, objective_name
-from workers.training.run import make_optimizer, seed_everything
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.data import Dataset, augment, epoch_batches, load_dataset
+from tuneserve_workers.training.nets import build_cnn
+from tuneserve_workers.training.objective import Context, Objective, Unsupported, objective_name
+from tuneserve_workers.training.run import make_optimizer, seed_everything
 
 log = logging.getLogger("tuneserve.worker")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.training.config import TrainConfig
+from tuneserve_workers.training.config import TrainConfig
 
 
 class ConvBlock(nn.Module):

@@ -61,7 +61,7 @@ class LrRangeRequest:
     """This run is the study's learning-rate range test: train the params' configuration while the lr
     grows geometrically from `start_lr` to `end_lr` over `steps` mini-batches (one lr per batch, no
     schedule or warmup), and return {"lr": [...], "loss": [...]}, one raw loss per batch done (see
-    workers.training.lr_range.lr_range_test). A subprocess program reads the same from the
+    tuneserve_workers.training.lr_range.lr_range_test). A subprocess program reads the same from the
     environment (`to_env`) and reports `lr` and `loss` per mini-batch (step = batch index)."""
 
     start_lr: float
@@ -171,7 +171,7 @@ def objective_name(objective: Objective) -> str:
 def load_objective(spec: str) -> Objective:
     """`builtin:cnn`, `package.module:function`, or `path/to/file.py:function`."""
     if spec in ("builtin:cnn", "builtin", "cnn"):
-        from workers.training.run import train_cnn
+        from tuneserve_workers.training.run import train_cnn
         return train_cnn
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:

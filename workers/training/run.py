@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.training.config import TrainConfig
-from workers.training.data import Dataset, augment, epoch_batches, load_dataset
-from workers.training.nets import build_cnn
-from workers.training.objective import Context, Diverged, supports_lr_range, supports_sanity
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.data import Dataset, augment, epoch_batches, load_dataset
+from tuneserve_workers.training.nets import build_cnn
+from tuneserve_workers.training.objective import Context, Diverged, supports_lr_range, supports_sanity
 
 SYNC_EVERY = 50  # steps between checks of the running loss for NaN/inf
 # Cross-entropy starts near ln(C); a loss 100x that has exploded even when clipping and batch norm
@@ -165,10 +165,10 @@ def train_cnn(params: dict[str, Any], context: Context, data: Dataset | None = N
     A special run instead of a trial when the context asks for one: the sanity check
     (`context.sanity`) or the learning-rate range test (`context.lr_range`, returning its curve)."""
     if context.sanity is not None:  # the study's sanity check, not a trial
-        from workers.training.sanity import run_sanity  # imports this module
+        from tuneserve_workers.training.sanity import run_sanity  # imports this module
         return run_sanity(params, context, data=data)
     if context.lr_range is not None:  # the study's lr range test, not a trial
-        from workers.training.lr_range import lr_range_test  # imports this module
+        from tuneserve_workers.training.lr_range import lr_range_test  # imports this module
         r = context.lr_range
         return lr_range_test(params, context, data, start_lr=r.start_lr, end_lr=r.end_lr, steps=r.steps)
     c = TrainConfig.from_params(params)

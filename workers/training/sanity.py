@@ -5,7 +5,7 @@ hinders fitting (no dropout, weight decay, label smoothing or augmentation, a co
 training accuracy reaches 99% or the loss falls below 1% of where it started, or `max_epochs`. It
 reports every epoch like a trial (plus initial_loss, num_classes and the inputs' spread at step 1),
 calls `context.sanity_done(**figures)` and returns the figures. The server judges them with
-service.diagnosis.sanity_verdict; workers never import the service.
+tuneserve_service.diagnosis.sanity_verdict; workers never import the service.
 
 `run_sanity_objective` is what the worker daemon calls for a sanity lease: it runs an objective
 that declared support (`@supports_sanity`), and says so, once per objective, when one did not (or
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.training.config import TrainConfig
-from workers.training.data import Dataset, load_dataset
-from workers.training.nets import build_cnn
-from workers.training.objective import Context, Diverged, Objective, Unsupported, objective_name
-from workers.training.run import LrSchedule, exploded, make_optimizer, seed_everything, train_epoch
+from tuneserve_workers.training.config import TrainConfig
+from tuneserve_workers.training.data import Dataset, load_dataset
+from tuneserve_workers.training.nets import build_cnn
+from tuneserve_workers.training.objective import Context, Diverged, Objective, Unsupported, objective_name
+from tuneserve_workers.training.run import LrSchedule, exploded, make_optimizer, seed_everything, train_epoch
 
 log = logging.getLogger("tuneserve.worker")
 
@@ -179,7 +179,7 @@ def run_sanity_objective(objective: Objective, params: dict[str, Any], context: 
     name = objective_name(objective)
     if not getattr(objective, "supports_sanity", False):
         message = (f"objective {name} does not support the sanity check (decorate it with "
-                   f"workers.training.objective.supports_sanity and follow context.sanity)")
+                   f"tuneserve_workers.training.objective.supports_sanity and follow context.sanity)")
         if name not in _TOLD:
             _TOLD.add(name)
             log.warning("event=sanity_unsupported objective=%s", name)

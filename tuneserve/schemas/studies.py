@@ -5,7 +5,7 @@ schema.json of W&B's `sweeps` package) with W&B's types, and tuneserve's own key
 defines is a 422 whose message lists the keys allowed. What W&B's schema admits but tuneserve
 cannot run (`method: custom`, multi-objective `metrics`, a scheduler that loads a search space
 from code) is a 422 that says why. The rules that need the whole document (bayes needs a metric,
-grid cannot weight values, ...) are checked in service.domain.studies.
+grid cannot weight values, ...) are checked in tuneserve_service.domain.studies.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from service.schemas import craft
-from service.schemas.gates import AdviceRead, LrRangeRead, SanityRead
-from service.schemas.enums import StudyMethod, StudyState
-from service.schemas.trials import TrialRead
+from tuneserve.schemas import craft
+from tuneserve.schemas.gates import AdviceRead, LrRangeRead, SanityRead
+from tuneserve.schemas.enums import StudyMethod, StudyState
+from tuneserve.schemas.trials import TrialRead
 
 # A study's URL name (its slug): what /api/v1/studies/{name} takes.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$"

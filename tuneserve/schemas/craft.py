@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.schemas.enums import StudyState
+from tuneserve.schemas.enums import StudyState
 
 
 class RepeatGroupRead(BaseModel):

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from service.schemas.enums import FailKind, Method, TrialKind, TrialState
-from service.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
+from tuneserve.schemas.enums import FailKind, Method, TrialKind, TrialState
+from tuneserve.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)

@@ -10,13 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas.enums import DiagnosisCause, DiagnosisLabel, LrRangeState, SanityState
+from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, LrRangeState, SanityState
 
 
 # ---- what a worker is handed and sends back for a special run ----------------------------------
 
 class SanityLease(BaseModel):
-    """The sanity check a lease of kind `sanity` asks for (workers.training.objective.SanityRequest)."""
+    """The sanity check a lease of kind `sanity` asks for (tuneserve_workers.training.objective.SanityRequest)."""
 
     samples: int = Field(description="Fit this many training examples (stratified over the classes)")
     max_epochs: int = Field(description="Give up after this many epochs")
@@ -24,7 +24,7 @@ class SanityLease(BaseModel):
 
 
 class LrRangeLease(BaseModel):
-    """The range test a lease of kind `lr_range` asks for (workers.training.lr_range.lr_range_test)."""
+    """The range test a lease of kind `lr_range` asks for (tuneserve_workers.training.lr_range.lr_range_test)."""
 
     start_lr: float
     end_lr: float

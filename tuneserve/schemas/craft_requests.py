@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas.craft import RepeatGroupRead
-from service.schemas.enums import StudyMethod
-from service.schemas.studies import NAME_PATTERN
-from service.schemas.trials import TrialRead
+from tuneserve.schemas.craft import RepeatGroupRead
+from tuneserve.schemas.enums import StudyMethod
+from tuneserve.schemas.studies import NAME_PATTERN
+from tuneserve.schemas.trials import TrialRead
 
 MAX_SEEDS = 100
 
