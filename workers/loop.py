@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from tuneserve.schemas.enums import TrialKind
+from tuneserve.schemas.enums import StopKind, TrialKind
 from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
 from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
@@ -71,13 +71,14 @@ class ServerContext(Context):
             r = lease.lr_range
             self.lr_range = LrRangeRequest(r.start_lr, r.end_lr, r.steps)
         self.lease_lost = False
+        self.stop_kind: StopKind | None = None  # the server's reason to stop, as a value (never its wording)
 
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
         w = self.worker
         answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, **w.call_options(self.lease))
         w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
         if answer.should_stop and self.stop_reason is None:
-            self.stop_reason = answer.reason or "stop"
+            self.stop_reason, self.stop_kind = answer.reason or "stop", answer.stop_kind
         if self.lease_lost:
             raise LeaseLost(409, "heartbeat found the lease lost")
         if w.draining.is_set() and self.stop_reason is None:
@@ -121,7 +122,7 @@ class Heartbeat(threading.Thread):
                     self.worker.event("heartbeat_failed", ctx.trial_id, level=logging.WARNING, error=exc)
                     continue
                 if answer.should_stop and ctx.stop_reason is None:
-                    ctx.stop_reason = answer.reason or "stop"
+                    ctx.stop_reason, ctx.stop_kind = answer.reason or "stop", answer.stop_kind
         finally:
             self.client.close()
 
@@ -287,7 +288,7 @@ class Worker:
             if ctx.stop_reason == "draining":
                 return self._end(lease, "release")
             if ctx.stop_reason is not None:
-                if ctx.stop_reason.startswith("diverged"):  # the server already ended it
+                if ctx.stop_kind == StopKind.DIVERGED:  # the server already ended it
                     self.event("diverged", trial_id, reason=ctx.stop_reason)
                     return None
                 return self._end(lease, "prune", reason=ctx.stop_reason)

@@ -27,6 +27,7 @@ from tuneserve_service.errors import (
     ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
 )
 from tuneserve.schemas.gates import DiagnosisRead
+from tuneserve.schemas.enums import StopKind
 from tuneserve.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
@@ -196,21 +197,30 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
             settle(s, study.id)
             if ended["kind"] == "trial":
                 observe.ended("diverged")
-            return Decision(should_stop=True, reason=f"diverged: {diverged}", diagnosis=ended.get("diagnosis"))
+            return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
+                            diagnosis=ended.get("diagnosis"))
         expires = epoch_to_datetime(row["lease_expires_at"])
         special = row["kind"] != "trial"
         diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
         if study.state != "running":
-            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
+            return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
+                            lease_expires_at=expires,
                             diagnosis=diagnosis)
         if row["stop_reason"] or special:  # special runs are never pruned
-            return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "",
-                            lease_expires_at=expires, diagnosis=diagnosis)
+            return _stored_stop(row, expires, diagnosis)
         decision = prune_decision(s, study, trial_id, [st.step for st in steps])
         if decision.stop:
             trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason, stop_step=decision.step)
-        return Decision(should_stop=decision.stop, reason=decision.reason, lease_expires_at=expires,
-                        diagnosis=diagnosis)
+        return Decision(should_stop=decision.stop, stop_kind=StopKind.PRUNE if decision.stop else None,
+                        reason=decision.reason, lease_expires_at=expires, diagnosis=diagnosis)
+
+
+
+def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
+    """The answer from the trial's own row: a stop a pruner or a reached target recorded earlier."""
+    stop = bool(row["stop_reason"])
+    return Decision(should_stop=stop, stop_kind=StopKind.PRUNE if stop else None, reason=row["stop_reason"] or "",
+                    lease_expires_at=expires, diagnosis=diagnosis)
 
 
 def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None) -> Decision:
@@ -220,17 +230,17 @@ def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None
         expires = epoch_to_datetime(row["lease_expires_at"])
         diagnosis = diagnoses.provisional(s, row, study.metric_name) if row["kind"] == "trial" else None
         if study.state != "running":
-            return Decision(should_stop=True, reason=f"study is {study.state}", lease_expires_at=expires,
+            return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
+                            lease_expires_at=expires,
                             diagnosis=diagnosis)
         if not row["stop_reason"] and row["kind"] == "trial":  # W&B's hyperband re-checks running trials
             decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
             if decision.stop:
                 trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason,
                                        stop_step=decision.step)
-                return Decision(should_stop=True, reason=decision.reason, lease_expires_at=expires,
-                                diagnosis=diagnosis)
-        return Decision(should_stop=bool(row["stop_reason"]), reason=row["stop_reason"] or "", lease_expires_at=expires,
-                        diagnosis=diagnosis)
+                return Decision(should_stop=True, stop_kind=StopKind.PRUNE, reason=decision.reason,
+                                lease_expires_at=expires, diagnosis=diagnosis)
+        return _stored_stop(row, expires, diagnosis)
 
 
 # ---- ending a trial ----------------------------------------------------------------------------

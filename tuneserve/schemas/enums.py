@@ -30,6 +30,15 @@ class StudyState(StrEnum):
     FINISHED = "finished"
 
 
+class StopKind(StrEnum):
+    """Why a report's or heartbeat's answer says stop: what the worker does next depends on it, never
+    on the wording of the reason."""
+
+    PRUNE = "prune"        # a pruner (or a reached target) told it to stop: the worker calls /prune
+    DIVERGED = "diverged"  # the server has already ended the trial as diverged: nothing more to send
+    STUDY = "study"        # the study is paused, stopped or finished: the worker prunes and moves on
+
+
 class FailKind(StrEnum):
     ERROR = "error"
     DIVERGED = "diverged"

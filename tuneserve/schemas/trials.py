@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from tuneserve.schemas.enums import FailKind, Method, TrialKind, TrialState
+from tuneserve.schemas.enums import FailKind, Method, StopKind, TrialKind, TrialState
 from tuneserve.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
@@ -161,7 +161,8 @@ class ReportRequest(BaseModel):
 
 class Decision(BaseModel):
     should_stop: bool
-    reason: str = ""
+    stop_kind: StopKind | None = Field(default=None, description="Why to stop (set whenever should_stop is true)")
+    reason: str = Field(default="", description="For people: the stop's explanation; decisions read stop_kind")
     lease_expires_at: datetime | None = None
     diagnosis: DiagnosisRead | None = Field(default=None, description="The trial's provisional diagnosis so far")
 
