@@ -30,7 +30,7 @@ from tuneserve_service.dashboard import install_dashboard
 from tuneserve_service.observability import install_metrics
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.migrate import upgrade
-from tuneserve_service.domain.leases import forget_idle_workers, reap_expired
+from tuneserve_service.domain.core.leases import forget_idle_workers, reap_expired
 from tuneserve_service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")

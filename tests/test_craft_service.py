@@ -10,9 +10,9 @@ import pytest
 from tuneserve_service.craft.fidelity import map_by_rank
 from tuneserve_service.craft.repeats import config_key
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import refine as refine_domain
-from tuneserve_service.domain import stages as stage_domain
-from tuneserve_service.domain.fidelity import default_data_seed
+from tuneserve_service.domain.features import refine as refine_domain
+from tuneserve_service.domain.features import stages as stage_domain
+from tuneserve_service.domain.core.fidelity import default_data_seed
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import studies as study_store
 from tests.helpers import claim

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 
 from tuneserve_service.api.deps import get_db
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import gates
-from tuneserve_service.domain import studies as study_domain
+from tuneserve_service.domain.features import gates
+from tuneserve_service.domain.core import studies as study_domain
 from tuneserve.schemas.gates import LrRangeTestRequest, NarrowingRequest, SanityRunRequest
 from tuneserve.schemas.studies import StudyRead
 

@@ -15,11 +15,11 @@ from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import protocol
-from tuneserve_service.domain import refine as refine_domain
-from tuneserve_service.domain import repeats as repeat_domain
-from tuneserve_service.domain import studies as study_domain
-from tuneserve_service.domain.views import trial_read
+from tuneserve_service.domain.core import protocol
+from tuneserve_service.domain.features import refine as refine_domain
+from tuneserve_service.domain.features import repeats as repeat_domain
+from tuneserve_service.domain.core import studies as study_domain
+from tuneserve_service.domain.core.views import trial_read
 from tuneserve.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
 from tuneserve.schemas.enums import StudyState, TrialState
 from tuneserve.schemas.studies import StudyCreate, StudyRead

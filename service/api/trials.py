@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import protocol
+from tuneserve_service.domain.core import protocol
 from tuneserve.schemas.trials import (
     ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
     PruneRequest, ReportRequest, TrialLease, TrialRead,

@@ -13,7 +13,7 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from tuneserve_service.domain.views import utc
+from tuneserve_service.domain.core.views import utc
 from tuneserve_service.errors import InvalidInput, TokenExists, TokenNotFound
 from tuneserve.schemas.tokens import TOKEN_NAME_PATTERN, Role, TokenRead
 from tuneserve_service.store import tokens as token_store

@@ -43,7 +43,7 @@ def insert_trials(
 ) -> list[dict[str, Any]]:
     """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
     `fidelities` and `config_keys` (one per trial) are recorded as given; `kind` is 'trial' or a
-    special run's (service/domain/gates.py). Returns the inserted rows, in number order."""
+    special run's (service/domain/features/gates.py). Returns the inserted rows, in number order."""
     now = utcnow()
     running = state == "running"
     count = len(params_list)
@@ -233,7 +233,7 @@ def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
 # ---- claims ---------------------------------------------------------------------------------------
 
 _RUNNING_PEERS = TRIALS.alias("running_peers")
-# A study with a gate (service/domain/gates.py) hands out only the special run of that gate's kind;
+# A study with a gate (service/domain/features/gates.py) hands out only the special run of that gate's kind;
 # one without, only ordinary trials.
 _KIND_ALLOWED = or_(and_(STUDIES.c.gate.is_(None), TRIALS.c.kind == "trial"), STUDIES.c.gate == TRIALS.c.kind)
 ORDINARY = TRIALS.c.kind == "trial"

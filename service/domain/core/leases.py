@@ -6,8 +6,8 @@ import logging
 import time
 
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import diagnoses
-from tuneserve_service.domain.stages import settle
+from tuneserve_service.domain.features import diagnoses
+from tuneserve_service.domain.features.stages import settle
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
 from tuneserve_service.store import workers as worker_store

@@ -33,7 +33,7 @@ from tuneserve_service.craft.stages import (
     Stage, StageCounts, StageError, next_stage_document, parse_stages, stage_fidelity, transition,
 )
 from tuneserve_service.db.models import Study
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
 from tuneserve_service.errors import InvalidInput, StudyExists
 from tuneserve.schemas.craft import StageRead
 from tuneserve.schemas.enums import ENDED_STATES, StudyMethod, StudyState
@@ -131,7 +131,7 @@ def settle(session: Session, study_id: int) -> bool:
 
 
 def _after_finished(session: Session, study: Study) -> None:
-    from tuneserve_service.domain import repeats  # repeats enqueue trials; they import nothing of stages
+    from tuneserve_service.domain.features import repeats  # repeats enqueue trials; they import nothing of stages
 
     staged = root_and_stages(session, study)
     if staged is None:
@@ -153,7 +153,7 @@ def _after_finished(session: Session, study: Study) -> None:
 
 
 def _counts(session: Session, study: Study) -> StageCounts:
-    from tuneserve_service.domain import repeats
+    from tuneserve_service.domain.features import repeats
 
     counts = study_store.count_trials_by_state(session, study.id)
     added = repeats.added(study)
@@ -163,7 +163,7 @@ def _counts(session: Session, study: Study) -> StageCounts:
 
 
 def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previous: Study, index: int) -> None:
-    from tuneserve_service.domain import refine
+    from tuneserve_service.domain.features import refine
 
     if study_store.stage_child(session, previous.id, index) is not None:
         return  # another server ended the stage and created its successor first

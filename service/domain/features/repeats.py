@@ -12,7 +12,7 @@ runs again until they end (a stopped study refuses). The requests are recorded o
 The best, once any configuration has repeats: craft.repeats ranks configurations by their mean
 penalised by one standard error (sigma pooled over the study), failures last, and says how sure
 that is (P(best beats the runner-up)); `best_trial` is then the best run of that configuration.
-Only trials at the study's top fidelity are compared (service/domain/fidelity.py).
+Only trials at the study's top fidelity are compared (service/domain/core/fidelity.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tuneserve_service.craft.repeats import RepeatError, best_configuration, gro
 from tuneserve_service.craft.stages import RepeatSpec, StageError, parse_stages
 from tuneserve_service.craft.trials import TrialResult
 from tuneserve_service.db.models import Study, Trial
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
 from tuneserve_service.errors import InvalidInput, InvalidStudyState, NotEnoughTrials
 from tuneserve.schemas.craft import BestConfiguration, RepeatGroupRead
 from tuneserve.schemas.enums import StudyState
@@ -68,7 +68,7 @@ def added(study: Study, source: str | None = None) -> int:
 
 
 def _results(session: Session, study: Study) -> list[TrialResult]:
-    from tuneserve_service.domain.refine import trial_results
+    from tuneserve_service.domain.features.refine import trial_results
 
     return fidelity_domain.at_top_level(trial_results(session, study.id))
 
@@ -76,7 +76,7 @@ def _results(session: Session, study: Study) -> list[TrialResult]:
 def enqueue(session: Session, study: Study, top_k: int, seeds: int, source: str) -> list[dict[str, Any]]:
     """Plan and enqueue the repeats of the top_k configurations (the study row is locked by the
     caller or here); returns the rows. The request is recorded even when nothing was enqueued."""
-    from tuneserve_service.domain.studies import add_trials
+    from tuneserve_service.domain.core.studies import add_trials
 
     results = _results(session, study)
     groups = group_repeats(results)

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from tuneserve_service.db.models import Study
 from tuneserve_service.craft.fidelity import RECORD_KEYS
 from tuneserve_service.craft.repeats import config_key
-from tuneserve_service.domain import fidelity as fidelity_domain
-from tuneserve_service.domain import diagnoses, gates, pruning, runners
-from tuneserve_service.domain.views import trial_read, utc
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.features import diagnoses, gates, pruning, runners
+from tuneserve_service.domain.core.views import trial_read, utc
 from tuneserve_service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from tuneserve_service.optimizers.registry import grid_size, resolve_engine, validate_method
 from tuneserve_service.pruners.base import PrunerConfig
@@ -39,7 +39,7 @@ DEFAULT_METRIC = MetricSpec(name="val_loss", goal="minimize")
 SLUG_MAX = 190
 # Suffixes tried (-2, -3, ...) before a random one, when a display name's slug is taken.
 SLUG_TRIES = 20
-SEED = "seed"  # the parameter a repeat sets (service/domain/repeats.py)
+SEED = "seed"  # the parameter a repeat sets (service/domain/features/repeats.py)
 
 
 def _space_error(err: SpaceError) -> InvalidInput:
@@ -155,8 +155,8 @@ def _insert_named(session: Session, name: str | None, fields: dict[str, Any]) ->
 def create_study(session: Session, body: StudyCreate, *, parent: Study | None = None, stage_index: int | None = None,
                  refine_record: dict[str, Any] | None = None) -> Study:
     """Validate a document into a stored study. `parent`, `stage_index` and `refine_record` are set
-    for the children the craft makes (service/domain/refine.py, stages.py)."""
-    from tuneserve_service.domain import repeats, stages as stage_domain
+    for the children the craft makes (service/domain/features/refine.py, stages.py)."""
+    from tuneserve_service.domain.features import repeats, stages as stage_domain
 
     space = build_space(body.parameters)
     check_document(body, space)
@@ -265,7 +265,7 @@ def change_state(session: Session, name: str, action: str) -> Study:
     """Pause, resume or stop a study. A staged study whose named stage has finished is steered
     through the stage that hands out its trials now (the one a worker naming it is served from), and
     that stage is answered."""
-    from tuneserve_service.domain.stages import follow
+    from tuneserve_service.domain.features.stages import follow
 
     study = study_store.get_study(session, name, lock=True)
     if study.stage_index is not None and study.state == StudyState.FINISHED:
@@ -278,7 +278,7 @@ def change_state(session: Session, name: str, action: str) -> Study:
     study_store.set_study_state(session, study, target)
     if action == "resume":
         gates.on_resume(study)
-        from tuneserve_service.domain.stages import settle
+        from tuneserve_service.domain.features.stages import settle
 
         settle(session, study.id)
     return study
@@ -288,7 +288,7 @@ def validate_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
     """A user-given configuration checked against the space; constants filled in. Flat result.
     A mapping is a nested block unless the space has a parameter of that name (whose value may
     itself be a mapping). A `seed` the space does not have is taken too (a non-negative integer):
-    it is how a configuration is re-run with another seed (service/domain/repeats.py)."""
+    it is how a configuration is re-run with another seed (service/domain/features/repeats.py)."""
     flat = flatten_params(params, leaves=space.names)
     dims = {d.name: d for d in space.dimensions}
     for key in flat:
@@ -355,7 +355,7 @@ def add_trials(session: Session, study: Study, params_list: list[dict[str, Any]]
 
 
 def best_trial(session: Session, study: Study):
-    """The best completed trial at the study's top fidelity (service/domain/fidelity.py)."""
+    """The best completed trial at the study's top fidelity (service/domain/core/fidelity.py)."""
     levels = None
     if study.fidelity is None and fidelity_domain.searches_data(study.space):
         levels = fidelity_domain.top_level_records(trial_store.completed_fidelities(session, study.id))
@@ -363,7 +363,7 @@ def best_trial(session: Session, study: Study):
 
 
 def study_read(session: Session, study: Study) -> StudyRead:
-    from tuneserve_service.domain import refine, repeats, stages
+    from tuneserve_service.domain.features import refine, repeats, stages
 
     counts = study_store.count_trials_by_state(session, study.id)
     best = repeats.best_fields(session, study, best_trial(session, study))

@@ -31,7 +31,7 @@ from tuneserve_service.craft.refine import RefineError, RefinePlan, refine, top_
 from tuneserve_service.craft.repeats import config_key, group_repeats
 from tuneserve_service.craft.trials import TrialResult
 from tuneserve_service.db.models import Study
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
 from tuneserve_service.errors import InvalidInput, NotEnoughTrials
 from tuneserve_service.optimizers.base import Observation
 from tuneserve.schemas.craft import StudyLink
@@ -83,7 +83,7 @@ def configurations(session: Session, study_id: int) -> list[TrialResult]:
 
 
 def free_name(session: Session, base: str) -> str:
-    from tuneserve_service.domain.studies import slug_candidates
+    from tuneserve_service.domain.core.studies import slug_candidates
 
     return next(n for n in slug_candidates(base) if study_store.find_study(session, n) is None)
 
@@ -135,7 +135,7 @@ def create_child(session: Session, parent: Study, document: dict[str, Any], plan
                  rerun: bool, stage_index: int | None) -> Study:
     """Create the child study `document` describes (a refine or the next stage), linked to `parent`
     and warm-started from it, with the parent's top configurations enqueued first when `rerun`."""
-    from tuneserve_service.domain.studies import add_trials, create_study
+    from tuneserve_service.domain.core.studies import add_trials, create_study
 
     document = {**document, "warm_start_from": parent.name}
     try:

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Trial
-from tuneserve_service.domain import diagnoses, gates
-from tuneserve_service.domain.pruning import prune_decision, recheck_decision
-from tuneserve_service.domain.stages import follow, settle
-from tuneserve_service.domain.studies import finish_on_target
-from tuneserve_service.domain.suggest import draw_claimed, suggest_trials
-from tuneserve_service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
+from tuneserve_service.domain.features import diagnoses, gates
+from tuneserve_service.domain.core.pruning import prune_decision, recheck_decision
+from tuneserve_service.domain.features.stages import follow, settle
+from tuneserve_service.domain.core.studies import finish_on_target
+from tuneserve_service.domain.core.suggest import draw_claimed, suggest_trials
+from tuneserve_service.domain.core.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
 from tuneserve_service.errors import (
     ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
 )
@@ -317,7 +317,7 @@ def complete(
     holder: str | None = None, outcome: Any = None,
 ) -> CompleteResponse:
     """End a held trial as completed; `claim_next` (worker id, study, objective) hands out the next.
-    `outcome`: a special run's result (service/domain/gates.py)."""
+    `outcome`: a special run's result (service/domain/features/gates.py)."""
     with db.transaction() as s:
         ending = _end_completed(s, trial_id, token, holder, value, metrics, steps, outcome)
         if isinstance(ending, CompleteResponse):

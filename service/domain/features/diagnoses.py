@@ -55,10 +55,10 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
 def after_change(session: Session, row: dict[str, Any], metric: str, outcome: Any = None,
                  known: list[tuple[int, dict[str, Any]]] | None = None) -> dict[str, Any]:
     """A trial changed state (`row`, after the change): a special run's gate judges it
-    (service/domain/gates.py); an ordinary trial that ended gets its diagnosis (`known`: see
+    (service/domain/features/gates.py); an ordinary trial that ended gets its diagnosis (`known`: see
     `diagnose`). Returns the row as it now reads. Every ending calls this: the protocol's and the
     lease reaper's."""
-    from tuneserve_service.domain import gates
+    from tuneserve_service.domain.features import gates
 
     if row["kind"] != TrialKind.TRIAL:
         gates.end(session, row, outcome)
@@ -107,7 +107,7 @@ def _summaries(session: Session, study_id: int) -> list[TrialSummary]:
 
 def advice(session: Session, study: Study) -> list[Advice]:
     """The study's advice, most urgent first: the gates' lines, then what the trials say together."""
-    from tuneserve_service.domain import gates
+    from tuneserve_service.domain.features import gates
 
     found = gates.advice(study)
     summaries = _summaries(session, study.id)

@@ -32,10 +32,10 @@ import numpy as np
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study
 from tuneserve_service.craft.repeats import config_key
-from tuneserve_service.domain import impute
-from tuneserve_service.domain.fidelity import trial_record
-from tuneserve_service.domain.refine import warm_start_observations
-from tuneserve_service.domain.stages import settle
+from tuneserve_service.domain.core import impute
+from tuneserve_service.domain.core.fidelity import trial_record
+from tuneserve_service.domain.features.refine import warm_start_observations
+from tuneserve_service.domain.features.stages import settle
 from tuneserve_service.optimizers.base import Observation, SpaceExhausted, Suggestion
 from tuneserve_service.optimizers.registry import get_optimizer, grid_size
 from tuneserve.schemas.enums import ACTIVE_STATES, VALUED_STATES
@@ -156,7 +156,7 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
 
 
 def _records(study: Study, suggestions: list[Suggestion]) -> dict[str, list]:
-    """Each drawn trial's fidelity record and configuration key (service/domain/fidelity.py, repeats.py)."""
+    """Each drawn trial's fidelity record and configuration key (service/domain/core/fidelity.py, repeats.py)."""
     return {"fidelities": [trial_record(study.fidelity, sg.params) for sg in suggestions],
             "config_keys": [config_key(sg.params) for sg in suggestions]}
 

@@ -3,8 +3,8 @@ its lease token, like a report); anyone may read the latest attempt's, or a give
 from __future__ import annotations
 
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain.protocol import _not_held
-from tuneserve_service.domain.views import utc
+from tuneserve_service.domain.core.protocol import _not_held
+from tuneserve_service.domain.core.views import utc
 from tuneserve_service.errors import LogNotFound, TrialNotFound
 from tuneserve.schemas.logs import LOG_KEEP_CHARS, TrialLogRead
 from tuneserve_service.store import logs as log_store

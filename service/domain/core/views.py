@@ -5,7 +5,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from tuneserve_service.domain.fidelity import lease_params
+from tuneserve_service.domain.core.fidelity import lease_params
 from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from tuneserve_service.space import unflatten_params
 
@@ -68,7 +68,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
 
 def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
     """The lease a worker gets; a study that manages its fidelity puts its knobs into the params
-    (service/domain/fidelity.py), so the trainer runs at that fidelity."""
+    (service/domain/core/fidelity.py), so the trainer runs at that fidelity."""
     study_fidelity = getattr(study, "fidelity", None)
     return TrialLease(
         trial_id=row["id"],
@@ -83,7 +83,7 @@ def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
         metric=Metric(name=study.metric_name, goal=study.goal),
         method=row["method"],
         kind=row.get("kind") or "trial",
-        # A special run's request (service/domain/gates.py puts it on the claimed row).
+        # A special run's request (service/domain/features/gates.py puts it on the claimed row).
         sanity=row.get("sanity_request"),
         lr_range=row.get("lr_range_request"),
     )

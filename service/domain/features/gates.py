@@ -45,7 +45,7 @@ from tuneserve_service.diagnosis import (
     sanity_verdict,
 )
 from tuneserve_service.diagnosis.curve import reason_figures
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
 from tuneserve_service.errors import GateConflict, InvalidInput, InvalidStudyState
 from tuneserve.schemas.enums import LrRangeState, SanityState, StudyState, TrialKind, TrialState
 from tuneserve.schemas.gates import LrRangeRead, LrRangeTestRequest, NarrowingRequest, SanityRead, SanityRunRequest
@@ -356,7 +356,7 @@ def on_resume(study: Study) -> None:
 def _set_parameters(study: Study, parameters: dict[str, Any], path: str) -> None:
     """The document's parameters block replaced, and the one dimension `path` swapped in the stored
     space (a study that manages its fidelity keeps its resolved space otherwise)."""
-    from tuneserve_service.domain.studies import build_space
+    from tuneserve_service.domain.core.studies import build_space
 
     fresh = build_space(parameters)
     space = SearchSpace.from_json(study.space)
