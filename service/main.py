@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)
     app.include_router(health.router)
     install_dashboard(app)
-    install_metrics(app)
+    install_metrics(app, require_caller)
     install_openapi(app)
 
     @app.get("/healthz", tags=["health"])

@@ -24,7 +24,6 @@ hosts) are scraped one by one, as usual. The directory must be set before this m
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -162,6 +161,3 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
     os.environ[MULTIPROC_ENV] = target
     return target
 
-
-def remove_multiprocess_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -127,10 +127,6 @@ def label(record: dict[str, Any] | None) -> str | None:
         return None
 
 
-def level_of(record: dict[str, Any] | None) -> tuple:
-    return (Fidelity.from_dict(record) if record is not None else Fidelity()).level
-
-
 def top_level_records(texts: Iterable[str | None]) -> list[str | None] | None:
     """Of the distinct fidelity records (stored JSON text; None: no record, i.e. all the data) of
     a study's completed trials, those at the highest level; None when they are all one level (no

@@ -8,17 +8,11 @@ from typing import Any
 from tuneserve_service.domain.core.fidelity import lease_params
 from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from tuneserve_service.space import unflatten_params
+from tuneserve_service.store.times import utc
 
 
 def _get(obj: Any, key: str) -> Any:
     return obj[key] if isinstance(obj, dict) else getattr(obj, key)
-
-
-def utc(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def epoch_to_datetime(x: float | None) -> datetime | None:

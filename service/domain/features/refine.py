@@ -1,5 +1,5 @@
 """Coarse to fine through the service: POST /studies/{name}/refine, the child studies it and the stages
-make, the warm start a child gets from its parent, and the links between them.
+make (core/lineage.py creates them), and the links between them.
 
 A refine child is a study of its own (its own budget, method, fidelity and seed) whose space is
 craft.refine.refine's plan around the parent's top k completed trials at the parent's top fidelity;
@@ -19,73 +19,28 @@ default. The child's seed comes from the parent's through a SeedSequence.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from tuneserve_service.craft.fidelity import Fidelity, FidelityError
-from tuneserve_service.craft.refine import RefineError, RefinePlan, refine, top_trials, warm_start
-from tuneserve_service.craft.repeats import config_key, group_repeats
-from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.craft.fidelity import Fidelity
+from tuneserve_service.craft.refine import RefineError, refine, top_trials
+from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study
 from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core.hooks import Feature
+from tuneserve_service.domain.core.lineage import configurations, create_child, free_name
+from tuneserve_service.domain.core.studies import study_read
 from tuneserve_service.errors import InvalidInput, NotEnoughTrials
-from tuneserve_service.optimizers.base import Observation
 from tuneserve.schemas.craft import StudyLink
-from tuneserve.schemas.studies import StudyCreate
-from tuneserve_service.space import SearchSpace
+from tuneserve.schemas.studies import StudyRead
 from tuneserve_service.store import studies as study_store
-from tuneserve_service.store import trials as trial_store
 
 # Keys of the parent's document a refine child does not take over.
 NOT_INHERITED = ("name", "max_trials", "run_cap", "stages", "repeat_top", "warm_start_from", "fidelity", "seed",
                  "lr_range_test", "max_concurrent")
 _REFINE_STREAM = 0x72656669  # "refi": child seeds' own stream of the parent's seed
-
-
-def trial_results(session: Session, study_id: int) -> list[TrialResult]:
-    """The study's drawn trials as the craft's planners read them."""
-    return [_result(r) for r in trial_store.trial_results(session, study_id)]
-
-
-def _result(row) -> TrialResult:
-    fidelity = None
-    if row.fidelity:
-        try:
-            fidelity = Fidelity.from_dict(row.fidelity)
-        except FidelityError:
-            fidelity = None
-    return TrialResult(row.number, dict(row.params), row.value, row.state, fidelity)
-
-
-def configurations(session: Session, study_id: int) -> list[TrialResult]:
-    """The study's trials with the repeats of a configuration folded into one result: its first
-    trial's number and params, the mean of its completed runs (craft.repeats.group_repeats). What a
-    refine ranks (its top k are k configurations, not one lucky seed and its repeats) and what a
-    warm start feeds (one observation per configuration)."""
-    rows = trial_store.trial_results(session, study_id)
-    results = [_result(r) for r in rows]
-    keys = {r.config_key if r.config_key is not None else config_key(t.params) for r, t in zip(rows, results)}
-    if len(keys) == len(results):   # no configuration ran twice (stored keys): nothing to fold
-        return results
-    by_number = {r.number: r for r in results}
-    out = []
-    for group in group_repeats(results):
-        first = by_number[group.numbers[0]]
-        if group.count:
-            out.append(TrialResult(first.number, group.params, group.mean, "completed", first.fidelity))
-        else:
-            out.extend(by_number[n] for n in group.numbers)
-    return sorted(out, key=lambda r: r.number)
-
-
-def free_name(session: Session, base: str) -> str:
-    from tuneserve_service.domain.core.studies import slug_candidates
-
-    return next(n for n in slug_candidates(base) if study_store.find_study(session, n) is None)
 
 
 def child_seed(parent_seed: int, index: int) -> int:
@@ -131,68 +86,7 @@ def refine_study(session: Session, name: str, body: Any) -> Study:
     return create_child(session, parent, doc, plan, rerun=body.rerun_top, stage_index=None)
 
 
-def create_child(session: Session, parent: Study, document: dict[str, Any], plan: RefinePlan | None, *,
-                 rerun: bool, stage_index: int | None) -> Study:
-    """Create the child study `document` describes (a refine or the next stage), linked to `parent`
-    and warm-started from it, with the parent's top configurations enqueued first when `rerun`."""
-    from tuneserve_service.domain.core.studies import add_trials, create_study
-
-    document = {**document, "warm_start_from": parent.name}
-    try:
-        body = StudyCreate.model_validate(document)
-    except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        raise InvalidInput(("body", *first["loc"]), f"the child study's document is invalid: {first['msg']}") from None
-    record = {"parent": parent.name, "relation": "stage" if stage_index is not None else "refine",
-              **(plan.to_dict() if plan is not None else {}), "rerun": []}
-    child = create_study(session, body, parent=parent, stage_index=stage_index, refine_record=record)
-    if rerun and plan is not None:
-        space = SearchSpace.from_json(child.space)
-        by_number = {t.number: t for t in configurations(session, parent.id)}
-        configs, numbers = [], []
-        for number in plan.top:
-            params = _in_space(by_number[number].params, space)
-            if params is not None and params not in configs:
-                configs.append(params)
-                numbers.append(number)
-        if child.max_trials is not None:
-            configs, numbers = configs[:child.max_trials], numbers[:child.max_trials]
-        add_trials(session, child, configs, "enqueued")
-        child.refine = {**record, "rerun": numbers}
-        session.flush()
-    return child
-
-
-def _in_space(params: dict[str, Any], space: SearchSpace) -> dict[str, Any] | None:
-    """A parent's params cut to the child's parameters (constants set to the child's), or None."""
-    out = {k: v for k, v in params.items() if k in space.names}
-    for dim in space.dimensions:
-        if dim.kind == "constant":
-            out[dim.name] = dim.from_internal(0.0)
-    return out if set(out) == set(space.names) and space.contains(out) else None
-
-
-def warm_start_observations(session: Session, study: Any, space: SearchSpace,
-                            own_values: list[float]) -> list[Observation]:
-    """The warm-start study's completed trials inside this study's space, for its optimizer; values
-    mapped by rank onto `own_values` (this study's completed values) when the two studies' trials
-    are at different fidelities, as they are (see the module doc)."""
-    if not study.warm_start_from:
-        return []
-    source = study_store.find_study(session, study.warm_start_from)
-    if source is None:
-        return []
-    parents = configurations(session, source.id)
-    record = study.refine or {}
-    exclude = record.get("rerun", []) if record.get("parent") == source.name else []
-    own = Fidelity.from_dict(study.fidelity).level if study.fidelity else Fidelity().level
-    levels = {(t.fidelity or Fidelity()).level for t in parents if t.state == "completed"}
-    reference = [v for v in own_values if v is not None and math.isfinite(v)] if levels - {own} else []
-    return [Observation(params=p, value=v, state="completed")
-            for p, v in warm_start(parents, space, reference, exclude)]
-
-
-def read_fields(session: Session, study: Study) -> dict[str, Any]:
+def read_fields(session: Session, study: Study, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """StudyRead's lineage fields: parent, children and the refine record."""
     parent = None
     if study.parent_id is not None:
@@ -203,3 +97,12 @@ def read_fields(session: Session, study: Study) -> dict[str, Any]:
                           relation="stage" if c.stage_index else "refine")
                 for c in study_store.children_of(session, study.id)]
     return {"parent": parent, "children": children, "refine": study.refine}
+
+
+def refine_read(db: Database, name: str, body: Any) -> StudyRead:
+    """POST /studies/{name}/refine: the child, as read."""
+    with db.transaction() as s:
+        return study_read(s, refine_study(s, name, body))
+
+
+FEATURE = Feature("refine", read_fields=read_fields)
