@@ -33,6 +33,8 @@ from typing import Any, Callable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from tuneserve_service.store import metrics as store
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_STUDIES = 200  # studies exported by tuneserve_trials: bounds the scrape's cost and cardinality
 WORKER_WINDOW = 60.0
@@ -101,8 +103,6 @@ class DatabaseCollector:
         return []  # nothing to check for duplicates at registration; collect() runs per scrape
 
     def collect(self):
-        from tuneserve_service.store import metrics as store
-
         trials = GaugeMetricFamily("tuneserve_trials", "Trials by study and state (most recently updated studies)",
                                    labels=["study", "state"])
         workers = GaugeMetricFamily("tuneserve_workers_seen", f"Distinct workers active in the last {WORKER_WINDOW:g} s")

@@ -31,6 +31,7 @@ import numpy as np
 
 from tuneserve_service.craft.fidelity import RECORD_KEYS, Fidelity, FidelityError, highest_level
 from tuneserve_service.errors import InvalidInput
+from tuneserve.schemas.enums import TrialState
 from tuneserve_service.space import SearchSpace, split_name
 
 # Keys that make a trial's params carry a fidelity in a study that manages none.
@@ -148,7 +149,7 @@ def top_level_records(texts: Iterable[str | None]) -> list[str | None] | None:
 def at_top_level(results: list) -> list:
     """craft TrialResults cut to those at the highest fidelity level among the completed ones (no
     record counts as all the data); all of them when the completed ones share one level."""
-    completed = [r.fidelity or Fidelity() for r in results if r.state == "completed"]
+    completed = [r.fidelity or Fidelity() for r in results if r.state == TrialState.COMPLETED]
     if len({f.level for f in completed}) <= 1:
         return results
     top = highest_level(completed)

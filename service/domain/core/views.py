@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tuneserve_service.domain.core.fidelity import lease_params
+from tuneserve.schemas.enums import TrialKind
 from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from tuneserve_service.space import unflatten_params
 from tuneserve_service.store.times import utc
@@ -52,7 +53,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         finished_at=utc(_get(trial, "finished_at")),
         fidelity=_get(trial, "fidelity"),
         config_key=_get(trial, "config_key"),
-        kind=_get(trial, "kind") or "trial",
+        kind=_get(trial, "kind") or TrialKind.TRIAL,
         diagnosis=_get(trial, "diagnosis"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
@@ -76,7 +77,7 @@ def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
         lease_seconds=study.lease_seconds,
         metric=Metric(name=study.metric_name, goal=study.goal),
         method=row["method"],
-        kind=row.get("kind") or "trial",
+        kind=row.get("kind") or TrialKind.TRIAL,
         # A special run's request (service/domain/features/gates.py puts it on the claimed row).
         sanity=row.get("sanity_request"),
         lr_range=row.get("lr_range_request"),

@@ -7,17 +7,19 @@ craft.stages.next_stage_document: refined around stage i-1's top trials when it 
 warm-started from it, with its own fidelity and budget, and its top k re-run first at the new
 fidelity unless `refine.rerun_top` is false.
 
-When a stage starts: `settle`, called wherever a trial of a study ends (complete, fail, prune,
-release, divergence, the lease reaper, a grid running out, resume), marks the study finished once
-its budget is spent and nothing is active (store.studies.finish_if_done, which locks the study row),
-and then, in the same transaction under that lock, applies craft.stages.transition: enqueue the
+When a stage starts: the core's `settle` (core/studies.py), called wherever a trial of a study ends
+(complete, fail, prune, release, divergence, the lease reaper, a grid running out, resume), marks
+the study finished once its budget is spent and nothing is active (store.studies.finish_if_done,
+which locks the study row), and then calls `on_finished` here (the hook), which in the same
+transaction under that lock applies craft.stages.transition: enqueue the
 stage's `repeat_top` repeats (the study runs on until they end), or create the next stage, or
 nothing (the last stage ended). The unique index on (parent_id, stage_index) makes a second
 creation fail rather than run a stage twice. A study that reached its metric.target, or was
 stopped, does not move on.
 
-Workers: a claim or ask that names a staged study is served from its active stage: the named study
-if it still hands out trials, else the latest stage that exists after it. So `tuneserve worker
+Workers: a claim or ask that names a staged study is served from its active stage (`follow`, the
+`serve` hook): the named study if it still hands out trials, else the latest stage that exists
+after it. So `tuneserve worker
 --study NAME` follows a staged study from its first stage to its last without being restarted.
 """
 from __future__ import annotations
