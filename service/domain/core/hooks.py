@@ -95,24 +95,27 @@ class Feature:
 
 
 _installed: tuple[Feature, ...] = ()
+_by_point: dict[str, tuple[Callable, ...]] = {}  # each hook point's functions, in feature order
 
 
 def install(features: Iterable[Feature]) -> None:
     """Put `features` in force, in this order (tuneserve_service/domain/__init__.py does, once)."""
-    global _installed
+    global _installed, _by_point
     features = tuple(features)
     names = [f.name for f in features]
     if len(set(names)) != len(names):
         raise ValueError(f"a feature is listed twice: {names}")
     _installed = features
+    points = [name for name in Feature.__dataclass_fields__ if name != "name"]
+    _by_point = {p: tuple(fn for f in features if (fn := getattr(f, p)) is not None) for p in points}
 
 
 def installed() -> tuple[Feature, ...]:
     return _installed
 
 
-def _each(point: str) -> list[Callable]:
-    return [fn for f in _installed if (fn := getattr(f, point)) is not None]
+def _each(point: str) -> tuple[Callable, ...]:
+    return _by_point.get(point, ())
 
 
 def parse_document(draft: StudyDraft) -> None:
