@@ -4,6 +4,10 @@ enqueue, the target that finishes it, and the read view.
 A study document is a W&B sweep configuration read as W&B reads it (schemas.studies for the keys,
 space.parse for `parameters`, pruners.registry for `early_terminate`); the rules here are the
 ones that need the whole document, each with W&B's reason where W&B has the same rule.
+
+The features' keys of the document (stages, repeat_top, sanity, lr_range_test), what they do once
+the study exists or finishes, and their fields of the read come in through the hook list
+(hooks.py); nothing here names a feature.
 """
 from __future__ import annotations
 
