@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from tuneserve_service.db.engine import Database  # noqa: E402
 from tuneserve_service.db.migrate import upgrade  # noqa: E402
-from tuneserve_service.domain import protocol  # noqa: E402
-from tuneserve_service.domain import studies as study_domain  # noqa: E402
+from tuneserve_service.domain.core import protocol  # noqa: E402
+from tuneserve_service.domain.core import studies as study_domain  # noqa: E402
 from tuneserve.schemas.studies import StudyCreate  # noqa: E402
 from tuneserve_service.store import workers as worker_store  # noqa: E402
 from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402

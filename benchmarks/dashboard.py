@@ -37,7 +37,7 @@ from benchmarks._server import start_server  # noqa: E402
 from tuneserve_service.db.engine import Database  # noqa: E402
 from tuneserve_service.db.migrate import upgrade  # noqa: E402
 from tuneserve_service.db.models import Trial, TrialReport  # noqa: E402
-from tuneserve_service.domain import studies as study_domain  # noqa: E402
+from tuneserve_service.domain.core import studies as study_domain  # noqa: E402
 from tuneserve.schemas.studies import StudyCreate  # noqa: E402
 from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 

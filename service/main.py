@@ -30,7 +30,7 @@ from tuneserve_service.dashboard import install_dashboard
 from tuneserve_service.observability import install_metrics
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.migrate import upgrade
-from tuneserve_service.domain.leases import forget_idle_workers, reap_expired
+from tuneserve_service.domain.core.leases import forget_idle_workers, reap_expired
 from tuneserve_service.optimizers.registry import METHODS, get_optimizer
 
 log = logging.getLogger("tuneserve")
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)
     app.include_router(health.router)
     install_dashboard(app)
-    install_metrics(app)
+    install_metrics(app, require_caller)
     install_openapi(app)
 
     @app.get("/healthz", tags=["health"])

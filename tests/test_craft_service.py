@@ -10,9 +10,9 @@ import pytest
 from tuneserve_service.craft.fidelity import map_by_rank
 from tuneserve_service.craft.repeats import config_key
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import refine as refine_domain
-from tuneserve_service.domain import stages as stage_domain
-from tuneserve_service.domain.fidelity import default_data_seed
+from tuneserve_service.domain.core import lineage
+from tuneserve_service.domain.features import stages as stage_domain
+from tuneserve_service.domain.core.fidelity import default_data_seed
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import studies as study_store
 from tests.helpers import claim
@@ -118,10 +118,10 @@ def test_the_warm_start_maps_low_fidelity_values_by_rank(client, database_url):
         with db.transaction() as s:
             study = study_store.get_study(s, child["name"])
             space = SearchSpace.from_json(study.space)
-            observed = refine_domain.warm_start_observations(s, study, space, own)
+            observed = lineage.warm_start_observations(s, study, space, own)
             inside = [n for n in study.refine["inside"] if n not in study.refine["rerun"]]
             plain = study_store.get_study(s, "same-fidelity")
-            unmapped = refine_domain.warm_start_observations(s, plain, SearchSpace.from_json(plain.space), own)
+            unmapped = lineage.warm_start_observations(s, plain, SearchSpace.from_json(plain.space), own)
     finally:
         db.dispose()
     raw = [parents[n]["value"] for n in inside]
@@ -237,7 +237,7 @@ def test_a_stage_is_created_once(client, database_url):
     db = Database(database_url)
     try:
         with db.transaction() as s:   # a second server that also saw the first stage end
-            stage_domain._after_finished(s, study_store.get_study(s, "staged"))
+            stage_domain.on_finished(s, study_store.get_study(s, "staged"))
         with db.transaction() as s:
             children = study_store.children_of(s, study_store.get_study(s, "staged").id)
     finally:

@@ -285,12 +285,14 @@ def test_serve_dashboard_prints_the_url_once_up(tmp_path):
 
     from tuneserve_service.dashboard import serve
     from tuneserve_service.launch import free_port
+    from tuneserve_service.main import create_app
 
     port, printed = free_port(), []
     url = serve.demo_database_url(tmp_path)
     assert url == f"sqlite:///{tmp_path.resolve() / 'tuneserve.db'}"
     thread = threading.Thread(target=serve.serve_dashboard, daemon=True,
-                              kwargs=dict(database_url=url, port=port, study="s", print_fn=printed.append))
+                              kwargs=dict(database_url=url, port=port, study="s", print_fn=printed.append,
+                                          app_factory=create_app))
     thread.start()
     deadline = time.monotonic() + 60
     while not printed and time.monotonic() < deadline:

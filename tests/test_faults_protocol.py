@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from tuneserve_service.config import Settings
-from tuneserve_service.domain import suggest
+from tuneserve_service.domain.core import suggest
 from tuneserve_service.main import create_app
 from tuneserve_service.store import trials as trial_store
 from tests.helpers import claim, make_study, wait_for

@@ -174,7 +174,7 @@ def test_a_paused_sanity_run_runs_again_on_resume(client):
 
 def test_a_sanity_run_whose_lease_runs_out_of_retries_fails_the_gate(client):
     from tuneserve_service.db.engine import Database
-    from tuneserve_service.domain.leases import reap_expired
+    from tuneserve_service.domain.core.leases import reap_expired
 
     make_study(client, sanity=True, lease_seconds=1.0, max_retries=0)
     claim(client)
@@ -332,7 +332,7 @@ def test_sanity_then_range_test_then_trials(client):
 # ---- diagnoses and advice ----------------------------------------------------------------------
 
 def test_every_trial_gets_a_diagnosis_and_running_ones_a_provisional_one(client, monkeypatch):
-    from tuneserve_service.domain import diagnoses
+    from tuneserve_service.domain.features import diagnoses
 
     make_study(client, max_trials=3)
     lease = claim(client)

@@ -206,7 +206,7 @@ def test_no_pruner_never_stops(client):
 
 
 def test_optimizer_failure_falls_back_to_random(client, monkeypatch):
-    from tuneserve_service.domain import suggest
+    from tuneserve_service.domain.core import suggest
 
     real = suggest.get_optimizer
 

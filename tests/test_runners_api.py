@@ -158,7 +158,7 @@ def test_workers_not_seen_for_a_day_are_forgotten(client, db, monkeypatch):
     from sqlalchemy import select, update
 
     from tuneserve_service.db.models import WorkerSeen
-    from tuneserve_service.domain import leases
+    from tuneserve_service.domain.core import leases
 
     monkeypatch.setattr(leases, "_last_prune", time.monotonic())  # the app's own sweep waits an hour
 

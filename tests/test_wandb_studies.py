@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneserve_service.domain import impute
+from tuneserve_service.domain.core import impute
 from tuneserve_service.optimizers.registry import GP_MAX_DIMENSIONS, resolve_engine
 from tuneserve_service.space import parse_parameters
 from tuneserve_service.store import studies as study_store

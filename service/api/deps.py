@@ -1,5 +1,5 @@
-"""Request dependencies: the database (one transaction per request, opened in the route) and the
-caller (authenticated and authorised by tuneserve_service.auth.guard's policy).
+"""Request dependencies: the database (the domain function a route calls opens its transactions:
+tuneserve_service/domain/__init__.py) and the caller (authenticated and authorised by tuneserve_service.auth.guard's policy).
 
 A caller presents its token as `Authorization: Bearer <token>`, or, in a browser, as the cookie the
 dashboard's login sets (HttpOnly, SameSite=Strict): the same token, the same checks, the same roles.

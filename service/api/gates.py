@@ -6,8 +6,7 @@ from fastapi import APIRouter, Depends
 
 from tuneserve_service.api.deps import get_db
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import gates
-from tuneserve_service.domain import studies as study_domain
+from tuneserve_service.domain.features import gates
 from tuneserve.schemas.gates import LrRangeTestRequest, NarrowingRequest, SanityRunRequest
 from tuneserve.schemas.studies import StudyRead
 
@@ -18,8 +17,7 @@ router = APIRouter(prefix="/studies", tags=["gates"])
              summary="Run the sanity check now: ordinary trials wait for its verdict",
              responses={409: {"description": "The study is stopped or finished, or a special run is already open"}})
 def run_sanity(name: str, body: SanityRunRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, gates.request_sanity(s, name, body or SanityRunRequest()))
+    return gates.run_sanity(db, name, body or SanityRunRequest())
 
 
 @router.post("/{name}/lr-range-test", status_code=202, response_model=StudyRead,
@@ -27,19 +25,16 @@ def run_sanity(name: str, body: SanityRunRequest | None = None, db: Database = D
              responses={409: {"description": "The objective does not support it, the study is stopped or "
                                              "finished, or a special run is already open"}})
 def run_lr_range(name: str, body: LrRangeTestRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, gates.request_lr_range(s, name, body or LrRangeTestRequest()))
+    return gates.run_lr_range(db, name, body or LrRangeTestRequest())
 
 
 @router.post("/{name}/narrowing", response_model=StudyRead,
              summary="Narrow the lr to [low, high] (default: the range test's suggestion) for trials not drawn yet")
 def narrow(name: str, body: NarrowingRequest | None = None, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, gates.narrow(s, name, body or NarrowingRequest()))
+    return gates.narrow_read(db, name, body or NarrowingRequest())
 
 
 @router.delete("/{name}/narrowing", response_model=StudyRead, summary="Undo the narrowing in force",
                responses={409: {"description": "No narrowing is in force"}})
 def restore(name: str, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, gates.restore(s, name))
+    return gates.restore_read(db, name)

@@ -7,10 +7,10 @@ import logging
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from tuneserve_service.api.deps import get_db
 from tuneserve_service.db.engine import Database
+from tuneserve_service.domain.core.health import check_database
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("tuneserve")
@@ -19,8 +19,7 @@ log = logging.getLogger("tuneserve")
 @router.get("/readyz", responses={503: {"description": "The database does not answer"}})
 def readyz(db: Database = Depends(get_db)) -> JSONResponse:
     try:
-        with db.transaction() as session:  # SQLite: queued like any other transaction of this process
-            session.execute(text("SELECT 1"))
+        check_database(db)
     except Exception as exc:  # noqa: BLE001 - any driver error means "not ready", never a 500
         log.warning("readiness check failed: %s", type(exc).__name__)
         return JSONResponse({"ok": False, "detail": "the database does not answer"}, status_code=503,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import logs
+from tuneserve_service.domain.core import logs
 from tuneserve.schemas.logs import TrialLogRead, TrialLogWrite
 
 router = APIRouter(prefix="/trials", tags=["trials"])

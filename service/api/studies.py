@@ -1,5 +1,6 @@
 """Study routes: create (JSON or a W&B sweep as YAML), read, list, lifecycle, enqueue, ask, trials,
-and the craft's refine and repeat."""
+and the craft's refine and repeat. Each parses the request and calls one domain function, which
+opens the transaction (tuneserve_service/domain/__init__.py); no route touches the store."""
 from __future__ import annotations
 
 import json
@@ -15,17 +16,14 @@ from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import protocol
-from tuneserve_service.domain import refine as refine_domain
-from tuneserve_service.domain import repeats as repeat_domain
-from tuneserve_service.domain import studies as study_domain
-from tuneserve_service.domain.views import trial_read
+from tuneserve_service.domain.core import protocol
+from tuneserve_service.domain.core import studies as study_domain
+from tuneserve_service.domain.features import refine as refine_domain
+from tuneserve_service.domain.features import repeats as repeat_domain
 from tuneserve.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
 from tuneserve.schemas.enums import StudyState, TrialState
 from tuneserve.schemas.studies import StudyCreate, StudyRead
 from tuneserve.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
-from tuneserve_service.store import studies as study_store
-from tuneserve_service.store import trials as trial_store
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
@@ -75,38 +73,28 @@ async def _study_body(request: Request) -> StudyCreate:
 )
 async def create_study(request: Request, db: Database = Depends(get_db)) -> StudyRead:
     body = await _study_body(request)
-
-    def work() -> StudyRead:
-        with db.transaction() as s:
-            study = study_domain.create_study(s, body)
-            return study_domain.study_read(s, study)
-
-    return await run_in_threadpool(work)
+    return await run_in_threadpool(study_domain.create, db, body)
 
 
 @router.get("", response_model=list[StudyRead])
 def list_studies(state: StudyState | None = None, db: Database = Depends(get_db)) -> list[StudyRead]:
-    with db.transaction() as s:
-        return [study_domain.study_read(s, st) for st in study_store.list_studies(s, state)]
+    return study_domain.list_reads(db, state)
 
 
 @router.get("/{name}", response_model=StudyRead)
 def read_study(name: str, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, study_store.get_study(s, name))
+    return study_domain.read(db, name)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_study(name: str, db: Database = Depends(get_db)) -> Response:
-    with db.transaction() as s:
-        study_store.delete_study(s, study_store.get_study(s, name))
+    study_domain.delete(db, name)
     return Response(status_code=204)
 
 
 def _lifecycle(action: str):
     def route(name: str, db: Database = Depends(get_db)) -> StudyRead:
-        with db.transaction() as s:
-            return study_domain.study_read(s, study_domain.change_state(s, name, action))
+        return study_domain.change(db, name, action)
 
     route.__name__ = f"{action}_study"
     return route
@@ -118,9 +106,7 @@ for _action in ("pause", "resume", "stop"):
 
 @router.post("/{name}/enqueue", status_code=201, response_model=TrialRead)
 def enqueue(name: str, body: EnqueueRequest, db: Database = Depends(get_db)) -> TrialRead:
-    with db.transaction() as s:
-        row = study_domain.enqueue(s, name, body.params)
-        return trial_read(row, name)
+    return study_domain.enqueue_read(db, name, body.params)
 
 
 @router.post("/{name}/ask", response_model=list[TrialLease])
@@ -137,23 +123,16 @@ def list_trials(
     offset: int = Query(default=0, ge=0),
     db: Database = Depends(get_db),
 ) -> TrialPage:
-    with db.transaction() as s:
-        study = study_store.get_study(s, name)
-        items, total = trial_store.list_trials(s, study.id, state=state, limit=limit, offset=offset)
-        return TrialPage(items=[trial_read(t, name) for t in items], total=total, limit=limit, offset=offset)
+    return study_domain.trial_page(db, name, state, limit, offset)
 
 
 @router.post("/{name}/refine", status_code=201, response_model=StudyRead,
              summary="Coarse to fine: a child study around this one's top k trials")
 def refine(name: str, body: RefineRequest, db: Database = Depends(get_db)) -> StudyRead:
-    with db.transaction() as s:
-        return study_domain.study_read(s, refine_domain.refine_study(s, name, body))
+    return refine_domain.refine_read(db, name, body)
 
 
 @router.post("/{name}/repeat", status_code=201, response_model=RepeatResponse,
              summary="Re-run the top configurations with other seeds (added to the budget)")
 def repeat(name: str, body: RepeatRequest, db: Database = Depends(get_db)) -> RepeatResponse:
-    with db.transaction() as s:
-        study, rows, groups = repeat_domain.repeat(s, name, body.top_k, body.seeds)
-        return RepeatResponse(trials=[trial_read(r, name) for r in rows], configurations=groups,
-                              max_trials=study.max_trials)
+    return repeat_domain.repeat_read(db, name, body.top_k, body.seeds)

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Path, Response
 from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import protocol
+from tuneserve_service.domain.core import protocol
+from tuneserve.schemas.enums import FailKind, TrialState
 from tuneserve.schemas.trials import (
     ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
     PruneRequest, ReportRequest, TrialLease, TrialRead,
@@ -33,8 +34,7 @@ def claim(body: ClaimRequest, caller: CallerDep, db: Database = Depends(get_db))
 
 @router.get("/{trial_id}", response_model=TrialRead)
 def read_trial(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
-    with db.transaction() as s:
-        return protocol.get_trial(s, trial_id)
+    return protocol.get_trial(db, trial_id)
 
 
 @router.post("/{trial_id}/heartbeat", response_model=Decision)
@@ -58,17 +58,17 @@ def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)
 def prune(trial_id: TrialId, body: PruneRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
-    return protocol.end_trial(db, trial_id, body.lease_token, "pruned", caller.key,
+    return protocol.end_trial(db, trial_id, body.lease_token, TrialState.PRUNED, caller.key,
                               stop_reason=body.reason or "pruned")
 
 
 @router.post("/{trial_id}/fail", response_model=TrialRead)
 def fail(trial_id: TrialId, body: FailRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
-    state = "diverged" if body.kind == "diverged" else "failed"
+    state = TrialState.DIVERGED if body.kind == FailKind.DIVERGED else TrialState.FAILED
     return protocol.end_trial(db, trial_id, body.lease_token, state, caller.key, fail_kind=body.kind,
                               fail_reason=body.reason)
 
 
 @router.post("/{trial_id}/release", response_model=TrialRead)
 def release(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
-    return protocol.end_trial(db, trial_id, body.lease_token, "waiting", caller.key)
+    return protocol.end_trial(db, trial_id, body.lease_token, TrialState.WAITING, caller.key)

@@ -13,10 +13,10 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from tuneserve_service.domain.views import utc
 from tuneserve_service.errors import InvalidInput, TokenExists, TokenNotFound
 from tuneserve.schemas.tokens import TOKEN_NAME_PATTERN, Role, TokenRead
 from tuneserve_service.store import tokens as token_store
+from tuneserve_service.store.times import utc
 
 __all__ = ["Role", "TokenRead", "create_token", "revoke_token", "list_tokens", "read_token", "hash_token",
            "TOKEN_PREFIX"]

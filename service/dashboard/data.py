@@ -20,9 +20,9 @@ from tuneserve_service.dashboard import importance as importance_mod
 from tuneserve_service.dashboard.shaping import (
     TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
-from tuneserve_service.domain import fidelity as fidelity_domain
-from tuneserve_service.domain import studies as study_domain
-from tuneserve_service.domain.views import trial_read, utc
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core import studies as study_domain
+from tuneserve_service.domain.core.views import trial_read, utc
 from tuneserve_service.errors import InvalidInput, TrialNotFound
 from tuneserve.schemas.enums import ENDED_STATES, TrialState
 from tuneserve_service.store import dashboard as store

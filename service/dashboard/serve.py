@@ -7,6 +7,7 @@ import threading
 import time
 import webbrowser
 from pathlib import Path
+from typing import Any, Callable
 
 from tuneserve_service.config import DEFAULT_DATA_DIR, Settings, redacted_url
 
@@ -22,16 +23,18 @@ def dashboard_url(host: str, port: int, study: str | None = None) -> str:
 
 
 def serve_dashboard(database_url: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-                    study: str | None = None, open_browser: bool = False, print_fn=print) -> None:
+                    study: str | None = None, open_browser: bool = False, print_fn=print, *,
+                    app_factory: Callable[[Settings], Any]) -> None:
     """Serve the API and the dashboard on `database_url` (default: the demo's database) until
-    Ctrl-C; print the URL (of `study`'s page when given) once the server is up."""
+    Ctrl-C; print the URL (of `study`'s page when given) once the server is up. `app_factory` is
+    tuneserve_service.main.create_app, passed by the caller (the CLI): the dashboard sits below the
+    app and does not import it."""
     import uvicorn
 
-    from tuneserve_service.main import create_app
     from tuneserve_service.serving import uvicorn_options
 
     settings = Settings(database_url=database_url or demo_database_url(), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options(settings)))
+    server = uvicorn.Server(uvicorn.Config(app_factory(settings), host=host, port=port, **uvicorn_options(settings)))
     url = dashboard_url(host, port, study)
 
     def announce() -> None:

@@ -24,7 +24,6 @@ hosts) are scraped one by one, as usual. The directory must be set before this m
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -33,6 +32,8 @@ from typing import Any, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from tuneserve_service.store import metrics as store
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_STUDIES = 200  # studies exported by tuneserve_trials: bounds the scrape's cost and cardinality
@@ -102,8 +103,6 @@ class DatabaseCollector:
         return []  # nothing to check for duplicates at registration; collect() runs per scrape
 
     def collect(self):
-        from tuneserve_service.store import metrics as store
-
         trials = GaugeMetricFamily("tuneserve_trials", "Trials by study and state (most recently updated studies)",
                                    labels=["study", "state"])
         workers = GaugeMetricFamily("tuneserve_workers_seen", f"Distinct workers active in the last {WORKER_WINDOW:g} s")
@@ -162,6 +161,3 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
     os.environ[MULTIPROC_ENV] = target
     return target
 
-
-def remove_multiprocess_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)

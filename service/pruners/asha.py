@@ -24,7 +24,7 @@ from typing import Any
 
 from tuneserve_service.pruners.base import (
     Curve,
-    Decision,
+    PruneVerdict,
     aliased,
     bool_option,
     int_option,
@@ -52,7 +52,7 @@ def rung_loss(points: list[tuple[int, float]], rung: int) -> float | None:
 
 
 def halving_decision(trial: Curve, peers: Sequence[Curve], goal: str, rungs: Sequence[int],
-                     eta: int, strict: bool = True, label: str = "asha") -> Decision:
+                     eta: int, strict: bool = True, label: str = "asha") -> PruneVerdict:
     """Successive halving at the rungs this trial's latest report reaches (shared with Hyperband).
 
     `rungs` are ascending and cover at least the trial's latest step; `peers` exclude the trial.
@@ -60,7 +60,7 @@ def halving_decision(trial: Curve, peers: Sequence[Curve], goal: str, rungs: Seq
     sign = loss_sign(goal)
     points = trial.losses(goal)
     if not points:
-        return Decision(False, "no reports yet")
+        return PruneVerdict(False, "no reports yet")
     latest, latest_loss = points[-1]
     previous = points[-2][0] if len(points) > 1 else None
     # Only rungs first reached by this very report are decided now; earlier rungs were decided
@@ -69,7 +69,7 @@ def halving_decision(trial: Curve, peers: Sequence[Curve], goal: str, rungs: Seq
     if not crossed:
         upcoming = [r for r in rungs if r > latest]
         where = f"next rung at step {upcoming[0]}" if upcoming else "no rung ahead"
-        return Decision(False, f"{label}: step {latest}, between rungs ({where})")
+        return PruneVerdict(False, f"{label}: step {latest}, between rungs ({where})")
 
     peer_points = [p.losses(goal) for p in peers if p.trial_id != trial.trial_id]
     mine = latest_loss if strict else min(loss for _, loss in points)
@@ -83,10 +83,10 @@ def halving_decision(trial: Curve, peers: Sequence[Curve], goal: str, rungs: Seq
         keep = n // eta
         better = sum(1 for v in at_rung if v < mine)   # ties go to the trial under judgement
         if better >= keep:
-            return Decision(True, f"{label}: at rung {rung} the value {sign * mine:.6g} ranks "
+            return PruneVerdict(True, f"{label}: at rung {rung} the value {sign * mine:.6g} ranks "
                                   f"{better + 1} of {n}; only the top {keep} (1/{eta}) continue")
         notes.append(f"rung {rung}: rank {better + 1} of {n}, top {keep} continue")
-    return Decision(False, f"{label}: " + "; ".join(notes))
+    return PruneVerdict(False, f"{label}: " + "; ".join(notes))
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class ASHAPruner:
     def rungs(self, up_to: int) -> list[int]:
         return geometric_rungs(self.grace_period, self.reduction_factor, self.max_resource, up_to)
 
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         latest = max((s for s, _ in trial.losses(goal)), default=0)
         return halving_decision(trial, others, goal, self.rungs(latest * self.reduction_factor),
                                 self.reduction_factor, self.strict)

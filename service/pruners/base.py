@@ -1,6 +1,6 @@
 """The pruner interface: decide from reported curves whether a running trial should stop.
 
-Pruners are pure: they take value objects and return a Decision; no SQL, no web.
+Pruners are pure: they take value objects and return a PruneVerdict; no SQL, no web.
 
 Conventions every pruner shares:
   - A step is the resource a trial has used, as the worker reports it: the number of epochs done
@@ -43,14 +43,17 @@ class Curve:
 
 
 @dataclass(frozen=True)
-class Decision:
+class PruneVerdict:
+    """A pruner's judgement of one trial: stop it or not, and why. Not the wire `Decision` a worker
+    receives (tuneserve.schemas.trials.Decision): the protocol turns a verdict into one."""
+
     stop: bool
     reason: str = ""
     step: int | None = None  # the reported step the decision was made at (set by the caller)
 
 
 class Pruner(Protocol):
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         """`trial` is the running trial that just reported; `others` are the study's other trials
         (any state). `goal` is "minimize" or "maximize"."""
         ...
@@ -90,9 +93,9 @@ class PrunerConfig:
 class NoPruner:
     """The pruner of a study without early termination: every trial runs to its end."""
 
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         check_goal(goal)
-        return Decision(False, "no pruner")
+        return PruneVerdict(False, "no pruner")
 
 
 def check_goal(goal: str) -> None:

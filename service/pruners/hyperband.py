@@ -25,7 +25,7 @@ from typing import Any
 from tuneserve_service.pruners.asha import geometric_rungs, halving_decision
 from tuneserve_service.pruners.base import (
     Curve,
-    Decision,
+    PruneVerdict,
     aliased,
     bool_option,
     int_option,
@@ -123,7 +123,7 @@ class HyperbandPruner:
         first = self.min_resource * self.reduction_factor ** bracket
         return geometric_rungs(first, self.reduction_factor, self.max_resource, up_to)
 
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         bracket = self.bracket_of(trial.trial_id)
         peers = [o for o in others if self.bracket_of(o.trial_id) == bracket]
         latest = max((s for s, _ in trial.losses(goal)), default=0)

@@ -20,7 +20,7 @@ from typing import Any
 
 from tuneserve_service.pruners.base import (
     Curve,
-    Decision,
+    PruneVerdict,
     choice_option,
     int_option,
     loss_sign,
@@ -53,17 +53,17 @@ class MedianPruner:
         return {"grace_period": self.grace_period, "n_startup_trials": self.n_startup_trials,
                 "min_trials": self.min_trials, "compare": self.compare}
 
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         sign = loss_sign(goal)
         points = trial.losses(goal)
         if not points:
-            return Decision(False, "no reports yet")
+            return PruneVerdict(False, "no reports yet")
         step = points[-1][0]
         if step < self.grace_period:
-            return Decision(False, f"grace period: step {step} < {self.grace_period}")
+            return PruneVerdict(False, f"grace period: step {step} < {self.grace_period}")
         completed = sum(1 for o in others if o.state == "completed" and o.trial_id != trial.trial_id)
         if completed < self.n_startup_trials:
-            return Decision(False, f"startup: {completed} of {self.n_startup_trials} trials completed")
+            return PruneVerdict(False, f"startup: {completed} of {self.n_startup_trials} trials completed")
 
         peer_losses = []
         for other in others:
@@ -76,14 +76,14 @@ class MedianPruner:
             upto = [loss for s, loss in other_points if s <= step]
             peer_losses.append(statistics.fmean(upto) if self.compare == "mean" else min(upto))
         if len(peer_losses) < self.min_trials:
-            return Decision(False, f"only {len(peer_losses)} peers reached step {step} "
+            return PruneVerdict(False, f"only {len(peer_losses)} peers reached step {step} "
                                    f"(need {self.min_trials})")
 
         median = statistics.median(peer_losses)
         best = min(loss for _, loss in points)
         what = "running averages" if self.compare == "mean" else "best values"
         if best > median:
-            return Decision(True, f"median rule: best {sign * best:.6g} by step {step} is worse than "
+            return PruneVerdict(True, f"median rule: best {sign * best:.6g} by step {step} is worse than "
                                   f"the median {sign * median:.6g} of {len(peer_losses)} trials' {what}")
-        return Decision(False, f"best {sign * best:.6g} by step {step} is within the median "
+        return PruneVerdict(False, f"best {sign * best:.6g} by step {step} is within the median "
                                f"{sign * median:.6g} of {len(peer_losses)} trials' {what}")

@@ -11,7 +11,7 @@ Two blocks of a study document:
     e.g. {"type": "asha", "grace_period": 2, "reduction_factor": 3, "max_resource": 20}; a
     hyperband block with W&B's keys (min_iter, max_iter, s) is W&B's hyperband here too.
     `resource: data` (median, asha, hyperband) makes a step count full-data epochs instead of
-    epochs: see service/domain/pruning.py.
+    epochs: see service/domain/core/pruning.py.
 
 Every result is normalised (all defaults filled in), so the stored JSON says exactly what runs.
 Studies stored before W&B's engine existed keep their configs: a hyperband config with `rungs` /
@@ -62,7 +62,7 @@ def parse_pruner(block: dict[str, Any] | None, where: str = "pruner") -> PrunerC
 def _resource(options: dict[str, Any], kind: str, where: str) -> dict[str, Any]:
     """Take `resource` (and the `resource_unit` a stored config carries) out of `options`: what a
     step counts. "epochs" (the default) as reported; "data": full-data epochs, each epoch counting
-    the trial's data fraction (service/domain/pruning.py maps the steps; the pruners do not change)."""
+    the trial's data fraction (service/domain/core/pruning.py maps the steps; the pruners do not change)."""
     resource = options.pop("resource", None)
     unit = options.pop("resource_unit", None)
     if resource is None and unit is None:

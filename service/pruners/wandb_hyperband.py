@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tuneserve_service.pruners.base import Curve, Decision, bool_option, reject_unknown
+from tuneserve_service.pruners.base import Curve, PruneVerdict, bool_option, reject_unknown
 
 WANDB_OPTIONS = ("min_iter", "max_iter", "s", "eta", "strict")
 # W&B's min_iter ladder has this many rungs (its loop's range).
@@ -142,11 +142,11 @@ class WandbHyperbandPruner:
             out.append(values[int(r * len(values))] if values else math.inf)
         return out
 
-    def _judge(self, trial: Curve, others: list[Curve], goal: str, robust: bool) -> Decision:
+    def _judge(self, trial: Curve, others: list[Curve], goal: str, robust: bool) -> PruneVerdict:
         mine = [v for _, v in trial.losses(goal)]
         band_index = max((i for i, b in enumerate(self.bands) if b <= len(mine)), default=None)
         if band_index is None:
-            return Decision(False, f"hyperband: {len(mine)} report(s), first band at {self.bands[0]}")
+            return PruneVerdict(False, f"hyperband: {len(mine)} report(s), first band at {self.bands[0]}")
         band = self.bands[band_index]
         peers = [o for o in others if o.trial_id != trial.trial_id]
         histories = [[v for _, v in p.losses(goal)] for p in peers]
@@ -161,16 +161,16 @@ class WandbHyperbandPruner:
         sign = 1.0 if goal == "minimize" else -1.0
         what = "value" if self.strict else "best value"
         if value > threshold:
-            return Decision(True, f"hyperband: at band {band} the {what} {sign * value:.6g} is worse than the "
+            return PruneVerdict(True, f"hyperband: at band {band} the {what} {sign * value:.6g} is worse than the "
                                   f"threshold {sign * threshold:.6g} (top 1/{self.eta:g} of {len(values)} go on)")
-        return Decision(False, f"hyperband: band {band}, {what} {sign * value:.6g} within the threshold "
+        return PruneVerdict(False, f"hyperband: band {band}, {what} {sign * value:.6g} within the threshold "
                                f"{sign * threshold:.6g}")
 
-    def decide(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def decide(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         """At a report: stop only what W&B's next pass would stop whatever the trials one report
         short of the band report there (see the module docstring)."""
         return self._judge(trial, others, goal, robust=True)
 
-    def recheck(self, trial: Curve, others: list[Curve], goal: str) -> Decision:
+    def recheck(self, trial: Curve, others: list[Curve], goal: str) -> PruneVerdict:
         """At a heartbeat: W&B's rule as it is."""
         return self._judge(trial, others, goal, robust=False)

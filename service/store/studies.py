@@ -131,7 +131,7 @@ def set_study_state(session: Session, study: Study, state: str) -> Study:
 
 
 def count_trials_by_state(session: Session, study_id: int) -> dict[str, int]:
-    """Ordinary trials by state (special runs, service/domain/gates.py, are not trials of the search)."""
+    """Ordinary trials by state (special runs, service/domain/features/gates.py, are not trials of the search)."""
     rows = session.execute(
         select(Trial.state, func.count()).where(Trial.study_id == study_id, Trial.kind == "trial").group_by(Trial.state)
     ).all()

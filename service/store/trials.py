@@ -43,7 +43,7 @@ def insert_trials(
 ) -> list[dict[str, Any]]:
     """Insert trials in one statement; running ones get a lease for `worker_id` (held by `holder`).
     `fidelities` and `config_keys` (one per trial) are recorded as given; `kind` is 'trial' or a
-    special run's (service/domain/gates.py). Returns the inserted rows, in number order."""
+    special run's (service/domain/features/gates.py). Returns the inserted rows, in number order."""
     now = utcnow()
     running = state == "running"
     count = len(params_list)
@@ -233,7 +233,7 @@ def delete_undrawn(session: Session, rows: list[dict[str, Any]]) -> int:
 # ---- claims ---------------------------------------------------------------------------------------
 
 _RUNNING_PEERS = TRIALS.alias("running_peers")
-# A study with a gate (service/domain/gates.py) hands out only the special run of that gate's kind;
+# A study with a gate (service/domain/features/gates.py) hands out only the special run of that gate's kind;
 # one without, only ordinary trials.
 _KIND_ALLOWED = or_(and_(STUDIES.c.gate.is_(None), TRIALS.c.kind == "trial"), STUDIES.c.gate == TRIALS.c.kind)
 ORDINARY = TRIALS.c.kind == "trial"
@@ -476,6 +476,34 @@ def recent_reports(session: Session, trial_id: int, limit: int) -> list[tuple[in
 
 def set_diagnosis(session: Session, trial_id: int, diagnosis: dict[str, Any] | None) -> None:
     session.execute(_SET_DIAGNOSIS, {"b_trial": trial_id, "b_diagnosis": diagnosis})
+
+
+def all_reports(session: Session, trial_id: int) -> list[tuple[int, dict[str, Any]]]:
+    """(step, metrics) of every report of the trial, in step order (a gate's verdict reads them all)."""
+    return [(step, metrics) for step, metrics in session.execute(
+        select(REPORTS.c.step, REPORTS.c.metrics).where(REPORTS.c.trial_id == trial_id)
+        .order_by(REPORTS.c.step)).all()]
+
+
+def lowest_number(session: Session, study_id: int) -> int | None:
+    """The lowest trial number of the study (special runs count down from -1)."""
+    return session.scalar(select(func.min(TRIALS.c.number)).where(TRIALS.c.study_id == study_id))
+
+
+def ended_summaries(session: Session, study_id: int, kind: str, states: Iterable[str],
+                    limit: int) -> list[tuple[int, str, Any, float | None, Any]]:
+    """(number, state, params, value, diagnosis) of the study's latest `limit` trials of `kind` in
+    `states`, newest first."""
+    return list(session.execute(
+        select(TRIALS.c.number, TRIALS.c.state, TRIALS.c.params, TRIALS.c.value, TRIALS.c.diagnosis)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.kind == kind, TRIALS.c.state.in_(list(states)))
+        .order_by(TRIALS.c.number.desc()).limit(limit)
+    ).all())
+
+
+def get_trial(session: Session, trial_id: int) -> Trial | None:
+    """The trial as an ORM object (its study and reports load on access), or None."""
+    return session.get(Trial, trial_id)
 
 
 def last_report_value(session: Session, trial_id: int) -> float | None:

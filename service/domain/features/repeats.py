@@ -12,7 +12,7 @@ runs again until they end (a stopped study refuses). The requests are recorded o
 The best, once any configuration has repeats: craft.repeats ranks configurations by their mean
 penalised by one standard error (sigma pooled over the study), failures last, and says how sure
 that is (P(best beats the runner-up)); `best_trial` is then the best run of that configuration.
-Only trials at the study's top fidelity are compared (service/domain/fidelity.py).
+Only trials at the study's top fidelity are compared (service/domain/core/fidelity.py).
 """
 from __future__ import annotations
 
@@ -21,19 +21,22 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tuneserve_service.craft.repeats import RepeatError, best_configuration, group_repeats, plan_repeats, rank_configurations
+from tuneserve_service.craft.repeats import RepeatError, best_configuration, group_repeats, rank_configurations
 from tuneserve_service.craft.stages import RepeatSpec, StageError, parse_stages
-from tuneserve_service.craft.trials import TrialResult
+from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study, Trial
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core.hooks import Feature, StudyDraft
+from tuneserve_service.domain.core.repeat_trials import enqueue, requested, top_results
+from tuneserve_service.domain.core.studies import SEED
+from tuneserve_service.domain.core.views import trial_read
 from tuneserve_service.errors import InvalidInput, InvalidStudyState, NotEnoughTrials
 from tuneserve.schemas.craft import BestConfiguration, RepeatGroupRead
+from tuneserve.schemas.craft_requests import RepeatResponse
 from tuneserve.schemas.enums import StudyState
-from tuneserve_service.store import studies as study_store
 from tuneserve_service.space import unflatten_params
+from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
-
-SEED = "seed"
 
 
 def parse_document(body: Any) -> RepeatSpec | None:
@@ -58,47 +61,12 @@ def document_spec(study: Study) -> RepeatSpec | None:
     return stage.repeat_top
 
 
-def requested(study: Study, source: str) -> bool:
-    return any(r.get("source") == source for r in study.repeats or [])
-
-
-def added(study: Study, source: str | None = None) -> int:
-    """Trials the study's repeat requests (of `source`, or all) added."""
-    return sum(len(r.get("trials", [])) for r in study.repeats or [] if source in (None, r.get("source")))
-
-
-def _results(session: Session, study: Study) -> list[TrialResult]:
-    from tuneserve_service.domain.refine import trial_results
-
-    return fidelity_domain.at_top_level(trial_results(session, study.id))
-
-
-def enqueue(session: Session, study: Study, top_k: int, seeds: int, source: str) -> list[dict[str, Any]]:
-    """Plan and enqueue the repeats of the top_k configurations (the study row is locked by the
-    caller or here); returns the rows. The request is recorded even when nothing was enqueued."""
-    from tuneserve_service.domain.studies import add_trials
-
-    results = _results(session, study)
-    groups = group_repeats(results)
-    used = [r.params[SEED] for r in results if isinstance(r.params.get(SEED), int)]
-    plan = plan_repeats(groups, top_k, seeds, study.seed, study.goal, SEED, used)
-    rows = add_trials(session, study, plan, "repeat", extend_budget=True) if plan else []
-    ranked = rank_configurations(groups, study.goal)[:top_k]
-    study.repeats = [*(study.repeats or []), {
-        "source": source, "top_k": top_k, "seeds": seeds, "trials": [r["number"] for r in rows],
-        "configurations": [r.group.key for r in ranked]}]
-    if rows and study.state == StudyState.FINISHED:
-        study.state = StudyState.RUNNING   # it runs on until its repeats end
-    session.flush()
-    return rows
-
-
 def repeat(session: Session, name: str, top_k: int, seeds: int) -> tuple[Study, list[dict[str, Any]], list[RepeatGroupRead]]:
     """POST /studies/{name}/repeat."""
     study = study_store.get_study(session, name, lock=True)
     if study.state == StudyState.STOPPED:
         raise InvalidStudyState(name, study.state, "repeat its configurations (it was stopped)")
-    results = _results(session, study)
+    results = top_results(session, study)
     ranked = rank_configurations(group_repeats(results), study.goal)
     if not ranked:
         raise NotEnoughTrials(name, "no configuration has a completed run to repeat yet")
@@ -130,7 +98,7 @@ def best_fields(session: Session, study: Study, best: Trial | None) -> dict[str,
             trials=[best.number], failures=0, runner_up=None, p_best_over_runner_up=None, noise_sigma=None,
             noise_df=0, statement=statement, fidelity=best.fidelity)
         return {"best_trial": best, "best_configuration": config, "repeat_groups": []}
-    results = _results(session, study)
+    results = top_results(session, study)
     groups = group_repeats(results)
     statement = best_configuration(groups, study.goal)
     repeated = [group_read(g) for g in groups if len(g.numbers) > 1]
@@ -153,3 +121,34 @@ def _configuration(params: dict[str, Any]) -> dict[str, Any]:
 
 def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+# ---- the hooks ---------------------------------------------------------------------------------
+
+def _parse(draft: StudyDraft) -> None:
+    parse_document(draft.body)
+
+
+def on_finished(session: Session, study: Study) -> None:
+    """The document's `repeat_top` runs once the budget is spent (a staged study's stages say it
+    in their own `repeat_top`: features/stages.py)."""
+    if study.stage_index is not None:
+        return
+    spec = document_spec(study)
+    if spec is not None and not requested(study, "document"):
+        enqueue(session, study, spec.top_k, spec.seeds, source="document")
+
+
+def read_fields(session: Session, study: Study, fields: dict[str, Any]) -> dict[str, Any]:
+    return best_fields(session, study, fields["best_trial"])
+
+
+def repeat_read(db: Database, name: str, top_k: int, seeds: int) -> RepeatResponse:
+    """POST /studies/{name}/repeat: the trials enqueued and the configurations they repeat."""
+    with db.transaction() as s:
+        study, rows, groups = repeat(s, name, top_k, seeds)
+        return RepeatResponse(trials=[trial_read(r, name) for r in rows], configurations=groups,
+                              max_trials=study.max_trials)
+
+
+FEATURE = Feature("repeats", parse_document=_parse, on_finished=on_finished, read_fields=read_fields)

@@ -35,20 +35,23 @@ import math
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tuneserve_service.craft import lr_range as lr_rules
-from tuneserve_service.db.models import Study, Trial, TrialReport
+from tuneserve_service.db.engine import Database
+from tuneserve_service.db.models import Study
 from tuneserve_service.diagnosis import (
     Advice, SanityConfig, SanityConfigError, SanityResult, figures_from_reports, sanity_lrs, sanity_params,
     sanity_verdict,
 )
 from tuneserve_service.diagnosis.curve import reason_figures
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core.hooks import Feature, StudyDraft, TrialEnding
+from tuneserve_service.domain.core.studies import build_space, study_read
 from tuneserve_service.errors import GateConflict, InvalidInput, InvalidStudyState
-from tuneserve.schemas.enums import LrRangeState, SanityState, StudyState, TrialKind, TrialState
+from tuneserve.schemas.enums import FailKind, LrRangeState, SanityState, StudyState, TrialKind, TrialState
 from tuneserve.schemas.gates import LrRangeRead, LrRangeTestRequest, NarrowingRequest, SanityRead, SanityRunRequest
+from tuneserve.schemas.studies import StudyRead
 from tuneserve.schemas.objectives import BUILTIN_CNN, normalize_objective
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import studies as study_store
@@ -61,6 +64,7 @@ ORDER = (SANITY, LR_RANGE)  # the order a document's gates run in
 WHAT = {SANITY: "sanity check", LR_RANGE: "lr range test"}
 CURVE_POINTS = 5000  # points of a range test's curve kept on the study
 LR_FEATURE = "lr_range_test"
+PENDING, RUNNING = SanityState.PENDING.value, SanityState.RUNNING.value  # the same words in LrRangeState
 
 
 # ---- the study document ------------------------------------------------------------------------
@@ -153,7 +157,7 @@ def _open_next(session: Session, study: Study) -> str | None:
     """Open the first pending gate (insert its special run) or, with none pending, lift the gate."""
     for kind in ORDER:
         record = _record(study, kind)
-        if record is not None and record.get("state") == "pending":
+        if record is not None and record.get("state") == PENDING:
             _insert_run(session, study, kind)
             return kind
     study.gate = None
@@ -162,14 +166,13 @@ def _open_next(session: Session, study: Study) -> str | None:
 
 
 def _insert_run(session: Session, study: Study, kind: str) -> None:
-    lowest = session.scalar(select(func.min(Trial.number)).where(Trial.study_id == study.id))
-    number = min(lowest or 0, 0) - 1
+    number = min(trial_store.lowest_number(session, study.id) or 0, 0) - 1
     space = SearchSpace.from_json(study.space)
     if kind == SANITY:
         params = sanity_params(space, None, SanityConfig.from_json(study.sanity["config"]).max_epochs)
     else:
         params = lr_rules.default_configuration(space)
-    trial_store.insert_trials(session, study.id, [number], [params], [kind], state="waiting", kind=kind,
+    trial_store.insert_trials(session, study.id, [number], [params], [kind], state=TrialState.WAITING, kind=kind,
                               fidelities=[fidelity_domain.trial_record(study.fidelity, params)])
     _store(study, kind, {**_record(study, kind), "trial": number})
     study.gate = kind
@@ -185,7 +188,7 @@ def on_claimed(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, A
             continue
         study = study_store.lock_study_by_id(session, row["study_id"])
         record = dict(_record(study, kind) or {})
-        record.update(state="running", trial=row["number"])
+        record.update(state=RUNNING, trial=row["number"])
         if kind == SANITY:
             config = SanityConfig.from_json(record.get("config") or True)
             record["verdict"] = f"the sanity check is running (trial {row['number']})"
@@ -202,12 +205,6 @@ def on_claimed(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, A
 
 # ---- ending a gate ------------------------------------------------------------------------------
 
-def _reports(session: Session, trial_id: int) -> list[tuple[int, dict[str, Any]]]:
-    return [(step, metrics) for step, metrics in session.execute(
-        select(TrialReport.step, TrialReport.metrics).where(TrialReport.trial_id == trial_id)
-        .order_by(TrialReport.step)).all()]
-
-
 def end(session: Session, row: dict[str, Any], outcome: Any = None) -> None:
     """A special run changed state (`row`, after the change): apply it to its gate. A run that is no
     longer its gate's current one (superseded by a rerun) changes nothing."""
@@ -218,12 +215,12 @@ def end(session: Session, row: dict[str, Any], outcome: Any = None) -> None:
         return
     state = row["state"]
     if state == TrialState.WAITING:  # released: another worker takes it
-        _store(study, kind, {**record, "state": "pending"})
+        _store(study, kind, {**record, "state": PENDING})
         session.flush()
         return
     if state == TrialState.PRUNED:  # told to stop: the study was paused or stopped
         why = f"stopped before it finished (the study is {study.state}); it runs again when the study runs"
-        _store(study, kind, {**record, "state": "pending", **({"verdict": why} if kind == SANITY else {"message": why})})
+        _store(study, kind, {**record, "state": PENDING, **({"verdict": why} if kind == SANITY else {"message": why})})
         if study.state in (StudyState.RUNNING, StudyState.PAUSED):
             _insert_run(session, study, kind)
         return
@@ -240,14 +237,14 @@ def _end_sanity(session: Session, study: Study, row: dict[str, Any], record: dic
     if state == TrialState.COMPLETED and outcome is not None and not outcome.supported:
         result = SanityResult.skipped(outcome.message or "the objective does not support the sanity check")
         log.warning("study=%s sanity check skipped: %s", study.name, outcome.message)
-    elif state == TrialState.COMPLETED or (state == TrialState.DIVERGED or row.get("fail_kind") == "diverged"):
+    elif state == TrialState.COMPLETED or (state == TrialState.DIVERGED or row.get("fail_kind") == FailKind.DIVERGED):
         done: dict[str, Any] = dict(outcome.figures) if outcome is not None else {}
         if state != TrialState.COMPLETED:
             done = {**reason_figures(row.get("fail_reason")), **done, "diverged": 1.0}
-        figures = figures_from_reports(_reports(session, row["id"]), {k: v for k, v in done.items() if v is not None})
+        figures = figures_from_reports(trial_store.all_reports(session, row["id"]), {k: v for k, v in done.items() if v is not None})
         result = sanity_verdict(figures, config.samples, config.max_epochs)
     else:
-        result = SanityResult.run_failed(row.get("fail_kind") or "error", row.get("fail_reason") or "")
+        result = SanityResult.run_failed(row.get("fail_kind") or FailKind.ERROR.value, row.get("fail_reason") or "")
     _store(study, SANITY, {**record, **result.to_json()})
     if result.state == SanityState.FAILED and study.state == StudyState.RUNNING:
         study.state = StudyState.PAUSED  # the verdict is on the study; `resume` overrides it
@@ -356,8 +353,6 @@ def on_resume(study: Study) -> None:
 def _set_parameters(study: Study, parameters: dict[str, Any], path: str) -> None:
     """The document's parameters block replaced, and the one dimension `path` swapped in the stored
     space (a study that manages its fidelity keeps its resolved space otherwise)."""
-    from tuneserve_service.domain.studies import build_space
-
     fresh = build_space(parameters)
     space = SearchSpace.from_json(study.space)
     study.space = SearchSpace(tuple(fresh.dimension(d.name) if d.name == path else d
@@ -461,3 +456,61 @@ def advice(study: Study) -> list[Advice]:
     elif lr.get("state") == LrRangeState.FAILED:
         out.append(Advice("lr_range_failed", lr.get("message", "the range test failed")))
     return out
+
+
+# ---- the hooks and the routes' entry points ------------------------------------------------------
+
+def _check(draft: StudyDraft) -> None:
+    # The gates run once, before the first stage: later stages and refined children skip them.
+    if draft.parent is None:
+        draft.plans["gates"] = parse_document(draft.body, draft.objective)
+
+
+def _on_create(session: Session, study: Study, draft: StudyDraft) -> None:
+    plan = draft.plans.get("gates")
+    if plan is not None:
+        open_new(session, study, plan)
+
+
+def _after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding) -> dict[str, Any]:
+    if row["kind"] != TrialKind.TRIAL:   # a special run: its gate judges it
+        end(session, row, ending.outcome)
+    return row
+
+
+def _on_state_change(session: Session, study: Study, action: str) -> None:
+    if action == "resume":
+        on_resume(study)
+
+
+def _read_fields(session: Session, study: Study, fields: dict[str, Any]) -> dict[str, Any]:
+    return read_fields(study)
+
+
+def _advice(session: Session, study: Study) -> list[Advice]:
+    return advice(study)
+
+
+FEATURE = Feature("gates", check_document=_check, on_create=_on_create, on_claimed=on_claimed,
+                  after_trial_ends=_after_trial_ends, on_state_change=_on_state_change,
+                  read_fields=_read_fields, advice=_advice)
+
+
+def run_sanity(db: Database, name: str, body: SanityRunRequest) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, request_sanity(s, name, body))
+
+
+def run_lr_range(db: Database, name: str, body: LrRangeTestRequest) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, request_lr_range(s, name, body))
+
+
+def narrow_read(db: Database, name: str, body: NarrowingRequest) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, narrow(s, name, body))
+
+
+def restore_read(db: Database, name: str) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, restore(s, name))

@@ -21,12 +21,13 @@ from typing import Any, Callable
 from sqlalchemy.orm import Session
 
 from tuneserve_service.craft.fidelity import Fidelity, FidelityError, resource_steps
-from tuneserve_service.pruners.base import Curve, Decision, PrunerConfig
+from tuneserve_service.pruners.base import Curve, PruneVerdict, PrunerConfig
 from tuneserve_service.pruners.registry import build_pruner
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import trials as trial_store
+from tuneserve.schemas.enums import TrialState
 
-CONTINUE = Decision(stop=False)
+CONTINUE = PruneVerdict(stop=False)
 # Every report of every trial: W&B's bands count reports, so a peer's band value may sit at a
 # step past the judged trial's latest one when reports skip steps.
 ALL_STEPS = 2**31 - 1
@@ -83,12 +84,12 @@ def _curves(session: Session, study: Any, trial_id: int, max_step: int,
     for tid, state, st, value in trial_store.study_curves(session, study.id, max_step):
         values[tid][st if mapped is None else mapped(tid, st)] = value
         states[tid] = state
-    mine = Curve(trial_id=trial_id, values=values.pop(trial_id, {}), state="running")
+    mine = Curve(trial_id=trial_id, values=values.pop(trial_id, {}), state=TrialState.RUNNING)
     states.pop(trial_id, None)
     return mine, [Curve(trial_id=tid, values=v, state=states[tid]) for tid, v in values.items()]
 
 
-def prune_decision(session: Session, study: Any, trial_id: int, steps: list[int]) -> Decision:
+def prune_verdict(session: Session, study: Any, trial_id: int, steps: list[int]) -> PruneVerdict:
     """Decide on the steps just reported, one at a time in order: ASHA and Hyperband judge a trial
     at the report that first reaches a rung, so a batch must not skip one. With `resource: data`
     the steps are mapped first (see the module doc); the decision names the reported step."""
@@ -106,7 +107,7 @@ def prune_decision(session: Session, study: Any, trial_id: int, steps: list[int]
     return CONTINUE
 
 
-def recheck_decision(session: Session, study: Any, trial_id: int, last_step: int | None = None) -> Decision:
+def recheck_verdict(session: Session, study: Any, trial_id: int, last_step: int | None = None) -> PruneVerdict:
     """At a heartbeat: W&B's hyperband judges every running run again as other runs reach its
     latest band (its controller's periodic pass); the other pruners judge only at reports.
     `last_step` (the trial's highest reported step, when known) spares the read of every curve

@@ -6,8 +6,9 @@ import logging
 import time
 
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain import diagnoses
-from tuneserve_service.domain.stages import settle
+from tuneserve_service.domain.core import hooks
+from tuneserve_service.domain.core.hooks import TrialEnding
+from tuneserve_service.domain.core.studies import settle
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
 from tuneserve_service.store import workers as worker_store
@@ -25,7 +26,7 @@ def reap_expired(db: Database) -> tuple[int, int]:
         requeued, failed = trial_store.expire_leases(s)
         failed.sort(key=lambda row: (row["study_id"], row["id"]))  # id order: concurrent sweeps lock studies alike
         for row in failed:
-            diagnoses.after_change(s, row, study_store.study_header(s, row["study_id"]).metric_name)
+            hooks.after_trial_ends(s, row, TrialEnding(study_store.study_header(s, row["study_id"]).metric_name))
         failed_studies = [row["study_id"] for row in failed]
         for study_id in sorted(set(failed_studies)):
             settle(s, study_id)

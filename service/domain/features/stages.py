@@ -7,17 +7,19 @@ craft.stages.next_stage_document: refined around stage i-1's top trials when it 
 warm-started from it, with its own fidelity and budget, and its top k re-run first at the new
 fidelity unless `refine.rerun_top` is false.
 
-When a stage starts: `settle`, called wherever a trial of a study ends (complete, fail, prune,
-release, divergence, the lease reaper, a grid running out, resume), marks the study finished once
-its budget is spent and nothing is active (store.studies.finish_if_done, which locks the study row),
-and then, in the same transaction under that lock, applies craft.stages.transition: enqueue the
+When a stage starts: the core's `settle` (core/studies.py), called wherever a trial of a study ends
+(complete, fail, prune, release, divergence, the lease reaper, a grid running out, resume), marks
+the study finished once its budget is spent and nothing is active (store.studies.finish_if_done,
+which locks the study row), and then calls `on_finished` here (the hook), which in the same
+transaction under that lock applies craft.stages.transition: enqueue the
 stage's `repeat_top` repeats (the study runs on until they end), or create the next stage, or
 nothing (the last stage ended). The unique index on (parent_id, stage_index) makes a second
 creation fail rather than run a stage twice. A study that reached its metric.target, or was
 stopped, does not move on.
 
-Workers: a claim or ask that names a staged study is served from its active stage: the named study
-if it still hands out trials, else the latest stage that exists after it. So `tuneserve worker
+Workers: a claim or ask that names a staged study is served from its active stage (`follow`, the
+`serve` hook): the named study if it still hands out trials, else the latest stage that exists
+after it. So `tuneserve worker
 --study NAME` follows a staged study from its first stage to its last without being restarted.
 """
 from __future__ import annotations
@@ -33,7 +35,10 @@ from tuneserve_service.craft.stages import (
     Stage, StageCounts, StageError, next_stage_document, parse_stages, stage_fidelity, transition,
 )
 from tuneserve_service.db.models import Study
-from tuneserve_service.domain import fidelity as fidelity_domain
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core import repeat_trials
+from tuneserve_service.domain.core.hooks import Feature, StudyDraft
+from tuneserve_service.domain.core.lineage import configurations, create_child, free_name
 from tuneserve_service.errors import InvalidInput, StudyExists
 from tuneserve.schemas.craft import StageRead
 from tuneserve.schemas.enums import ENDED_STATES, StudyMethod, StudyState
@@ -120,31 +125,18 @@ def served_as(session: Session, study: Study) -> tuple[str, ...]:
 
 # --- the transition -------------------------------------------------------------------------------
 
-def settle(session: Session, study_id: int) -> bool:
-    """Finish the study when its budget is spent and nothing is active, then move its stages on
-    (see the module doc). Returns whether it finished."""
-    if not study_store.finish_if_done(session, study_id):
-        return False
-    study = study_store.get_study_by_id(session, study_id)
-    _after_finished(session, study)
-    return True
-
-
-def _after_finished(session: Session, study: Study) -> None:
-    from tuneserve_service.domain import repeats  # repeats enqueue trials; they import nothing of stages
-
+def on_finished(session: Session, study: Study) -> None:
+    """A stage finished (core.studies.settle, under the study row's lock): apply
+    craft.stages.transition (see the module doc)."""
     staged = root_and_stages(session, study)
     if staged is None:
-        spec = repeats.document_spec(study)
-        if spec is not None and not repeats.requested(study, "document"):
-            repeats.enqueue(session, study, spec.top_k, spec.seeds, source="document")
         return
     root, stages = staged
     for _ in range(2):  # a repeat that enqueues nothing is recorded, then the rule is applied again
         step = transition(stages, study.stage_index, _counts(session, study))
         if step.action == "repeat":
             spec = stages[study.stage_index].repeat_top
-            if repeats.enqueue(session, study, spec.top_k, spec.seeds, source="document"):
+            if repeat_trials.enqueue(session, study, spec.top_k, spec.seeds, source="document"):
                 return
             continue
         if step.action == "next":
@@ -153,23 +145,19 @@ def _after_finished(session: Session, study: Study) -> None:
 
 
 def _counts(session: Session, study: Study) -> StageCounts:
-    from tuneserve_service.domain import repeats
-
     counts = study_store.count_trials_by_state(session, study.id)
-    added = repeats.added(study)
-    from_document = repeats.added(study, "document") if repeats.requested(study, "document") else None
+    added = repeat_trials.added(study)
+    from_document = repeat_trials.added(study, "document") if repeat_trials.requested(study, "document") else None
     budget = None if study.max_trials is None else study.max_trials - added
     return StageCounts(ended=sum(counts[s] for s in ENDED_STATES), active=0, budget=budget, repeats=from_document)
 
 
 def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previous: Study, index: int) -> None:
-    from tuneserve_service.domain import refine
-
     if study_store.stage_child(session, previous.id, index) is not None:
         return  # another server ended the stage and created its successor first
-    results = refine.configurations(session, previous.id)
+    results = configurations(session, previous.id)
     document = dict(previous.config or {})
-    name = refine.free_name(session, f"{root.name[:180]}-stage-{index}")
+    name = free_name(session, f"{root.name[:180]}-stage-{index}")
     try:
         doc, plan = next_stage_document(document, stages, index, results, parent_name=previous.name,
                                         child_name=name, seed=root.seed, goal=previous.goal,
@@ -184,7 +172,7 @@ def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previ
     rerun = plan is not None and stages[index].refine.rerun_top
     try:
         with session.begin_nested():
-            refine.create_child(session, previous, doc, plan, rerun=rerun, stage_index=index)
+            create_child(session, previous, doc, plan, rerun=rerun, stage_index=index)
     except (IntegrityError, StudyExists):  # the unique (parent_id, stage_index): created meanwhile elsewhere
         log.info("study %s: stage %d exists already", previous.name, index)
     except InvalidInput as err:
@@ -195,7 +183,7 @@ def _start_stage(session: Session, root: Study, stages: tuple[Stage, ...], previ
 
 # --- the timeline ---------------------------------------------------------------------------------
 
-def read_fields(session: Session, study: Study) -> dict[str, Any]:
+def read_fields(session: Session, study: Study, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """StudyRead's stage fields: stage_index, stages (the timeline), active_stage, stage_note."""
     out: dict[str, Any] = {"stage_index": study.stage_index, "stage_note": study.stage_note}
     staged = root_and_stages(session, study)
@@ -236,3 +224,24 @@ def _chain(session: Session, root: Study) -> list[Study]:
         current = study_store.get_study_by_id(session, nxt.id)
         chain.append(current)
     return chain
+
+
+# --- the hooks ------------------------------------------------------------------------------------
+
+def _parse(draft: StudyDraft) -> None:
+    """A staged document: stage 0's method, budget and fidelity are the study's."""
+    stages = parse_document(draft.body)
+    if stages is None:
+        return
+    draft.plans["stages"] = stages
+    if draft.stage_index is None:
+        draft.stage_index = 0
+    draft.manages_fidelity = True
+    draft.fidelity_overrides = stages[0].overrides
+    if stages[0].method:
+        draft.method = stages[0].method
+    draft.max_trials = stages[0].trials
+
+
+FEATURE = Feature("stages", parse_document=_parse, serve=follow, on_finished=on_finished,
+                  aliases=served_as, read_fields=read_fields)

@@ -70,7 +70,7 @@ def observations(session: Session, study: Any) -> tuple[list[Observation], list[
         values = reported(t)
         if t.state in ACTIVE_STATES:
             if while_running not in (None, "false") and t.state == TrialState.RUNNING and values:
-                completed.append(Observation(params=t.params, value=better(values), state="completed"))
+                completed.append(Observation(params=t.params, value=better(values), state=TrialState.COMPLETED))
             else:
                 pending.append(t.params)
         elif t.state == TrialState.COMPLETED or strategy is None:
@@ -79,6 +79,6 @@ def observations(session: Session, study: Any) -> tuple[list[Observation], list[
         else:
             value = {"worst": worst, "latest": values[-1] if values else None,
                      "best": better(values) if values else None}[strategy]
-            completed.append(Observation(params=t.params, value=value, state="completed" if value is not None
+            completed.append(Observation(params=t.params, value=value, state=TrialState.COMPLETED if value is not None
                                          else t.state))
     return completed, pending

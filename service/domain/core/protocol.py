@@ -11,40 +11,40 @@ whose answer was lost); any other caller is told the trial's state (409).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
 from tuneserve_service.db.engine import Database
-from tuneserve_service.db.models import Trial
-from tuneserve_service.domain import diagnoses, gates
-from tuneserve_service.domain.pruning import prune_decision, recheck_decision
-from tuneserve_service.domain.stages import follow, settle
-from tuneserve_service.domain.studies import finish_on_target
-from tuneserve_service.domain.suggest import draw_claimed, suggest_trials
-from tuneserve_service.domain.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
+from tuneserve_service.domain.core import hooks
+from tuneserve_service.domain.core.hooks import TrialEnding
+from tuneserve_service.domain.core.pruning import prune_verdict, recheck_verdict
+from tuneserve_service.domain.core.studies import finish_on_target, settle
+from tuneserve_service.domain.core.suggest import draw_claimed, suggest_trials
+from tuneserve_service.domain.core.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
 from tuneserve_service.errors import (
     ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
 )
-from tuneserve.schemas.gates import DiagnosisRead
-from tuneserve.schemas.enums import StopKind
+from tuneserve.schemas.enums import FailKind, StopKind, StudyState, TrialKind, TrialState
 from tuneserve.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
 from tuneserve_service.store import workers as worker_store
 from tuneserve_service.observability import metrics as observe
 
+REPEAT = "repeat"  # the method of a repeat's trial (core/repeat_trials.py): it never reaches a target
 
-def _not_held(session: Session, trial_id: int, token: str, holder: str | None) -> Exception:
+
+def not_held(session: Session, trial_id: int, token: str, holder: str | None) -> Exception:
     row = trial_store.get_trial_row(session, trial_id)
     if row is None:
         return TrialNotFound(trial_id)
-    if row["state"] == "running":
+    if row["state"] == TrialState.RUNNING:
         if row["lease_token"] == token and row["holder"] != holder:
             return NotLeaseHolder(trial_id)
-        return TrialNotHeld(trial_id, "running", "the lease token is not the current one (the lease was lost and the trial was claimed again)")
-    if row["state"] == "waiting":
-        return TrialNotHeld(trial_id, "waiting", "the lease ran out and the trial went back to the queue")
+        return TrialNotHeld(trial_id, TrialState.RUNNING, "the lease token is not the current one (the lease was lost and the trial was claimed again)")
+    if row["state"] == TrialState.WAITING:
+        return TrialNotHeld(trial_id, TrialState.WAITING, "the lease ran out and the trial went back to the queue")
     return TrialNotHeld(trial_id, row["state"], "the trial has ended")
 
 
@@ -59,7 +59,7 @@ def _claim_from(s: Session, study_id: int, max_concurrent: int | None, worker_id
     if max_concurrent is not None:
         study_store.lock_admission(s, study_id)
     rows = trial_store.claim_waiting(s, worker_id=worker_id, study_id=study_id, limit=limit, holder=holder)
-    return gates.on_claimed(s, rows)  # a special run's request goes on its lease
+    return hooks.on_claimed(s, rows)  # e.g. a special run's request goes on its lease (features/gates.py)
 
 
 def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective: str | None,
@@ -69,7 +69,7 @@ def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective
     from); only of studies a worker running `objective` can run (store.workers.runs_study)."""
     worker_store.record_seen(s, worker_id, objective, study_name)
     if study_name:
-        study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
+        study = hooks.serve(s, study_store.study_header_by_name(s, study_name))  # e.g. a staged study's active stage
         if not worker_store.can_run(study.objective, objective):
             return [], None, []
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
@@ -117,7 +117,7 @@ def _claim(db: Database, worker_id: str, study_name: str | None, holder: str | N
 
 def ask(db: Database, study_name: str, count: int, worker_id: str, holder: str | None = None) -> list[TrialLease]:
     with db.transaction() as s:
-        study = follow(s, study_store.study_header_by_name(s, study_name))  # a staged study: its active stage
+        study = hooks.serve(s, study_store.study_header_by_name(s, study_name))  # e.g. a staged study's active stage
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder, limit=count)
     rows = draw_claimed(db, rows) if rows else []
     if len(rows) < count:
@@ -173,7 +173,7 @@ def _touch(session: Session, trial_id: int, token: str, holder: str | None, step
     extra = {"last_step": max(st.step for st in steps)} if steps else {}
     row = trial_store.touch_held(session, trial_id, token, holder, **extra)
     if row is None:
-        raise _not_held(session, trial_id, token, holder)
+        raise not_held(session, trial_id, token, holder)
     return row
 
 
@@ -182,7 +182,7 @@ def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
     # A trial that never reported before this request (a complete carrying its reports: last_step,
     # which every /report sets, is still unset) is judged from those reports without reading them back.
     known = [(st.step, st.metrics) for st in steps] if steps and row["last_step"] is None else None
-    return diagnoses.after_change(s, row, study.metric_name, outcome, known)
+    return hooks.after_trial_ends(s, row, TrialEnding(study.metric_name, outcome, known))
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
@@ -191,29 +191,28 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
         study = study_store.study_header(s, row["study_id"])
         diverged = _store_steps(s, row, study, steps)
         if diverged:
-            ended = trial_store.end_held(s, trial_id, token, "diverged", holder, fail_kind="diverged",
+            ended = trial_store.end_held(s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED,
                                          fail_reason=diverged)
             ended = _after_end(s, ended, study)
             settle(s, study.id)
-            if ended["kind"] == "trial":
-                observe.ended("diverged")
+            if ended["kind"] == TrialKind.TRIAL:
+                observe.ended(TrialState.DIVERGED)
             return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
                             diagnosis=ended.get("diagnosis"))
         expires = epoch_to_datetime(row["lease_expires_at"])
-        special = row["kind"] != "trial"
+        special = row["kind"] != TrialKind.TRIAL
         diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
-        if study.state != "running":
+        if study.state != StudyState.RUNNING:
             return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
                             lease_expires_at=expires,
                             diagnosis=diagnosis)
         if row["stop_reason"] or special:  # special runs are never pruned
             return _stored_stop(row, expires, diagnosis)
-        decision = prune_decision(s, study, trial_id, [st.step for st in steps])
-        if decision.stop:
-            trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason, stop_step=decision.step)
-        return Decision(should_stop=decision.stop, stop_kind=StopKind.PRUNE if decision.stop else None,
-                        reason=decision.reason, lease_expires_at=expires, diagnosis=diagnosis)
-
+        verdict = prune_verdict(s, study, trial_id, [st.step for st in steps])
+        if verdict.stop:
+            trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
+        return Decision(should_stop=verdict.stop, stop_kind=StopKind.PRUNE if verdict.stop else None,
+                        reason=verdict.reason, lease_expires_at=expires, diagnosis=diagnosis)
 
 
 def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
@@ -228,17 +227,18 @@ def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None
         row = _touch(s, trial_id, token, holder, [])
         study = study_store.study_header(s, row["study_id"])
         expires = epoch_to_datetime(row["lease_expires_at"])
-        diagnosis = diagnoses.provisional(s, row, study.metric_name) if row["kind"] == "trial" else None
-        if study.state != "running":
+        ordinary = row["kind"] == TrialKind.TRIAL
+        diagnosis = hooks.on_heartbeat(s, row, study.metric_name, row["diagnosis"]) if ordinary else None
+        if study.state != StudyState.RUNNING:
             return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
                             lease_expires_at=expires,
                             diagnosis=diagnosis)
-        if not row["stop_reason"] and row["kind"] == "trial":  # W&B's hyperband re-checks running trials
-            decision = recheck_decision(s, study, trial_id, row["last_step"] or 0)
-            if decision.stop:
-                trial_store.touch_held(s, trial_id, token, holder, stop_reason=decision.reason,
-                                       stop_step=decision.step)
-                return Decision(should_stop=True, stop_kind=StopKind.PRUNE, reason=decision.reason,
+        if not row["stop_reason"] and ordinary:  # W&B's hyperband re-checks running trials
+            verdict = recheck_verdict(s, study, trial_id, row["last_step"] or 0)
+            if verdict.stop:
+                trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason,
+                                       stop_step=verdict.step)
+                return Decision(should_stop=True, stop_kind=StopKind.PRUNE, reason=verdict.reason,
                                 lease_expires_at=expires, diagnosis=diagnosis)
         return _stored_stop(row, expires, diagnosis)
 
@@ -256,36 +256,47 @@ def _all_finite(value: float | None, metrics: dict[str, Any], steps: list[StepRe
     return all(v is None or math.isfinite(v) for v in values)
 
 
+class Completion(NamedTuple):
+    """What completing a held trial did: the ended row and its study, or, when this same lease had
+    completed it already with the same value (a retry whose answer was lost), `replay`: the answer
+    to give again, and nothing else to do."""
+
+    row: dict[str, Any] | None
+    study: Any
+    replay: CompleteResponse | None = None
+
+
 def _end_completed(
     s: Session, trial_id: int, token: str, holder: str | None, value: float | None, metrics: dict[str, Any],
     steps: list[StepReport] | None, outcome: Any = None,
-) -> tuple[dict[str, Any], Any] | CompleteResponse:
-    """End a held trial as completed (or diverged); a CompleteResponse when this same lease
-    already completed it (a retry). A special run may end with no value (its `outcome` says it all)."""
+) -> Completion:
+    """End a held trial as completed (or diverged). A special run may end with no value (its
+    `outcome` says it all)."""
     if value is not None and outcome is None and _all_finite(value, metrics, steps):
         # The common case in one fenced UPDATE; only a miss needs the reads below to explain it.
-        ended = trial_store.end_held(s, trial_id, token, "completed", holder, value=float(value), metrics=metrics)
+        ended = trial_store.end_held(s, trial_id, token, TrialState.COMPLETED, holder, value=float(value),
+                                     metrics=metrics)
         if ended is not None:
             study = study_store.study_header(s, ended["study_id"])
             if steps:
                 _store_steps(s, ended, study, steps)
-            return ended, study
+            return Completion(ended, study)
     row = trial_store.get_trial_row(s, trial_id)
     if row is None:
         raise TrialNotFound(trial_id)
     study = study_store.study_header(s, row["study_id"])
     final = value if value is not None else metrics.get(study.metric_name)
-    special = row["kind"] != "trial"
+    special = row["kind"] != TrialKind.TRIAL
     if outcome is not None and not special:
         raise InvalidInput(("body", "outcome"), f"trial {trial_id} is an ordinary trial: only a special run "
                                                 f"(kind sanity or lr_range) is completed with an outcome")
-    if row["state"] != "running" or row["lease_token"] != token or row["holder"] != holder:
-        if row["state"] == "completed" and row["lease_token"] == token and row["holder"] == holder:
+    if row["state"] != TrialState.RUNNING or row["lease_token"] != token or row["holder"] != holder:
+        if row["state"] == TrialState.COMPLETED and row["lease_token"] == token and row["holder"] == holder:
             stored = row["value"]
             if final is None or _same_value(stored, float(final)):
-                return CompleteResponse(trial=trial_read(row, study.name))
+                return Completion(None, study, CompleteResponse(trial=trial_read(row, study.name)))
             raise ConflictingCompletion(trial_id, stored, final)
-        raise _not_held(s, trial_id, token, holder)
+        raise not_held(s, trial_id, token, holder)
     diverged = _store_steps(s, row, study, steps) if steps else None
     if final is None and not diverged and not special:
         final = trial_store.last_report_value(s, trial_id)
@@ -298,17 +309,17 @@ def _end_completed(
         diverged = f"non-finite final value ({final})"
     if diverged:
         ended = trial_store.end_held(
-            s, trial_id, token, "diverged", holder, fail_kind="diverged", fail_reason=diverged,
+            s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED, fail_reason=diverged,
             metrics=json_safe_metrics(metrics),
         )
     else:
         ended = trial_store.end_held(
-            s, trial_id, token, "completed", holder, value=None if final is None else float(final),
+            s, trial_id, token, TrialState.COMPLETED, holder, value=None if final is None else float(final),
             metrics=json_safe_metrics(metrics)
         )
     if ended is None:  # lost the lease between the read and the write
-        raise _not_held(s, trial_id, token, holder)
-    return ended, study
+        raise not_held(s, trial_id, token, holder)
+    return Completion(ended, study)
 
 
 def complete(
@@ -317,17 +328,17 @@ def complete(
     holder: str | None = None, outcome: Any = None,
 ) -> CompleteResponse:
     """End a held trial as completed; `claim_next` (worker id, study, objective) hands out the next.
-    `outcome`: a special run's result (service/domain/gates.py)."""
+    `outcome`: a special run's result (service/domain/features/gates.py)."""
     with db.transaction() as s:
-        ending = _end_completed(s, trial_id, token, holder, value, metrics, steps, outcome)
-        if isinstance(ending, CompleteResponse):
-            return ending  # completed before with the same value: idempotent
-        ended, study = ending
-        if ended["state"] == "completed" and ended["method"] != "repeat" and ended["kind"] == "trial":
+        ended, study, replay = _end_completed(s, trial_id, token, holder, value, metrics, steps, outcome)
+        if replay is not None:
+            return replay  # completed before with the same value: idempotent
+        if (ended["state"] == TrialState.COMPLETED and ended["method"] != REPEAT
+                and ended["kind"] == TrialKind.TRIAL):
             finish_on_target(s, study.id, ended["value"], ended["number"])  # W&B's metric.target
         ended = _after_end(s, ended, study, outcome, steps)
         settle(s, study.id)
-        if ended["kind"] == "trial":
+        if ended["kind"] == TrialKind.TRIAL:
             observe.ended(ended["state"])
         done = trial_read(ended, study.name)
         if claim_next is None:
@@ -341,29 +352,29 @@ def complete(
     return CompleteResponse(trial=done, next=nxt)
 
 
-def end_trial(db: Database, trial_id: int, token: str, state: str, holder: str | None = None,
+def end_trial(db: Database, trial_id: int, token: str, state: TrialState, holder: str | None = None,
               **values: Any) -> TrialRead:
-    """prune / fail / release: one fenced transition."""
+    """prune / fail / release (state waiting): one fenced transition."""
     with db.transaction() as s:
-        if state == "pruned":
+        if state == TrialState.PRUNED:
             values["value"] = trial_store.last_report_value(s, trial_id)
         row = trial_store.end_held(s, trial_id, token, state, holder, **values)
         if row is None:
-            raise _not_held(s, trial_id, token, holder)
+            raise not_held(s, trial_id, token, holder)
         study = study_store.study_header(s, row["study_id"])
         row = _after_end(s, row, study)
         settle(s, study.id)
-    if state != "waiting" and row["kind"] == "trial":
+    if state != TrialState.WAITING and row["kind"] == TrialKind.TRIAL:
         observe.ended(state)
     return trial_read(row, study.name)
 
 
-def get_trial(session: Session, trial_id: int) -> TrialRead:
-    trial = session.get(Trial, trial_id)
-    if trial is None:
-        raise TrialNotFound(trial_id)
-    read = trial_read(trial, trial.study.name, reports=list(trial.reports))
-    if trial.state == "running":  # its provisional diagnosis as of its latest report
-        found = diagnoses.fresh(trial, trial.study.metric_name)
-        read.diagnosis = DiagnosisRead.model_validate(found) if found else None
-    return read
+def get_trial(db: Database, trial_id: int) -> TrialRead:
+    """A trial with its reports, as read (the features add to it: hooks.trial_read)."""
+    with db.transaction() as s:
+        trial = trial_store.get_trial(s, trial_id)
+        if trial is None:
+            raise TrialNotFound(trial_id)
+        read = trial_read(trial, trial.study.name, reports=list(trial.reports))
+        hooks.trial_read(trial, read)
+        return read

@@ -4,6 +4,10 @@ enqueue, the target that finishes it, and the read view.
 A study document is a W&B sweep configuration read as W&B reads it (schemas.studies for the keys,
 space.parse for `parameters`, pruners.registry for `early_terminate`); the rules here are the
 ones that need the whole document, each with W&B's reason where W&B has the same rule.
+
+The features' keys of the document (stages, repeat_top, sanity, lr_range_test), what they do once
+the study exists or finishes, and their fields of the read come in through the hook list
+(hooks.py); nothing here names a feature.
 """
 from __future__ import annotations
 
@@ -16,19 +20,22 @@ from slugify import slugify
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study
 from tuneserve_service.craft.fidelity import RECORD_KEYS
 from tuneserve_service.craft.repeats import config_key
-from tuneserve_service.domain import fidelity as fidelity_domain
-from tuneserve_service.domain import diagnoses, gates, pruning, runners
-from tuneserve_service.domain.views import trial_read, utc
+from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core import hooks, pruning, runners
+from tuneserve_service.domain.core.hooks import StudyDraft
+from tuneserve_service.domain.core.views import trial_read, utc
 from tuneserve_service.errors import BudgetExhausted, InvalidInput, InvalidStudyState, StudyExists
 from tuneserve_service.optimizers.registry import grid_size, resolve_engine, validate_method
 from tuneserve_service.pruners.base import PrunerConfig
 from tuneserve_service.pruners.registry import parse_pruner, pruner_from_wandb
-from tuneserve.schemas.enums import StudyMethod, StudyState
+from tuneserve.schemas.enums import Method, StudyMethod, StudyState, TrialState
 from tuneserve.schemas.gates import AdviceRead
 from tuneserve.schemas.studies import NAME_PATTERN, MetricRead, MetricSpec, StudyCreate, StudyRead, TrialCounts
+from tuneserve.schemas.trials import TrialPage, TrialRead
 from tuneserve_service.space import SearchSpace, flatten_params, parse_parameters, split_name
 from tuneserve_service.space.parse import SpaceError
 from tuneserve_service.store import studies as study_store
@@ -39,7 +46,7 @@ DEFAULT_METRIC = MetricSpec(name="val_loss", goal="minimize")
 SLUG_MAX = 190
 # Suffixes tried (-2, -3, ...) before a random one, when a display name's slug is taken.
 SLUG_TRIES = 20
-SEED = "seed"  # the parameter a repeat sets (service/domain/repeats.py)
+SEED = "seed"  # the parameter a repeat sets (service/domain/features/repeats.py)
 
 
 def _space_error(err: SpaceError) -> InvalidInput:
@@ -155,22 +162,20 @@ def _insert_named(session: Session, name: str | None, fields: dict[str, Any]) ->
 def create_study(session: Session, body: StudyCreate, *, parent: Study | None = None, stage_index: int | None = None,
                  refine_record: dict[str, Any] | None = None) -> Study:
     """Validate a document into a stored study. `parent`, `stage_index` and `refine_record` are set
-    for the children the craft makes (service/domain/refine.py, stages.py)."""
-    from tuneserve_service.domain import repeats, stages as stage_domain
-
+    for the children the craft makes (core/lineage.py). The features parse their keys of the
+    document and may shape the draft (hooks.parse_document, check_document) and act once the row
+    exists (hooks.on_create)."""
     space = build_space(body.parameters)
     check_document(body, space)
-    stages = stage_domain.parse_document(body)
-    repeats.parse_document(body)
-    if stages is not None and stage_index is None:
-        stage_index = 0
+    draft = StudyDraft(body=body, space=space, parent=parent, stage_index=stage_index, max_trials=body.max_trials)
+    hooks.parse_document(draft)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31 - 1)
     fidelity = None
-    if body.fidelity is not None or stages is not None or parent is not None:
-        managed, space = fidelity_domain.resolve(
-            space, body.fidelity, seed=seed, stage=stages[0].overrides if stages else None)
+    if body.fidelity is not None or draft.manages_fidelity or parent is not None:
+        managed, space = fidelity_domain.resolve(space, body.fidelity, seed=seed, stage=draft.fidelity_overrides)
         fidelity = managed.to_dict()
-    method = stages[0].method if stages and stages[0].method else body.method.value
+        draft.space = space
+    method = draft.method or body.method.value
     engine = resolve_engine(method, space)
     try:
         validate_method(engine, space)
@@ -178,15 +183,14 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
         raise InvalidInput(("body", "method"), str(err)) from None
     pruner = _pruner_config(body, space, fidelity)
     metric = body.metric or DEFAULT_METRIC
-    max_trials = stages[0].trials if stages else body.max_trials
-    if engine == "grid":
+    max_trials = draft.max_trials
+    if engine == Method.GRID:
         size = grid_size(space)
         max_trials = size if max_trials is None else min(max_trials, size)
     if body.warm_start_from is not None and parent is None:
         _check_warm_start(session, body.warm_start_from, space)
-    objective = runners.study_objective(body)
-    # The gates run once, before the first stage: later stages and refined children skip them.
-    gate_plan = gates.parse_document(body, objective) if parent is None else None
+    draft.objective = runners.study_objective(body)
+    hooks.check_document(draft)
     config = body.model_dump(mode="json", exclude_none=True, by_alias=False)
     config["metric"] = metric.model_dump(mode="json", exclude_none=True)
     study = _insert_named(session, body.name, dict(
@@ -204,16 +208,15 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
         lease_seconds=body.lease_seconds,
         max_retries=body.max_retries,
         warm_start_from=body.warm_start_from,
-        objective=objective,
-        state="running",
+        objective=draft.objective,
+        state=StudyState.RUNNING,
         next_number=0,
         parent_id=parent.id if parent is not None else None,
-        stage_index=stage_index,
+        stage_index=draft.stage_index,
         fidelity=fidelity,
         refine=refine_record,
     ))
-    if gate_plan is not None:
-        gates.open_new(session, study, gate_plan)
+    hooks.on_create(session, study, draft)
     return study
 
 
@@ -255,31 +258,39 @@ def _check_warm_start(session: Session, name: str, space: SearchSpace) -> None:
 
 
 _TRANSITIONS = {
-    "pause": ({"running"}, "paused"),
-    "resume": ({"paused"}, "running"),
-    "stop": ({"running", "paused"}, "stopped"),
+    "pause": ({StudyState.RUNNING}, StudyState.PAUSED),
+    "resume": ({StudyState.PAUSED}, StudyState.RUNNING),
+    "stop": ({StudyState.RUNNING, StudyState.PAUSED}, StudyState.STOPPED),
 }
 
 
-def change_state(session: Session, name: str, action: str) -> Study:
-    """Pause, resume or stop a study. A staged study whose named stage has finished is steered
-    through the stage that hands out its trials now (the one a worker naming it is served from), and
-    that stage is answered."""
-    from tuneserve_service.domain.stages import follow
+def settle(session: Session, study_id: int) -> bool:
+    """Finish the study when its budget is spent and nothing is active (store.studies.finish_if_done,
+    which locks the study row), then let the features act on it in the same transaction, under that
+    lock (hooks.on_finished: stages move on, repeats run). Called wherever a trial of a study ends
+    (complete, fail, prune, release, divergence, the lease reaper, a grid running out, resume).
+    Returns whether it finished."""
+    if not study_store.finish_if_done(session, study_id):
+        return False
+    hooks.on_finished(session, study_store.get_study_by_id(session, study_id))
+    return True
 
+
+def change_state(session: Session, name: str, action: str) -> Study:
+    """Pause, resume or stop a study. A study that serves its claims from another (a staged study
+    whose named stage has finished: hooks.serve) is steered through the one that hands out its
+    trials now, and that one is answered."""
     study = study_store.get_study(session, name, lock=True)
-    if study.stage_index is not None and study.state == StudyState.FINISHED:
-        active = follow(session, study_store.study_header(session, study.id))
+    if study.state == StudyState.FINISHED:
+        active = hooks.serve(session, study_store.study_header(session, study.id))
         if active.id != study.id:
             study = study_store.get_study(session, active.name, lock=True)
     allowed, target = _TRANSITIONS[action]
     if study.state not in allowed:
         raise InvalidStudyState(name, study.state, action)
     study_store.set_study_state(session, study, target)
+    hooks.on_state_change(session, study, action)
     if action == "resume":
-        gates.on_resume(study)
-        from tuneserve_service.domain.stages import settle
-
         settle(session, study.id)
     return study
 
@@ -288,7 +299,7 @@ def validate_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
     """A user-given configuration checked against the space; constants filled in. Flat result.
     A mapping is a nested block unless the space has a parameter of that name (whose value may
     itself be a mapping). A `seed` the space does not have is taken too (a non-negative integer):
-    it is how a configuration is re-run with another seed (service/domain/repeats.py)."""
+    it is how a configuration is re-run with another seed (service/domain/features/repeats.py)."""
     flat = flatten_params(params, leaves=space.names)
     dims = {d.name: d for d in space.dimensions}
     for key in flat:
@@ -317,7 +328,7 @@ def validate_params(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any
 
 def enqueue(session: Session, name: str, params: dict[str, Any]) -> dict[str, Any]:
     study = study_store.get_study(session, name, lock=True)
-    if study.state in ("stopped", "finished"):
+    if study.state in (StudyState.STOPPED, StudyState.FINISHED):
         raise InvalidStudyState(name, study.state, "enqueue a trial")
     space = SearchSpace.from_json(study.space)
     if study.fidelity is not None:
@@ -349,13 +360,13 @@ def add_trials(session: Session, study: Study, params_list: list[dict[str, Any]]
     study.next_number = first + count
     session.flush()
     return trial_store.insert_trials(
-        session, study.id, range(first, first + count), params_list, [method] * count, state="waiting",
+        session, study.id, range(first, first + count), params_list, [method] * count, state=TrialState.WAITING,
         fidelities=[fidelity_domain.trial_record(study.fidelity, p) for p in params_list],
         config_keys=[config_key(p) for p in params_list])
 
 
 def best_trial(session: Session, study: Study):
-    """The best completed trial at the study's top fidelity (service/domain/fidelity.py)."""
+    """The best completed trial at the study's top fidelity (service/domain/core/fidelity.py)."""
     levels = None
     if study.fidelity is None and fidelity_domain.searches_data(study.space):
         levels = fidelity_domain.top_level_records(trial_store.completed_fidelities(session, study.id))
@@ -363,13 +374,11 @@ def best_trial(session: Session, study: Study):
 
 
 def study_read(session: Session, study: Study) -> StudyRead:
-    from tuneserve_service.domain import refine, repeats, stages
-
+    """The study as read: the core's fields, then each feature's (hooks.read_fields, in order)."""
     counts = study_store.count_trials_by_state(session, study.id)
-    best = repeats.best_fields(session, study, best_trial(session, study))
     config = study.config or {}
     metric = config.get("metric") or {}
-    return StudyRead(
+    fields: dict[str, Any] = dict(
         id=study.id,
         name=study.name,
         display_name=study.display_name or study.name,
@@ -380,7 +389,7 @@ def study_read(session: Session, study: Study) -> StudyRead:
         metric=MetricRead(name=study.metric_name, goal=study.goal, target=study.metric_target,
                           impute=metric.get("impute"), impute_while_running=metric.get("impute_while_running")),
         state=study.state,
-        parameters=study.config.get("parameters", {}),
+        parameters=config.get("parameters", {}),
         max_trials=study.max_trials,
         max_concurrent=study.max_concurrent,
         seed=study.seed,
@@ -389,22 +398,61 @@ def study_read(session: Session, study: Study) -> StudyRead:
         pruner=study.pruner,
         warm_start_from=study.warm_start_from,
         objective=study.objective,
-        **runners.read_fields(session, study, stages.served_as(session, study)),
+        **runners.read_fields(session, study, hooks.aliases(session, study)),
         project=config.get("project"),
         entity=config.get("entity"),
         target_reached_by=study.target_reached_by,
         trials_created=study.next_number,
         counts=TrialCounts(**counts),
-        best_trial=trial_read(best["best_trial"], study.name) if best["best_trial"] is not None else None,
-        best_configuration=best["best_configuration"],
-        repeat_groups=best["repeat_groups"],
-        **refine.read_fields(session, study),
-        **stages.read_fields(session, study),
+        best_trial=best_trial(session, study),  # a row until the features had their say
+        stage_index=study.stage_index,
         fidelity=study.fidelity,
         fidelity_label=fidelity_domain.label(study.fidelity),
         repeats=study.repeats or [],
-        **gates.read_fields(study),
-        advice=[AdviceRead(**a.to_json()) for a in diagnoses.advice(session, study)],
         created_at=utc(study.created_at),
         updated_at=utc(study.updated_at),
     )
+    hooks.read_fields(session, study, fields)
+    best = fields["best_trial"]
+    fields["best_trial"] = trial_read(best, study.name) if best is not None else None
+    fields["advice"] = [AdviceRead(**a.to_json()) for a in hooks.advice(session, study)]
+    return StudyRead(**fields)
+
+
+# --- what the routes call: one transaction each (see tuneserve_service/domain/__init__.py) -----------
+
+def create(db: Database, body: StudyCreate) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, create_study(s, body))
+
+
+def read(db: Database, name: str) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, study_store.get_study(s, name))
+
+
+def list_reads(db: Database, state: StudyState | None = None) -> list[StudyRead]:
+    with db.transaction() as s:
+        return [study_read(s, st) for st in study_store.list_studies(s, state)]
+
+
+def delete(db: Database, name: str) -> None:
+    with db.transaction() as s:
+        study_store.delete_study(s, study_store.get_study(s, name))
+
+
+def change(db: Database, name: str, action: str) -> StudyRead:
+    with db.transaction() as s:
+        return study_read(s, change_state(s, name, action))
+
+
+def enqueue_read(db: Database, name: str, params: dict[str, Any]) -> TrialRead:
+    with db.transaction() as s:
+        return trial_read(enqueue(s, name, params), name)
+
+
+def trial_page(db: Database, name: str, state: TrialState | None, limit: int, offset: int) -> TrialPage:
+    with db.transaction() as s:
+        study = study_store.get_study(s, name)
+        items, total = trial_store.list_trials(s, study.id, state=state, limit=limit, offset=offset)
+        return TrialPage(items=[trial_read(t, name) for t in items], total=total, limit=limit, offset=offset)

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from tuneserve_service.db.models import Study
 from tuneserve_service.errors import InvalidInput
+from tuneserve.schemas.enums import StudyState
 from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
 from tuneserve_service.store import workers as worker_store
 
@@ -45,7 +46,7 @@ def read_fields(session: Session, study: Study, served_as: tuple[str, ...] = ())
     count = worker_store.workers_for_study(session, study.id, (study.name, *served_as), study.objective,
                                            WORKER_SEEN_SECONDS)
     warning = None
-    if study.state == "running" and count == 0:
+    if study.state == StudyState.RUNNING and count == 0:
         runs = "its program" if study.objective == PROGRAM else (study.objective or "any objective")
         warning = (f"no worker that runs {runs} has asked for this study's trials in the last "
                    f"{WORKER_SEEN_SECONDS:.0f} s; start one: {_hint(study)}")

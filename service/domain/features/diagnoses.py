@@ -13,20 +13,22 @@ quarter of the protocol's throughput (benchmarks/README.md). The last REPORTS_RE
 which bounds the cost for very long curves.
 
 `advice` reads the ended ordinary trials (the most recent ADVICE_TRIALS of them) with their stored
-diagnoses and runs tuneserve_service.diagnosis.study_advice; the gates add their own lines (a skipped or
-overridden sanity check, a range test suggestion not applied yet).
+diagnoses and runs tuneserve_service.diagnosis.study_advice; the gates' own lines (a skipped or
+overridden sanity check, a range test suggestion not applied yet) come first, by the order of the
+features (tuneserve_service/domain/features/__init__.py).
 """
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneserve_service.db.models import Study, Trial
 from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, diagnose_trial, study_advice
-from tuneserve.schemas.enums import ENDED_STATES, TrialKind
+from tuneserve_service.domain.core.hooks import Feature, TrialEnding
+from tuneserve.schemas.enums import ACTIVE_STATES, ENDED_STATES, TrialKind, TrialState
+from tuneserve.schemas.gates import DiagnosisRead
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import trials as trial_store
 
@@ -52,20 +54,12 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
     return stored
 
 
-def after_change(session: Session, row: dict[str, Any], metric: str, outcome: Any = None,
-                 known: list[tuple[int, dict[str, Any]]] | None = None) -> dict[str, Any]:
-    """A trial changed state (`row`, after the change): a special run's gate judges it
-    (service/domain/gates.py); an ordinary trial that ended gets its diagnosis (`known`: see
-    `diagnose`). Returns the row as it now reads. Every ending calls this: the protocol's and the
-    lease reaper's."""
-    from tuneserve_service.domain import gates
-
-    if row["kind"] != TrialKind.TRIAL:
-        gates.end(session, row, outcome)
+def after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding) -> dict[str, Any]:
+    """An ordinary trial that ended gets its diagnosis (`ending.known`: see `diagnose`); returns the
+    row as it now reads. Special runs are their gate's (features/gates.py)."""
+    if row["kind"] != TrialKind.TRIAL or row["state"] in ACTIVE_STATES:
         return row
-    if row["state"] in ("waiting", "running"):
-        return row
-    return {**row, "diagnosis": diagnose(session, row, metric, known=known)}
+    return {**row, "diagnosis": diagnose(session, row, ending.metric, known=ending.known)}
 
 
 def provisional(session: Session, row: dict[str, Any], metric: str) -> dict[str, Any] | None:
@@ -82,19 +76,15 @@ def provisional(session: Session, row: dict[str, Any], metric: str) -> dict[str,
 
 def fresh(trial: Trial, metric: str) -> dict[str, Any] | None:
     """A running trial's provisional diagnosis from its loaded reports, written nowhere (a view)."""
-    if trial.kind != TrialKind.TRIAL or trial.state != "running":
+    if trial.kind != TrialKind.TRIAL or trial.state != TrialState.RUNNING:
         return trial.diagnosis
-    found = diagnose_trial([(r.step, r.metrics) for r in trial.reports[-REPORTS_READ:]], state="running",
+    found = diagnose_trial([(r.step, r.metrics) for r in trial.reports[-REPORTS_READ:]], state=TrialState.RUNNING,
                            metric=metric)
     return None if found is None else {**found.to_json(), "step": trial.last_step}
 
 
 def _summaries(session: Session, study_id: int) -> list[TrialSummary]:
-    rows = session.execute(
-        select(Trial.number, Trial.state, Trial.params, Trial.value, Trial.diagnosis)
-        .where(Trial.study_id == study_id, Trial.kind == TrialKind.TRIAL, Trial.state.in_(ENDED_STATES))
-        .order_by(Trial.number.desc()).limit(ADVICE_TRIALS)
-    ).all()
+    rows = trial_store.ended_summaries(session, study_id, TrialKind.TRIAL, ENDED_STATES, ADVICE_TRIALS)
     out = []
     for number, state, params, value, diagnosis in rows:
         try:
@@ -106,11 +96,23 @@ def _summaries(session: Session, study_id: int) -> list[TrialSummary]:
 
 
 def advice(session: Session, study: Study) -> list[Advice]:
-    """The study's advice, most urgent first: the gates' lines, then what the trials say together."""
-    from tuneserve_service.domain import gates
-
-    found = gates.advice(study)
+    """What the ended trials say together (the gates' own lines come before these: features/gates.py)."""
     summaries = _summaries(session, study.id)
-    if summaries:
-        found += study_advice(summaries, SearchSpace.from_json(study.space), study.goal)
-    return found
+    if not summaries:
+        return []
+    return study_advice(summaries, SearchSpace.from_json(study.space), study.goal)
+
+
+def _on_heartbeat(session: Session, row: dict[str, Any], metric: str, diagnosis: Any) -> dict[str, Any] | None:
+    return provisional(session, row, metric)
+
+
+def _trial_read(trial: Trial, read: Any) -> None:
+    """A running trial's read carries its provisional diagnosis as of its latest report."""
+    if trial.state == TrialState.RUNNING:
+        found = fresh(trial, trial.study.metric_name)
+        read.diagnosis = DiagnosisRead.model_validate(found) if found else None
+
+
+FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, after_trial_ends=after_trial_ends, advice=advice,
+                  trial_read=_trial_read)

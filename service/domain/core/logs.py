@@ -3,8 +3,8 @@ its lease token, like a report); anyone may read the latest attempt's, or a give
 from __future__ import annotations
 
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain.protocol import _not_held
-from tuneserve_service.domain.views import utc
+from tuneserve_service.domain.core.protocol import not_held
+from tuneserve_service.domain.core.views import utc
 from tuneserve_service.errors import LogNotFound, TrialNotFound
 from tuneserve.schemas.logs import LOG_KEEP_CHARS, TrialLogRead
 from tuneserve_service.store import logs as log_store
@@ -24,7 +24,7 @@ def put_log(db: Database, trial_id: int, token: str, text: str, size: int | None
     with db.transaction() as s:
         row = trial_store.touch_held(s, trial_id, token, holder)  # fenced; also a sign of life for the lease
         if row is None:
-            raise _not_held(s, trial_id, token, holder)
+            raise not_held(s, trial_id, token, holder)
         return _read(log_store.put_log(s, trial_id, row["attempt"], kept, whole))
 
 

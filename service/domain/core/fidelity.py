@@ -31,6 +31,7 @@ import numpy as np
 
 from tuneserve_service.craft.fidelity import RECORD_KEYS, Fidelity, FidelityError, highest_level
 from tuneserve_service.errors import InvalidInput
+from tuneserve.schemas.enums import TrialState
 from tuneserve_service.space import SearchSpace, split_name
 
 # Keys that make a trial's params carry a fidelity in a study that manages none.
@@ -127,10 +128,6 @@ def label(record: dict[str, Any] | None) -> str | None:
         return None
 
 
-def level_of(record: dict[str, Any] | None) -> tuple:
-    return (Fidelity.from_dict(record) if record is not None else Fidelity()).level
-
-
 def top_level_records(texts: Iterable[str | None]) -> list[str | None] | None:
     """Of the distinct fidelity records (stored JSON text; None: no record, i.e. all the data) of
     a study's completed trials, those at the highest level; None when they are all one level (no
@@ -152,7 +149,7 @@ def top_level_records(texts: Iterable[str | None]) -> list[str | None] | None:
 def at_top_level(results: list) -> list:
     """craft TrialResults cut to those at the highest fidelity level among the completed ones (no
     record counts as all the data); all of them when the completed ones share one level."""
-    completed = [r.fidelity or Fidelity() for r in results if r.state == "completed"]
+    completed = [r.fidelity or Fidelity() for r in results if r.state == TrialState.COMPLETED]
     if len({f.level for f in completed}) <= 1:
         return results
     top = highest_level(completed)

@@ -5,20 +5,15 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from tuneserve_service.domain.fidelity import lease_params
+from tuneserve_service.domain.core.fidelity import lease_params
+from tuneserve.schemas.enums import TrialKind
 from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from tuneserve_service.space import unflatten_params
+from tuneserve_service.store.times import utc
 
 
 def _get(obj: Any, key: str) -> Any:
     return obj[key] if isinstance(obj, dict) else getattr(obj, key)
-
-
-def utc(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def epoch_to_datetime(x: float | None) -> datetime | None:
@@ -58,7 +53,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         finished_at=utc(_get(trial, "finished_at")),
         fidelity=_get(trial, "fidelity"),
         config_key=_get(trial, "config_key"),
-        kind=_get(trial, "kind") or "trial",
+        kind=_get(trial, "kind") or TrialKind.TRIAL,
         diagnosis=_get(trial, "diagnosis"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
@@ -68,7 +63,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
 
 def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
     """The lease a worker gets; a study that manages its fidelity puts its knobs into the params
-    (service/domain/fidelity.py), so the trainer runs at that fidelity."""
+    (service/domain/core/fidelity.py), so the trainer runs at that fidelity."""
     study_fidelity = getattr(study, "fidelity", None)
     return TrialLease(
         trial_id=row["id"],
@@ -82,8 +77,8 @@ def trial_lease(row: dict[str, Any], study: Any) -> TrialLease:
         lease_seconds=study.lease_seconds,
         metric=Metric(name=study.metric_name, goal=study.goal),
         method=row["method"],
-        kind=row.get("kind") or "trial",
-        # A special run's request (service/domain/gates.py puts it on the claimed row).
+        kind=row.get("kind") or TrialKind.TRIAL,
+        # A special run's request (service/domain/features/gates.py puts it on the claimed row).
         sanity=row.get("sanity_request"),
         lr_range=row.get("lr_range_request"),
     )

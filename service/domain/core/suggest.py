@@ -7,7 +7,7 @@
    so the cap holds across threads and server processes (store.studies.lock_admission).
 2. **Draw.** The history is read with no lock held (drawn trials only; waiting and running ones
    are pending; a warm-start study's trials inside the space come first, their values mapped by
-   rank when they ran at another fidelity: domain/refine.py), and the optimizer runs with no
+   rank when they ran at another fidelity: core/lineage.py), and the optimizer runs with no
    transaction open, seeded from (study seed, first
    trial number) through numpy's SeedSequence, so neighbouring seeds and neighbouring trials get
    unrelated streams and two servers suggesting at once draw different points.
@@ -32,13 +32,13 @@ import numpy as np
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study
 from tuneserve_service.craft.repeats import config_key
-from tuneserve_service.domain import impute
-from tuneserve_service.domain.fidelity import trial_record
-from tuneserve_service.domain.refine import warm_start_observations
-from tuneserve_service.domain.stages import settle
+from tuneserve_service.domain.core import impute
+from tuneserve_service.domain.core.fidelity import trial_record
+from tuneserve_service.domain.core.lineage import warm_start_observations
+from tuneserve_service.domain.core.studies import settle
 from tuneserve_service.optimizers.base import Observation, SpaceExhausted, Suggestion
 from tuneserve_service.optimizers.registry import get_optimizer, grid_size
-from tuneserve.schemas.enums import ACTIVE_STATES, VALUED_STATES
+from tuneserve.schemas.enums import ACTIVE_STATES, VALUED_STATES, Method, StudyState, TrialState
 from tuneserve_service.space import SearchSpace
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
@@ -69,7 +69,7 @@ def _observations(rows, space: SearchSpace) -> tuple[list[Observation], list[dic
 
 def needs_history(method: str, space: SearchSpace) -> bool:
     # Random search over a continuous space ignores history; skipping the read keeps claims cheap.
-    return method != "random" or grid_size(space) is not None
+    return method != Method.RANDOM or grid_size(space) is not None
 
 
 @observe.timed_suggest
@@ -83,11 +83,11 @@ def compute(
     except SpaceExhausted:
         raise
     except Exception:  # noqa: BLE001 - any engine failure degrades to random, never fails the request
-        if method == "random":
+        if method == Method.RANDOM:
             raise
         log.warning("optimizer %s failed; falling back to random for this suggestion", method, exc_info=True)
-        return get_optimizer("random").suggest(
-            space, completed, pending, count, trial_seed(study_seed, number, "random"), goal)
+        return get_optimizer(Method.RANDOM).suggest(
+            space, completed, pending, count, trial_seed(study_seed, number, Method.RANDOM), goal)
 
 
 # Random search over a continuous space ignores history, so its draws can be made ahead: a claim
@@ -97,7 +97,7 @@ RANDOM_DRAW_AHEAD = 7
 
 
 def _draw_ahead(study: Study) -> int:
-    if study.method != "random" or study.max_concurrent is not None:
+    if study.method != Method.RANDOM or study.max_concurrent is not None:
         return 0
     return 0 if needs_history(study.method, SearchSpace.from_json(study.space)) else RANDOM_DRAW_AHEAD
 
@@ -106,7 +106,7 @@ def _reserve(db: Database, study_id: int, count: int, worker_id: str, holder: st
     """Step 1: rows to run now and rows to queue, with the study as read."""
     with db.transaction() as s:
         study = study_store.get_study_by_id(s, study_id)  # method and space never change
-        if study.state != "running":
+        if study.state != StudyState.RUNNING:
             return [], [], study
         if db.autocommit_engine is None or study.max_concurrent is not None:
             study_store.lock_admission(s, study_id)
@@ -131,7 +131,7 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
                 completed, pending = impute.observations(s, study)
             else:
                 completed, pending = _observations(trial_store.history(s, study.id), space)
-            own = [o.value for o in completed if o.state == "completed" and o.value is not None]
+            own = [o.value for o in completed if o.state == TrialState.COMPLETED and o.value is not None]
             completed = warm_start_observations(s, study, space, own) + completed
     try:
         suggestions = compute(study.method, space, completed, pending, len(rows), study.seed,
@@ -156,7 +156,7 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
 
 
 def _records(study: Study, suggestions: list[Suggestion]) -> dict[str, list]:
-    """Each drawn trial's fidelity record and configuration key (service/domain/fidelity.py, repeats.py)."""
+    """Each drawn trial's fidelity record and configuration key (service/domain/core/fidelity.py, repeats.py)."""
     return {"fidelities": [trial_record(study.fidelity, sg.params) for sg in suggestions],
             "config_keys": [config_key(sg.params) for sg in suggestions]}
 
