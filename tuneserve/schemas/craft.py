@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tuneserve.schemas.enums import StudyState
+from tuneserve.schemas.enums import StageState, StudyState
 
 
 class RepeatGroupRead(BaseModel):
@@ -61,7 +61,7 @@ class StageRead(BaseModel):
     repeat_top: dict[str, Any] | None = None
     method: str | None = None
     study: str | None = Field(default=None, description="The stage's study, null until it starts")
-    state: Literal["pending", "running", "paused", "stopped", "finished"] = "pending"
+    state: StageState = StageState.PENDING
     ended: int = 0
     total: int = 0
     best_value: float | None = None
