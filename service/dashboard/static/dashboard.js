@@ -254,7 +254,7 @@
     const st = { summary: null, stamp: null, completed: -1, paramsAt: 0, table: null };
     const query = DEFAULT_QUERY();
 
-    // Panels: `load` fetches, `render` draws. A later issue's panel (advice, sanity verdict) is one
+    // Panels: `load` fetches, `render` draws. A further panel (advice, sanity verdict) is one
     // more entry here with `when: (summary) => "advice" in summary.study`.
     const panels = {
       history: { url: "/history", render: renderHistory },
