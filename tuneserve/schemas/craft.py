@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tuneserve.schemas.enums import StageState, StudyState
+from tuneserve.schemas.enums import StageState, StudyMethod, StudyState
 
 
 class RepeatGroupRead(BaseModel):
@@ -59,7 +59,7 @@ class StageRead(BaseModel):
     fidelity_label: str
     refine: dict[str, Any] | None = None
     repeat_top: dict[str, Any] | None = None
-    method: str | None = None
+    method: StudyMethod | None = None
     study: str | None = Field(default=None, description="The stage's study, null until it starts")
     state: StageState = StageState.PENDING
     ended: int = 0

@@ -127,7 +127,8 @@ class DiagnosisCause(StrEnum):
 
 
 class AdviceKind(StrEnum):
-    """One rule of study-level advice (service/diagnosis/study.py says what each means)."""
+    """One line of study-level advice: a rule over the trials (service/diagnosis/study.py says what
+    each means) or the state of a gate (service/domain/gates.py)."""
 
     PIPELINE = "pipeline"
     RANGE_DIVERGES = "range_diverges"
@@ -135,6 +136,11 @@ class AdviceKind(StrEnum):
     VALUE_DIVERGES = "value_diverges"
     EDGE_OF_RANGE = "edge_of_range"
     COMMON_LABEL = "common_label"
+    SANITY_SKIPPED = "sanity_skipped"        # the objective cannot run the sanity check
+    SANITY_FAILED = "sanity_failed"          # the check failed: the study is paused
+    SANITY_OVERRIDDEN = "sanity_overridden"  # it failed and the study was resumed over it
+    LR_RANGE = "lr_range"                    # a range test suggestion not applied yet
+    LR_RANGE_FAILED = "lr_range_failed"      # the range test gave no usable curve
 
 
 class SanityState(StrEnum):

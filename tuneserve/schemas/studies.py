@@ -28,7 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuneserve.schemas import craft
 from tuneserve.schemas.gates import AdviceRead, LrRangeRead, SanityRead
-from tuneserve.schemas.enums import Gate, Goal, StudyMethod, StudyState, TrialState
+from tuneserve.schemas.enums import Gate, Goal, Method, StudyMethod, StudyState, TrialState
 from tuneserve.schemas.trials import TrialRead
 
 # A study's URL name (its slug): what /api/v1/studies/{name} takes.
@@ -286,7 +286,7 @@ class StudyRead(BaseModel):
     display_name: str = Field(description="The name as the document gave it (or the generated one)")
     description: str
     method: StudyMethod = Field(description="The method the document asked for")
-    engine: str = Field(description="The engine that draws the trials (bayes runs on gp or tpe)")
+    engine: Method = Field(description="The engine that draws the trials (bayes runs on gp or tpe)")
     metric: MetricRead
     state: StudyState
     parameters: dict[str, Any]

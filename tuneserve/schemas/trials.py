@@ -46,7 +46,7 @@ class TrialLease(BaseModel):
     lease_expires_at: datetime
     lease_seconds: float
     metric: Metric
-    method: str
+    method: Method | TrialSource
     fidelity: dict[str, Any] | None = Field(
         default=None, description="What this run trains on (epochs, data_fraction, classes, data_seed); a "
                                   "study that manages its fidelity also puts these knobs into `params`")
