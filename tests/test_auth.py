@@ -224,3 +224,31 @@ def test_app_start_up_applies_the_exposure_check(database_url):
     with pytest.raises(InsecureBind):
         with TestClient(app):
             pass
+
+
+def test_no_token_means_no_first_token_over_rest(app_factory, database_url):
+    """An anonymous caller on a server with no token cannot create the first one (it would lock
+    every other caller out); the CLI on the server's host can, and its admin then creates more."""
+    from typer.testing import CliRunner
+
+    from tuneserve_service.cli import app as cli_app
+
+    client = app_factory()
+    r = client.post(f"{API}/tokens", json={"name": "mine", "role": "admin"})
+    assert r.status_code == 403, r.text
+    assert "tuneserve token create" in r.json()["detail"] and "TUNESERVE_API_TOKEN" in r.json()["detail"]
+    assert client.get(f"{API}/studies").status_code == 200  # nobody was locked out
+    assert client.get(f"{API}/tokens").json() == []
+
+    made = CliRunner().invoke(cli_app, ["token", "create", "ops", "--role", "admin", "--database-url", database_url],
+                              catch_exceptions=False)
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[0]
+    assert client.get(f"{API}/studies").status_code == 401  # auth is on now
+    worker = new_token(client, bearer(secret), "gpu-1", "worker")
+    assert client.get(f"{API}/studies", headers=bearer(worker)).status_code == 200
+
+
+def test_the_shared_token_may_create_the_first_named_token(admin):
+    client, adm = admin
+    new_token(client, adm, "first", "admin")

@@ -299,3 +299,25 @@ def test_serve_dashboard_prints_the_url_once_up(tmp_path):
         time.sleep(0.05)
     assert printed and printed[0].startswith(f"dashboard: http://127.0.0.1:{port}/dashboard/studies/s")
     assert httpx.get(f"http://127.0.0.1:{port}/dashboard/api/studies").json() == []
+
+
+def test_pages_carry_the_enums_and_the_scripts_spell_no_value_list(client):
+    import html
+    import json
+    import re
+    from pathlib import Path
+
+    from tuneserve.schemas.enums import ENDED_STATES, DiagnosisLabel, Goal, TrialState
+
+    page = client.get("/dashboard").text
+    found = re.search(r'<script id="ts-enums" type="application/json">(.*?)</script>', page, re.S)
+    assert found, "the page does not carry the enums"
+    enums = json.loads(html.unescape(found.group(1)))
+    assert list(enums["TrialState"].values()) == [s.value for s in TrialState]
+    assert list(enums["ENDED_STATES"].values()) == [s.value for s in ENDED_STATES]
+    assert list(enums["DiagnosisLabel"].values()) == [label.value for label in DiagnosisLabel]
+    assert enums["Goal"] == {"MINIMIZE": Goal.MINIMIZE.value, "MAXIMIZE": Goal.MAXIMIZE.value}
+    script = (Path(__file__).resolve().parents[1] / "service/dashboard/static/dashboard.js").read_text()
+    # No list of states or labels, and no goal spelt out: they come from the page.
+    assert not re.search(r'\[\s*"(waiting|running|completed|healthy)"\s*,', script)
+    assert '"minimize"' not in script and '"maximize"' not in script

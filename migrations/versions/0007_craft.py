@@ -44,7 +44,14 @@ def downgrade() -> None:
     op.drop_column('trials', 'config_key')
     op.drop_column('trials', 'fidelity')
     op.drop_index('uq_studies_parent_stage', table_name='studies')
-    if op.get_bind().dialect.name != 'sqlite':  # SQLite drops the column's REFERENCES with the column
+    if op.get_bind().dialect.name != 'sqlite':
         op.drop_constraint('fk_studies_parent_id', 'studies', type_='foreignkey')
-    for column in ('refine', 'lr_range', 'fidelity', 'stage_index', 'parent_id'):
+    for column in ('refine', 'lr_range', 'fidelity', 'stage_index'):
         op.drop_column('studies', column)
+    if op.get_bind().dialect.name == 'sqlite':
+        # Once a later rebuild (0010) has turned the column's REFERENCES into a table constraint,
+        # SQLite refuses a plain DROP COLUMN: rebuild (env.py turns foreign keys off around it).
+        with op.batch_alter_table('studies', recreate='always') as batch:
+            batch.drop_column('parent_id')
+    else:
+        op.drop_column('studies', 'parent_id')

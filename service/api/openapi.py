@@ -3,9 +3,16 @@
 FastAPI's generated document is finished here, in one place, rather than on every route: the
 bearer security scheme on every protected operation, the error answers each operation can give
 (401/403 for a token, 404 for a named study or trial, 409 for a state conflict, 413 for an
-oversized body, 503 while the database is unavailable, 422 as FastAPI documents it), and the study
-document (`POST /studies`, read from the raw body so YAML works too) as a component whose `$ref`s
-resolve. /docs serves Swagger UI from the `swagger-ui-bundle` package installed with the server,
+oversized body, 503 while the database is unavailable, 422 as FastAPI documents it, 400 for a JSON
+body that is not text at all), and the study document (`POST /studies`, read from the raw body so
+YAML works too) as a component whose `$ref`s resolve. Every enum of tuneserve.schemas.enums is a
+named schema, whether or not a route uses it yet: clients and the dashboard read the value lists
+from one place.
+
+Bodies: JSON that does not parse is a 422 (`type` json_invalid, `loc` the character offset, `ctx`
+the parser's message), like any other invalid field. A body FastAPI cannot even decode as text (not
+UTF-8) is a 400 from FastAPI itself, documented here on every operation it parses a JSON body for;
+`POST /studies` decodes its own body and answers 422 for that too. /docs serves Swagger UI from the `swagger-ui-bundle` package installed with the server,
 never from a CDN.
 """
 from __future__ import annotations
@@ -13,25 +20,61 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from enum import StrEnum
+
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
+from tuneserve.schemas import enums
 from tuneserve.schemas.studies import StudyCreate
 
 DOCS_ASSETS = "/docs/assets"
 SECURITY = "bearerAuth"
 PUBLIC_PATHS = ("/healthz", "/readyz")
+# Operations that read and decode their JSON body themselves (undecodable bodies are 422 there).
+RAW_BODY_OPERATIONS = {("/api/v1/studies", "post")}
 
 
 class ErrorBody(BaseModel):
-    """Every error but a 422: what went wrong, a stable code, and the fields it is about."""
+    """Every error but a 422 or a 400: what went wrong, a stable code, and the fields it is about."""
 
     detail: str
     code: str
+
+
+class BodyNotDecoded(BaseModel):
+    """A 400: the request body could not be decoded as JSON text (FastAPI's own answer)."""
+
+    detail: str
+
+
+BODY_NOT_DECODED = {
+    "description": "The body could not be read as JSON text at all (e.g. bytes that are not UTF-8); "
+                   "JSON that does not parse is a 422 (`type` json_invalid)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BodyNotDecoded"}}},
+}
+
+
+def _enum_schemas(schemas: dict[str, Any]) -> None:
+    """Every StrEnum of tuneserve.schemas.enums as a named schema (routes' own uses keep theirs)."""
+    for name, obj in vars(enums).items():
+        if isinstance(obj, type) and issubclass(obj, StrEnum) and obj is not StrEnum:
+            schema = TypeAdapter(obj).json_schema()
+            schema.setdefault("title", name)
+            if obj.__doc__ and obj.__doc__ != StrEnum.__doc__:
+                schema.setdefault("description", " ".join(obj.__doc__.split()))
+            schemas.setdefault(name, schema)
+
+
+def json_body_operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, method) of every operation whose request body FastAPI parses as JSON."""
+    return [(path, method) for path, operations in spec["paths"].items() for method, op in operations.items()
+            if "application/json" in op.get("requestBody", {}).get("content", {})
+            and (path, method) not in RAW_BODY_OPERATIONS]
 
 
 # Which errors an operation can give, by what its path and method say about it.
@@ -73,6 +116,9 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas["ErrorBody"] = ErrorBody.model_json_schema()
+    schemas["BodyNotDecoded"] = BodyNotDecoded.model_json_schema()
+    _enum_schemas(schemas)
+    parsed_bodies = set(json_body_operations(spec))
     components["securitySchemes"] = {SECURITY: {
         "type": "http", "scheme": "bearer",
         "description": "TUNESERVE_API_TOKEN, or a named token from `tuneserve token create` (admin or worker). "
@@ -90,6 +136,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     "description": _DESCRIPTIONS[code],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
                 })
+            if (path, method) in parsed_bodies:
+                responses.setdefault("400", BODY_NOT_DECODED)
             if path == "/api/v1/studies" and method == "post":
                 study_ref = study_ref or _study_document(schemas)
                 content = op["requestBody"]["content"]

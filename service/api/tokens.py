@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from tuneserve_service.api.deps import get_db
 from tuneserve_service.auth import tokens as token_domain
+from tuneserve_service.auth.guard import refuse_first_token
 from tuneserve_service.db.engine import Database
 from tuneserve.schemas.tokens import TokenCreate, TokenCreated, TokenRead
 
@@ -14,9 +15,10 @@ router = APIRouter(prefix="/tokens", tags=["tokens"])
 @router.post("", status_code=201, response_model=TokenCreated)
 def create_token(body: TokenCreate, request: Request, db: Database = Depends(get_db)) -> TokenCreated:
     with db.transaction() as s:
+        refuse_first_token(request.app.state.settings, s)
         secret = token_domain.create_token(s, body.name, body.role)
         read = token_domain.read_token(s, body.name)
-    request.app.state.tokens.forget()  # the first token turns auth on in this process at once
+    request.app.state.tokens.forget()  # a token revoked or renamed elsewhere: read afresh
     return TokenCreated(**read.model_dump(), token=secret)
 
 

@@ -10,6 +10,8 @@ nothing, however it was started).
 The policy is by route, in one place, so routes added later are admin-only for writes unless
 listed here: reads (GET) and the worker protocol (/trials/..., /studies/{name}/ask) need any valid
 token; everything else (creating, changing and deleting studies, enqueueing, /tokens) needs admin.
+With no token at all, POST /tokens is refused (`refuse_first_token`): the first token is made on the
+server's host, never by an anonymous request that would lock every other caller out.
 
 A server process keeps what it learnt about a token for `token_cache_seconds`: a token revoked
 through this process is refused at once, one revoked through another process or the CLI within
@@ -23,6 +25,8 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
 
 from tuneserve_service.config import Settings
 from tuneserve_service.db.engine import Database
@@ -175,6 +179,19 @@ def arrived_from_network(local_host: str | None) -> bool:
         return not ipaddress.ip_address((local_host or "").strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+FIRST_TOKEN_HOW = ("create the first admin token with `tuneserve token create <name> --role admin` on the "
+                   "server's host (or start the server with TUNESERVE_API_TOKEN set)")
+
+
+def refuse_first_token(settings: Settings, session: Session) -> None:
+    """No token configured yet: creating one over REST would turn auth on for everyone but the
+    anonymous caller who made it (a lock-out anyone on loopback could do). The first token comes
+    from the server's host, through the CLI or TUNESERVE_API_TOKEN. Read in the creating
+    transaction (`session`), not from the cache."""
+    if not settings.api_token and not token_store.any_tokens(session):
+        raise Forbidden(f"this server has no API token yet and does not create the first one over REST: {FIRST_TOKEN_HOW}")
 
 
 def refuse_exposed(settings: Settings, local_host: str | None) -> None:

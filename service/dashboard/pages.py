@@ -5,10 +5,17 @@ Auth, when the server has a token: a page request without a valid token redirect
 the form (or a `?token=` parameter on any page, for a link printed by a script) sets an HttpOnly,
 SameSite=Strict cookie holding the token, which the API and the data endpoints accept like a bearer
 header (service/api/deps.py). SameSite=Strict keeps other sites from riding on the cookie.
+
+The value lists the scripts need (trial states, goals, diagnosis labels...) are rendered into every
+page from tuneserve.schemas.enums (`enum_values`, read by dashboard.js from #ts-enums): the scripts
+name members (`T.COMPLETED`), never spell a list of values themselves. The same enums are the named
+schemas of /openapi.json.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
@@ -16,9 +23,12 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2.utils import htmlsafe_json_dumps
+from markupsafe import Markup
 
 from tuneserve_service.api.deps import TOKEN_COOKIE, auth_required, caller_for, get_settings, page_caller
 from tuneserve_service.config import Settings
+from tuneserve.schemas import enums
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -47,6 +57,25 @@ def asset_version() -> str:
     return h.hexdigest()[:10]
 
 
+@lru_cache(maxsize=1)
+def enums_json() -> Markup:
+    """enum_values() as JSON safe inside a <script> element, in definition order (Jinja's tojson
+    would sort the keys, and the order of states is the order the dashboard shows them in)."""
+    return htmlsafe_json_dumps(enum_values(), dumps=json.dumps)
+
+
+def enum_values() -> dict[str, dict[str, str]]:
+    """Every enum of tuneserve.schemas.enums as {member name: value}, in definition order, and the
+    groups of trial states (ACTIVE_STATES, ENDED_STATES, VALUED_STATES) the same way."""
+    out: dict[str, dict[str, str]] = {}
+    for name, obj in vars(enums).items():
+        if isinstance(obj, type) and issubclass(obj, StrEnum) and obj is not StrEnum:
+            out[name] = {m.name: m.value for m in obj}
+        elif name.endswith("_STATES") and isinstance(obj, tuple):
+            out[name] = {m.name: m.value for m in obj}
+    return out
+
+
 def _safe_next(target: str | None) -> str:
     # Only our own pages: an absolute URL here would make the login an open redirect.
     if target and target.startswith("/dashboard") and not target.startswith("//"):
@@ -72,7 +101,7 @@ def _render(request: Request, name: str, settings: Settings, **context) -> Respo
     if page_caller(request) is None:
         return RedirectResponse(f"/dashboard/login?{urlencode({'next': request.url.path})}", 303)
     response = templates.TemplateResponse(request, name, {
-        "v": asset_version(), "auth": auth_required(request), **context,
+        "v": asset_version(), "auth": auth_required(request), "enums": enums_json(), **context,
     })
     response.headers["Cache-Control"] = "no-store"
     return response

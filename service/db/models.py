@@ -2,21 +2,62 @@
 
 The schema changes only through Alembic migrations in migrations/; tests compare these models with
 the migrated database so a missing migration fails CI.
+
+Columns that hold one of a fixed list of names (states, kinds, methods, goals, roles) are typed by
+the enums of tuneserve.schemas.enums and CHECKed by the database (migration 0010 adds the same
+named constraints, `ENUM_CHECKS` below lists them): a row with a value outside the list is refused
+by the database itself, whoever writes it. The column stays a VARCHAR of the same length; a value
+read back is the enum member (equal to its string).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from enum import StrEnum
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, true)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from tuneserve.schemas.enums import FailKind, Gate, Goal, Method, Role, StudyState, TrialKind, TrialSource, TrialState
 
 # JSONB on PostgreSQL (indexable, compact), plain JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # The same, with Python None stored as SQL NULL rather than JSON null: for optional records that
 # queries test with IS NULL (a trial's fidelity, written in bulk with None for "no record").
 NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def _values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+# (table, column) -> (CHECK constraint name, the values it allows, VARCHAR length). Migration 0010
+# creates these constraints with the values of its day; the models and the migration test read them here.
+ENUM_CHECKS: dict[tuple[str, str], tuple[str, list[str], int]] = {
+    ("studies", "goal"): ("ck_studies_goal", _values(Goal), 16),
+    ("studies", "method"): ("ck_studies_method", _values(Method), 32),
+    ("studies", "state"): ("ck_studies_state", _values(StudyState), 16),
+    ("studies", "gate"): ("ck_studies_gate", _values(Gate), 16),
+    ("trials", "state"): ("ck_trials_state", _values(TrialState), 16),
+    ("trials", "method"): ("ck_trials_method", _values(Method) + _values(TrialSource), 32),
+    ("trials", "kind"): ("ck_trials_kind", _values(TrialKind), 16),
+    ("trials", "fail_kind"): ("ck_trials_fail_kind", _values(FailKind), 32),
+    ("api_tokens", "role"): ("ck_api_tokens_role", _values(Role), 16),
+}
+
+
+def checked(table: str, column: str, enum: type[StrEnum] | None = None) -> Enum:
+    """A VARCHAR column whose values the database CHECKs (ENUM_CHECKS); typed by `enum` when one
+    enum holds all its values (read back as members), else plain strings."""
+    name, values, length = ENUM_CHECKS[(table, column)]
+    if enum is not None:
+        assert _values(enum) == values, f"{table}.{column}: ENUM_CHECKS and {enum.__name__} disagree"
+        return Enum(enum, name=name, native_enum=False, create_constraint=True, length=length,
+                    values_callable=_values, validate_strings=True)
+    return Enum(*values, name=name, native_enum=False, create_constraint=True, length=length, validate_strings=True)
 
 
 def utcnow() -> datetime:
@@ -37,11 +78,11 @@ class Study(Base):
     display_name: Mapped[str] = mapped_column(String(500))  # the document's `name` as written
     description: Mapped[str] = mapped_column(Text, default="")
     metric_name: Mapped[str] = mapped_column(String(200))
-    goal: Mapped[str] = mapped_column(String(16))  # minimize | maximize
+    goal: Mapped[Goal] = mapped_column(checked("studies", "goal", Goal))
     # W&B metric.target: a completed trial at or beyond it finishes the study.
     metric_target: Mapped[float | None] = mapped_column(Float, nullable=True)
     target_reached_by: Mapped[int | None] = mapped_column(Integer, nullable=True)  # that trial's number
-    method: Mapped[str] = mapped_column(String(32))  # the engine; config["method"] is what was asked
+    method: Mapped[Method] = mapped_column(checked("studies", "method", Method))  # the engine; config["method"] is what was asked
     space: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)  # SearchSpace.to_json()
     pruner: Mapped[dict[str, Any]] = mapped_column(JSONType)  # PrunerConfig as JSON
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the document as submitted (W&B keys kept)
@@ -52,14 +93,13 @@ class Study(Base):
     max_retries: Mapped[int] = mapped_column(Integer)
     warm_start_from: Mapped[str | None] = mapped_column(String(200), nullable=True)
     objective: Mapped[str] = mapped_column(String(200), default="")
-    # running | paused | stopped | finished
-    state: Mapped[str] = mapped_column(String(16), default="running")
+    state: Mapped[StudyState] = mapped_column(checked("studies", "state", StudyState), default=StudyState.RUNNING)
     # Trial numbers handed out so far (enqueued or suggested); the budget is counted against it.
     next_number: Mapped[int] = mapped_column(Integer, default=0)
     # The sanity gate: config, state, figures and verdict (tuneserve_service.diagnosis.SanityResult); NULL if never asked.
     sanity: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
-    # The special run that holds ordinary trials back: None, 'sanity' or 'lr_range' (domain/gates.py).
-    gate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The special run that holds ordinary trials back, None when none (domain/gates.py).
+    gate: Mapped[Gate | None] = mapped_column(checked("studies", "gate", Gate), nullable=True)
     # The craft (service/craft): the study this one was refined from or is a later stage of, which
     # stage it is, the fidelity its trials run at, its range test (curve, suggestion, narrowing),
     # and how it was refined from its parent. No ON DELETE on parent_id (SQLite reflects none for a
@@ -99,11 +139,12 @@ class Trial(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    # waiting | running | completed | pruned | failed | diverged
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[TrialState] = mapped_column(checked("trials", "state", TrialState))
     params: Mapped[dict[str, Any]] = mapped_column(JSONType)  # flat: dotted names -> values
-    method: Mapped[str] = mapped_column(String(32))  # engine that produced the params, or "enqueued"
-    kind: Mapped[str] = mapped_column(String(16), default="trial", server_default="trial")  # trial | sanity | lr_range
+    # The engine that drew the params (Method), or where they came from (TrialSource).
+    method: Mapped[str] = mapped_column(checked("trials", "method"))
+    kind: Mapped[TrialKind] = mapped_column(checked("trials", "kind", TrialKind), default=TrialKind.TRIAL,
+                                            server_default=TrialKind.TRIAL.value)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     # How many times the trial was handed to a worker (each claim is a new run; a release keeps the
     # attempt but not the run). Reports carry it: a later run may rewrite an earlier run's steps.
@@ -126,7 +167,7 @@ class Trial(Base):
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # set when told to stop
     # The reported step at which the pruner decided to stop the trial (the dashboard shows it).
     stop_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    fail_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fail_kind: Mapped[FailKind | None] = mapped_column(checked("trials", "fail_kind", FailKind), nullable=True)
     fail_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # tuneserve_service.diagnosis.Diagnosis.to_json(), computed when the trial ends.
     diagnosis: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
@@ -198,6 +239,6 @@ class ApiToken(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # admin | worker (tuneserve_service.auth.tokens.Role)
+    role: Mapped[Role] = mapped_column(checked("api_tokens", "role", Role))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
 from tuneserve_service.diagnosis.trial import Diagnosis, fmt, num
-from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
+from tuneserve.schemas.enums import AdviceKind, DiagnosisCause, DiagnosisLabel, TrialState
 from tuneserve_service.space import Dimension, SearchSpace
 from tuneserve_service.space.model import value_key
 
@@ -42,7 +42,7 @@ class TrialSummary:
 
 @dataclass(frozen=True)
 class Advice:
-    kind: str
+    kind: AdviceKind
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     param: str | None = None
@@ -67,8 +67,8 @@ def study_advice(trials: Iterable[TrialSummary], space: SearchSpace, goal: str =
                  or _label(t) == DiagnosisLabel.LR_TOO_HIGH]
     slow = [t for t in ended if _label(t) == DiagnosisLabel.LR_TOO_LOW]
     ranged: set[str] = set()
-    for bad, side, kind, verb in ((diverging, "high", "range_diverges", _verb_diverged),
-                                  (slow, "low", "range_too_low", _verb_slow)):
+    for bad, side, kind, verb in ((diverging, "high", AdviceKind.RANGE_DIVERGES, _verb_diverged),
+                                  (slow, "low", AdviceKind.RANGE_TOO_LOW, _verb_slow)):
         found = _range_rule(bad, ended, space, side, kind, verb, thresholds)
         if found is not None:
             out.append(found)
@@ -105,12 +105,12 @@ def _pipeline(ended: list[TrialSummary]) -> list[Advice]:
     out = []
     data = [t.number for t in ended if _cause(t) == DiagnosisCause.BAD_DATA]
     if data:
-        out.append(Advice("pipeline", f"{len(data)} trial(s) had a NaN loss before any update: the data holds NaN "
+        out.append(Advice(AdviceKind.PIPELINE, f"{len(data)} trial(s) had a NaN loss before any update: the data holds NaN "
                           f"or inf, and no hyperparameter will fix that; clean the data first.",
                           {"cause": "bad_data", "trials": data[:20], "count": len(data)}))
     scale = [t.number for t in ended if _cause(t) == DiagnosisCause.BAD_SCALE]
     if scale:
-        out.append(Advice("pipeline", f"{len(scale)} trial(s) started at a loss far above ln(C) and diverged: "
+        out.append(Advice(AdviceKind.PIPELINE, f"{len(scale)} trial(s) started at a loss far above ln(C) and diverged: "
                           f"normalise the inputs (zero mean, unit variance) and check the weight init.",
                           {"cause": "bad_scale", "trials": scale[:20], "count": len(scale)}))
     return out
@@ -195,7 +195,7 @@ def _categorical_rule(bad: list[TrialSummary], ended: list[TrialSummary], space:
         same = [tr for tr in ended if value_key(tr.params.get(dim.name)) in keys]
         purity = sum(tr.number in bad_ids for tr in same) / len(same)
         if purity >= t.range_purity and len(same) < len(ended):
-            return [Advice("value_diverges", f"{verb(bad, len(ended))}, all with {dim.name} = {value!r} "
+            return [Advice(AdviceKind.VALUE_DIVERGES, f"{verb(bad, len(ended))}, all with {dim.name} = {value!r} "
                            f"({sum(tr.number in bad_ids for tr in same)} of its {len(same)} trials): drop that value "
                            f"or give it its own, lower learning-rate range.",
                            {"value": value, "count": len(bad), "purity": num(purity, 3)}, dim.name)]
@@ -228,7 +228,7 @@ def _edge_rule(ended: list[TrialSummary], space: SearchSpace, goal: str, t: Thre
             where, act = "bottom", "lower its lower bound"  # a floor of 0 (dropout) cannot move
         else:
             continue
-        out.append(Advice("edge_of_range", f"The best {k} trials all sit at the {where} of {dim.name}'s range "
+        out.append(Advice(AdviceKind.EDGE_OF_RANGE, f"The best {k} trials all sit at the {where} of {dim.name}'s range "
                           f"({fmt(min(xs))}-{fmt(max(xs))} of {fmt(lo)}-{fmt(hi)}): widen it ({act}).",
                           {"side": where, "values": [num(x) for x in xs], "low": num(lo), "high": num(hi),
                            "trials": [tr.number for tr in top]}, dim.name))
@@ -276,5 +276,5 @@ def _common_label(ended: list[TrialSummary], ranged: set[str], t: Thresholds) ->
                 median = statistics.median(steps)
                 evidence["median_best_step"] = num(median)
                 what += f" after epoch {median:g}" + (" (median)" if len(set(steps)) > 1 else "")
-        out.append(Advice("common_label", f"{who[0].upper()}{who[1:]} {what}: {act}.", evidence))
+        out.append(Advice(AdviceKind.COMMON_LABEL, f"{who[0].upper()}{who[1:]} {what}: {act}.", evidence))
     return out

@@ -21,7 +21,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from tuneserve.schemas.enums import Goal
 from tuneserve_service.space import Dimension, SearchSpace
+
+GOALS = tuple(g.value for g in Goal)
 
 # Failed/diverged trials land this fraction of the completed losses' spread above the worst one:
 # enough to rank strictly last, small enough not to squash a GP's normalised targets.
@@ -43,9 +46,9 @@ class History:
 
 
 def is_minimize(goal: str) -> bool:
-    if goal not in ("minimize", "maximize"):
-        raise ValueError(f"goal must be 'minimize' or 'maximize', not {goal!r}")
-    return goal == "minimize"
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {', '.join(map(repr, GOALS))}, not {goal!r}")
+    return goal == Goal.MINIMIZE
 
 
 def model_dimensions(space: SearchSpace) -> list[Dimension]:

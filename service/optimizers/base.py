@@ -31,6 +31,8 @@ class Observation:
 class Suggestion:
     params: dict[str, Any]          # flat: dotted names -> values, every dimension present
     method: str                     # which engine actually produced it ("tpe", or "random" on fallback)
+    # How it was made (phase, history size, pending count, redraws, a repeat): read by the contract
+    # tests and benchmarks to check an engine's path; the service does not store it.
     info: dict[str, Any] = field(default_factory=dict)
 
 

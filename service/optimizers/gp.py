@@ -78,6 +78,16 @@ from tuneserve_service.space import Dimension, SearchSpace
 
 MAX_REDRAWS = 4
 
+# This adapter leans on two private parts of bayes_opt, for which it has no public equivalent: it
+# overrides `AcquisitionFunction._acq_min` (the acquisition search, called from the public
+# `suggest` with these keyword arguments) and reads `BayesianOptimization._gp` (the fitted GP, to
+# freeze its hyper-parameters and predict the believer liars). So the library is pinned exactly in
+# pyproject.toml, and tests/test_engine_pins.py fails, naming what changed, when the installed
+# library is another version or those attributes change shape.
+BAYES_OPT_PIN = "3.4.0"
+BAYES_OPT_PRIVATE = ("bayes_opt.acquisition.AcquisitionFunction._acq_min(acq, space, random_state, n_random, n_smart)",
+                     "bayes_opt.BayesianOptimization._gp")
+
 
 def _warp(losses: np.ndarray) -> np.ndarray:
     """Losses made Gaussian-looking for the GP: Yeo-Johnson (lambda by maximum likelihood), then

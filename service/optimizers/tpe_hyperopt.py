@@ -178,7 +178,7 @@ class HyperoptTPEOptimizer(TPEOptimizer):
         from hyperopt import Trials, tpe
 
         trials = Trials()
-        trials._dynamic_trials = docs   # the docs are built and checked here; skip a re-validation per doc
+        trials.insert_trial_docs(docs)   # public API (validates each doc); no private attribute of Trials
         trials.refresh()
         new_tid = len(docs)   # ids 0..len-1 are taken by the history written above
         new = tpe.suggest(

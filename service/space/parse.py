@@ -1,11 +1,12 @@
-"""Parse and validate a W&B sweep `parameters` block into a SearchSpace.
+"""Parse and validate a W&B sweep `parameters` block into Dimensions (search_space.parse_parameters
+makes the SearchSpace of them).
 
 Every rule broken raises SpaceError(path, rule): `path` is the flat parameter name (split_name
 gives its parts), `rule` a sentence a person can act on, e.g. "parameters.optimizer.lr: min (0.1)
 must be < max (0.01)". The first problem found is reported (parameters in name order).
 
 Two entry points:
-  - parse_parameters(block): a user's document, read exactly as W&B's sweep schema reads it
+  - parse_dimensions(block): a user's document, read exactly as W&B's sweep schema reads it
     (src/sweeps/config/schema.json of W&B's `sweeps` package, where a spec is the first of its
     `parameter` forms that matches, and the checks its validator adds in cfg.py);
   - parse_dimension(name, spec): one dimension as SearchSpace.to_json() stores it (distribution
@@ -74,7 +75,6 @@ from tuneserve_service.space.model import (
     LOG_DISTRIBUTIONS,
     NORMAL_DISTRIBUTIONS,
     Dimension,
-    SearchSpace,
     _is_number,
     join_name,
     value_key,
@@ -134,8 +134,9 @@ _MAX_EXPONENT = math.log(1.7976931348623157e308)
 _PROBABILITY_TOL = 1e-8 + 1e-5
 
 
-def parse_parameters(block: Any) -> SearchSpace:
-    """A W&B `parameters` block -> SearchSpace; raises SpaceError naming the path and the rule."""
+def parse_dimensions(block: Any) -> tuple[Dimension, ...]:
+    """A W&B `parameters` block -> its dimensions in name order; raises SpaceError naming the path
+    and the rule."""
     if not isinstance(block, dict):
         raise SpaceError("", f"must be a mapping of parameter names to specs, got {_type_name(block)}")
     if not block:
@@ -145,7 +146,7 @@ def parse_parameters(block: Any) -> SearchSpace:
     # Name order, not document order: the same space must come out of a JSONB round trip, which
     # reorders keys, so that grid order and seeded draws are stable.
     dims.sort(key=lambda d: d.name)
-    return SearchSpace(tuple(dims))
+    return tuple(dims)
 
 
 def _collect(block: dict[str, Any], parents: tuple[str, ...], out: list[Dimension]) -> None:

@@ -3,11 +3,11 @@ noise-aware best (the request bodies are in craft_requests.py, which needs the s
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer, TypeAdapter, WithJsonSchema
 
-from tuneserve.schemas.enums import StudyState
+from tuneserve.schemas.enums import StageState, StudyMethod, StudyState
 
 
 class RepeatGroupRead(BaseModel):
@@ -59,9 +59,13 @@ class StageRead(BaseModel):
     fidelity_label: str
     refine: dict[str, Any] | None = None
     repeat_top: dict[str, Any] | None = None
-    method: str | None = None
+    method: StudyMethod | None = None
     study: str | None = Field(default=None, description="The stage's study, null until it starts")
-    state: Literal["pending", "running", "paused", "stopped", "finished"] = "pending"
+    # A stage's timeline is built with model_copy(update=...), which does not validate, so the value
+    # may be the study's StudyState member or a plain string: serialized as its text, published as
+    # the StageState enum.
+    state: Annotated[StageState, PlainSerializer(str, return_type=str),
+                     WithJsonSchema(TypeAdapter(StageState).json_schema())] = StageState.PENDING
     ended: int = 0
     total: int = 0
     best_value: float | None = None

@@ -1,6 +1,9 @@
-"""The names that travel on the wire and in the database: study and trial states, fail kinds and
-optimizer methods. One StrEnum each, shared by the models, the wire types (so OpenAPI lists the
-values) and the worker SDK; a member compares equal to its string, so stored rows need no mapping.
+"""The names that travel on the wire and in the database, each list of values defined here once:
+study and trial states, trial kinds and methods, fail kinds, goals, gates, token roles, diagnosis
+labels and advice kinds. One StrEnum each, shared by the models (enum-typed columns that the
+database checks, migration 0010), the wire types (so OpenAPI publishes each as a named schema, and
+the dashboard reads its value lists from there) and the client; a member compares equal to its
+string, so stored rows and existing comparisons need no mapping.
 """
 from __future__ import annotations
 
@@ -28,6 +31,13 @@ class StudyState(StrEnum):
     PAUSED = "paused"
     STOPPED = "stopped"
     FINISHED = "finished"
+
+
+# A stage of a staged study: its study's state once it has one, pending before (derived, so a study
+# state added later is a stage state too).
+StageState = StrEnum("StageState", [("PENDING", "pending"), *((m.name, m.value) for m in StudyState)])
+StageState.__doc__ = "A stage's state: pending until its study starts, then that study's state."
+StageState.__module__ = __name__
 
 
 class StopKind(StrEnum):
@@ -60,6 +70,35 @@ class Method(StrEnum):
     GP = "gp"
 
 
+class TrialSource(StrEnum):
+    """Where a trial's params came from when no engine drew them (trials.method holds a Method or one
+    of these)."""
+
+    ENQUEUED = "enqueued"  # given by hand (POST /studies/{name}/trials) or by a refine
+    REPEAT = "repeat"      # a configuration re-run with another seed (domain/repeats.py)
+    SANITY = "sanity"      # the sanity gate's run
+    LR_RANGE = "lr_range"  # a learning-rate range test
+
+
+class Goal(StrEnum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+class Gate(StrEnum):
+    """The special run holding a study's ordinary trials back (studies.gate; NULL when none)."""
+
+    SANITY = "sanity"
+    LR_RANGE = "lr_range"
+
+
+class Role(StrEnum):
+    """admin: everything. worker: read, and claim / ask / heartbeat / report / end trials."""
+
+    ADMIN = "admin"
+    WORKER = "worker"
+
+
 class TrialKind(StrEnum):
     TRIAL = "trial"      # an ordinary trial of the study's search
     SANITY = "sanity"    # the sanity gate's run (service/diagnosis/sanity.py)
@@ -85,6 +124,23 @@ class DiagnosisCause(StrEnum):
     LR_TOO_HIGH = "lr_too_high"   # the loss rose from the first epochs, the gradient norm grew
     BAD_DATA = "bad_data"         # NaN before any update: NaN or inf in the inputs
     BAD_SCALE = "bad_scale"       # a first loss far above ln(C): inputs or initial weights too large
+
+
+class AdviceKind(StrEnum):
+    """One line of study-level advice: a rule over the trials (service/diagnosis/study.py says what
+    each means) or the state of a gate (service/domain/gates.py)."""
+
+    PIPELINE = "pipeline"
+    RANGE_DIVERGES = "range_diverges"
+    RANGE_TOO_LOW = "range_too_low"
+    VALUE_DIVERGES = "value_diverges"
+    EDGE_OF_RANGE = "edge_of_range"
+    COMMON_LABEL = "common_label"
+    SANITY_SKIPPED = "sanity_skipped"        # the objective cannot run the sanity check
+    SANITY_FAILED = "sanity_failed"          # the check failed: the study is paused
+    SANITY_OVERRIDDEN = "sanity_overridden"  # it failed and the study was resumed over it
+    LR_RANGE = "lr_range"                    # a range test suggestion not applied yet
+    LR_RANGE_FAILED = "lr_range_failed"      # the range test gave no usable curve
 
 
 class SanityState(StrEnum):

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, LrRangeState, SanityState
+from tuneserve.schemas.enums import AdviceKind, DiagnosisCause, DiagnosisLabel, LrRangeState, SanityState
 
 
 # ---- what a worker is handed and sends back for a special run ----------------------------------
@@ -60,7 +60,7 @@ class DiagnosisRead(BaseModel):
 class AdviceRead(BaseModel):
     """Study-level advice from the trials together (service/diagnosis/study.py)."""
 
-    kind: str
+    kind: AdviceKind
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     param: str | None = None

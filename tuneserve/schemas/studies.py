@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -27,7 +28,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuneserve.schemas import craft
 from tuneserve.schemas.gates import AdviceRead, LrRangeRead, SanityRead
-from tuneserve.schemas.enums import StudyMethod, StudyState
+from tuneserve.schemas.enums import Gate, Goal, Method, StudyMethod, StudyState, TrialState
 from tuneserve.schemas.trials import TrialRead
 
 # A study's URL name (its slug): what /api/v1/studies/{name} takes.
@@ -111,7 +112,7 @@ class MetricSpec(_Strict):
     """W&B's `metric`: name, goal, target, impute, impute_while_running."""
 
     name: str = Field(min_length=1, max_length=200, description="The metric workers report, e.g. val_loss")
-    goal: Literal["minimize", "maximize"] = "minimize"
+    goal: Goal = Goal.MINIMIZE
     target: JsonNumber | None = Field(
         default=None, description="The study finishes once a trial completes at or beyond this value "
                                   "(<= for minimize, >= for maximize)")
@@ -265,19 +266,15 @@ class StudyCreate(_Strict):
 
 
 
-class TrialCounts(BaseModel):
-    waiting: int = 0
-    running: int = 0
-    completed: int = 0
-    pruned: int = 0
-    failed: int = 0
-    diverged: int = 0
-    total: int = 0
+# How many trials are in each state (one field per TrialState, so a state added there is counted
+# here), and the total.
+TrialCounts = create_model(
+    "TrialCounts", __module__=__name__, **{state.value: (int, 0) for state in TrialState}, total=(int, 0))
 
 
 class MetricRead(BaseModel):
     name: str
-    goal: Literal["minimize", "maximize"]
+    goal: Goal
     target: float | None = None
     impute: str | None = None
     impute_while_running: str | None = None
@@ -289,7 +286,7 @@ class StudyRead(BaseModel):
     display_name: str = Field(description="The name as the document gave it (or the generated one)")
     description: str
     method: StudyMethod = Field(description="The method the document asked for")
-    engine: str = Field(description="The engine that draws the trials (bayes runs on gp or tpe)")
+    engine: Method = Field(description="The engine that draws the trials (bayes runs on gp or tpe)")
     metric: MetricRead
     state: StudyState
     parameters: dict[str, Any]
@@ -334,7 +331,7 @@ class StudyRead(BaseModel):
     repeat_groups: list[craft.RepeatGroupRead] = Field(
         default_factory=list, description="Configurations run more than once, with mean and std")
     # The gates and the diagnoses (service/domain/gates.py, service/diagnosis).
-    gate: Literal["sanity", "lr_range"] | None = Field(
+    gate: Gate | None = Field(
         default=None, description="The special run holding ordinary trials back now (null: none)")
     sanity: SanityRead | None = Field(default=None, description="The sanity gate (null: never asked)")
     lr_range: LrRangeRead | None = Field(default=None, description="The learning-rate range test (null: never run)")

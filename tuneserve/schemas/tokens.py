@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneserve.schemas.enums import Role
+
+__all__ = ["TOKEN_NAME_PATTERN", "Role", "TokenCreate", "TokenCreated", "TokenRead"]
+
 TOKEN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
-
-
-class Role(StrEnum):
-    """admin: everything. worker: read, and claim / ask / heartbeat / report / end trials."""
-
-    ADMIN = "admin"
-    WORKER = "worker"
 
 
 class TokenCreate(BaseModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from tuneserve.schemas.enums import FailKind, Method, StopKind, TrialKind, TrialState
+from tuneserve.schemas.enums import FailKind, Goal, Method, StopKind, TrialKind, TrialSource, TrialState
 from tuneserve.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
@@ -33,7 +33,7 @@ Metrics = Annotated[dict[MetricName, MetricValue], Field(max_length=MAX_METRICS_
 
 class Metric(BaseModel):
     name: str
-    goal: Literal["minimize", "maximize"]
+    goal: Goal
 
 
 class TrialLease(BaseModel):
@@ -46,7 +46,7 @@ class TrialLease(BaseModel):
     lease_expires_at: datetime
     lease_seconds: float
     metric: Metric
-    method: str
+    method: Method | TrialSource
     fidelity: dict[str, Any] | None = Field(
         default=None, description="What this run trains on (epochs, data_fraction, classes, data_seed); a "
                                   "study that manages its fidelity also puts these knobs into `params`")
@@ -67,7 +67,7 @@ class TrialRead(BaseModel):
     number: int
     state: TrialState
     params: dict[str, Any]
-    method: Method | Literal["enqueued", "repeat", "sanity", "lr_range"] = Field(
+    method: Method | TrialSource = Field(
         description="The engine that drew the params, 'enqueued', 'repeat' (a configuration re-run with another "
                     "seed), or the special run it is (sanity, lr_range)")
     attempt: int

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from tuneserve_workers.training.config import TrainConfig
 from tuneserve_workers.training.data import Dataset, augment, epoch_batches, load_dataset
 from tuneserve_workers.training.nets import build_cnn
-from tuneserve_workers.training.objective import Context, Objective, Unsupported, objective_name
-from tuneserve_workers.training.run import make_optimizer, seed_everything
+from tuneserve_workers.training.contract import Context, Objective, Unsupported, objective_name
+from tuneserve_workers.training.steps import make_optimizer, seed_everything
 
 log = logging.getLogger("tuneserve.worker")
 

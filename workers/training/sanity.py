@@ -26,8 +26,8 @@ import torch
 from tuneserve_workers.training.config import TrainConfig
 from tuneserve_workers.training.data import Dataset, load_dataset
 from tuneserve_workers.training.nets import build_cnn
-from tuneserve_workers.training.objective import Context, Diverged, Objective, Unsupported, objective_name
-from tuneserve_workers.training.run import LrSchedule, exploded, make_optimizer, seed_everything, train_epoch
+from tuneserve_workers.training.contract import Context, Diverged, Objective, Unsupported, objective_name
+from tuneserve_workers.training.steps import LrSchedule, exploded, make_optimizer, seed_everything, train_epoch
 
 log = logging.getLogger("tuneserve.worker")
 

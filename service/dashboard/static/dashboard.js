@@ -6,9 +6,14 @@
 (function () {
   "use strict";
 
-  const STATES = ["waiting", "running", "completed", "pruned", "failed", "diverged"];
+  // The value lists are the server's enums (tuneserve/schemas/enums.py), rendered into the page
+  // (service/dashboard/pages.py): a state or label added there shows here without an edit.
+  const ENUMS = JSON.parse(document.getElementById("ts-enums").textContent);
+  const T = ENUMS.TrialState, GOAL = ENUMS.Goal, STUDY = ENUMS.StudyState;
+  const STATES = Object.values(T);
+  const ACTIVE = Object.values(ENUMS.ACTIVE_STATES), ENDED = Object.values(ENUMS.ENDED_STATES);
   // A trial's diagnosis (service/diagnosis): the table's badges and its filter.
-  const LABELS = ["healthy", "diverged", "lr_too_high", "lr_too_low", "plateau", "overfitting", "underfitting", "noisy"];
+  const LABELS = Object.values(ENUMS.DiagnosisLabel);
   const COLORS = {
     completed: "#2f7d4f", running: "#2563eb", waiting: "#8792a2", pruned: "#d97706",
     failed: "#dc2626", diverged: "#7c3aed", best: "#111827",
@@ -205,7 +210,7 @@
           tr.cells[3].append(el("span", { class: "mini" }, el("i")), el("span"));
         }
         existing.delete(s.name);
-        const sanity = s.sanity_state === "failed" || s.sanity_state === "running" ? s.sanity_state : "";
+        const sanity = s.sanity_state === ENUMS.SanityState.FAILED || s.sanity_state === ENUMS.SanityState.RUNNING ? s.sanity_state : "";
         if (tr.cells[1].dataset.state !== s.state + sanity) {
           tr.cells[1].dataset.state = s.state + sanity;
           tr.cells[1].replaceChildren(badge(s.state), sanity ? el("span", { class: `badge sanity-${sanity}`, title: `the sanity check ${sanity === "failed" ? "failed: see the study's page" : "is running: trials wait for it"}`, text: `sanity ${sanity}` }) : "");
@@ -249,7 +254,7 @@
     const st = { summary: null, stamp: null, completed: -1, paramsAt: 0, table: null };
     const query = DEFAULT_QUERY();
 
-    // Panels: `load` fetches, `render` draws. A later issue's panel (advice, sanity verdict) is one
+    // Panels: `load` fetches, `render` draws. A further panel (advice, sanity verdict) is one
     // more entry here with `when: (summary) => "advice" in summary.study`.
     const panels = {
       history: { url: "/history", render: renderHistory },
@@ -291,13 +296,13 @@
       }));
       const total = Math.max(s.max_trials || 0, c.total, 1);
       const bar = $("#study-bar");
-      bar.replaceChildren(...["completed", "pruned", "failed", "diverged", "running", "waiting"].map((k) =>
+      bar.replaceChildren(...[...ENDED, ...ACTIVE.slice().reverse()].map((k) =>
         el("div", { class: "seg", style: `width:${(100 * c[k]) / total}%;background:${COLORS[k]}`, title: `${k}: ${c[k]}` })));
       $("#study-counts").replaceChildren(...STATES.map((k) =>
         el("span", { class: "chip" }, el("span", { class: "dot", style: `background:${COLORS[k]}` }), k, el("b", { text: String(c[k]) }))));
-      $("#btn-pause").disabled = s.state !== "running";
-      $("#btn-resume").disabled = s.state !== "paused";
-      $("#btn-stop").disabled = !(s.state === "running" || s.state === "paused");
+      $("#btn-pause").disabled = s.state !== STUDY.RUNNING;
+      $("#btn-resume").disabled = s.state !== STUDY.PAUSED;
+      $("#btn-stop").disabled = !(s.state === STUDY.RUNNING || s.state === STUDY.PAUSED);
       // Panels in their own files (craft.js: stages, lineage, refine, configurations) draw from this.
       document.dispatchEvent(new CustomEvent("tuneserve:summary", { detail: sum }));
     }
@@ -326,23 +331,23 @@
       const gl = n > 3000 ? "scattergl" : "scatter";
       const traces = [];
       const values = h.value.filter((v) => v !== null);
-      const top = values.length ? (h.goal === "minimize" ? Math.max(...values) : Math.min(...values)) : 0;
+      const top = values.length ? (h.goal === GOAL.MINIMIZE ? Math.max(...values) : Math.min(...values)) : 0;
       // A value means little without its fidelity (2 epochs on 10% of the data is not a full run).
       const fid = (i) => (h.fidelity ? h.fidelities[h.fidelity[i]] : h.fidelity_label || "");
-      for (const state of ["completed", "pruned", "running", "failed", "diverged"]) {
+      for (const state of [T.COMPLETED, T.PRUNED, T.RUNNING, T.FAILED, T.DIVERGED]) {  // drawing order
         const xs = [], ys = [], ids = [], fids = [];
         for (let i = 0; i < n; i++) {
           if (h.state[i] !== state) continue;
-          const failed = state === "failed" || state === "diverged";
+          const failed = state === T.FAILED || state === T.DIVERGED;
           if (!failed && h.value[i] === null) continue;
           xs.push(h.number[i]); ys.push(failed ? top : h.value[i]); ids.push(h.id[i]); fids.push(fid(i));
         }
         if (!xs.length) continue;
-        const failed = state === "failed" || state === "diverged";
+        const failed = state === T.FAILED || state === T.DIVERGED;
         const at = h.fidelity || h.fidelity_label ? "<br>at %{text}" : "";
         traces.push({
           type: gl, mode: "markers", name: failed ? `${state} (no value)` : state, x: xs, y: ys, customdata: ids, text: fids,
-          marker: { color: COLORS[state], size: n > 3000 ? 4 : 7, symbol: failed ? "x" : "circle", opacity: state === "completed" ? 0.8 : 0.7 },
+          marker: { color: COLORS[state], size: n > 3000 ? 4 : 7, symbol: failed ? "x" : "circle", opacity: state === T.COMPLETED ? 0.8 : 0.7 },
           hovertemplate: failed ? `trial #%{x}: ${state}${at}<extra></extra>` : `trial #%{x}<br>${h.metric} %{y:.5g}${at}<extra>${state}</extra>`,
         });
       }
@@ -365,10 +370,10 @@
       const div = $("#chart-curves");
       if (!c.trials.length) { emptyChart(div, "No reports yet"); return; }
       chartReady(div);
-      const best = c.trials.filter((t) => t.state === "completed" && t.value !== null)
-        .sort((a, b) => (c.goal === "minimize" ? a.value - b.value : b.value - a.value))[0];
+      const best = c.trials.filter((t) => t.state === T.COMPLETED && t.value !== null)
+        .sort((a, b) => (c.goal === GOAL.MINIMIZE ? a.value - b.value : b.value - a.value))[0];
       const traces = [];
-      for (const state of ["completed", "failed", "diverged", "pruned", "running"]) {
+      for (const state of [T.COMPLETED, T.FAILED, T.DIVERGED, T.PRUNED, T.RUNNING]) {  // drawing order
         const xs = [], ys = [], text = [], ids = [];
         for (const t of c.trials) {
           if (t.state !== state) continue;
@@ -378,12 +383,12 @@
         if (!xs.length) continue;
         traces.push({
           type: "scatter", mode: "lines", name: state, x: xs, y: ys, text, customdata: ids, connectgaps: false,
-          line: { color: COLORS[state], width: state === "running" ? 1.6 : 1.1, dash: state === "running" ? "dot" : "solid" },
-          opacity: state === "completed" ? 0.45 : 0.75,
+          line: { color: COLORS[state], width: state === T.RUNNING ? 1.6 : 1.1, dash: state === T.RUNNING ? "dot" : "solid" },
+          opacity: state === T.COMPLETED ? 0.45 : 0.75,
           hovertemplate: `trial %{text} step %{x}<br>${c.metric} %{y:.5g}<extra>${state}</extra>`,
         });
       }
-      const cut = c.trials.filter((t) => t.state === "pruned");
+      const cut = c.trials.filter((t) => t.state === T.PRUNED);
       if (cut.length) {
         traces.push({
           type: "scatter", mode: "markers", name: "pruned here", x: cut.map((t) => t.steps[t.steps.length - 1]),
@@ -446,7 +451,7 @@
     function parcoordsRows(p) {
       const n = p.id.length;
       if (n <= PARCOORDS_LINES) return [...Array(n).keys()];
-      const sign = p.goal === "minimize" ? 1 : -1;
+      const sign = p.goal === GOAL.MINIMIZE ? 1 : -1;
       const order = [...Array(n).keys()].sort((a, b) => sign * (p.value[a] - p.value[b]));
       const best = order.slice(0, Math.floor(PARCOORDS_LINES * 0.4));
       const rest = order.slice(best.length).sort((a, b) => a - b);
@@ -465,7 +470,7 @@
       dims.push({ label: p.metric, values: pick(p.value) });
       react(div, [{
         type: "parcoords", dimensions: dims,
-        line: { color: pick(p.value), colorscale: "Viridis", reversescale: p.goal === "maximize", showscale: true, colorbar: { thickness: 10, title: { text: p.metric, side: "right" } } },
+        line: { color: pick(p.value), colorscale: "Viridis", reversescale: p.goal === GOAL.MAXIMIZE, showscale: true, colorbar: { thickness: 10, title: { text: p.metric, side: "right" } } },
         labelfont: { size: 11 }, tickfont: { size: 10 },
       }], { margin: { l: 48, r: 56, t: 36, b: 24 } });
       setText($("#parallel-note"), rows.length < p.total ? `${rows.length} of ${p.total} completed and pruned trials (the best and an even sample); darker is better` : `${rows.length} completed and pruned trials; darker is better`);
@@ -565,7 +570,7 @@
         existing.delete(String(t.id));
         if (tr.cells[1].dataset.state !== t.state) {
           tr.cells[1].dataset.state = t.state;
-          const note = t.state === "pruned" && t.stop_step ? ` @${t.stop_step}` : t.fail_kind && t.state !== "diverged" ? ` (${t.fail_kind})` : "";
+          const note = t.state === T.PRUNED && t.stop_step ? ` @${t.stop_step}` : t.fail_kind && t.state !== T.DIVERGED ? ` (${t.fail_kind})` : "";
           tr.cells[1].replaceChildren(...[badge(t.state), note ? el("span", { class: "muted small", text: note }) : null].filter(Boolean));
         }
         setText(tr.cells[2], fmt(t.value, 5));
@@ -810,7 +815,7 @@
     }
 
     function stopShapes(t) {
-      if (t.state !== "pruned" && !t.stop_reason) return {};
+      if (t.state !== T.PRUNED && !t.stop_reason) return {};
       const step = t.stop_step !== null && t.stop_step !== undefined ? t.stop_step : t.last_step;
       if (step === null || step === undefined) return {};
       return {
@@ -846,10 +851,10 @@
       $("#trial-enqueue").href = `/dashboard/studies/${enc(t.study)}?from=${t.id}#enqueue`;
       const out = $("#trial-outcome");
       let text = "", cls = "outcome";
-      if (t.state === "completed") text = `Completed with ${d.metric} = ${fmt(t.value, 6)}.`;
-      else if (t.state === "pruned") { text = `Pruned at step ${t.stop_step !== null ? t.stop_step : t.last_step}: ${t.stop_reason || "stopped early"}.`; cls += " warn"; }
-      else if (t.state === "failed" || t.state === "diverged") { text = `${t.state === "diverged" ? "Diverged" : "Failed"} (${t.fail_kind || "error"}): ${t.fail_reason || "no reason given"}`; cls += " bad"; }
-      else if (t.state === "running") text = t.stop_reason ? `Running; the pruner said stop at step ${t.stop_step}: ${t.stop_reason}` : `Running on ${t.worker_id || "a worker"}, ${t.last_step || 0} steps reported.`;
+      if (t.state === T.COMPLETED) text = `Completed with ${d.metric} = ${fmt(t.value, 6)}.`;
+      else if (t.state === T.PRUNED) { text = `Pruned at step ${t.stop_step !== null ? t.stop_step : t.last_step}: ${t.stop_reason || "stopped early"}.`; cls += " warn"; }
+      else if (t.state === T.FAILED || t.state === T.DIVERGED) { text = `${t.state === T.DIVERGED ? "Diverged" : "Failed"} (${t.fail_kind || "error"}): ${t.fail_reason || "no reason given"}`; cls += " bad"; }
+      else if (t.state === T.RUNNING) text = t.stop_reason ? `Running; the pruner said stop at step ${t.stop_step}: ${t.stop_reason}` : `Running on ${t.worker_id || "a worker"}, ${t.last_step || 0} steps reported.`;
       else text = "Waiting for a worker.";
       out.className = cls; setText(out, text);
       const facts = [
@@ -906,7 +911,7 @@
       if (err.status === 404) setText($("#trial-outcome"), `No trial ${id}.`);
     }).finally(ready);
     poll(async () => {
-      if (latest && !["running", "waiting"].includes(latest.trial.state)) return;
+      if (latest && !ACTIVE.includes(latest.trial.state)) return;
       await load();
     });
   }

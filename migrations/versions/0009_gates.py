@@ -1,8 +1,10 @@
 """gates: which special run (the sanity check, the lr range test) holds a study's ordinary trials back
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-11-30 15:30:00
+
+Shipped as revision 0010; renumbered with 0008 (see there).
 
 studies.gate: NULL when the study hands out ordinary trials; 'sanity' or 'lr_range' while that special
 run (a trial of the same kind, numbered below zero) is pending or running. The claim statements read
@@ -13,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
