@@ -14,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tuneserve._defaults import API_PREFIX
 from tuneserve_service.cli import app, main
 from tuneserve_service.launch import free_port
 
@@ -41,7 +42,7 @@ def cli():
 
 def _run_trials(url: str, study: str, n: int, delay: float = 0.0) -> list[int]:
     ids = []
-    with httpx.Client(base_url=url + "/api/v1", timeout=30) as c:
+    with httpx.Client(base_url=url + API_PREFIX, timeout=30) as c:
         for i in range(n):
             time.sleep(delay)
             lease = c.post("/trials/claim", json={"worker_id": "cli-test", "study": study}).json()
