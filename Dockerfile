@@ -1,7 +1,7 @@
 # Two images from one file, both running as an unprivileged user (uid 10001) with tuneserve
 # installed from a wheel (not editable: the migrations ship inside it):
-#   server  the API, no torch                      docker build --target server -t tuneserve-server .
-#   worker  the worker daemon with torch (CUDA)    docker build --target worker -t tuneserve-worker .
+#   server  the API, no torch (tuneserve[server])                docker build --target server -t tuneserve-server .
+#   worker  the worker daemon with torch (CUDA) (tuneserve[worker]) docker build --target worker -t tuneserve-worker .
 # Base images are pinned to exact versions; bump them on purpose, not by surprise.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -23,7 +23,7 @@ WORKDIR /home/tuneserve
 
 FROM base AS server
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+RUN pip install "$(ls /wheels/*.whl)[server]" && rm -rf /wheels
 USER 10001:10001
 EXPOSE 8000
 CMD ["tuneserve", "server", "--host", "0.0.0.0", "--port", "8000"]

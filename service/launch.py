@@ -1,6 +1,6 @@
 """Starting a server process on this machine: a free loopback port, and waiting until it answers.
 
-Shared by the demo (workers/demo.py), the benchmarks (benchmarks/_server.py) and the end-to-end
+Shared by the demo (service/cli/demo.py), the benchmarks (benchmarks/_server.py) and the end-to-end
 tests (tests/support/live_server.py), which each start the server their own way.
 """
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tuneserve._defaults import API_PREFIX
 from tuneserve_service.cli import app, main
 from tuneserve_service.launch import free_port
 
@@ -39,7 +42,7 @@ def cli():
 
 def _run_trials(url: str, study: str, n: int, delay: float = 0.0) -> list[int]:
     ids = []
-    with httpx.Client(base_url=url + "/api/v1", timeout=30) as c:
+    with httpx.Client(base_url=url + API_PREFIX, timeout=30) as c:
         for i in range(n):
             time.sleep(delay)
             lease = c.post("/trials/claim", json={"worker_id": "cli-test", "study": study}).json()
@@ -133,9 +136,60 @@ def test_errors_are_one_readable_line(cli, live_server, tmp_path):
     assert r.exit_code == 1 and "cannot read" in r.output
 
 
-def test_worker_and_demo_keep_their_own_options(capsys):
+def test_worker_and_demo_are_commands_of_the_same_cli(capsys):
+    assert main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert "worker" in listed and "demo" in listed
     assert main(["worker", "--help"]) == 0
-    assert "--slots" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    for option in ("--slots", "--server", "--token", "TUNESERVE_SERVER", "--device", "--objective", "--runs-dir"):
+        assert option in shown, option
+    assert main(["demo", "--help"]) == 0
+    shown = capsys.readouterr().out
+    for option in ("--data-dir", "--trials", "--workers", "--method", "--port"):
+        assert option in shown, option
+
+
+# Runs `tuneserve ARGS` (service/console.py) in a fresh interpreter in which BLOCKED cannot be imported,
+# as in an installation without the extra that brings them.
+WITHOUT = """
+import importlib.abc, json, sys
+BLOCKED = set(json.loads(sys.argv[1]))
+class Missing(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+from tuneserve_service.console import main
+code = main(sys.argv[2:])
+print("server imported:", any(m in sys.modules for m in ("fastapi", "sqlalchemy")), "worker imported:",
+      "tuneserve_workers.loop" in sys.modules)
+sys.exit(code)
+"""
+
+
+def without(blocked: set[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT, json.dumps(sorted(blocked)), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_each_extra_gets_its_commands_and_a_line_naming_the_extra_for_the_rest():
+    from tuneserve_service.console import SERVER_ONLY, WORKER_ONLY
+
+    # A worker machine (tuneserve[worker]): the worker and the client commands, no server.
+    r = without(SERVER_ONLY, "worker", "--help")
+    assert r.returncode == 0 and "--slots" in r.stdout and "server imported: False" in r.stdout, r.stderr
+    r = without(SERVER_ONLY, "study", "list", "--server", f"http://127.0.0.1:{free_port()}")
+    assert r.returncode == 1 and "cannot reach the tuneserve server" in r.stderr, r.stderr
+    for args, extra in ((["server"], "server"), (["db", "upgrade"], "server"), (["demo"], "server,worker")):
+        r = without(SERVER_ONLY, *args)
+        assert r.returncode == 1 and f"pip install 'tuneserve[{extra}]'" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    # A server (tuneserve[server]): no torch; the worker is not even imported until it runs.
+    r = without(WORKER_ONLY, "--help")
+    assert r.returncode == 0 and "worker" in r.stdout and "worker imported: False" in r.stdout, r.stderr
+    r = without(WORKER_ONLY, "worker", "--device", "cpu", "--study", "s")
+    assert r.returncode == 1 and "pip install 'tuneserve[worker]'" in r.stderr and "Traceback" not in r.stderr
 
 
 MAPPING_SWEEP = """\

@@ -6,6 +6,7 @@ import httpx
 import numpy as np
 
 from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
+from tuneserve._defaults import API_PREFIX
 
 SWEEP = """\
 name: gated
@@ -22,7 +23,7 @@ parameters:
 
 
 def _play_gates(url: str) -> None:
-    with httpx.Client(base_url=url + "/api/v1", timeout=30) as c:
+    with httpx.Client(base_url=url + API_PREFIX, timeout=30) as c:
         lease = c.post("/trials/claim", json={"worker_id": "w", "study": "gated"}).json()
         assert lease["kind"] == "sanity"
         for step, (loss, acc) in enumerate([(2.3, 0.1), (0.9, 0.7), (0.05, 1.0)], start=1):

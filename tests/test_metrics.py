@@ -19,7 +19,7 @@ from tuneserve_service.db.migrate import upgrade
 from tuneserve_service.launch import free_port, wait_healthy
 from tuneserve_service.observability.metrics import prepare_multiprocess_dir
 from tests.support.worker_run import run_study
-from tuneserve_workers.client import TuneClient
+from tuneserve.client import JsonClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def value(samples, name: str, **labels) -> float:
 
 def test_counters_match_the_trials_a_real_worker_ran(live_server, tmp_path):
     study = run_study(live_server.url, "metered", tmp_path, trials=3)
-    with TuneClient(live_server.url) as api:
+    with JsonClient(live_server.url) as api:
         stored = [api.get_trial(t["id"]) for t in api.trials("metered")["items"]]
     m = scrape(live_server.url)
 

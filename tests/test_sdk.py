@@ -15,7 +15,7 @@ from tuneserve.schemas.studies import StudyRead
 from tuneserve.schemas.trials import TrialLease, TrialRead
 from tests.support.live_server import LiveServer
 from tuneserve import Client, InvalidRequest, NotFound, ServerUnavailable, Unauthorized
-from tuneserve_workers.client import TuneClient
+from tuneserve.client import JsonClient
 
 
 def test_the_readme_ask_tell_example(tmp_path):
@@ -43,7 +43,7 @@ def test_the_readme_ask_tell_example(tmp_path):
         assert client.get_trial(best.id).reports[-1].step == 3
         assert [s.name for s in client.list_studies()] == ["notebook"]
         # The dict client keeps working for code written before the typed one.
-        assert TuneClient(server.url).get_study("notebook")["counts"]["completed"] == study.counts.completed + 6
+        assert JsonClient(server.url).get_study("notebook")["counts"]["completed"] == study.counts.completed + 6
         with pytest.raises(NotFound, match=r"GET /studies/nope: not found \(HTTP 404\): study 'nope' not found"):
             client.get_study("nope")
         with pytest.raises(InvalidRequest) as bad:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.support.live_server import LiveServer
-from tuneserve_workers.client import TuneClient
+from tuneserve.client import JsonClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio",
@@ -91,16 +91,16 @@ def workers(tmp_path, server):
 
 @pytest.fixture
 def api(server):
-    with TuneClient(server.url, retry_seconds=5) as client:
+    with JsonClient(server.url, retry_seconds=5) as client:
         yield client
 
 
 
-def trials(api: TuneClient, study: str) -> list[dict]:
+def trials(api: JsonClient, study: str) -> list[dict]:
     return api.trials(study)["items"]
 
 
-def study_done(api: TuneClient, study: str, n: int):
+def study_done(api: JsonClient, study: str, n: int):
     return lambda: api.get_study(study)["counts"]["completed"] >= n
 
 

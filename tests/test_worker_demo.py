@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_runs_a_study_and_prints_the_best(tmp_path):
     data = tmp_path / "demo-data"
-    proc = subprocess.run([sys.executable, "-m", "tuneserve_workers.demo", "--data-dir", str(data), "--trials", "4"],
+    proc = subprocess.run([sys.executable, "-m", "tuneserve_service.cli", "demo", "--data-dir", str(data), "--trials", "4"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout

@@ -12,10 +12,11 @@ from typing import Any
 
 from tuneserve.report import in_trial, report, summary
 
-__all__ = ["Client", "Trial", "report", "summary", "in_trial", "TuneserveError", "ApiError",
+__all__ = ["Client", "Trial", "JsonClient", "JsonTrial", "DEFAULT_SERVER", "report", "summary", "in_trial", "TuneserveError", "ApiError",
            "InvalidRequest", "Unauthorized", "NotFound", "Conflict", "LeaseLost", "ServerUnavailable"]
 
-_LAZY = {"Client": "tuneserve.client", "Trial": "tuneserve.client"}
+_LAZY = {"Client": "tuneserve.client", "Trial": "tuneserve.client", "JsonClient": "tuneserve.client",
+         "JsonTrial": "tuneserve.client", "DEFAULT_SERVER": "tuneserve._defaults"}
 _ERRORS = ("TuneserveError", "ApiError", "InvalidRequest", "Unauthorized", "NotFound", "Conflict",
            "LeaseLost", "ServerUnavailable")
 

@@ -1,10 +1,13 @@
-"""One HTTP call to the tuneserve API with retries: httpx for the call, tenacity for the policy.
+"""The one HTTP transport to the tuneserve API, used by the SDK (tuneserve.Client), the command line
+and the worker daemon: httpx for the call, tenacity for the retry policy, the bearer token, the
+/api/v1 prefix (tuneserve/_defaults.py), and error answers mapped to tuneserve.errors.
 
 Retried: connection errors and timeouts (httpx.TransportError) and 5xx answers; a 503's Retry-After
 is honoured (capped at RETRY_AFTER_CAP), otherwise the wait is exponential with full jitter and a
 floor, so a server that is down never turns a caller into a busy loop. The budget is wall time
 (`retry_seconds`, None for ever); a `cancel` Event ends the retrying early. 4xx answers are never
-retried: they become the ApiError subclasses of tuneserve.errors.
+retried: they become the ApiError subclasses of tuneserve.errors. `retry_seconds=0` makes one attempt
+(the command line: a person at a prompt wants the answer, or why not, now).
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from typing import Any, Callable
 import httpx
 import tenacity
 
-from tuneserve.errors import ServerUnavailable, api_error
+from tuneserve._defaults import API_PREFIX
+from tuneserve.errors import ServerUnavailable, TuneserveError, api_error
 
-API = "/api/v1"
 RETRY_AFTER_CAP = 60.0
 BACKOFF_BASE = 0.2
 
@@ -27,9 +30,10 @@ OnRetry = Callable[[str, Exception, float], None]
 
 
 class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None,
+                 detail: Any = None):
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.status, self.detail = retry_after, status, detail
 
 
 class _Cancelled(Exception):
@@ -82,6 +86,8 @@ class Transport:
                  retry_seconds: float | None = 30.0, backoff_cap: float = 5.0,
                  cancel: threading.Event | None = None, on_retry: OnRetry | None = None,
                  http_transport: httpx.BaseTransport | None = None):
+        if token and not token.isascii():
+            raise TuneserveError("the token must be plain ASCII text")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self.token = token
@@ -110,11 +116,14 @@ class Transport:
 
         def attempt() -> httpx.Response:
             try:
-                resp = self.http.request(method, API + path, params=params, content=content, headers=headers)
+                resp = self.http.request(method, API_PREFIX + path, params=params, content=content, headers=headers)
             except httpx.TransportError as exc:
                 raise _Retryable(f"cannot reach {self.base_url} ({_reason(exc)})") from exc
             if resp.status_code >= 500:
-                raise _Retryable(f"{self.base_url} answered HTTP {resp.status_code}", retry_after_seconds(resp))
+                body = _json_or_text(resp)  # a proxy's HTML error page is cut short
+                detail = body.get("detail", body) if isinstance(body, dict) else str(body).strip()[:300]
+                raise _Retryable(f"{self.base_url} answered HTTP {resp.status_code}", retry_after_seconds(resp),
+                                 resp.status_code, detail)
             return resp
 
         def sleep(seconds: float) -> None:
@@ -134,8 +143,8 @@ class Transport:
         try:
             resp = retrying(attempt)
         except _Retryable as exc:
-            waited = "" if budget is None else f" (gave up after {budget:g} s of retries)"
-            raise ServerUnavailable(f"{call}: {exc}{waited}") from exc
+            waited = "" if budget is None or budget <= 0 else f" (gave up after {budget:g} s of retries)"
+            raise ServerUnavailable(f"{call}: {exc}{waited}", status=exc.status, detail=exc.detail) from exc
         except _Cancelled:
             raise ServerUnavailable(f"{call}: cancelled while waiting for the server") from None
         if resp.status_code == 204:

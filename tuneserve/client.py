@@ -1,7 +1,7 @@
 """The typed Python client for the tuneserve API (`from tuneserve import Client`).
 
     from tuneserve import Client
-    client = Client("http://127.0.0.1:8000")            # or TUNESERVE_SERVER / TUNESERVE_TOKEN
+    client = Client()                     # TUNESERVE_SERVER (else the local default) and TUNESERVE_TOKEN
     study = client.create_study(name="nb", metric={"name": "val_loss", "goal": "minimize"},
                                 parameters={"lr": {"distribution": "log_uniform_values",
                                                    "min": 1e-4, "max": 1e-1}}, max_trials=10)
@@ -13,11 +13,11 @@
 Answers are the server's own wire types (pydantic models from tuneserve.schemas: StudyRead,
 TrialRead, TrialLease, Decision, ...), so attribute names and enums are the API's. Errors are
 tuneserve.errors types; calls retry connection errors and 5xx (honouring Retry-After) for
-`retry_seconds` (30 by default; None retries for ever).
+`retry_seconds` (30 by default; None retries for ever). `JsonClient` makes the same calls and answers
+the server's JSON as it is (dicts and lists): the command line and scripts that print or forward it.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -27,9 +27,9 @@ from tuneserve.schemas.craft_requests import RepeatResponse
 from tuneserve.schemas.logs import TrialLogRead
 from tuneserve.schemas.studies import StudyRead
 from tuneserve.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
+from tuneserve._defaults import api_token, server_url
 from tuneserve._transport import OnRetry, Transport
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
 _ADAPTERS: dict[Any, TypeAdapter] = {}
 
 
@@ -41,7 +41,7 @@ def _adapter(model: Any) -> TypeAdapter:
 
 class Client:
     """A client for one server. `server` and `token` default to TUNESERVE_SERVER (else
-    http://127.0.0.1:8000) and TUNESERVE_TOKEN. `retry_seconds`: how long a call keeps retrying an
+    tuneserve._defaults.DEFAULT_SERVER) and TUNESERVE_TOKEN. `retry_seconds`: how long a call keeps retrying an
     unreachable or failing server (None: for ever). `cancel`: an Event that stops retrying early.
     `http_transport`: an httpx transport to use instead of the network (tests: httpx.MockTransport)."""
 
@@ -49,9 +49,7 @@ class Client:
                  retry_seconds: float | None = 30.0, backoff_cap: float = 5.0,
                  cancel: threading.Event | None = None, on_retry: OnRetry | None = None,
                  http_transport: Any = None):
-        server = server or os.environ.get("TUNESERVE_SERVER") or DEFAULT_SERVER
-        token = token if token is not None else (os.environ.get("TUNESERVE_TOKEN") or None)
-        self.transport = Transport(server, token, timeout=timeout, retry_seconds=retry_seconds,
+        self.transport = Transport(server_url(server), api_token(token), timeout=timeout, retry_seconds=retry_seconds,
                                    backoff_cap=backoff_cap, cancel=cancel, on_retry=on_retry,
                                    http_transport=http_transport)
 
@@ -77,7 +75,7 @@ class Client:
         return self.transport.request(method, path, **kw)
 
     def _as(self, model: Any, data: Any) -> Any:
-        """Turn an answer into its wire type (TuneClient overrides this to keep plain JSON)."""
+        """Turn an answer into its wire type (JsonClient overrides this to keep plain JSON)."""
         return None if data is None else _adapter(model).validate_python(data)
 
     def health(self) -> bool:
@@ -129,7 +127,10 @@ class Client:
     def ask(self, name: str, count: int = 1, worker_id: str = "sdk") -> list["Trial"]:
         """`count` trials to run yourself (ask/tell), each under a lease: report, then complete."""
         leases = self.request("POST", f"/studies/{name}/ask", json={"count": count, "worker_id": worker_id})
-        return [Trial(self, _adapter(TrialLease).validate_python(lease)) for lease in leases]
+        return [self._held(lease) for lease in leases]
+
+    def _held(self, lease: dict[str, Any]) -> Any:
+        return Trial(self, _adapter(TrialLease).validate_python(lease))
 
     def trials(self, name: str, state: str | None = None, limit: int | None = None,
                offset: int | None = None) -> TrialPage:
@@ -244,4 +245,63 @@ class Trial:
         return self.client.fail(self.id, self.token, reason, kind)
 
     def release(self) -> TrialRead:
+        return self.client.release(self.id, self.token)
+
+
+class JsonClient(Client):
+    """`Client` with every answer left as the server's JSON (dicts and lists); trials from `ask` are
+    JsonTrials. For code that prints or forwards answers (the command line), and code written before
+    the typed client (it was `tuneserve_workers.client.TuneClient`)."""
+
+    def _as(self, model: Any, data: Any) -> Any:
+        return data
+
+    def _held(self, lease: dict[str, Any]) -> "JsonTrial":
+        return JsonTrial(self, lease)
+
+    def all_trials(self, name: str, state: str | None = None, page: int = 1000) -> list[dict[str, Any]]:
+        """Every trial of a study (in number order), page by page."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            got = self.trials(name, state=state, limit=page, offset=len(rows))
+            rows += got["items"]
+            if not got["items"] or len(rows) >= got["total"]:
+                return rows
+
+
+class JsonTrial:
+    """A trial a JsonClient holds (from ask): its lease (a dict) plus the calls that need it."""
+
+    def __init__(self, client: JsonClient, lease: dict[str, Any]):
+        self.client, self.lease = client, lease
+
+    @property
+    def id(self) -> int:
+        return self.lease["trial_id"]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.lease["params"]
+
+    @property
+    def token(self) -> str:
+        return self.lease["lease_token"]
+
+    def heartbeat(self) -> dict:
+        return self.client.heartbeat(self.id, self.token)
+
+    def report(self, step: int, **metrics: float) -> bool:
+        """Store one step's metrics; False when the server says stop."""
+        return not self.client.report(self.id, self.token, step, metrics).get("should_stop", False)
+
+    def complete(self, value: float | None = None, **metrics: float) -> dict:
+        return self.client.complete(self.id, self.token, value, metrics)["trial"]
+
+    def prune(self, reason: str = "") -> dict:
+        return self.client.prune(self.id, self.token, reason)
+
+    def fail(self, reason: str, kind: str = "error") -> dict:
+        return self.client.fail(self.id, self.token, reason, kind)
+
+    def release(self) -> dict:
         return self.client.release(self.id, self.token)

@@ -15,7 +15,13 @@ class TuneserveError(Exception):
 
 
 class ServerUnavailable(TuneserveError):
-    """No usable answer from the server within the retry budget."""
+    """No usable answer from the server within the retry budget. `status`: the last answer's 5xx
+    status (None when no answer came: connection refused, a timeout), with its `detail`; the
+    transport's own error (httpx) is the cause's cause."""
+
+    def __init__(self, message: str, status: int | None = None, detail: Any = None):
+        super().__init__(message)
+        self.status, self.detail = status, detail
 
 
 class ApiError(TuneserveError):

@@ -1,6 +1,8 @@
-"""`tuneserve worker`: the worker daemon's command line (typer). Every option can come from the
-TUNESERVE_* variable named in its help; `main(argv)` runs one worker loop, or a supervisor of
-`--slots K` worker processes. `tuneserve worker ...` (service/cli.py) dispatches here."""
+"""`tuneserve worker`: the worker daemon's command (typer). The `tuneserve` command line
+(service/cli) lists it with its other commands and imports this module only when it runs it, so a
+server needs no torch; `python -m tuneserve_workers.cli` (how --slots starts its processes) and
+`main(argv)` run the same command. Every option can come from the TUNESERVE_* variable its help
+names; --server and --token are the ones every client command takes (tuneserve/_defaults.py)."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +15,10 @@ from typing import Optional
 
 import typer
 
+from tuneserve._defaults import DEFAULT_SERVER, ENV_SERVER, ENV_TOKEN
+from tuneserve.errors import TuneserveError
 from tuneserve.schemas.objectives import PROGRAM
+
 
 class MpsMode(str, Enum):
     auto = "auto"
@@ -48,8 +53,10 @@ def resolve_devices(spec: str) -> list[str]:
                   "the study says what runs its trials: its `program` (run as `wandb agent` runs it) "
                   "or its objective; otherwise --objective (default builtin:cnn).")
 def worker(
-    server: str = typer.Option("http://127.0.0.1:8000", envvar="TUNESERVE_SERVER", help="Server URL."),
-    token: Optional[str] = typer.Option(None, envvar="TUNESERVE_TOKEN", help="API token."),
+    server: str = typer.Option(DEFAULT_SERVER, "--server", "-s", envvar=ENV_SERVER, show_envvar=True,
+                               help="The tuneserve server's URL."),
+    token: Optional[str] = typer.Option(None, "--token", envvar=ENV_TOKEN, show_envvar=True, show_default=False,
+                                        help="API token (Authorization: Bearer), when the server requires one."),
     study: Optional[str] = typer.Option(None, envvar="TUNESERVE_STUDY",
                                         help="Serve only this study (default: any running study it can run)."),
     device: str = typer.Option("auto", envvar="TUNESERVE_DEVICE", help="auto | cpu | cuda | cuda:N"),
@@ -109,12 +116,12 @@ def worker(
             fn = load_objective(name)  # a bad spec fails now, not on the first trial
         except (ValueError, ImportError, OSError) as err:
             raise typer.BadParameter(str(err), param_hint="--objective") from None
-    w = Worker(server, fn, worker_id=worker_id, device=devices[0], study=study, token=token,
-               idle_cap=idle_max, parent_pid=parent_pid, objective_name=name, requested=objective,
-               program_options=program_options)
     try:
+        w = Worker(server, fn, worker_id=worker_id, device=devices[0], study=study, token=token,
+                   idle_cap=idle_max, parent_pid=parent_pid, objective_name=name, requested=objective,
+                   program_options=program_options)
         code = w.run()
-    except (ConfigError, ValueError, ImportError) as err:
+    except (ConfigError, ValueError, ImportError, TuneserveError) as err:
         typer.echo(f"tuneserve worker: {err}", err=True)
         code = 2
     raise typer.Exit(code)

@@ -38,7 +38,7 @@ from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objecti
 from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
-from tuneserve_workers.client import Backoff
+from tuneserve_workers.backoff import Backoff
 from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
 from tuneserve_workers.training.lr_range import run_lr_range_objective
 from tuneserve_workers.training.objective import (Context, Diverged, LrRangeRequest, Objective, SanityRequest, load_objective,

@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from tuneserve_workers.client import Backoff
+from tuneserve_workers.backoff import Backoff
 
 log = logging.getLogger("tuneserve.worker")
 

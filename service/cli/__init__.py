@@ -1,21 +1,46 @@
 """The `tuneserve` command line (typer): the server, the database, tokens, studies and trials over
-REST, and the worker and demo (imported only when run, so a server needs no torch).
+REST, the worker daemon and the demo.
 
 Every client command takes --server and --token after the subcommand, or TUNESERVE_SERVER and
-TUNESERVE_TOKEN from the environment, and turns errors into one readable line.
+TUNESERVE_TOKEN from the environment, and turns errors into one readable line. `worker` is defined
+beside the daemon (workers/cli.py) and imported only when it is asked for (_Commands below), so a
+server needs no torch; the console script (service/console.py) names the extra to install when a
+command's dependencies are missing.
 """
+import importlib
 import sys
-from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
+from tuneserve_service.cli import demo as demo_cmd
 from tuneserve_service.cli import server as server_cmds
 from tuneserve_service.cli import study, trial
 from tuneserve_service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
 from tuneserve_service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
 
+# Commands that live in another package, imported when asked for: name -> (module, its typer app).
+LAZY = {"worker": ("tuneserve_workers.cli", "app")}
+
+
+class _Commands(TyperGroup):
+    """The registered commands plus the LAZY ones, each loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return super().list_commands(ctx) + [name for name in LAZY if name not in self.commands]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY and name not in self.commands:
+            module, attr = LAZY[name]
+            command = typer.main.get_command(getattr(importlib.import_module(module), attr))
+            command.name = name
+            self.commands[name] = command
+        return super().get_command(ctx, name)
+
+
 app = typer.Typer(
-    name="tuneserve", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="tuneserve", cls=_Commands, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Hyperparameter tuning for CNNs: a server, worker daemons and W&B-style sweeps.",
 )
 app.command("server")(server_cmds.server)
@@ -24,44 +49,11 @@ app.add_typer(server_cmds.db_app, name="db")
 app.add_typer(server_cmds.token_app, name="token")
 app.add_typer(study.app, name="study")
 app.add_typer(trial.app, name="trial")
-
-# `worker` and `demo` parse their own options (workers/cli.py, workers/demo.py): these entries only
-# list them in --help; main() hands their arguments over untouched.
-_PASSTHROUGH = {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True,
-                                     "help_option_names": []}, "add_help_option": False}
-
-
-@app.command("worker", **_PASSTHROUGH)
-def _worker(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None) -> None:
-    """Run a worker daemon: pull trials and train them (`tuneserve worker --help`)."""
-    raise typer.Exit(_run_worker(args or []))
-
-
-@app.command("demo", **_PASSTHROUGH)
-def _demo(args: Annotated[list[str] | None, typer.Argument(hidden=True)] = None) -> None:
-    """Server + two CPU workers + a study on digits, with live progress (`tuneserve demo --help`)."""
-    raise typer.Exit(_run_demo(args or []))
-
-
-def _run_worker(argv: list[str]) -> int:
-    from tuneserve_workers.cli import main as worker_main
-
-    return worker_main(argv) or 0
-
-
-def _run_demo(argv: list[str]) -> int:
-    from tuneserve_workers.demo import main as demo_main
-
-    return demo_main(argv) or 0
+app.command("demo")(demo_cmd.demo)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Straight to the worker's and demo's own parsers: typer would otherwise claim their --help.
-    if argv[:1] == ["worker"]:
-        return _run_worker(argv[1:])
-    if argv[:1] == ["demo"]:
-        return _run_demo(argv[1:])
     try:
         app(args=argv, prog_name="tuneserve", standalone_mode=True)
     except SystemExit as exc:

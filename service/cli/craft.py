@@ -5,7 +5,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tuneserve_service.cli import _render as render
-from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
+from tuneserve_service.cli._api import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, out, print_json
 from tuneserve_service.cli.study import NameArg, app
 from tuneserve.schemas.enums import StudyMethod
 
@@ -23,7 +23,7 @@ def refine(
     method: Annotated[Optional[StudyMethod], typer.Option(help="The child's method (default: the parent's).")] = None,
     margin: Annotated[Optional[float], typer.Option(min=0.0, help="Widen each range by this share of its width.")] = None,
     no_rerun: Annotated[bool, typer.Option("--no-rerun", help="Do not run the top k first in the child.")] = False,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Coarse to fine: a child study with the ranges shrunk around the top k trials, at a higher fidelity."""
     body: dict[str, Any] = {"top_k": top_k, "max_trials": max_trials, "rerun_top": not no_rerun}
@@ -52,7 +52,7 @@ def repeat(
     name: NameArg,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Repeat this many configurations, best first.")] = 3,
     seeds: Annotated[int, typer.Option(min=1, max=100, help="New seeds per configuration.")] = 3,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Re-run the top configurations with other seeds (added to the budget), for a noise-aware best."""
     with Api(server, token) as api:

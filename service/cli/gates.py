@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from tuneserve_service.cli import _render as render
-from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
+from tuneserve_service.cli._api import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
 from tuneserve_service.cli.study import NameArg, app
 
 WaitOption = Annotated[bool, typer.Option("--wait", help="Follow the run until its verdict (Ctrl-C stops waiting).")]
@@ -49,7 +49,7 @@ def sanity(
     max_epochs: Annotated[Optional[int], typer.Option("--max-epochs", min=1, help="Give up after this many epochs.")] = None,
     sweep: Annotated[Optional[bool], typer.Option("--sweep/--no-sweep", help="Try three learning rates.")] = None,
     wait: WaitOption = False,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Run the sanity check now: can the largest model overfit a tiny subset? Trials wait for the verdict."""
     body: dict[str, Any] = {k: v for k, v in (("samples", samples), ("max_epochs", max_epochs), ("sweep", sweep))
@@ -65,7 +65,7 @@ def lr_range_test(
     end_lr: Annotated[Optional[float], typer.Option("--end-lr", min=0.0, help="The ramp's last lr (default 10).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=20, help="Mini-batches in the ramp (default 200).")] = None,
     wait: WaitOption = False,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Run a learning-rate range test now: the lr grows geometrically until the loss blows up; the
     server suggests an lr and a range from the curve. Trials wait for it."""
@@ -81,7 +81,7 @@ def narrow(
     high: Annotated[Optional[float], typer.Option(help="The new upper bound (default: the range test's).")] = None,
     param: Annotated[Optional[str], typer.Option("--param", help="The parameter's dotted name (default: the lr).")] = None,
     undo: Annotated[bool, typer.Option("--undo", help="Restore the range as it was before the narrowing.")] = False,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Narrow the lr to the range test's suggested range (or --low/--high) for every trial not drawn yet."""
     if undo and (low is not None or high is not None or param is not None):

@@ -11,7 +11,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
+from tuneserve_service.cli._api import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, fail, out, print_json
 from tuneserve_service.cli import _render as render
 from tuneserve.schemas.enums import ENDED_STATES, StudyState, TrialState
 
@@ -39,7 +39,7 @@ def _read_document(path: Path) -> tuple[str, str]:
 def create(
     file: Annotated[Path, typer.Argument(help="A W&B sweep YAML or a JSON study document.", show_default=False)],
     name: Annotated[Optional[str], typer.Option(help="Use this name instead of the document's.")] = None,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Create a study from a sweep file, as W&B's `wandb sweep sweep.yaml` would."""
     text, ctype = _read_document(file)
@@ -65,7 +65,7 @@ def create(
 @app.command("list")
 def list_(
     state: Annotated[Optional[StudyState], typer.Option(help="Only studies in this state.")] = None,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Every study with its state, progress and best value."""
     with Api(server, token) as api:
@@ -100,7 +100,7 @@ def status(
     name: NameArg,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow live until the study ends (Ctrl-C stops watching).")] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Counts, best trial, the sanity verdict, the range test and the advice; with --watch, a live
     progress bar until the study ends."""
@@ -145,7 +145,7 @@ def trials(
     state: Annotated[Optional[TrialState], typer.Option(help="Only trials in this state.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows per page.")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many trials (by number).")] = 0,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """The trial table: number (special runs below zero), state, value, params, diagnosis, worker."""
     query: dict[str, Any] = {"limit": limit, "offset": offset, **({"state": state.value} if state else {})}
@@ -161,7 +161,7 @@ def trials(
 
 
 def _lifecycle(action: str, doc: str):
-    def command(name: NameArg, server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None,
+    def command(name: NameArg, server: ServerOption = DEFAULT_SERVER, token: TokenOption = None,
                 as_json: JsonOption = False) -> None:
         with Api(server, token) as api:
             study = api.post(f"/studies/{name}/{action}")
@@ -183,7 +183,7 @@ app.command("stop")(_lifecycle("stop", "Stop for good: no more trials are handed
 def delete(
     name: NameArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None,
 ) -> None:
     """Delete the study with all its trials and reports."""
     if not yes and not typer.confirm(f"delete study {name!r} and all its trials?"):
@@ -198,7 +198,7 @@ def export(
     name: NameArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None,
 ) -> None:
     """Every trial with its state, value, method, fail kind and reason, fidelity, params and metrics.
 

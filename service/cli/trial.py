@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from tuneserve_service.cli import _render as render
-from tuneserve_service.cli._api import Api, JsonOption, ServerOption, TokenOption, out, print_json
+from tuneserve_service.cli._api import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, out, print_json
 from tuneserve_service.space import flatten_params
 
 app = typer.Typer(help="Look at single trials.", no_args_is_help=True)
@@ -19,7 +19,7 @@ CURVE_FIRST = ("train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_nor
 def show(
     trial_id: Annotated[int, typer.Argument(min=1, help="The trial's id.", show_default=False)],
     log_lines: Annotated[int, typer.Option("--log-lines", min=0, help="Lines of the trial's log to show.")] = 20,
-    server: ServerOption = "http://127.0.0.1:8000", token: TokenOption = None, as_json: JsonOption = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
 ) -> None:
     """Params, state, timings, the per-step curve, and the tail of the trial's log."""
     with Api(server, token) as api:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuneserve_workers.client import TuneClient
+from tuneserve.client import JsonClient
 
 ROOT = Path(__file__).resolve().parents[2]
 # Real training kept tiny: half of digits, 8 filters, a fraction of a second per epoch.
@@ -42,7 +42,7 @@ def stop_worker(proc: subprocess.Popen) -> None:
 def run_study(url: str, name: str, log_dir: Path, trials: int = 3, epochs: int = 3, timeout: float = 180.0) -> dict:
     """Create a random-search study of `trials` trials, run one worker until every trial has ended,
     stop it (SIGTERM), and return the study's read."""
-    with TuneClient(url, retry_seconds=5) as api:
+    with JsonClient(url, retry_seconds=5) as api:
         api.create_study(name=name, method="random", max_trials=trials, lease_seconds=30, seed=5,
                          objective="builtin:cnn", parameters={**PARAMETERS, "epochs": {"value": epochs}},
                          description="trained by a real worker in the tests")

@@ -97,7 +97,3 @@ def build_argv(command: Iterable[Any] | None, program: str | None, params: Mappi
     if not argv:
         raise CommandError("the command is empty once its macros are expanded")
     return argv
-
-
-def uses_args_json_file(command: Iterable[Any] | None) -> bool:
-    return any(str(c) == "${args_json_file}" for c in (command or ()))

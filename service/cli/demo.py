@@ -1,24 +1,32 @@
 """`tuneserve demo`: the whole system on one machine in one command. A server on embedded SQLite
 (uvicorn on 127.0.0.1, a free port), two CPU worker processes, a ~20-trial study on digits that
 starts with the sanity gate (can the widest model overfit 64 digits?), live progress in the
-terminal, each trial's diagnosis, the study's advice and the best parameters at the end."""
+terminal, each trial's diagnosis, the study's advice and the best parameters at the end.
+
+It imports nothing of the worker: the workers are processes (`python -m tuneserve_workers.cli`), so
+it needs the worker's dependencies (torch) installed, and says so up front when they are not."""
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from tuneserve._defaults import DEFAULT_SERVER
+from tuneserve.client import JsonClient
+from tuneserve.errors import ApiError
 from tuneserve.schemas.enums import ENDED_STATES
+from tuneserve_service.cli._api import fail
 from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy
-from tuneserve_workers.client import ApiError, TuneClient
 
 # Short trials that still separate good from bad settings: 4 epochs on digits, small nets.
 PARAMETERS = {
@@ -56,7 +64,7 @@ def start_server(data_dir: Path, port: int) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def create_study(client: TuneClient, name: str, trials: int, method: str) -> dict:
+def create_study(client: JsonClient, name: str, trials: int, method: str) -> dict:
     spec = {"name": name, "metric": {"name": "val_loss", "goal": "minimize"}, "parameters": PARAMETERS,
             "max_trials": trials, "seed": 0, "lease_seconds": 30, "objective": "builtin:cnn", "sanity": SANITY,
             "description": "tuneserve demo: a small CNN on sklearn digits"}
@@ -102,28 +110,46 @@ def progress(study: dict, started: float, recent: list[dict]) -> Group:
     return Group(head, table)
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="tuneserve demo", description=__doc__)
-    ap.add_argument("--data-dir", default="tuneserve-data", help="where the SQLite file and logs go")
-    ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--method", default="auto", help="tpe when the server has it, else random")
-    ap.add_argument("--port", type=int, default=0, help="default: a free port")
-    args = ap.parse_args(argv)
+NEEDS = ("uvicorn", "fastapi", "sqlalchemy", "torch", "sklearn")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the SQLite file and the logs go.")] = Path("tuneserve-data"),
+    trials: Annotated[int, typer.Option(min=1, help="Trials in the study.")] = 20,
+    workers: Annotated[int, typer.Option(min=1, help="CPU worker processes.")] = 2,
+    method: Annotated[str, typer.Option(help="auto: tpe when the server has it, else random.")] = "auto",
+    port: Annotated[int, typer.Option(min=0, help="The server's port (0: a free one).")] = 0,
+) -> None:
+    """A server, CPU workers and a study on digits (the sanity gate first), live here and on the dashboard."""
+    # The server and the workers are processes: say what they would miss before starting them.
+    missing = [m for m in NEEDS if not _installed(m)]
+    if missing:
+        fail(f"the demo runs a server and workers, which need {', '.join(missing)}; this installation lacks "
+             f"them: pip install 'tuneserve[server,worker]'")
+    raise typer.Exit(run(data_dir, trials, workers, method, port))
+
+
+def run(data_dir: Path, n_trials: int, n_workers: int, method: str, port: int) -> int:
     console = Console()
-    data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     started = time.monotonic()
     try:
-        server, url = start_server(data_dir, args.port or free_port())
+        server, url = start_server(data_dir, port or free_port())
         procs.append(server)
         console.print(f"server: {url} (SQLite at {(data_dir / 'tuneserve.db').resolve()})")
         console.print(f"dashboard: [link={url}/dashboard]{url}/dashboard[/link] (open it to watch the study live)")
-        client = TuneClient(url, retry_seconds=10)
+        client = JsonClient(url, "", retry_seconds=10)
         name = time.strftime("digits-demo-%Y%m%d-%H%M%S")
-        study = create_study(client, name, args.trials, args.method)
-        console.print(f"study {name}: {args.trials} trials, method {study['method']}, {args.workers} CPU workers; "
+        study = create_study(client, name, n_trials, method)
+        console.print(f"study {name}: {n_trials} trials, method {study['method']}, {n_workers} CPU workers; "
                       f"live at {url}/dashboard/studies/{name}")
         worker_env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on two cores, no oversubscription
         workers = [subprocess.Popen(
@@ -131,7 +157,7 @@ def main(argv: list[str]) -> int:
              "--worker-id", f"demo-w{i}", "--idle-max", "1"],
             env=worker_env, stdout=open(data_dir / f"worker-{i}.log", "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)
-            for i in range(args.workers)]
+            for i in range(n_workers)]
         procs += workers
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
@@ -140,7 +166,7 @@ def main(argv: list[str]) -> int:
                 newest = max(0, study["counts"]["total"] + (1 if study.get("sanity") else 0) - 8)
                 recent = client.trials(name, limit=8, offset=newest)["items"][::-1]
                 live.update(progress(study, started, recent))
-                if sum(study["counts"][s] for s in ENDED) >= args.trials:
+                if sum(study["counts"][s] for s in ENDED) >= n_trials:
                     break
                 if all(w.poll() is not None for w in workers):
                     raise SystemExit(f"the workers exited; see {data_dir}/worker-*.log")
@@ -160,7 +186,7 @@ def main(argv: list[str]) -> int:
             console.print(f"  {key} = {value}")
         console.print(f"\nresults: SQLite {(data_dir / 'tuneserve.db').resolve()}, study {name!r}; logs in {data_dir}/")
         console.print(f"see it again: tuneserve dashboard --data-dir {data_dir}   "
-                      f"(then http://127.0.0.1:8000/dashboard/studies/{name})")
+                      f"(then {DEFAULT_SERVER}/dashboard/studies/{name})")
         console.print(f"with that running: tuneserve study status {name}; "
                       f"tuneserve study export {name} --format csv -o trials.csv")
         console.print(f"took {time.monotonic() - started:.0f}s")
@@ -180,6 +206,3 @@ def main(argv: list[str]) -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
