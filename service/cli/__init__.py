@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tuneserve_service.cli import server as server_cmds
-from tuneserve_service.cli import study, trial
+from tuneserve_service.cli import slurm, study, trial
 from tuneserve_service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
 from tuneserve_service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
 
@@ -24,6 +24,7 @@ app.add_typer(server_cmds.db_app, name="db")
 app.add_typer(server_cmds.token_app, name="token")
 app.add_typer(study.app, name="study")
 app.add_typer(trial.app, name="trial")
+app.add_typer(slurm.app, name="slurm")  # worker fleets on Slurm (issue 18)
 
 # `worker` and `demo` parse their own options (workers/cli.py, workers/demo.py): these entries only
 # list them in --help; main() hands their arguments over untouched.
