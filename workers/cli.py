@@ -80,6 +80,9 @@ def worker(
                                              "(what a Slurm array task or a batch job wants)."),
     parent_pid: Optional[int] = typer.Option(None, hidden=True),
 ) -> None:
+    from tuneserve_workers import preempt
+
+    preempt.install_early()  # a scheduler's USR1 during startup is recorded, not fatal (workers/preempt.py)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown events
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"

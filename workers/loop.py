@@ -46,6 +46,7 @@ from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objecti
 from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
+from tuneserve_workers import preempt
 from tuneserve_workers.client import Backoff
 from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
 from tuneserve_workers.training.lr_range import run_lr_range_objective
@@ -245,6 +246,8 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self.request_drain)
             previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self.request_release)
+            if preempt.warned():  # warned while starting: serve nothing
+                self.request_release(signal.SIGUSR1)
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watch", daemon=True).start()
         self.event("started", device=self.device, study=self.study or "*", pid=os.getpid())

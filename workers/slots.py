@@ -79,6 +79,11 @@ def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[s
               exit_when_done: bool = False) -> int:
     """Run `slots` worker processes (`python -m tuneserve_workers.cli <child_argv> --slots 1 ...`) until a
     signal drains them. `devices[i % len(devices)]` is slot i's device."""
+    from tuneserve_workers import preempt
+
+    if preempt.warned():  # a scheduler's warning while starting: start no slot
+        log.info("event=stopped worker=%s slots=0 reason=warned_while_starting", worker_id)
+        return 0
     mps = start_mps() if use_mps and any(d.startswith("cuda") for d in devices) else None
     env = {**os.environ, **(mps.env if mps else {})}
     stopping = {"signals": 0}

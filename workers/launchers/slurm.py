@@ -132,6 +132,7 @@ class SlurmFleet:
             out.append("# TUNESERVE_TOKEN comes from sbatch's environment (--export=ALL); it is not in this file.")
         out.append('WORKER_ID="slurm-${SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}_${SLURM_ARRAY_TASK_ID:-0}'
                    '.${SLURM_RESTART_COUNT:-0}-$(hostname -s)"')
+        out.append("trap '' USR1  # a warning before python takes over must not kill it (workers/preempt.py)")
         out.append("exec " + " ".join(shlex.quote(a) for a in self.worker_argv()) + ' --worker-id "$WORKER_ID"')
         return "\n".join(out) + "\n"
 
