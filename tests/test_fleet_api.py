@@ -44,3 +44,19 @@ def test_open_trials_per_study_for_the_autoscaler(client):
     assert open_trials()["queue"] == 4.0
     client.post("/api/v1/studies/queue/stop")
     assert "queue" not in open_trials()  # a stopped study needs no worker: KEDA scales to zero
+
+
+def test_trial_show_says_where_the_trial_ran(live_server):
+    import httpx
+    from typer.testing import CliRunner
+
+    from tuneserve_service.cli import app
+
+    with httpx.Client(base_url=live_server.url + "/api/v1", timeout=30) as c:
+        c.post("/studies", json={"name": "shown", "max_trials": 1, "parameters": SPACE}).raise_for_status()
+        c.put("/workers/slurm-7_1.0-n1", json={"host": "n1", "scheduler": "slurm", "job_id": "7_1"}).raise_for_status()
+        lease = c.post("/trials/claim", json={"worker_id": "slurm-7_1.0-n1", "study": "shown"}).json()
+    r = CliRunner().invoke(app, ["trial", "show", str(lease["trial_id"]), "--server", live_server.url],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "ran on: host n1, slurm job 7_1, device cpu" in r.output

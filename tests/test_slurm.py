@@ -191,7 +191,7 @@ def test_three_workers_finish_a_study_and_exit(fleet):
 
 
 def test_scancel_of_a_task_requeues_its_trial_to_another(fleet):
-    study = fleet.study("cancel", max_trials=4, steps=24, step_seconds=0.25)
+    study = fleet.study("cancel", max_trials=4, steps=16, step_seconds=0.25)
     job = fleet.submit(study, "--workers", "3", "--time", "5")
 
     def running_at_step_3():
@@ -222,7 +222,7 @@ def test_scancel_of_a_task_requeues_its_trial_to_another(fleet):
 def test_time_limit_warning_releases_the_trial_within_a_second(fleet):
     # Trials are slow (60 s) until FLEET_FAST exists, so the 1-minute task is mid-trial when USR1 comes.
     # A second array without a time limit holds the other trial and, once FLEET_FAST exists, finishes both.
-    study = fleet.study("timelimit", max_trials=2, steps=240, step_seconds=0.25, fast_step=0.02)
+    study = fleet.study("timelimit", max_trials=2, steps=120, step_seconds=0.5, fast_step=0.02)
     # Slurm checks time limits every 30 s (PERIODIC_TIMEOUT) and sends the warning at the first check
     # within lead + 30 s of the end: with --time 1 and a 5 s lead, 25 to 55 s after the start, always
     # after the worker has claimed a trial (a longer lead could warn it while python still starts).
