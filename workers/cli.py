@@ -82,8 +82,14 @@ def worker(
     log_interval: float = typer.Option(30.0, envvar="TUNESERVE_LOG_INTERVAL",
                                        help="Programs: seconds between uploads of a running trial's log."),
     log_level: str = typer.Option("INFO", envvar="TUNESERVE_LOG_LEVEL"),
+    exit_when_done: bool = typer.Option(False, "--exit-when-done", envvar="TUNESERVE_EXIT_WHEN_DONE",
+                                        help="With --study: exit 0 once the study has nothing left to hand out "
+                                             "(what a Slurm array task or a batch job wants)."),
     parent_pid: Optional[int] = typer.Option(None, hidden=True),
 ) -> None:
+    from tuneserve_workers import preempt
+
+    preempt.install_early()  # a scheduler's USR1 during startup is recorded, not fatal (workers/preempt.py)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown events
     worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -100,8 +106,11 @@ def worker(
                  "--runs-dir", str(runs_dir), "--interpreter", interpreter, "--kill-grace", str(kill_grace),
                  "--log-interval", str(log_interval)]
         child += (["--study", study] if study else []) + (["--objective", objective] if objective else [])
-        raise typer.Exit(run_slots(child, slots, worker_id, devices, use_mps=mps == MpsMode.auto))
+        child += ["--exit-when-done"] if exit_when_done else []
+        raise typer.Exit(run_slots(child, slots, worker_id, devices, use_mps=mps == MpsMode.auto,
+                                   exit_when_done=exit_when_done))
 
+    from tuneserve_workers.identity import detect
     from tuneserve_workers.loop import ConfigError, Worker
     from tuneserve_workers.training.objective import load_objective
 
@@ -119,7 +128,8 @@ def worker(
     try:
         w = Worker(server, fn, worker_id=worker_id, device=devices[0], study=study, token=token,
                    idle_cap=idle_max, parent_pid=parent_pid, objective_name=name, requested=objective,
-                   program_options=program_options)
+                   program_options=program_options, exit_when_done=exit_when_done and bool(study),
+                   identity=detect(devices[0]))
         code = w.run()
     except (ConfigError, ValueError, ImportError, TuneserveError) as err:
         typer.echo(f"tuneserve worker: {err}", err=True)

@@ -13,6 +13,12 @@ How each way a trial can end is told to the server:
   409/404 on the held trial         -> nothing: the lease is lost, abandon the trial and carry on
   first SIGTERM/SIGINT              -> finish the epoch, report it, release; claim nothing new; exit 0
   second SIGTERM/SIGINT             -> abandon the epoch at once, release, exit 0
+  SIGUSR1 (a scheduler's warning    -> abandon the epoch at once, release (the trial is requeued now,
+    before a time limit or preemption:  not when its lease runs out), claim nothing new, exit 0
+    Slurm's --signal=B:USR1@T)
+  --exit-when-done and the study    -> exit 0 (a Slurm array task ends when its study has nothing left
+    has nothing left to hand out       for it; trials still running elsewhere keep it polling, since
+                                       one of them may come back to the queue)
 
 A worker started with `--study` learns from the study what runs it (its program, or its objective)
 before it claims anything; each claim says what this worker runs, so the server hands it only
@@ -31,13 +37,16 @@ import threading
 import traceback
 from typing import Any, Callable
 
+from urllib.parse import quote
+
 import torch
 
-from tuneserve.schemas.enums import StopKind, TrialKind
+from tuneserve.schemas.enums import StopKind, StudyState, TrialKind
 from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objective
 from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
+from tuneserve_workers import preempt
 from tuneserve_workers.backoff import Backoff
 from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
 from tuneserve_workers.training.lr_range import run_lr_range_objective
@@ -140,12 +149,15 @@ class Worker:
                  study: str | None = None, token: str | None = None, idle_cap: float = 3.0,
                  parent_pid: int | None = None, objective_name: str | None = None,
                  requested: str | None = None, program_options: dict[str, Any] | None = None,
-                 load: Callable[[str], Objective] = load_objective):
+                 load: Callable[[str], Objective] = load_objective, exit_when_done: bool = False,
+                 identity: dict[str, Any] | None = None):
         self.worker_id, self.study, self.token = worker_id, study, token
         self.objective, self.device = objective, torch.device(device)
         self.objective_name = normalize_objective(objective_name) if objective_name else None
         self.requested, self.program_options, self.load = requested, program_options or {}, load
         self.idle_cap, self.parent_pid = idle_cap, parent_pid
+        self.exit_when_done, self.identity = exit_when_done, identity
+        self.in_trial = False  # the objective is running: a SIGUSR1 abandons it at once
         self.draining = threading.Event()
         self.client = Client(server, token or "", retry_seconds=None, on_retry=self._on_retry)
 
@@ -167,6 +179,15 @@ class Worker:
             raise Abandon()
         self.draining.set()
         self.event("draining", signal=signum)
+
+    def request_release(self, signum: int | None = None, frame: Any = None) -> None:
+        """A scheduler's warning before it kills us (Slurm `--signal=B:USR1@T` ahead of a time limit
+        or preemption): give the trial back now, so it is requeued at once rather than when its lease
+        runs out, and claim nothing new. The epoch is abandoned, not finished: the kill may be seconds away."""
+        self.draining.set()
+        self.event("preempt_warning", level=logging.WARNING, signal=signum, in_trial=self.in_trial)
+        if self.in_trial:
+            raise Abandon()
 
     def call_options(self, lease: TrialLease) -> dict[str, Any]:
         """Retry policy for a call about a held trial: forever while serving (the lease is the
@@ -224,6 +245,9 @@ class Worker:
         if in_main:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self.request_drain)
+            previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self.request_release)
+            if preempt.warned():  # warned while starting: serve nothing
+                self.request_release(signal.SIGUSR1)
         if self.parent_pid:
             threading.Thread(target=self._watch_parent, name="parent-watch", daemon=True).start()
         self.event("started", device=self.device, study=self.study or "*", pid=os.getpid())
@@ -232,10 +256,14 @@ class Worker:
         try:
             if self.objective is None and not self.resolve():
                 return 0
+            self._register()
             while not self.draining.is_set():
                 if lease is None:
                     lease = self._claim()
                     if lease is None:
+                        if self.exit_when_done and self._study_done():
+                            self.event("study_done", study=self.study)
+                            break
                         self.draining.wait(idle.next())
                         continue
                     idle.reset()
@@ -250,6 +278,33 @@ class Worker:
             self.client.close()
             self.event("stopped")
         return 0
+
+    def _register(self) -> None:
+        """Tell the server where this worker runs (host, Slurm job, pod, GPU: workers/identity.py),
+        for the trial page and `tuneserve trial show`. Best effort: an older server has no route."""
+        if not self.identity:
+            return
+        try:
+            self.client.request("PUT", f"/workers/{quote(self.worker_id, safe='')}", json=self.identity,
+                                retry_seconds=5.0, cancel=self.draining)
+            self.event("registered", **self.identity)
+        except (ApiError, ServerUnavailable) as exc:
+            self.event("register_failed", level=logging.WARNING, error=exc)
+
+    def _study_done(self) -> bool:
+        """The study will hand this worker nothing more: stopped or finished, or its budget is
+        drawn and no trial is waiting or running (a running one could still be released back)."""
+        if not self.study:
+            return False
+        try:
+            study = self.client.get_study(self.study, retry_seconds=5.0, cancel=self.draining)
+        except (ApiError, ServerUnavailable):
+            return False
+        if study.state in (StudyState.STOPPED, StudyState.FINISHED):
+            return True
+        c = study.counts
+        return (study.max_trials is not None and c.waiting == 0 and c.running == 0
+                and c.total >= study.max_trials)
 
     def _claim(self) -> TrialLease | None:
         try:
@@ -275,6 +330,7 @@ class Worker:
         heartbeat.start()
         try:
             try:
+                self.in_trial = True
                 if lease.kind == TrialKind.SANITY:
                     outcome = self._sanity_outcome(lease, ctx)
                 elif lease.kind == TrialKind.LR_RANGE:
@@ -282,6 +338,7 @@ class Worker:
                 else:
                     outcome, result = None, self.objective(lease.params, ctx)
             finally:
+                self.in_trial = False
                 heartbeat.stop()
             if ctx.lease_lost:
                 raise LeaseLost(409, "lease lost while the objective ran")

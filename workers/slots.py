@@ -10,7 +10,10 @@ is stopped again on exit if we started it. The slots are plain subprocesses (`py
 --slots 1`), so on CPU the same code runs and is tested.
 
 Signals: the supervisor forwards SIGTERM/SIGINT to the slots (a second signal forwards again, which
-makes them abandon the epoch), waits for them, and restarts a slot that died while serving.
+makes them abandon the epoch), waits for them, and restarts a slot that died while serving. SIGUSR1
+(a scheduler's warning before a time limit or preemption) is forwarded as SIGUSR1: each slot gives
+its trial back at once. With `exit_when_done`, a slot that exits 0 on its own (its study has nothing
+left) is not restarted, and the supervisor returns when all have.
 """
 from __future__ import annotations
 
@@ -72,9 +75,15 @@ def start_mps() -> Mps | None:
     return Mps(env=env, started=True, exe=exe, dirs=[root])
 
 
-def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[str], use_mps: bool) -> int:
+def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[str], use_mps: bool,
+              exit_when_done: bool = False) -> int:
     """Run `slots` worker processes (`python -m tuneserve_workers.cli <child_argv> --slots 1 ...`) until a
     signal drains them. `devices[i % len(devices)]` is slot i's device."""
+    from tuneserve_workers import preempt
+
+    if preempt.warned():  # a scheduler's warning while starting: start no slot
+        log.info("event=stopped worker=%s slots=0 reason=warned_while_starting", worker_id)
+        return 0
     mps = start_mps() if use_mps and any(d.startswith("cuda") for d in devices) else None
     env = {**os.environ, **(mps.env if mps else {})}
     stopping = {"signals": 0}
@@ -90,16 +99,19 @@ def run_slots(child_argv: list[str], slots: int, worker_id: str, devices: list[s
         log.info("event=draining worker=%s signal=%s slots=%d", worker_id, signum, slots)
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGUSR1 if signum == signal.SIGUSR1 else signal.SIGTERM)
 
     procs = [spawn(i) for i in range(slots)]
     born = [time.monotonic()] * slots
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     restarts = [Backoff(base=1.0, cap=30.0) for _ in range(slots)]
+    done = [False] * slots  # exit_when_done: the slot exited 0 by itself
     try:
-        while any(p.poll() is None for p in procs) or not stopping["signals"]:
+        while any(p.poll() is None for p in procs) or not (stopping["signals"] or all(done)):
             for i, p in enumerate(procs):
-                if p.poll() is not None and not stopping["signals"]:
+                if p.poll() is not None and exit_when_done and p.returncode == 0:
+                    done[i] = True
+                if p.poll() is not None and not stopping["signals"] and not done[i]:
                     if time.monotonic() - born[i] > 60:
                         restarts[i].reset()  # a slot that served a while and died is not crash-looping
                     delay = restarts[i].next()

@@ -164,7 +164,8 @@ def needs_admin(method: str, route_path: str) -> bool:
         return True
     if method in ("GET", "HEAD", "OPTIONS"):
         return False
-    return not (path.startswith("/trials/") or path == "/studies/{name}/ask")
+    # /workers/{worker_id}: a worker says where it runs (service/api/workers.py).
+    return not (path.startswith("/trials/") or path.startswith("/workers/") or path == "/studies/{name}/ask")
 
 
 def authorize(caller: Caller, method: str, route_path: str) -> None:

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from tuneserve_service.cli import demo as demo_cmd
 from tuneserve_service.cli import server as server_cmds
-from tuneserve_service.cli import study, trial
+from tuneserve_service.cli import slurm, study, trial
 from tuneserve_service.cli import craft  # noqa: F401  (registers `study refine` and `study repeat`)
 from tuneserve_service.cli import gates  # noqa: F401  (registers `study sanity`, `study lr-range-test`, `study narrow`)
 
@@ -50,6 +50,7 @@ app.add_typer(server_cmds.token_app, name="token")
 app.add_typer(study.app, name="study")
 app.add_typer(trial.app, name="trial")
 app.command("demo")(demo_cmd.demo)
+app.add_typer(slurm.app, name="slurm")
 
 
 def main(argv: list[str] | None = None) -> int:

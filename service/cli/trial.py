@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from tuneserve_service.cli import _render as render
+from tuneserve_service.cli import _workers
 from tuneserve_service.cli._api import DEFAULT_SERVER, Api, JsonOption, ServerOption, TokenOption, out, print_json
 from tuneserve_service.space import flatten_params
 
@@ -25,12 +26,15 @@ def show(
     with Api(server, token) as api:
         trial = api.get(f"/trials/{trial_id}")
         log = api.get(f"/trials/{trial_id}/log", ok404=True) if log_lines else None
+        ran_on = _workers.worker_line(api, trial.get("worker_id"))  # host, Slurm job / pod, GPU (issue 18)
     if as_json:
         print_json(trial)
         return
     out.print(f"[bold]trial {trial['id']}[/] (study {trial['study']}, #{trial['number']}): "
               f"{trial['state']}, value {render.number(trial['value'])}, method {trial['method']}, "
               f"attempt {trial['attempt']}, worker {trial.get('worker_id') or '-'}")
+    if ran_on:
+        out.print(ran_on, markup=False)
     if trial.get("fidelity"):  # what the value was measured at (service/cli/craft.py)
         out.print(f"fidelity: {render.fidelity_text(trial['fidelity'])} (data seed {trial['fidelity'].get('data_seed')})"
                   + (", a repeat of its configuration with another seed" if trial.get("method") == "repeat" else ""))

@@ -227,6 +227,8 @@ class WorkerSeen(Base):
     study: Mapped[str | None] = mapped_column(String(200), nullable=True)  # its --study filter
     # Seconds since the epoch by the database clock, like lease times.
     last_seen_at: Mapped[float] = mapped_column(Float)
+    # Where it runs (tuneserve.schemas.workers.WorkerIdentity as JSON text): host, Slurm job, pod, GPU.
+    identity: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiToken(Base):

@@ -12,6 +12,8 @@ Counted in the process (counters and histograms):
 Read from the database at each scrape (so every replica reports the same, and nothing is lost in
 a restart):
   tuneserve_trials{study,state}                          the most recently updated MAX_STUDIES studies
+  tuneserve_study_open_trials{study}                     running studies: waiting + running + budget not yet
+                                                         drawn (what KEDA scales workers on: deploy/kubernetes)
   tuneserve_workers_seen                                 distinct workers active in the last 60 s
   tuneserve_database_up                                  1 when those reads worked
 
@@ -107,12 +109,16 @@ class DatabaseCollector:
                                    labels=["study", "state"])
         workers = GaugeMetricFamily("tuneserve_workers_seen", f"Distinct workers active in the last {WORKER_WINDOW:g} s")
         up = GaugeMetricFamily("tuneserve_database_up", "1 when the scrape could read the database")
+        open_ = GaugeMetricFamily("tuneserve_study_open_trials",
+                                  "Trials of a running study that still need a worker: waiting + running + budget not yet drawn",
+                                  labels=["study"])
         try:
             db = self._get_db()
             since = datetime.now(timezone.utc) - timedelta(seconds=WORKER_WINDOW)
             with db.read() as s:
                 counts = store.trial_counts(s, MAX_STUDIES)
                 seen = store.workers_seen(s, WORKER_WINDOW, since)
+                open_counts = store.open_trials(s, MAX_STUDIES)
         except Exception:  # noqa: BLE001 - a scrape during a database outage still answers
             up.add_metric([], 0)
             yield up
@@ -120,8 +126,11 @@ class DatabaseCollector:
         for study, state, n in counts:
             trials.add_metric([study, state], n)
         workers.add_metric([], seen)
+        for study, n in open_counts:
+            open_.add_metric([study], n)
         up.add_metric([], 1)
         yield trials
+        yield open_
         yield workers
         yield up
 

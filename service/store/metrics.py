@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from tuneserve_service.db.engine import db_epoch
@@ -41,3 +41,20 @@ def workers_seen(session: Session, seconds: float, since: datetime) -> int:
             ),
         )
     ) or 0
+
+
+def open_trials(session: Session, max_studies: int) -> list[tuple[str, int]]:
+    """(study name, trials that still need a worker) for running studies: waiting + running + the
+    budget not yet drawn (max_trials minus the ordinary trials that exist; a study without
+    max_trials counts one more, so it always asks for a worker). What a queue-driven autoscaler
+    (KEDA) scales workers on: tuneserve_trials{state="waiting"} alone is 0 for a study whose trials
+    are drawn at claim time."""
+    active = func.sum(func.cast(TRIALS.c.state.in_(("waiting", "running")), Integer))
+    rows = session.execute(
+        select(STUDIES.c.name, STUDIES.c.max_trials, func.count(TRIALS.c.id), func.coalesce(active, 0))
+        .select_from(STUDIES.outerjoin(TRIALS, and_(TRIALS.c.study_id == STUDIES.c.id, TRIALS.c.kind == "trial")))
+        .where(STUDIES.c.state == "running")
+        .group_by(STUDIES.c.id, STUDIES.c.name, STUDIES.c.max_trials, STUDIES.c.updated_at)
+        .order_by(STUDIES.c.updated_at.desc(), STUDIES.c.id.desc()).limit(max_studies)
+    ).all()
+    return [(name, int(act) + (max(0, cap - int(n)) if cap is not None else 1)) for name, cap, n, act in rows]

@@ -101,3 +101,16 @@ def forget_idle(session: Session, seconds: float) -> int:
     """Delete the rows of workers not seen for `seconds` (the table would otherwise keep every
     worker id that ever claimed); returns how many went."""
     return session.execute(delete(WORKERS).where(WORKERS.c.last_seen_at < db_epoch() - seconds)).rowcount or 0
+
+
+def record_identity(session: Session, worker_id: str, identity: str) -> None:
+    """Write a worker's identity (JSON text), creating its row if it has not claimed yet; a claim's
+    upsert (record_seen) leaves the column alone."""
+    insert_ = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_(WORKERS).values(id=worker_id, identity=identity, last_seen_at=db_epoch())
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["id"], set_={"identity": stmt.excluded.identity, "last_seen_at": stmt.excluded.last_seen_at}))
+
+
+def get_worker(session: Session, worker_id: str) -> WorkerSeen | None:
+    return session.get(WorkerSeen, worker_id)
