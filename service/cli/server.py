@@ -69,12 +69,13 @@ def dashboard(
 ) -> None:
     """Serve the dashboard (and the API) on the demo's database, or another, to look at studies again."""
     from tuneserve_service.dashboard.serve import demo_database_url, serve_dashboard
+    from tuneserve_service.main import create_app
 
     url = database_url or demo_database_url(data_dir)
     if database_url is None and not (data_dir / "tuneserve.db").exists():
         fail(f"no demo database at {data_dir / 'tuneserve.db'}: run `tuneserve demo` first, or give --database-url")
     serve_dashboard(url, host=host, port=port, study=study, open_browser=open_browser,
-                    print_fn=lambda line: out.print(line, markup=False))
+                    print_fn=lambda line: out.print(line, markup=False), app_factory=create_app)
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
