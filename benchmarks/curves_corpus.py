@@ -8,12 +8,15 @@ Every parent run `index` draws its configuration and seeds from numpy
 Runs are in-process calls of `train_cnn` with a LocalContext (no server), one torch thread.
 
 The space, with its edges: digits (8x8, 10 classes) or a generated 12x12 shapes set (4 or 6 classes);
-data fraction 0.1..1 (sometimes 3 classes); width 2..32, depth 1..3, batch norm and residual on/off;
-dropout 0..0.9; weight decay 0 or 1e-5..1e-2; batch 16..512; optimizer sgd / nesterov / adam / adamw;
-lr log-uniform over 1e-6..10 (40%) or the optimizer's usual decade range (60%); schedule constant /
-plateau / step / cosine; epochs 3..6 (60%), 7..12 (25%), 13..25 (10%), 30..60 (5%). A parent whose
-estimated cost passes MAX_SECONDS gets a smaller data fraction, a bigger batch, or (last) a
-narrower net: the compute bound of a busy shared CPU.
+data fraction 0.1..1 (sometimes 3 classes); width 2..32 drawn, depth 1..3, batch norm and residual
+on/off; dropout 0..0.9; weight decay 0 or 1e-5..1e-2; optimizer sgd / nesterov / adam / adamw; lr
+log-uniform over 1e-6..10 (40%) or the optimizer's usual decade range (60%); schedule constant /
+plateau / step / cosine; epochs 3..6 (60%), 7..12 (25%), 13..25 (10%), 30..60 (5%). The batch size
+follows from a drawn number of optimizer steps (14..36 for the whole parent run, at most 12 per
+epoch), so even a 3-epoch run takes real steps (8..512 in practice, full-batch for the longest
+runs). A parent whose estimated cost passes MAX_SECONDS (see `cost`) gets a smaller data fraction
+(and batch), then a narrower net: on the busy shared 2-core CPU this corpus was built on, that
+bound leaves widths 2..16 (the `wider` counterfactual reaches 32).
 
 Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with the parent's seed
 (common random numbers) except `repeat`:
@@ -27,7 +30,7 @@ Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with 
 deterministic, so the parent is the first E epochs of the 2E-epoch run (checked by a test).
 
 Record (one JSON line per parent): index, dataset, params (as the trainer reads them), seed, parent
-(a run), runs {notch: run}, random (the notch name), seconds. A run: params_change, seed, per-epoch
+(a run), runs {notch: run}, random (the notch name), seconds. A run: params_change (the repeat's holds its seed), per-epoch
 lists train_loss, val_loss, train_acc, val_acc, lr, grad_norm, update_ratio; initial_loss,
 num_classes; diverged (the Diverged reason or null) and final (its metrics); error.
 """
@@ -51,10 +54,9 @@ BASE_SEED = 17  # issue 17
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "data" / "curves"
 CORPUS = OUT_DIR / "corpus.jsonl.gz"
-# The CPU this corpus was built on was shared and busy (a niced process got ~0.05-0.7 s per
-# optimizer step), so a parent run is bounded to about MAX_SECONDS (see `cost`): smaller data
-# fractions first, then bigger batches, and only then a narrower net.
-MAX_SECONDS = 2.0
+# The CPU this corpus was built on was shared and busy (a niced process got ~0.1-0.7 s per optimizer
+# step), so a parent run is bounded to about MAX_SECONDS of estimated cost (see `cost`).
+MAX_SECONDS = 1.8
 DATASETS = {  # name -> training-set size (for the step bound)
     "digits": 1437,
     "shapes:n=1000,size=12,classes=4": 800,
@@ -86,9 +88,15 @@ def sample(index: int) -> dict[str, Any]:
     u = rng.random()
     epochs = (int(rng.integers(3, 7)) if u < 0.6 else int(rng.integers(7, 13)) if u < 0.85
               else int(rng.integers(13, 26)) if u < 0.95 else int(rng.integers(30, 61)))
+    fraction = _choice(rng, [1.0, 0.5, 0.25, 0.1], [0.1, 0.3, 0.35, 0.25])
+    # Optimizer steps, not images, cost the most here: draw the parent's total steps (14..36) and
+    # get the batch size from it, so a run learns something in its few epochs.
+    steps_per_epoch = max(1, min(12, round(int(rng.integers(14, 37)) / epochs)))
+    images = DATASETS[dataset] * fraction
+    batch = int(min(1024, max(8, 2 ** round(math.log2(max(1.0, images / steps_per_epoch))))))
     params: dict[str, Any] = {
         "dataset": dataset,
-        "data_fraction": _choice(rng, [1.0, 0.5, 0.25, 0.1], [0.15, 0.3, 0.3, 0.25]),
+        "data_fraction": fraction,
         "classes": _choice(rng, [0, 3], [0.9, 0.1]),
         "width": _choice(rng, [2, 4, 8, 16, 32], [0.1, 0.25, 0.3, 0.25, 0.1]),
         "depth": _choice(rng, [1, 2, 3], [0.3, 0.45, 0.25]),
@@ -98,7 +106,7 @@ def sample(index: int) -> dict[str, Any]:
         "weight_decay": float(f"{weight_decay:.3g}"),
         "optimizer": optimizer,
         "lr": float(f"{lr:.4g}"),
-        "batch_size": _choice(rng, [16, 32, 64, 128, 256, 512], [0.1, 0.15, 0.25, 0.25, 0.15, 0.1]),
+        "batch_size": batch,
         "epochs": epochs,
         "lr_schedule": _choice(rng, ["constant", "plateau", "step", "cosine"], [0.4, 0.3, 0.15, 0.15]),
         "lr_step_epochs": max(2, epochs // 3),
@@ -107,13 +115,13 @@ def sample(index: int) -> dict[str, Any]:
     }
     # Bound the compute: the parent's estimated seconds (per optimizer step, plus per image scaled
     # by width^2 and image area; measured on the busy shared CPU), x2 for the `longer` run it shares.
+    # Smaller data first (the batch shrinks with it, the steps stay), then a narrower net.
     for _ in range(24):
         if cost(params) <= MAX_SECONDS:
             break
-        if params["data_fraction"] > 0.1 and rng.random() < 0.6:
+        if params["data_fraction"] > 0.1 and params["batch_size"] > 8:
             params["data_fraction"] = {1.0: 0.5, 0.5: 0.25, 0.25: 0.1}[params["data_fraction"]]
-        elif params["batch_size"] < 1024:
-            params["batch_size"] *= 2
+            params["batch_size"] = max(8, params["batch_size"] // 2)
         elif params["width"] > 2:
             params["width"] //= 2
         else:
@@ -129,7 +137,7 @@ def cost(params: dict[str, Any]) -> float:
     steps = math.ceil(images / params["batch_size"]) * params["epochs"]
     size = 8 if params["dataset"] == "digits" else 12
     per_image = (params["width"] / 8) ** 2 * (size / 8) ** 2 * (0.5 + 0.5 * params["depth"]) / 3000
-    return steps * 0.05 + images * params["epochs"] * per_image
+    return steps * 0.05 + min(images, params["batch_size"] * steps / params["epochs"]) * params["epochs"] * per_image
 
 
 def _num(x: float) -> float | str:

@@ -207,7 +207,10 @@ def _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num
     initial = initial_loss if initial_loss is not None else curve.first("initial_loss")
     if initial is None:
         initial = extra.get("initial_loss")
-    f = _Facts(curve, extra, int(classes) if classes else None, initial, state == TrialState.RUNNING, thresholds)
+    classes = to_float(classes)
+    # A class count must be a plausible whole number; anything else (NaN, 1e308) is ignored.
+    classes = int(classes) if classes is not None and math.isfinite(classes) and 2 <= classes <= 1e9 else None
+    f = _Facts(curve, extra, classes, initial, state == TrialState.RUNNING, thresholds)
 
     diverged = _diverged(f, state == TrialState.DIVERGED or fail_kind == "diverged")
     if diverged is not None:
@@ -450,7 +453,11 @@ def _overfitting(f, main, train, val) -> Diagnosis | None:
                       f"and is {fmt(v_last)} at epoch {last_step}, the last report, while the training loss fell "
                       f"to {fmt(t_last)}: add regularisation (dropout, weight decay, augmentation) or data, or "
                       f"stop at epoch {best_step}.", evidence, rule="overfitting.val_rise", confidence=confidence)
-    if v_last >= t.gap_ratio * t_last and v_last - t_last >= t.gap_abs * scale:
+    def gap(step: int, v: float) -> bool:
+        tr = ts.get(step)
+        return tr is not None and v >= t.gap_ratio * tr and v - tr >= t.gap_abs * scale
+
+    if gap(last_step, v_last) and gap(val[-2][0], vs[-2]):  # the gap held at the last two reports
         evidence["gap_ratio"] = num(_ratio(v_last, t_last) if t_last > 0 else None, 3)
         return f.done(Label.OVERFITTING, f"The training loss fell to {fmt(t_last)} but the validation loss "
                       f"is {fmt(v_last)} at epoch {last_step}, the last report, no lower than its best {fmt(v_best)}: "
