@@ -202,6 +202,10 @@ def report(judged: list[Judged], title: str, confident_only: bool) -> dict[str, 
         hit = sum(p == label for j, p in zip(judged, pred) if j.truth == label)
         figures["precision"][label] = (right, len(said))
         lines.append(f"| {label} | {len(said)} | {pct(right, len(said))} | {pct(hit, len(truth))} |")
+    lines.append("")
+    lines.append("By rule (every label said; right = as above): " + ", ".join(
+        f"{rule} {sum(j.right(str(j.d.label) if str(j.d.label) != 'insufficient' else 'healthy') for j in js)}/{len(js)}"
+        for rule, js in sorted(_by_rule(judged).items())))
     clean = [(j, p) for j, p in zip(judged, pred) if j.nothing_to_fix]
     false = sum(p != "healthy" for _, p in clean)
     figures["false_faults"] = (false, len(clean))
@@ -234,6 +238,13 @@ def report(judged: list[Judged], title: str, confident_only: bool) -> dict[str, 
                  f"  -> ratio {v_rate / m_rate:.2f}x" if m_rate else "")
     figures["text"] = "\n".join(lines)
     return figures
+
+
+def _by_rule(judged: list[Judged]) -> dict[str, list[Judged]]:
+    out: dict[str, list[Judged]] = defaultdict(list)
+    for j in judged:
+        out[j.d.rule].append(j)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
