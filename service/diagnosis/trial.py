@@ -376,11 +376,11 @@ def _lr_too_high(f, main, train, val) -> Diagnosis | None:
 def _lr_too_low(f, main, train, val) -> Diagnosis | None:
     """Nothing learnt (the loss never got 10% below its start) and no early rise.
 
-    Tuned on the curves corpus (benchmarks/advice.py): with tiny updates (ratio under 1e-4) the lr
-    is far too low, so far that one x3 notch rarely shows within the run (confidence 0.5); with
-    updates at a normal pace, a short run that learnt nothing was mostly saved by lr x 3 (0.6),
-    unless validation was still falling at the end, which is a run too short (underfitting,
-    train longer)."""
+    Tuned on the curves corpus (benchmarks/advice.py, seed-even half): with tiny updates (ratio
+    under 1e-4) the lr is far too low, so far that one x3 notch rarely shows within the run
+    (confidence 0.5); with updates at a normal pace (see _underfitting), a run of 5+ epochs that
+    learnt nothing was mostly saved by lr x 3 (0.7; under 5 epochs it is a guess: 0.4), unless
+    validation was still falling at the end: a run too short (underfitting, train longer)."""
     t = f.t
     if len(main) < 3:
         return None
@@ -502,7 +502,9 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
                 "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start),
                 "still_improving": _at_its_best_last(val or main) or None}
     if len(main) >= 3 and _progress(start, min(values)) < t.no_progress and ratio is not None:
-        if evidence["still_improving"] and len(main) >= 5:
+        series = val or main
+        falling = len(series) >= 5 and series[-4][1] > 0 and (series[-4][1] - series[-1][1]) / series[-4][1] >= 0.01
+        if evidence["still_improving"] and falling:  # fell 1%+ over the last 3 reports, to a new low
             return f.done(Label.UNDERFITTING, f"Little learnt yet ({fmt(start)} -> {fmt(values[-1])}) but the "
                           f"validation loss is still falling at epoch {main[-1][0]}: the run is too short for this "
                           f"learning rate; train longer or raise the learning rate.", evidence,
@@ -511,7 +513,7 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
                       f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
                       f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
                       f"learns nothing either, run the sanity gate to rule out the data).", evidence,
-                      rule="lr_too_low.nothing_learnt", confidence=0.6)
+                      rule="lr_too_low.nothing_learnt", confidence=0.7 if len(main) >= 5 else 0.4)
     gain = _stalled(f, main)
     if gain is None or not _high(f, main):
         return None
