@@ -77,9 +77,13 @@ def test_too_short_is_healthy_at_low_confidence_never_a_fault():
     assert d.label == "healthy" and d.confidence < CONFIDENT and d.rule == "healthy.too_short"
 
 
-def test_insufficient_is_a_label():
-    from tuneserve.schemas.enums import DiagnosisLabel
-    assert DiagnosisLabel("insufficient") == DiagnosisLabel.INSUFFICIENT
+def test_a_running_trial_with_two_reports_is_insufficient():
+    d = diagnose_trial(_epochs([2.0, 1.0], [2.1, 1.1]), state="running", num_classes=10,
+                       params={"lr": 0.1}, space_info={"defaults": BUILTIN_CNN_DEFAULTS})
+    assert d.label == "insufficient" and d.provisional and d.variant is None
+    assert d.rule == "insufficient.too_short"
+    # but an explosion is named at once
+    assert diagnose_trial(_epochs([2.3, 9.0], [2.3, 9.0], initial_loss=2.3), state="running").label == "lr_too_high"
 
 
 # ---- finite JSON -------------------------------------------------------------------------------

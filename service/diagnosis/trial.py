@@ -8,15 +8,31 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 already NaN before any update, bad_scale when it started far above ln(C), else
                 lr_too_high
   lr_too_high   the loss never got 10% below its start and rose 1.5x in the first epochs (or the
-                update ratio is far above 1e-3), or the training loss climbed back up late
-  lr_too_low    the loss never got 10% below its start, did not rise, the update ratio is tiny
-  overfitting   validation rose after its best epoch while training kept falling, or ended 3x
-                above a low training loss
-  underfitting  both losses high (training above half of ln C) and stalled, or nothing learnt at
-                all although the weights moved
+                update ratio is far above 1e-3), or the training loss climbed back up late and
+                stayed up for the last two reports
+  (too short)   fewer than 3 reports and none of the above: insufficient while running, else
+                healthy at confidence 0.2
+  lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt in a
+                run of 5+ epochs at a normal update pace (0.7; 0.4 when shorter)
+  overfitting   on raw reports, never while the validation loss sets a new minimum at the last
+                report: it rose after its best epoch (2+ reports later, by more than the curve's
+                jitter) while training kept falling, or it sat 3x above a low training loss at
+                both of the last two reports
+  underfitting  both losses high (training above half of ln C) and stalled; or little learnt but
+                validation still falling 1%+ over the last 3 reports (a run too short)
   plateau       fell by 30%+, then stalled for 3 epochs at a constant lr, not yet fitted
   noisy         the validation curve spikes away from its neighbours twice or more
   healthy       none of the above
+
+Every diagnosis names the rule that fired (`rule`, a stable id such as "overfitting.val_rise") and a
+`confidence` in 0..1; study advice and the benchmark count a label only at CONFIDENT (0.6) or more.
+Figures it cites are raw reports ("last" is the last report, with `last_step`), never smoothed.
+Every number in to_json() is finite or None (PostgreSQL's json refuses NaN and Infinity); the
+names of non-finite figures are in evidence["non_finite"]. With the trial's params a fault also
+carries the `variant` to try (variant.py). The confidences and the lr_too_low / underfitting split
+were tuned on the seed-even half of the curves corpus (benchmarks/advice.py reports both halves).
+`insufficient` is a running trial with fewer than 3 reports; an ended one that short is healthy at
+confidence 0.2 (no sign of trouble, and a pruned 2-epoch trial keeps its label).
 
 Thresholds live in thresholds.py. A running trial gets the same rules, marked provisional.
 """
@@ -400,8 +416,13 @@ def _lr_too_low(f, main, train, val) -> Diagnosis | None:
 
 
 def _too_short(f, main, train, val) -> Diagnosis:
-    # Healthy at a low confidence rather than `insufficient`: no sign of trouble was seen, and a
-    # trial pruned after 2 epochs is what pruners make by the hundred.
+    # A running trial is `insufficient` (more reports are coming); an ended one is healthy at a low
+    # confidence: no sign of trouble was seen, and pruners end trials after 2 epochs by the hundred.
+    if f.provisional:
+        return f.done(Label.INSUFFICIENT, f"Only {len(main)} epoch(s) reported so far: too few to judge anything "
+                      f"but a divergence or an early explosion.",
+                      {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
+                      rule="insufficient.too_short", confidence=1.0)
     return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported, no sign of trouble yet: too few to "
                   f"judge more than divergence.",
                   {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
