@@ -12,8 +12,8 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 stayed up for the last two reports
   (too short)   fewer than 3 reports and none of the above: insufficient while running, else
                 healthy at confidence 0.2
-  lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt in a
-                run of 5+ epochs at a normal update pace (0.7; 0.4 when shorter)
+  lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt at a
+                normal update pace (a guess: 0.45)
   overfitting   on raw reports, never while the validation loss sets a new minimum at the last
                 report: it rose after its best epoch (2+ reports later, by more than the curve's
                 jitter) while training kept falling, or it sat 3x above a low training loss at
@@ -372,7 +372,9 @@ def _lr_too_high(f, main, train, val) -> Diagnosis | None:
                else f"the update ratio is {fmt(ratio)}, far above ~1e-3")
         return f.done(Label.LR_TOO_HIGH, f"The loss never got below its start ({fmt(start)}, best {fmt(best)}) "
                       f"and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence,
-                      rule="lr_too_high.never_learnt", confidence=0.9 if peak is not None else 0.7)
+                      rule="lr_too_high.never_learnt",
+                      # 10x above the start: so far too high that one lr / 3 notch seldom shows (corpus)
+                      confidence=0.7 if peak is None else 0.5 if peak > 10 * abs(start) else 0.9)
     if train and len(train) >= 4:
         tv = [v for _, v in train]
         best_i = min(range(len(tv)), key=tv.__getitem__)
@@ -394,9 +396,10 @@ def _lr_too_low(f, main, train, val) -> Diagnosis | None:
 
     Tuned on the curves corpus (benchmarks/advice.py, seed-even half): with tiny updates (ratio
     under 1e-4) the lr is far too low, so far that one x3 notch rarely shows within the run
-    (confidence 0.5); with updates at a normal pace (see _underfitting), a run of 5+ epochs that
-    learnt nothing was mostly saved by lr x 3 (0.7; under 5 epochs it is a guess: 0.4), unless
-    validation was still falling at the end: a run too short (underfitting, train longer)."""
+    (confidence 0.5); with updates at a normal pace (see _underfitting), lr x 3 saved only about
+    half of the short runs that learnt nothing (a guess: 0.45; wider or longer saved others, and
+    some nothing did), unless validation was still falling at the end: a run too short
+    (underfitting, train longer)."""
     t = f.t
     if len(main) < 3:
         return None
@@ -534,7 +537,7 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
                       f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
                       f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
                       f"learns nothing either, run the sanity gate to rule out the data).", evidence,
-                      rule="lr_too_low.nothing_learnt", confidence=0.7 if len(main) >= 5 else 0.4)
+                      rule="lr_too_low.nothing_learnt", confidence=0.45)
     gain = _stalled(f, main)
     if gain is None or not _high(f, main):
         return None
