@@ -13,6 +13,8 @@ by a zero-time poll of its socket and replaced before the request uses it: no ro
 from __future__ import annotations
 
 from contextlib import contextmanager
+import json
+import math
 import select
 import threading
 from pathlib import Path
@@ -65,6 +67,31 @@ def _sqlite_token(element, compiler, **kw):  # noqa: ARG001
     return "lower(hex(randomblob(16)))"
 
 
+def _finite(value):
+    """`value` with every non-finite float (NaN, +-Infinity) replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value) -> str:
+    """The engines' JSON serializer: strict JSON, every non-finite float written as null.
+
+    PostgreSQL's json and jsonb refuse the NaN and Infinity tokens Python's json.dumps writes by
+    default (SQLite stores them and they read back), so one value that overflowed (an evidence figure
+    of 1.8e308 rounded to inf) made every retry of a trial's ending a 500 there. Mapping them here
+    means no path can store them, on either backend. Metrics keep their non-finite values as the
+    strings "NaN" / "Infinity" (views.json_safe_metrics) before they get here."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere: the rare path
+        return json.dumps(_finite(value), allow_nan=False)
+
+
 def normalize_url(url: str) -> str:
     """Accept plain postgresql:// URLs and route them to psycopg 3."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -89,6 +116,7 @@ def make_engine(
             max_overflow=pool_size if max_overflow is None else max_overflow,
             pool_timeout=pool_timeout,
             hide_parameters=True,
+            json_serializer=json_dumps,
             **extra,
         )
         _configure_sqlite(engine, busy_timeout)
@@ -99,7 +127,8 @@ def make_engine(
         max_overflow = max(pool_size, 40 - pool_size)
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600,
-        pool_timeout=pool_timeout, hide_parameters=True, connect_args=connect_args, **extra,
+        pool_timeout=pool_timeout, hide_parameters=True, connect_args=connect_args, json_serializer=json_dumps,
+        **extra,
     )
     event.listen(engine, "checkout", _replace_if_closed_by_server)
     return engine
