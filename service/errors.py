@@ -97,6 +97,16 @@ class NotEnoughTrials(DomainError):
         super().__init__(f"study {name!r}: {why}", study=name)
 
 
+class NoVariant(DomainError):
+    """try-advice on a trial whose diagnosis proposes nothing to run (healthy, insufficient, a data
+    problem, no diagnosis yet, or no knob of the space to change)."""
+
+    code = "no_variant"
+
+    def __init__(self, trial_id: int, why: str):
+        super().__init__(f"trial {trial_id} has no variant to try: {why}", trial_id=trial_id)
+
+
 class LogNotFound(DomainError):
     code = "log_not_found"
 

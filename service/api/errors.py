@@ -40,6 +40,7 @@ STATUS = {
     e.GateConflict: 409,
     e.BudgetExhausted: 409,
     e.NotEnoughTrials: 409,
+    e.NoVariant: 409,
     e.Unauthenticated: 401,
     e.Forbidden: 403,
     e.NotLeaseHolder: 403,

@@ -13,6 +13,7 @@ from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import protocol
+from tuneserve_service.domain.features import diagnoses
 from tuneserve.schemas.enums import FailKind, TrialState
 from tuneserve.schemas.trials import (
     ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
@@ -72,3 +73,15 @@ def fail(trial_id: TrialId, body: FailRequest, caller: CallerDep, db: Database =
 @router.post("/{trial_id}/release", response_model=TrialRead)
 def release(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> TrialRead:
     return protocol.end_trial(db, trial_id, body.lease_token, TrialState.WAITING, caller.key)
+
+
+@router.post("/{trial_id}/try-advice", status_code=201, response_model=TrialRead,
+             summary="Enqueue the variant the trial's diagnosis proposes (admin)",
+             responses={409: {"description": "The trial's diagnosis proposes no variant, or the study is stopped"},
+                        422: {"description": "The variant's params fall outside the study's space (which field, "
+                                             "which rule)"}})
+def try_advice(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
+    """The trial's params with its variant's change applied, validated against the study's space, as
+    an enqueued trial of the same study that records its parent (`parent_trial_id`) and the notch
+    (`advice_notch`). Added to the budget like a repeat; a finished study runs again until it ends."""
+    return diagnoses.try_advice(db, trial_id)

@@ -62,6 +62,9 @@ def print_status(study: dict) -> None:
             out.print(f"  {key} = {json.dumps(value) if not isinstance(value, str) else value}")
     print_craft(study)
     print_gates(study, advice=False)
+    tried = study.get("advice_tried") or {}
+    if tried.get("tried") or tried.get("pending"):
+        out.print(advice_tried_text(tried))
     for key in ("warnings", "advice"):
         for item in study.get(key) or []:
             if isinstance(item, dict) and str(item.get("kind", "")).startswith("sanity_"):
@@ -95,6 +98,18 @@ def print_gates(study: dict, advice: bool = True) -> None:
             out.print(f"  {n['path']} narrowed: {spec_text(n['before'])} -> {spec_text(n['after'])}")
     for item in (study.get("advice") or []) if advice else []:
         out.print(f"[yellow]advice:[/] {item['message']}")
+
+
+def advice_tried_text(tried: dict) -> str:
+    """"advice tried 3 times, helped 2 (1 more running or waiting)": the study's advice_tried."""
+    n, k, pending = tried.get("tried", 0), tried.get("helped", 0), tried.get("pending", 0)
+    more = f" ({pending} more waiting or running)" if pending else ""
+    return f"advice tried {n} time{'s' if n != 1 else ''}, helped {k}{more}"
+
+
+def confidence_text(diagnosis: dict) -> str:
+    confidence = diagnosis.get("confidence")
+    return "" if confidence is None else f"confidence {confidence:.2f}"
 
 
 def diagnosis_text(diagnosis: dict | None) -> str:

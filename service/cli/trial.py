@@ -1,4 +1,5 @@
-"""`tuneserve trial show ID`: one trial's params, state, curve and the tail of its log."""
+"""`tuneserve trial show ID`: one trial's params, state, diagnosis (with the variant it proposes), curve
+and the tail of its log; `tuneserve trial try-advice ID`: enqueue that variant."""
 import json
 from typing import Annotated
 
@@ -43,9 +44,23 @@ def show(
             out.print(f"{key.replace('_', ' ')}: {trial[key]}")
     diagnosis = trial.get("diagnosis")
     if diagnosis:
+        how = ", ".join(x for x in (render.confidence_text(diagnosis), diagnosis.get("rule") and f"rule {diagnosis['rule']}",
+                                    "provisional" if diagnosis.get("provisional") else "") if x)
         out.print(f"diagnosis: [bold]{diagnosis.get('label')}[/]"
                   + (f" ({diagnosis['cause']})" if diagnosis.get("cause") else "")
+                  + (f" ({how})" if how else "")
                   + (f": {diagnosis['advice']}" if diagnosis.get("advice") else ""))
+        variant = diagnosis.get("variant")
+        if variant:
+            out.print(f"variant to try ({variant.get('notch') or '-'}): {variant.get('why', '')}", markup=False)
+            change = variant.get("params_change") or {}
+            change = {**change, **flatten_params(change)}
+            for key, value in sorted(flatten_params(variant.get("params") or {}).items()):
+                mark = "  <- changed" if key in change else ""
+                out.print(f"    {key} = {value if isinstance(value, str) else json.dumps(value)}{mark}", markup=False)
+            out.print(f"  run it: tuneserve trial try-advice {trial['id']}", markup=False)
+    if trial.get("parent_trial_id"):
+        out.print(f"advice variant ({trial.get('advice_notch') or '-'}) of trial {trial['parent_trial_id']}")
     out.print("params:")
     for key, value in sorted(flatten_params(trial["params"]).items()):
         out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}")
@@ -58,6 +73,24 @@ def show(
         out.print(f"[bold]log[/] (last {len(tail)} lines):")
         for line in tail:
             out.print(line, markup=False)
+
+
+@app.command("try-advice")
+def try_advice(
+    trial_id: Annotated[int, typer.Argument(min=1, help="The diagnosed trial's id.", show_default=False)],
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
+) -> None:
+    """Enqueue the variant the trial's diagnosis proposes (its params with the one change) into its
+    study; it runs like any enqueued trial and records its parent (admin token)."""
+    with Api(server, token) as api:
+        new = api.post(f"/trials/{trial_id}/try-advice")
+    if as_json:
+        print_json(new)
+        return
+    out.print(f"enqueued trial {new['id']} (study {new['study']}, #{new['number']}): the {new.get('advice_notch')} "
+              f"variant of trial {trial_id}", markup=False)
+    for key, value in sorted(flatten_params(new["params"]).items()):
+        out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}", markup=False)
 
 
 def _curve(reports: list[dict]) -> Table:

@@ -175,6 +175,10 @@ class Trial(Base):
     # (craft.repeats.config_key), which groups its repeats.
     fidelity: Mapped[dict[str, Any] | None] = mapped_column(NullableJSON, nullable=True)
     config_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Set on a trial enqueued from another trial's diagnosis (POST /trials/{id}/try-advice, migration
+    # 0012): the diagnosed trial's id and the notch of its variant that was applied (lr_down, ...).
+    parent_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    advice_notch: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

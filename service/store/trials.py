@@ -600,3 +600,23 @@ def expire_leases(session: Session) -> tuple[list[int], list[dict[str, Any]]]:
     ).mappings().all()
     return list(requeued), [dict(row) for row in failed]
 
+
+
+def set_advice_origin(session: Session, trial_id: int, parent_trial_id: int, notch: str) -> dict[str, Any]:
+    """Record that trial `trial_id` runs the variant `notch` of trial `parent_trial_id`'s diagnosis."""
+    return dict(session.execute(
+        update(TRIALS).where(TRIALS.c.id == trial_id)
+        .values(parent_trial_id=parent_trial_id, advice_notch=notch).returning(*TRIALS.c)
+    ).mappings().one())
+
+
+def advice_pairs(session: Session, study_id: int) -> list[tuple[str, float | None, str | None, float | None]]:
+    """(state, value, parent's state, parent's value) of each trial of the study enqueued from a
+    trial's advice (parent_trial_id set), in number order."""
+    parent = TRIALS.alias("parent")
+    return [tuple(r) for r in session.execute(
+        select(TRIALS.c.state, TRIALS.c.value, parent.c.state, parent.c.value)
+        .select_from(TRIALS.outerjoin(parent, parent.c.id == TRIALS.c.parent_trial_id))
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.parent_trial_id.is_not(None))
+        .order_by(TRIALS.c.number)
+    ).all()]

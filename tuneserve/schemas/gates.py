@@ -46,6 +46,18 @@ class SpecialOutcome(BaseModel):
 
 # ---- what a study and a trial show ------------------------------------------------------------
 
+class VariantRead(BaseModel):
+    """The run a diagnosis proposes: the trial's params with one notch of one knob changed
+    (service/diagnosis/variant.py). `POST /trials/{id}/try-advice` enqueues it."""
+
+    params_change: dict[str, Any] = Field(description="The change, as params (nested like the trial's)")
+    why: str = Field(default="", description="What it changes and why, in words")
+    notch: str = Field(default="", description="The change's stable id: lr_down, lr_up, regularise, wider, ...")
+    params: dict[str, Any] | None = Field(
+        default=None, description="The params it would run: the trial's with the change applied (a single "
+                                  "trial's read fills it in)")
+
+
 class DiagnosisRead(BaseModel):
     """What a trial's curves say (service/diagnosis/trial.py)."""
 
@@ -55,6 +67,12 @@ class DiagnosisRead(BaseModel):
     advice: str = Field(description="One sentence a user can act on")
     provisional: bool = Field(default=False, description="True while the trial still runs")
     step: int | None = Field(default=None, description="The last reported step it read")
+    confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="How sure the rule is (0..1); study advice counts a label only "
+                                                  "at 0.6 or more. Null: stored before confidences existed")
+    rule: str | None = Field(default=None, description="The stable id of the rule that fired, e.g. overfitting.val_rise")
+    variant: VariantRead | None = Field(
+        default=None, description="The change to try (none for healthy, insufficient, or a data problem)")
 
 
 class AdviceRead(BaseModel):
@@ -64,6 +82,15 @@ class AdviceRead(BaseModel):
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
     param: str | None = None
+
+
+class AdviceTriedRead(BaseModel):
+    """How often a diagnosis's variant, run with try-advice, did better than the trial it came from."""
+
+    tried: int = Field(default=0, description="Advice variants that ended (completed, pruned, failed, diverged)")
+    helped: int = Field(default=0, description="Of those, the ones whose value beat their parent's by the study's "
+                                               "goal (a variant with a value beats a parent that has none)")
+    pending: int = Field(default=0, description="Advice variants still waiting or running")
 
 
 class SanityRead(BaseModel):

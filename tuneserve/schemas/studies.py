@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuneserve.schemas import craft
-from tuneserve.schemas.gates import AdviceRead, LrRangeRead, SanityRead
+from tuneserve.schemas.gates import AdviceRead, AdviceTriedRead, LrRangeRead, SanityRead
 from tuneserve.schemas.enums import Gate, Goal, Method, StudyMethod, StudyState, TrialState
 from tuneserve.schemas.trials import TrialRead
 
@@ -336,5 +336,7 @@ class StudyRead(BaseModel):
     sanity: SanityRead | None = Field(default=None, description="The sanity gate (null: never asked)")
     lr_range: LrRangeRead | None = Field(default=None, description="The learning-rate range test (null: never run)")
     advice: list[AdviceRead] = Field(default_factory=list, description="What the trials together suggest, most urgent first")
+    advice_tried: AdviceTriedRead = Field(
+        default_factory=AdviceTriedRead, description="Trials' advice run as variants (try-advice): how often it helped")
     created_at: datetime
     updated_at: datetime

@@ -91,6 +91,10 @@ class TrialRead(BaseModel):
     kind: TrialKind = Field(default=TrialKind.TRIAL, description="trial, or a special run (sanity, lr_range), numbered below zero")
     diagnosis: DiagnosisRead | None = Field(
         default=None, description="What its curves say; provisional while it runs, null before any report")
+    parent_trial_id: int | None = Field(
+        default=None, description="Set when the trial was enqueued from another trial's advice (try-advice): that trial's id")
+    advice_notch: str | None = Field(
+        default=None, description="The notch of the parent's variant this trial runs (lr_down, regularise, ...)")
     reports: list[ReportRead] | None = None
 
 

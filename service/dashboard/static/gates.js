@@ -100,6 +100,15 @@
         el("span", { class: "kind", text: a.kind.replace(/_/g, " ") }), a.message)));
     }
 
+    // "advice tried 3 times, helped 2": variants run with try-advice that beat their parent (the study's goal).
+    function renderTried(t) {
+      const node = $("#advice-tried");
+      node.hidden = !(t && (t.tried || t.pending));
+      if (node.hidden) return;
+      node.textContent = `advice tried ${t.tried} time${t.tried === 1 ? "" : "s"}, helped ${t.helped}` +
+        (t.pending ? ` (${t.pending} more waiting or running)` : "");
+    }
+
     function renderLr(lr) {
       const panel = $("#panel-lr-range");
       panel.hidden = !lr;
@@ -165,6 +174,7 @@
       if (changed("gate", s.gate || null)) renderNotice(s.gate);
       if (changed("sanity", [s.sanity || null, runs])) renderSanity(s.sanity || null);
       if (changed("advice", s.advice || [])) renderAdvice(s.advice || []);
+      if (changed("tried", s.advice_tried || null)) renderTried(s.advice_tried || null);
       if (changed("lr", [s.lr_range || null, runs])) renderLr(s.lr_range || null);
     });
 
@@ -219,6 +229,48 @@
       const ev2 = d ? d.evidence || {} : {};
       $("#diagnosis-evidence").replaceChildren(...Object.keys(ev2).sort().map((k) =>
         el("tr", null, el("td", { text: k.replace(/_/g, " ") }), el("td", { text: fmt(ev2[k]) }))));
+      $("#diagnosis-confidence").textContent = d && d.confidence !== null && d.confidence !== undefined
+        ? `confidence ${d.confidence.toFixed(2)}${d.rule ? `, rule ${d.rule}` : ""}` : "";
+      const parent = $("#diagnosis-parent");
+      parent.hidden = !t.parent_trial_id;
+      parent.replaceChildren(...(t.parent_trial_id ? [`Runs the ${t.advice_notch || ""} variant of `,
+        el("a", { href: `/dashboard/trials/${t.parent_trial_id}`, text: `trial ${t.parent_trial_id}` }), "'s advice."] : []));
+      renderVariant(t, d && d.variant);
+    });
+
+    // The params the variant would run: the trial's own, the changed ones marked.
+    function renderVariant(t, v) {
+      const box = $("#diagnosis-variant");
+      box.hidden = !v;
+      if (!v) return;
+      $("#variant-notch").textContent = v.notch ? `(${v.notch.replace(/_/g, " ")})` : "";
+      $("#variant-why").textContent = v.why || "";
+      const flat = {};
+      const walk = (obj, prefix) => Object.keys(obj || {}).forEach((k) => {
+        const val = obj[k];
+        if (val && typeof val === "object" && !Array.isArray(val)) walk(val, `${prefix}${k}.`); else flat[`${prefix}${k}`] = val;
+      });
+      walk(t.params, "");
+      const change = v.params_change || {};
+      const rows = Object.keys({ ...flat, ...change }).sort().map((k) => k in change
+        ? el("tr", { class: "changed" }, el("td", { text: k }), el("td", null, el("b", { text: `${fmt(flat[k])} → ${fmt(change[k])}` })))
+        : el("tr", null, el("td", { text: k }), el("td", { text: fmt(flat[k]) })));
+      $("#variant-params").replaceChildren(...rows);
+    }
+
+    $("#btn-try-advice").addEventListener("click", async () => {
+      const button = $("#btn-try-advice");
+      const msg = $("#try-advice-msg");
+      button.disabled = true;
+      try {
+        const made = await call("POST", `/api/v1/trials/${enc(document.body.dataset.trial)}/try-advice`);
+        msg.hidden = false;
+        msg.className = "msg ok";
+        msg.replaceChildren("Enqueued as ", el("a", { href: `/dashboard/trials/${made.id}`, text: `trial #${made.number}` }),
+          ` (id ${made.id}) in study ${made.study}.`);
+      } catch (err) {
+        say(msg, false, `Not enqueued: ${err.message}`);
+      } finally { button.disabled = false; }
     });
   }
 

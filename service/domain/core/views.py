@@ -16,6 +16,11 @@ def _get(obj: Any, key: str) -> Any:
     return obj[key] if isinstance(obj, dict) else getattr(obj, key)
 
 
+def _opt(obj: Any, key: str) -> Any:
+    """A column some row shapes may lack (rows read before it existed in a partial select)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+
 def epoch_to_datetime(x: float | None) -> datetime | None:
     return None if x is None else datetime.fromtimestamp(x, timezone.utc)
 
@@ -55,6 +60,8 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         config_key=_get(trial, "config_key"),
         kind=_get(trial, "kind") or TrialKind.TRIAL,
         diagnosis=_get(trial, "diagnosis"),
+        parent_trial_id=_opt(trial, "parent_trial_id"),
+        advice_notch=_opt(trial, "advice_notch"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
         ],

@@ -12,6 +12,12 @@ report path it cost 40% of a report's server time (0.15 of 0.37 ms on SQLite, in
 quarter of the protocol's throughput (benchmarks/README.md). The last REPORTS_READ reports are read,
 which bounds the cost for very long curves.
 
+With the trial's params and the study's space (`space_info`: each numeric knob's bounds, the lr
+schedules the space offers) a fault's diagnosis carries the `variant` to run; only knobs of the
+space are changed, so a variant can be enqueued as it is (`try_advice`, POST /trials/{id}/try-advice:
+the trial's params with the change, validated against the space, recording its parent and the
+notch). `read_fields` counts how often those variants beat their parent (`advice_tried`).
+
 `advice` reads the ended ordinary trials (the most recent ADVICE_TRIALS of them) with their stored
 diagnoses and runs tuneserve_service.diagnosis.study_advice; the gates' own lines (a skipped or
 overridden sanity check, a range test suggestion not applied yet) come first, by the order of the
@@ -24,12 +30,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study, Trial
 from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, diagnose_trial, study_advice
 from tuneserve_service.domain.core.hooks import Feature, TrialEnding
-from tuneserve.schemas.enums import ACTIVE_STATES, ENDED_STATES, TrialKind, TrialState
-from tuneserve.schemas.gates import DiagnosisRead
-from tuneserve_service.space import SearchSpace
+from tuneserve_service.domain.core.studies import add_trials, validate_params
+from tuneserve_service.domain.core.views import trial_read
+from tuneserve_service.errors import InvalidInput, InvalidStudyState, NoVariant, TrialNotFound
+from tuneserve.schemas.enums import ACTIVE_STATES, ENDED_STATES, VALUED_STATES, Goal, StudyState, TrialKind, TrialSource, TrialState
+from tuneserve.schemas.gates import AdviceTriedRead, DiagnosisRead
+from tuneserve.schemas.trials import TrialRead
+from tuneserve_service.space import SearchSpace, unflatten_params
+from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
 
 REPORTS_READ = 500
@@ -44,10 +56,11 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
     caller has them all (else they are read). Special runs are judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
+    study = study_store.get_study_by_id(session, row["study_id"])
     found = diagnose_trial(
         known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
-        metric=metric)
+        metric=metric, params=row.get("params") or {}, space_info=space_info(study))
     stored = None if found is None else {**found.to_json(), "step": row.get("last_step"), "at": round(time.time(), 3)}
     if stored != row.get("diagnosis"):
         trial_store.set_diagnosis(session, row["id"], stored)
@@ -79,7 +92,7 @@ def fresh(trial: Trial, metric: str) -> dict[str, Any] | None:
     if trial.kind != TrialKind.TRIAL or trial.state != TrialState.RUNNING:
         return trial.diagnosis
     found = diagnose_trial([(r.step, r.metrics) for r in trial.reports[-REPORTS_READ:]], state=TrialState.RUNNING,
-                           metric=metric)
+                           metric=metric, params=trial.params or {}, space_info=space_info(trial.study))
     return None if found is None else {**found.to_json(), "step": trial.last_step}
 
 
@@ -108,11 +121,130 @@ def _on_heartbeat(session: Session, row: dict[str, Any], metric: str, diagnosis:
 
 
 def _trial_read(trial: Trial, read: Any) -> None:
-    """A running trial's read carries its provisional diagnosis as of its latest report."""
+    """A running trial's read carries its provisional diagnosis as of its latest report; a variant
+    shows the params it would run."""
     if trial.state == TrialState.RUNNING:
         found = fresh(trial, trial.study.metric_name)
         read.diagnosis = DiagnosisRead.model_validate(found) if found else None
+    variant = read.diagnosis.variant if read.diagnosis is not None else None
+    if variant is not None:
+        variant.params = unflatten_params(variant_params(trial.params or {}, variant.params_change))
+
+
+# ---- variants: what the diagnosis proposes, and running it ------------------------------------
+
+_SPACE_INFO: dict[str, dict[str, Any]] = {}  # by the space's JSON text: spaces change (narrowing)
+
+
+def space_info(study: Study) -> dict[str, Any]:
+    """What variant.py needs of the study's space: each bounded numeric knob's [low, high] (a
+    change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. No
+    defaults: a variant changes only knobs the space has, so it can be enqueued as it is."""
+    import json
+
+    key = json.dumps(study.space, sort_keys=True)
+    info = _SPACE_INFO.get(key)
+    if info is None:
+        space = SearchSpace.from_json(study.space)
+        bounds: dict[str, list[Any]] = {}
+        info = {"bounds": bounds}
+        for dim in space.dimensions:
+            if dim.kind in ("int", "float"):
+                found = dim.value_bounds()
+                if found is not None:
+                    bounds[dim.name] = [found[0], found[1]]
+            elif dim.kind == "categorical" and dim.name.rsplit(".", 1)[-1] in ("lr_schedule", "lr_scheduler", "schedule"):
+                info["schedules"] = [str(v).lower() for v in dim.values]
+        if len(_SPACE_INFO) > 256:
+            _SPACE_INFO.clear()
+        _SPACE_INFO[key] = info
+    return info
+
+
+def variant_params(params: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """The trial's flat params with the variant's change applied (variant.py names a knob by its key in
+    the flat params, so the change's keys are flat keys already)."""
+    return {**params, **change}
+
+
+def _range(space: SearchSpace, name: str) -> str:
+    dim = next((d for d in space.dimensions if d.name == name), None)
+    if dim is None:
+        return f"the study's space has no parameter {name!r}"
+    if dim.kind == "constant":
+        return f"{name} is the constant {dim.value!r}"
+    if dim.kind == "categorical":
+        return f"{name} is one of {list(dim.values)!r}"
+    bounds = dim.value_bounds()
+    if bounds is not None:
+        return f"{name} is {dim.distribution} in [{bounds[0]:g}, {bounds[1]:g}]"
+    return f"{name} is {dim.distribution}"
+
+
+def try_advice(db: Database, trial_id: int) -> TrialRead:
+    """Enqueue the variant the trial's diagnosis proposes into its study: the trial's params with the
+    change applied, validated against the study's space; the new trial records its parent and the
+    notch. An explicit extra spend like a repeat (added to max_trials; a finished study runs again
+    until it ends). NoVariant (409) when there is nothing to run; InvalidInput (422) naming the
+    field, the diagnosis rule and the space's rule when the changed params leave the space."""
+    with db.transaction() as s:
+        trial = trial_store.get_trial(s, trial_id)
+        if trial is None:
+            raise TrialNotFound(trial_id)
+        study = study_store.get_study(s, trial.study.name, lock=True)
+        if trial.kind != TrialKind.TRIAL:
+            raise NoVariant(trial_id, f"it is a {trial.kind} run, judged by its gate, not diagnosed")
+        found = fresh(trial, study.metric_name)
+        if not found:
+            raise NoVariant(trial_id, "it has no diagnosis yet (nothing reported)")
+        variant = found.get("variant")
+        label = found.get("label")
+        if not variant or not variant.get("params_change"):
+            raise NoVariant(trial_id, f"its diagnosis ({label}, rule {found.get('rule') or '-'}) proposes no change "
+                                      f"(healthy and insufficient runs have none, nor a data problem or a fault "
+                                      f"whose knob the space does not have)")
+        if study.state == StudyState.STOPPED:
+            raise InvalidStudyState(study.name, study.state, "enqueue an advice variant")
+        space = SearchSpace.from_json(study.space)
+        change = dict(variant["params_change"])
+        params = variant_params(trial.params or {}, change)
+        try:
+            flat = validate_params(space, unflatten_params(params))
+        except InvalidInput as err:
+            field = ".".join(str(p) for p in err.loc[2:]) or next(iter(change))
+            raise InvalidInput(
+                ("body", "variant", "params_change", *err.loc[2:]),
+                f"the variant of rule {found.get('rule') or label} ({variant.get('notch') or '-'}) sets {field} = "
+                f"{change.get(field, params.get(field))!r}, outside the study's space: {_range(space, field)}") from None
+        (row,) = add_trials(s, study, [flat], TrialSource.ENQUEUED, extend_budget=True)
+        row = trial_store.set_advice_origin(s, row["id"], trial.id, str(variant.get("notch") or label))
+        if study.state == StudyState.FINISHED:
+            study.state = StudyState.RUNNING  # it runs on until the variant ends
+        s.flush()
+        return trial_read(row, study.name)
+
+
+def advice_tried(session: Session, study: Study) -> AdviceTriedRead:
+    """For each advice variant that ended: did its value beat its parent's by the study's goal? A
+    value beats no value (a diverged or failed parent); no value never helps."""
+    tried = helped = pending = 0
+    sign = 1.0 if study.goal == Goal.MINIMIZE else -1.0
+    for state, value, parent_state, parent_value in trial_store.advice_pairs(session, study.id):
+        if state in ACTIVE_STATES:
+            pending += 1
+            continue
+        tried += 1
+        mine = value if state in VALUED_STATES else None
+        theirs = parent_value if parent_state in VALUED_STATES else None
+        if mine is not None and (theirs is None or sign * mine < sign * theirs):
+            helped += 1
+    return AdviceTriedRead(tried=tried, helped=helped, pending=pending)
+
+
+def _read_fields(session: Session, study: Study, fields: dict[str, Any]) -> dict[str, Any]:
+    fields["advice_tried"] = advice_tried(session, study)
+    return fields
 
 
 FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, after_trial_ends=after_trial_ends, advice=advice,
-                  trial_read=_trial_read)
+                  trial_read=_trial_read, read_fields=_read_fields)
