@@ -152,3 +152,27 @@ def test_migration_0012_adds_the_columns_and_its_downgrade_drops_them(fresh_url)
     assert {"parent_trial_id", "advice_notch"} <= columns()
     command.downgrade(alembic_config(fresh_url), "0011")
     assert not {"parent_trial_id", "advice_notch"} & columns()
+
+
+def test_study_advice_counts_only_confident_labels(client, monkeypatch):
+    """The stored diagnoses reach the study's advice with their confidence: four trials labelled
+    lr_too_high at 0.5 (a guess) make no lr advice, where four diverged ones (1.0) do
+    (tests/test_gates_api.py: test_study_advice_names_the_lr_bound_that_diverges)."""
+    make_study(client, max_trials=12, method="random")
+    for i in range(12):
+        enqueue(client, {**PARAMS, "lr": float(10 ** (-3 + i * 3 / 11))})
+    for _ in range(12):
+        lease = claim(client)
+        lr, tid, tok = lease["params"]["lr"], lease["trial_id"], lease["lease_token"]
+        losses = [2.3, 3.6, 4.0, 3.9] if lr > 0.1 else [2.3 / s for s in range(1, 6)]
+        post(client, f"/trials/{tid}/report", {"lease_token": tok, "reports": [
+            {"step": s, "metrics": {"train_loss": v, "val_loss": v + 0.1, "lr": lr}} for s, v in enumerate(losses, 1)]})
+        assert post(client, f"/trials/{tid}/complete", {"lease_token": tok}).status_code == 200
+    trials = client.get(f"{API}/studies/s/trials", params={"limit": 100}).json()["items"]
+    guesses = [t["diagnosis"] for t in trials if t["params"]["lr"] > 0.1]
+    assert len(guesses) == 4 and all(d["label"] == "lr_too_high" and d["confidence"] < 0.6 for d in guesses)
+    advice = client.get(f"{API}/studies/s").json()["advice"]
+    assert not [a for a in advice if a.get("param") == "lr" or "lr_too_high" in json.dumps(a)], advice
+    monkeypatch.setattr("tuneserve_service.diagnosis.study.CONFIDENT", 0.4)  # the control: were they counted...
+    advice = client.get(f"{API}/studies/s").json()["advice"]
+    assert [a for a in advice if a.get("param") == "lr"], advice  # ...they would name lr's bound
