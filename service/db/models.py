@@ -134,6 +134,9 @@ class Trial(Base):
         # ending): read from the index alone, never from the wide rows that hold the JSON params.
         Index("ix_trials_study_points", "study_id", "number", "state", "value", "last_step", "finished_at"),
         Index("ix_trials_study_config", "study_id", "config_key"),
+        # Advice variants (parent_trial_id set, a few per study) for every study read's advice_tried,
+        # without reading each trial row of the study.
+        Index("ix_trials_parent", "parent_trial_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
