@@ -25,6 +25,7 @@ features (tuneserve_service/domain/features/__init__.py).
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -140,8 +141,6 @@ def space_info(study: Study) -> dict[str, Any]:
     """What variant.py needs of the study's space: each bounded numeric knob's [low, high] (a
     change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. No
     defaults: a variant changes only knobs the space has, so it can be enqueued as it is."""
-    import json
-
     key = json.dumps(study.space, sort_keys=True)
     info = _SPACE_INFO.get(key)
     if info is None:
