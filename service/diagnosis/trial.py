@@ -376,7 +376,8 @@ def _lr_too_high(f, main, train, val) -> Diagnosis | None:
                       # 10x above the start: so far too high that one lr / 3 notch seldom shows (corpus)
                       # the corpus (seed-even half): an early spike that then settled near chance was
                       # saved by one lr / 3 notch in only 2 of 5 runs: a guess
-                      confidence=0.7 if peak is None else 0.5)
+                      # and a large update ratio alone was right in 2 of 6: a guess too
+                      confidence=0.5)
     if train and len(train) >= 4:
         tv = [v for _, v in train]
         best_i = min(range(len(tv)), key=tv.__getitem__)
