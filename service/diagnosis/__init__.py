@@ -37,10 +37,11 @@ from tuneserve_service.diagnosis.sanity import (
 )
 from tuneserve_service.diagnosis.study import Advice, TrialSummary, study_advice
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from tuneserve_service.diagnosis.trial import Diagnosis, diagnose_trial
+from tuneserve_service.diagnosis.trial import CONFIDENT, Diagnosis, diagnose_trial, finite_json
+from tuneserve_service.diagnosis.variant import BUILTIN_CNN_DEFAULTS, Variant, notches, propose_variant
 
 __all__ = [
-    "Advice", "Diagnosis", "SanityConfig", "SanityConfigError", "SanityResult", "THRESHOLDS", "Thresholds",
-    "TrialSummary", "diagnose_trial", "figures_from_reports", "sanity_lrs", "sanity_params", "sanity_verdict",
-    "study_advice",
+    "Advice", "BUILTIN_CNN_DEFAULTS", "CONFIDENT", "Diagnosis", "SanityConfig", "SanityConfigError", "SanityResult",
+    "THRESHOLDS", "Thresholds", "TrialSummary", "Variant", "diagnose_trial", "figures_from_reports", "finite_json",
+    "notches", "propose_variant", "sanity_lrs", "sanity_params", "sanity_verdict", "study_advice",
 ]

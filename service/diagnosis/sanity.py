@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 
 from tuneserve_service.diagnosis.curve import Curve, to_float
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from tuneserve_service.diagnosis.trial import fmt, num
+from tuneserve_service.diagnosis.trial import finite_json, fmt, num
 from tuneserve.schemas.enums import SanityState
 from tuneserve_service.space import Dimension, SearchSpace
 
@@ -263,8 +263,8 @@ class SanityResult:
         return self.state == SanityState.PASSED
 
     def to_json(self) -> dict[str, Any]:
-        return {"state": str(self.state), "verdict": self.verdict, "figures": dict(self.figures),
-                "checks": [dict(c) for c in self.checks]}
+        return {"state": str(self.state), "verdict": self.verdict, "figures": finite_json(self.figures),
+                "checks": [finite_json(c) for c in self.checks]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "SanityResult":

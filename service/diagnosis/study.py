@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from tuneserve_service.diagnosis.trial import Diagnosis, fmt, num
+from tuneserve_service.diagnosis.trial import CONFIDENT, Diagnosis, finite_json, fmt, num
 from tuneserve.schemas.enums import AdviceKind, DiagnosisCause, DiagnosisLabel, TrialState
 from tuneserve_service.space import Dimension, SearchSpace
 from tuneserve_service.space.model import value_key
@@ -48,7 +48,7 @@ class Advice:
     param: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "evidence": dict(self.evidence), "param": self.param}
+        return {"kind": self.kind, "message": self.message, "evidence": finite_json(self.evidence), "param": self.param}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Advice":
@@ -80,12 +80,21 @@ def study_advice(trials: Iterable[TrialSummary], space: SearchSpace, goal: str =
     return out
 
 
+def _judged(t: TrialSummary) -> Diagnosis | None:
+    """The trial's diagnosis when it counts: only confident ones (confidence >= CONFIDENT, 0.6)
+    feed study advice, so a handful of short or ambiguous curves cannot make a pattern."""
+    d = t.diagnosis
+    return d if d is not None and d.confidence >= CONFIDENT else None
+
+
 def _label(t: TrialSummary) -> str | None:
-    return None if t.diagnosis is None else str(t.diagnosis.label)
+    d = _judged(t)
+    return None if d is None else str(d.label)
 
 
 def _cause(t: TrialSummary) -> str | None:
-    return None if t.diagnosis is None or t.diagnosis.cause is None else str(t.diagnosis.cause)
+    d = _judged(t)
+    return None if d is None or d.cause is None else str(d.cause)
 
 
 def _verb_diverged(bad: list[TrialSummary], total: int) -> str:

@@ -8,20 +8,37 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 already NaN before any update, bad_scale when it started far above ln(C), else
                 lr_too_high
   lr_too_high   the loss never got 10% below its start and rose 1.5x in the first epochs (or the
-                update ratio is far above 1e-3), or the training loss climbed back up late
-  lr_too_low    the loss never got 10% below its start, did not rise, the update ratio is tiny
-  overfitting   validation rose after its best epoch while training kept falling, or ended 3x
-                above a low training loss
-  underfitting  both losses high (training above half of ln C) and stalled, or nothing learnt at
-                all although the weights moved
+                update ratio is far above 1e-3), or the training loss climbed back up late and
+                stayed up for the last two reports
+  (too short)   fewer than 3 reports and none of the above: insufficient while running, else
+                healthy at confidence 0.2
+  lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt at a
+                normal update pace (a guess: 0.45)
+  overfitting   on raw reports, never while the validation loss sets a new minimum at the last
+                report: it rose after its best epoch (2+ reports later, by more than the curve's
+                jitter) while training kept falling, or it sat 3x above a low training loss at
+                both of the last two reports
+  underfitting  both losses high (training above half of ln C) and stalled; or little learnt but
+                validation still falling 1%+ over the last 3 reports (a run too short)
   plateau       fell by 30%+, then stalled for 3 epochs at a constant lr, not yet fitted
   noisy         the validation curve spikes away from its neighbours twice or more
   healthy       none of the above
+
+Every diagnosis names the rule that fired (`rule`, a stable id such as "overfitting.val_rise") and a
+`confidence` in 0..1; study advice and the benchmark count a label only at CONFIDENT (0.6) or more.
+Figures it cites are raw reports ("last" is the last report, with `last_step`), never smoothed.
+Every number in to_json() is finite or None (PostgreSQL's json refuses NaN and Infinity); the
+names of non-finite figures are in evidence["non_finite"]. With the trial's params a fault also
+carries the `variant` to try (variant.py). The confidences and the lr_too_low / underfitting split
+were tuned on the seed-even half of the curves corpus (benchmarks/advice.py reports both halves).
+`insufficient` is a running trial with fewer than 3 reports; an ended one that short is healthy at
+confidence 0.2 (no sign of trouble, and a pruned 2-epoch trial keeps its label).
 
 Thresholds live in thresholds.py. A running trial gets the same rules, marked provisional.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -29,24 +46,59 @@ from typing import Any, Iterable, Mapping
 
 from tuneserve_service.diagnosis.curve import Curve, is_loss, reason_figures, to_float
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
+from tuneserve_service.diagnosis.variant import Variant, propose_variant
 from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
 
 Label, Cause = DiagnosisLabel, DiagnosisCause
 
 
-def num(x: float | int | None, digits: int = 4) -> float | int | str | None:
-    """A figure for evidence: 4 significant digits, JSON-safe (NaN and infinities as strings,
-    the form the server stores them in)."""
-    if x is None:
+def num(x: float | int | None, digits: int = 4) -> float | int | None:
+    """A figure for evidence: 4 significant digits, finite or None. NaN, infinities and values
+    whose rounding overflows (1.7977e308 -> inf) are None: PostgreSQL's json refuses them, and a
+    figure that is not a number says nothing a reader can compare (`non_finite` names them)."""
+    if x is None or isinstance(x, bool):
         return None
-    if isinstance(x, int) and not isinstance(x, bool):
-        return x
-    x = float(x)
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "Infinity" if x > 0 else "-Infinity"
-    return float(f"{x:.{digits}g}")
+    if isinstance(x, int):
+        return x if abs(x) < 2**63 else None
+    try:
+        x = float(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(x):
+        return None
+    rounded = float(f"{x:.{digits}g}")
+    return rounded if math.isfinite(rounded) else x
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every number finite or None, recursively (dicts, lists, tuples): what every
+    to_json of the diagnosis returns, so a stored diagnosis never holds NaN or Infinity."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return num(value, 17) if isinstance(value, float) else (value if abs(value) < 2**63 else None)
+    if isinstance(value, Mapping):
+        return {str(k): finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    try:
+        return finite_json(float(value))  # numpy scalars
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+
+
+def _kind(x: float | None) -> str | None:
+    if x is None or math.isfinite(x):
+        return None
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    try:
+        r = a / b
+    except (ZeroDivisionError, OverflowError):
+        return None
+    return r if math.isfinite(r) else None
 
 
 def fmt(x: float | None) -> str:
@@ -58,26 +110,49 @@ def fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+# Study advice (study.py) and the benchmark count a label only at this confidence or above.
+CONFIDENT = 0.6
+
+
 @dataclass(frozen=True)
 class Diagnosis:
+    """`rule` is the stable id of the rule that fired (e.g. "overfitting.val_rise"); `confidence`
+    (0..1) how sure it is; `variant` the change to try (variant.py), when params were given."""
+
     label: DiagnosisLabel
     advice: str
     evidence: dict[str, Any] = field(default_factory=dict)
     cause: DiagnosisCause | None = None
     provisional: bool = False
+    confidence: float = 1.0
+    rule: str = ""
+    variant: Variant | None = None
+
+    @property
+    def confident(self) -> bool:
+        return self.confidence >= CONFIDENT
 
     def to_json(self) -> dict[str, Any]:
+        confidence = num(self.confidence, 3)
         return {"label": str(self.label), "cause": None if self.cause is None else str(self.cause),
-                "evidence": dict(self.evidence), "advice": self.advice, "provisional": self.provisional}
+                "evidence": finite_json(self.evidence), "advice": self.advice, "provisional": self.provisional,
+                "confidence": None if confidence is None else min(1.0, max(0.0, float(confidence))),
+                "rule": self.rule, "variant": None if self.variant is None else finite_json(self.variant.to_json())}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Diagnosis":
-        """Rebuild from to_json(); stored JSON is input too, so unknown labels are an error."""
+        """Rebuild from to_json(); stored JSON is input too, so unknown labels are an error.
+        Diagnoses stored before confidence and rule existed read as confidence 1, rule ""."""
         cause = data.get("cause")
+        confidence = to_float(data.get("confidence"))
+        variant = data.get("variant")
         return cls(label=DiagnosisLabel(data["label"]), advice=str(data.get("advice", "")),
                    evidence=dict(data.get("evidence") or {}),
                    cause=None if cause is None else DiagnosisCause(cause),
-                   provisional=bool(data.get("provisional", False)))
+                   provisional=bool(data.get("provisional", False)),
+                   confidence=1.0 if confidence is None or not math.isfinite(confidence) else confidence,
+                   rule=str(data.get("rule") or ""),
+                   variant=Variant.from_json(variant) if isinstance(variant, Mapping) else None)
 
 
 @dataclass
@@ -100,9 +175,11 @@ class _Facts:
         value = self.extra.get(name)
         return value if value is not None and math.isfinite(value) else None
 
-    def done(self, label: Label, advice: str, evidence: dict[str, Any], cause: Cause | None = None) -> "Diagnosis":
+    def done(self, label: Label, advice: str, evidence: dict[str, Any], cause: Cause | None = None, *,
+             rule: str, confidence: float = 1.0) -> "Diagnosis":
         evidence = {k: v for k, v in evidence.items() if v is not None}
-        return Diagnosis(label, advice, evidence, cause, self.provisional)
+        confidence = round(min(1.0, max(0.0, confidence)), 3) if math.isfinite(confidence) else 0.0
+        return Diagnosis(label, advice, evidence, cause, self.provisional, confidence, rule)
 
 
 def diagnose_trial(
@@ -116,11 +193,24 @@ def diagnose_trial(
     num_classes: int | None = None,
     initial_loss: float | None = None,
     thresholds: Thresholds = THRESHOLDS,
+    params: Mapping[str, Any] | None = None,
+    space_info: Mapping[str, Any] | None = None,
 ) -> Diagnosis | None:
     """The trial's diagnosis, or None when there is nothing to judge: a waiting trial, or one that
     failed (not diverged) or reported no loss at all. `final_metrics` are figures known at the end
     that never became a stored report (a Diverged exception's metrics); `num_classes` and
-    `initial_loss` default to the reported metrics of those names."""
+    `initial_loss` default to the reported metrics of those names. With the trial's `params` (and
+    `space_info`, see variant.py) a fault carries the variant to try."""
+    found = _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num_classes, initial_loss,
+                      thresholds)
+    if found is None or params is None:
+        return found
+    variant = propose_variant(found, params, space_info)
+    return dataclasses.replace(found, variant=variant) if variant is not None else found
+
+
+def _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num_classes, initial_loss,
+              thresholds) -> Diagnosis | None:
     if state == TrialState.WAITING:
         return None
     curve = Curve.from_reports(reports)
@@ -133,7 +223,10 @@ def diagnose_trial(
     initial = initial_loss if initial_loss is not None else curve.first("initial_loss")
     if initial is None:
         initial = extra.get("initial_loss")
-    f = _Facts(curve, extra, int(classes) if classes else None, initial, state == TrialState.RUNNING, thresholds)
+    classes = to_float(classes)
+    # A class count must be a plausible whole number; anything else (NaN, 1e308) is ignored.
+    classes = int(classes) if classes is not None and math.isfinite(classes) and 2 <= classes <= 1e9 else None
+    f = _Facts(curve, extra, classes, initial, state == TrialState.RUNNING, thresholds)
 
     diverged = _diverged(f, state == TrialState.DIVERGED or fail_kind == "diverged")
     if diverged is not None:
@@ -143,11 +236,19 @@ def diagnose_trial(
     main = train or val
     if not main:
         return None
-    for rule in (_lr_too_high, _lr_too_low, _overfitting, _underfitting, _plateau, _noisy):
+    found = _lr_too_high(f, main, train, val)
+    if found is not None:
+        return found
+    if len(main) < MIN_STEPS:
+        return _too_short(f, main, train, val)
+    for rule in (_lr_too_low, _overfitting, _underfitting, _plateau, _noisy):
         found = rule(f, main, train, val)
         if found is not None:
             return found
     return _healthy(f, main, train, val)
+
+
+MIN_STEPS = 3  # fewer reports than this: only a divergence or an early explosion is named
 
 
 # ---- diverged ----------------------------------------------------------------------------------
@@ -181,18 +282,22 @@ def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
     what = "went non-finite" if value is not None and not math.isfinite(value) else "exploded"
     evidence: dict[str, Any] = {"step": step, "metric": name, "value": num(value),
                                 "initial_loss": num(f.initial), "chance_loss": num(chance)}
+    non_finite = {k: _kind(v) for k, v in (("value", value), ("initial_loss", f.initial)) if _kind(v)}
+    if non_finite:  # the figures JSON cannot hold, by name: "nan", "inf" or "-inf"
+        evidence["non_finite"] = non_finite
     init = f.initial
 
     if (init is not None and not math.isfinite(init)) or (init is None and f.extra.get("before_update")):
         return f.done(Label.DIVERGED, "The loss was already NaN before the first update, so no learning "
                       "rate caused it: the inputs (or labels) hold NaN or inf; check the data "
-                      "(torch.isfinite(x).all()) before tuning anything.", evidence, Cause.BAD_DATA)
+                      "(torch.isfinite(x).all()) before tuning anything.", evidence, Cause.BAD_DATA,
+                      rule="diverged.nan_before_update")
     if init is not None and chance is not None and init > t.bad_scale_factor * chance:
-        evidence["initial_over_chance"] = num(init / chance, 3)
+        evidence["initial_over_chance"] = num(_ratio(init, chance), 3)
         return f.done(Label.DIVERGED, f"The loss started at {fmt(init)} before any update, "
                       f"{init / chance:.0f}x ln({f.num_classes}) = {fmt(chance)}: the inputs or initial "
                       f"weights are far too large; normalise the inputs to zero mean and unit variance "
-                      f"and check the weight init.", evidence, Cause.BAD_SCALE)
+                      f"and check the weight init.", evidence, Cause.BAD_SCALE, rule="diverged.bad_scale")
 
     lr = f.last("lr")
     grads = f.curve.values("grad_norm")
@@ -211,10 +316,11 @@ def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
         try_lr = f" (try {fmt(lr / 10)})" if lr else ""
         return f.done(Label.DIVERGED, f"The loss {what}{at} (lr {fmt(lr)}{grad_text}) after a sound "
                       f"start: lower the learning rate{try_lr} or clip the gradient norm at 5-15.",
-                      evidence, Cause.LR_TOO_HIGH)
+                      evidence, Cause.LR_TOO_HIGH, rule="diverged.after_sound_start")
     return f.done(Label.DIVERGED, f"The loss {what}{at} with nothing reported before it: lower the "
                   f"learning rate first; if it persists, check the inputs for NaN/inf and that they are "
-                  f"normalised (report initial_loss and num_classes to tell these apart).", evidence)
+                  f"normalised (report initial_loss and num_classes to tell these apart).", evidence,
+                  rule="diverged.unknown_cause")
 
 
 # ---- is it learning ----------------------------------------------------------------------------
@@ -258,27 +364,45 @@ def _lr_too_high(f, main, train, val) -> Diagnosis | None:
     start, best = _start(f, main), min(values)
     enough = len(main) >= 2 or (len(main) >= 1 and f.initial is not None)
     peak, ratio, lr = _rose(f, main), _update_ratio(f), _configured_lr(f)
-    evidence = {"start": num(start), "best": num(best), "last": num(values[-1]), "early_peak": num(peak),
-                "update_ratio": num(ratio), "lr": num(lr)}
-    lower = f" (try {fmt(lr / 10)})" if lr else ""
+    evidence = {"start": num(start), "best": num(best), "last": num(values[-1]), "last_step": main[-1][0],
+                "early_peak": num(peak), "update_ratio": num(ratio), "lr": num(lr)}
+    lower = f" (try {fmt(lr / 3)})" if lr else ""
     if enough and _progress(start, best) < t.no_progress and (peak is not None or (ratio or 0) >= t.update_ratio_high):
         why = (f"jumped to {fmt(peak)} in the first epochs" if peak is not None
                else f"the update ratio is {fmt(ratio)}, far above ~1e-3")
         return f.done(Label.LR_TOO_HIGH, f"The loss never got below its start ({fmt(start)}, best {fmt(best)}) "
-                      f"and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence)
-    if train and len(train) >= 3:
+                      f"and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence,
+                      rule="lr_too_high.never_learnt",
+                      # 10x above the start: so far too high that one lr / 3 notch seldom shows (corpus)
+                      # the corpus (seed-even half): an early spike that then settled near chance was
+                      # saved by one lr / 3 notch in only 2 of 5 runs: a guess
+                      # and a large update ratio alone was right in 2 of 6: a guess too
+                      confidence=0.5)
+    if train and len(train) >= 4:
         tv = [v for _, v in train]
         best_i = min(range(len(tv)), key=tv.__getitem__)
-        now = _smoothed_last(tv)  # a rise that lasts, not one bad epoch
-        if best_i < len(tv) - 1 and now >= t.rise_factor * tv[best_i] and now - tv[best_i] >= 0.1 * abs(start):
-            evidence.update({"best_step": train[best_i][0], "best": num(tv[best_i]), "last": num(now)})
+        # A rise that lasts: the last two raw reports both well above the best, not one bad epoch.
+        held = min(tv[-2:])
+        if (best_i <= len(tv) - 3 and held >= t.rise_factor * tv[best_i]
+                and held - tv[best_i] >= 0.1 * abs(start)):
+            evidence.update({"best_step": train[best_i][0], "best": num(tv[best_i]), "last": num(tv[-1]),
+                             "last_step": train[-1][0]})
             return f.done(Label.LR_TOO_HIGH, f"The training loss climbed back from {fmt(tv[best_i])} at epoch "
-                          f"{train[best_i][0]} to {fmt(now)} by epoch {train[-1][0]}: the steps are too "
-                          f"large to settle; lower the learning rate{lower} or decay it.", evidence)
+                          f"{train[best_i][0]} to {fmt(tv[-1])} at epoch {train[-1][0]}, the last report: the "
+                          f"steps are too large to settle; lower the learning rate{lower} or decay it.", evidence,
+                          rule="lr_too_high.climbs_back", confidence=0.8)
     return None
 
 
 def _lr_too_low(f, main, train, val) -> Diagnosis | None:
+    """Nothing learnt (the loss never got 10% below its start) and no early rise.
+
+    Tuned on the curves corpus (benchmarks/advice.py, seed-even half): with tiny updates (ratio
+    under 1e-4) the lr is far too low, so far that one x3 notch rarely shows within the run
+    (confidence 0.5); with updates at a normal pace (see _underfitting), lr x 3 saved only about
+    half of the short runs that learnt nothing (a guess: 0.45; wider or longer saved others, and
+    some nothing did), unless validation was still falling at the end: a run too short
+    (underfitting, train longer)."""
     t = f.t
     if len(main) < 3:
         return None
@@ -287,13 +411,28 @@ def _lr_too_low(f, main, train, val) -> Diagnosis | None:
     ratio, lr = _update_ratio(f), _configured_lr(f)
     if _progress(start, best) >= t.no_progress or _rose(f, main) is not None:
         return None
-    if ratio is not None and ratio > t.update_ratio_low:
-        return None  # the weights move at a normal pace and still nothing is learnt: not the lr
-    moved = f", update ratio {fmt(ratio)} against ~1e-3" if ratio is not None else ""
-    return f.done(Label.LR_TOO_LOW, f"The loss barely moved ({fmt(start)} -> {fmt(values[-1])} in {len(main)} "
-                  f"epochs{moved}): {_the_lr(lr)} is too low; raise it 10x or more.",
-                  {"start": num(start), "best": num(best), "last": num(values[-1]), "steps": len(main),
-                   "update_ratio": num(ratio), "lr": num(lr)})
+    evidence = {"start": num(start), "best": num(best), "last": num(values[-1]), "last_step": main[-1][0],
+                "steps": len(main), "update_ratio": num(ratio), "lr": num(lr)}
+    if ratio is None or ratio <= t.update_ratio_low:
+        moved = f", update ratio {fmt(ratio)} against ~1e-3" if ratio is not None else ""
+        return f.done(Label.LR_TOO_LOW, f"The loss barely moved ({fmt(start)} -> {fmt(values[-1])} in {len(main)} "
+                      f"epochs{moved}): {_the_lr(lr)} is far too low; raise it 10x or more.", evidence,
+                      rule="lr_too_low.barely_moved", confidence=0.5 if ratio is not None else 0.6)
+    return None
+
+
+def _too_short(f, main, train, val) -> Diagnosis:
+    # A running trial is `insufficient` (more reports are coming); an ended one is healthy at a low
+    # confidence: no sign of trouble was seen, and pruners end trials after 2 epochs by the hundred.
+    if f.provisional:
+        return f.done(Label.INSUFFICIENT, f"Only {len(main)} epoch(s) reported so far: too few to judge anything "
+                      f"but a divergence or an early explosion.",
+                      {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
+                      rule="insufficient.too_short", confidence=1.0)
+    return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported, no sign of trouble yet: too few to "
+                  f"judge more than divergence.",
+                  {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
+                  rule="healthy.too_short", confidence=0.2)
 
 
 # ---- the shape of the curves -------------------------------------------------------------------
@@ -303,39 +442,66 @@ def _median3(values: list[float], i: int) -> float:
     return statistics.median(window)
 
 
-def _smoothed_last(values: list[float]) -> float:
-    return statistics.median(values[-3:])
-
-
 def _scale(f: _Facts, main) -> float:
     return f.chance if f.chance is not None else abs(_start(f, main))
 
 
+def _at_its_best_last(series: list[tuple[int, float]]) -> bool:
+    """The raw last report is a new minimum of the series: it is still improving. (A tie with an
+    earlier report is a flat curve, not an improvement.)"""
+    return len(series) >= 2 and series[-1][1] < min(v for _, v in series[:-1]) or len(series) == 1
+
+
+def _jitter(values: list[float]) -> float:
+    """A curve's epoch-to-epoch noise: the median absolute second difference (a smooth decay, fast or
+    slow, has small second differences; a zig-zag has large ones)."""
+    if len(values) < 3:
+        return 0.0
+    return statistics.median(abs(values[i + 1] - 2 * values[i] + values[i - 1]) for i in range(1, len(values) - 1))
+
+
 def _overfitting(f, main, train, val) -> Diagnosis | None:
+    """Judged on raw reports only: smoothing lags at the end of a curve, and on short steep curves
+    that lag reads as a rise. No overfitting while the raw validation loss is at its minimum at
+    the last report, whatever the gap to the training loss."""
     t = f.t
-    if len(train) < 3 or len(val) < 3:
+    if len(train) < 3 or len(val) < 4 or _at_its_best_last(val):
         return None
     vs, ts = [v for _, v in val], dict(train)
-    smooth = [_median3(vs, i) for i in range(len(vs))]
-    k = min(range(len(vs)), key=smooth.__getitem__)
-    best_step, v_best, v_last = val[k][0], smooth[k], _smoothed_last(vs)
-    t_last = train[-1][1]
+    k = min(range(len(vs)), key=vs.__getitem__)
+    best_step, v_best, last_step, v_last = val[k][0], vs[k], val[-1][0], vs[-1]
+    t_last = ts.get(last_step, train[-1][1])
     t_at_best = ts.get(best_step)
     scale = _scale(f, main)
-    evidence = {"best_step": best_step, "val_best": num(v_best), "val_last": num(v_last),
-                "train_at_best": num(t_at_best), "train_last": num(t_last), "last_step": val[-1][0]}
-    rise = v_last - v_best
-    if (k < len(vs) - 1 and t_at_best is not None and t_last < t_at_best
-            and rise >= max(t.overfit_give_back * (vs[0] - v_best), t.overfit_min_rise * scale)):
+    evidence = {"best_step": best_step, "val_best": num(v_best), "val_last": num(v_last), "last_step": last_step,
+                "train_at_best": num(t_at_best), "train_last": num(t_last)}
+    need = max(t.overfit_give_back * (vs[0] - v_best), t.overfit_min_rise * scale)
+    after = vs[k + 1:]
+    rise, held = v_last - v_best, min(after[-2:]) - v_best if len(after) >= 2 else 0.0
+    noise = _jitter(vs)
+    # Validation ending at twice both its first report and chance, after a training loss that itself
+    # jumped 2x, is instability, not memorising (the corpus: lr 0.3, train 1.2, 9.8, 1.3, 1.2, 0.9
+    # and val 11.8, 2.5, 5.7, 20, 34); with a training loss that fell smoothly it is overfitting.
+    tv = [v for _, v in train]
+    unstable = v_last > 2 * max(vs[0], f.chance or 0.0) and max(tv) > 2 * tv[0]
+    if (not unstable and len(after) >= 2 and t_at_best is not None and t_last < t_at_best and rise >= need
+            and held >= 0.5 * need and rise > 2 * noise):
+        evidence.update({"rise": num(rise), "noise": num(noise)})
+        confidence = min(1.0, 0.55 + 0.1 * len(after) + 0.1 * min(2.0, rise / need - 1))
         return f.done(Label.OVERFITTING, f"The validation loss bottomed at {fmt(v_best)} at epoch {best_step} "
-                      f"and rose to {fmt(v_last)} by epoch {val[-1][0]} while the training loss fell to "
-                      f"{fmt(t_last)}: add regularisation (dropout, weight decay, augmentation) or data, or "
-                      f"stop at epoch {best_step}.", evidence)
-    if v_last >= t.gap_ratio * t_last and v_last - t_last >= t.gap_abs * scale:
-        evidence["gap_ratio"] = num(v_last / t_last if t_last > 0 else math.inf, 3)
+                      f"and is {fmt(v_last)} at epoch {last_step}, the last report, while the training loss fell "
+                      f"to {fmt(t_last)}: add regularisation (dropout, weight decay, augmentation) or data, or "
+                      f"stop at epoch {best_step}.", evidence, rule="overfitting.val_rise", confidence=confidence)
+    def gap(step: int, v: float) -> bool:
+        tr = ts.get(step)
+        return tr is not None and v >= t.gap_ratio * tr and v - tr >= t.gap_abs * scale
+
+    if not unstable and gap(last_step, v_last) and gap(val[-2][0], vs[-2]):  # the gap held at the last two reports
+        evidence["gap_ratio"] = num(_ratio(v_last, t_last) if t_last > 0 else None, 3)
         return f.done(Label.OVERFITTING, f"The training loss fell to {fmt(t_last)} but the validation loss "
-                      f"is {fmt(v_last)} at epoch {val[-1][0]}: the model memorises the training set; add "
-                      f"regularisation (dropout, weight decay, augmentation) or more data.", evidence)
+                      f"is {fmt(v_last)} at epoch {last_step}, the last report, no lower than its best {fmt(v_best)}: "
+                      f"the model memorises the training set; add regularisation (dropout, weight decay, "
+                      f"augmentation) or more data.", evidence, rule="overfitting.gap", confidence=0.7)
     return None
 
 
@@ -364,12 +530,22 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
     values = [v for _, v in main]
     start, ratio = _start(f, main), _update_ratio(f)
     evidence = {"train_last": num(train[-1][1]) if train else None, "val_last": num(val[-1][1]) if val else None,
-                "chance_loss": num(f.chance), "train_acc": num(f.last("train_acc")),
-                "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start)}
+                "last_step": main[-1][0], "chance_loss": num(f.chance), "train_acc": num(f.last("train_acc")),
+                "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start),
+                "still_improving": _at_its_best_last(val or main) or None}
     if len(main) >= 3 and _progress(start, min(values)) < t.no_progress and ratio is not None:
-        return f.done(Label.UNDERFITTING, f"Almost nothing was learnt ({fmt(start)} -> {fmt(values[-1])}) although "
-                      f"the weights moved (update ratio {fmt(ratio)}): the model may be far too small or too "
-                      f"regularised, or the data broken; run the sanity gate to rule out the data.", evidence)
+        series = val or main
+        falling = len(series) >= 5 and series[-4][1] > 0 and (series[-4][1] - series[-1][1]) / series[-4][1] >= 0.01
+        if evidence["still_improving"] and falling:  # fell 1%+ over the last 3 reports, to a new low
+            return f.done(Label.UNDERFITTING, f"Little learnt yet ({fmt(start)} -> {fmt(values[-1])}) but the "
+                          f"validation loss is still falling at epoch {main[-1][0]}: the run is too short for this "
+                          f"learning rate; train longer or raise the learning rate.", evidence,
+                          rule="underfitting.too_short", confidence=0.6)
+        return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
+                      f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
+                      f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
+                      f"learns nothing either, run the sanity gate to rule out the data).", evidence,
+                      rule="lr_too_low.nothing_learnt", confidence=0.45)
     gain = _stalled(f, main)
     if gain is None or not _high(f, main):
         return None
@@ -380,7 +556,8 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
             if train and val else f"the loss stays high ({fmt(values[-1])}")
     chance = f", chance is {fmt(f.chance)})" if f.chance is not None else ")"
     return f.done(Label.UNDERFITTING, f"The {both}{chance} and stopped improving: the model lacks capacity or "
-                  f"is over-regularised; make it wider or deeper, or lower dropout and weight decay.", evidence)
+                  f"is over-regularised; make it wider or deeper, or lower dropout and weight decay.", evidence,
+                  rule="underfitting.high_and_stalled", confidence=0.7)
 
 
 def _fitted(f: _Facts, main) -> bool:
@@ -408,8 +585,8 @@ def _plateau(f, main, train, val) -> Diagnosis | None:
     return f.done(Label.PLATEAU, f"The loss fell from {fmt(start)} to {fmt(values[-1])} and has stalled since "
                   f"epoch {since}{at}: lower the learning rate when it stalls (a step or plateau "
                   f"schedule), or start 3-10x lower.",
-                  {"start": num(start), "last": num(values[-1]), "stalled_since": since,
-                   "recent_gain": num(gain, 3), "lr": num(lr)})
+                  {"start": num(start), "last": num(values[-1]), "last_step": main[-1][0], "stalled_since": since,
+                   "recent_gain": num(gain, 3), "lr": num(lr)}, rule="plateau.stalled", confidence=0.7)
 
 
 def _noisy(f, main, train, val) -> Diagnosis | None:
@@ -432,21 +609,22 @@ def _noisy(f, main, train, val) -> Diagnosis | None:
     return f.done(Label.NOISY, f"The {name} jumps away from its neighbours at {len(spikes)} epochs "
                   f"({', '.join(str(s) for s, _ in spikes[:4])}): lower the learning rate or raise the batch "
                   f"size, and repeat the run before trusting its value.",
-                  {"spikes": spikes, "range": num(span)})
+                  {"spikes": spikes, "range": num(span)}, rule="noisy.spikes",
+                  confidence=min(1.0, 0.5 + 0.1 * len(spikes)))
 
 
 def _healthy(f, main, train, val) -> Diagnosis:
     values = [v for _, v in main]
     start = _start(f, main)
-    evidence = {"start": num(start), "last": num(values[-1]), "steps": len(main),
-                "val_best": num(min(v for _, v in val)) if val else None, "train_acc": num(f.last("train_acc")),
+    evidence = {"start": num(start), "last": num(values[-1]), "last_step": main[-1][0], "steps": len(main),
+                "val_best": num(min(v for _, v in val)) if val else None,
+                "val_last": num(val[-1][1]) if val else None, "train_acc": num(f.last("train_acc")),
                 "val_acc": num(f.last("val_acc"))}
-    if len(main) < 3:
-        return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported, no sign of trouble yet: too few to "
-                      f"judge more than divergence.", evidence)
     gain = _stalled(f, main)
     if gain is None and not _fitted(f, main):
         return f.done(Label.HEALTHY, f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> "
-                      f"{fmt(values[-1])}): more epochs would likely help.", evidence)
+                      f"{fmt(values[-1])}): more epochs would likely help.", evidence, rule="healthy.improving",
+                      confidence=0.5 if len(main) < 5 else 0.7)
     return f.done(Label.HEALTHY, f"Learnt well ({fmt(start)} -> {fmt(values[-1])}) with no sign of over- or "
-                  f"underfitting: nothing to change in this configuration.", evidence)
+                  f"underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
+                  confidence=0.8)

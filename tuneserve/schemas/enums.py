@@ -116,6 +116,7 @@ class DiagnosisLabel(StrEnum):
     OVERFITTING = "overfitting"
     UNDERFITTING = "underfitting"
     NOISY = "noisy"
+    INSUFFICIENT = "insufficient"  # too short or too noisy to judge: no fault named
 
 
 class DiagnosisCause(StrEnum):

@@ -1,0 +1,308 @@
+"""Regenerate the curves corpus: real runs of the built-in trainer on CPU, each with counterfactuals.
+
+    nice -n 19 python benchmarks/curves_corpus.py run --shard 0 --shards 2 --until 02:20
+    python benchmarks/curves_corpus.py pack          # shards -> benchmarks/data/curves/corpus.jsonl.gz
+
+Every parent run `index` draws its configuration and seeds from numpy
+`SeedSequence((BASE_SEED, index))`, so any record can be regenerated alone (`run --only INDEX`).
+Runs are in-process calls of `train_cnn` with a LocalContext (no server), one torch thread.
+
+The space, with its edges: digits (8x8, 10 classes) or a generated 12x12 shapes set (4 or 6 classes);
+data fraction 0.1..1 (sometimes 3 classes); width 2..32 drawn, depth 1..3, batch norm and residual
+on/off; dropout 0..0.9; weight decay 0 or 1e-5..1e-2; optimizer sgd / nesterov / adam / adamw; lr
+log-uniform over 1e-6..10 (40%) or the optimizer's usual decade range (60%); schedule constant /
+plateau / step / cosine; epochs 3..6 (60%), 7..12 (25%), 13..25 (10%), 30..60 (5%). The batch size
+follows from a drawn number of optimizer steps (14..36 for the whole parent run, at most 12 per
+epoch), so even a 3-epoch run takes real steps (8..512 in practice, full-batch for the longest
+runs). A parent whose estimated cost passes MAX_SECONDS (see `cost`) gets a smaller data fraction
+(and batch), then a narrower net: on the busy shared 2-core CPU this corpus was built on, that
+bound leaves widths 2..16 (the `wider` counterfactual reaches 32).
+
+Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with the parent's seed
+(common random numbers) except `repeat`:
+  repeat      the same config with another seed: the seed-to-seed spread
+  lr_down, lr_up, regularise, wider, longer, decay, batch_up
+              the notches of service/diagnosis/variant.py that the labels propose, computed by
+              `notches()` itself so the corpus and the advice cannot drift apart
+  random      one notch drawn uniformly from all available notches, both directions (the baseline
+              of "a random perturbation of the same size"); reuses a run above when it is one
+`longer` and `shorter` cost nothing extra for non-cosine schedules: on one CPU thread a run is
+deterministic, so the parent is the first E epochs of the 2E-epoch run (checked by a test).
+
+Record (one JSON line per parent): index, dataset, params (as the trainer reads them), seed, parent
+(a run), runs {notch: run}, random (the notch name), seconds. A run: params_change (the repeat's holds its seed), per-epoch
+lists train_loss, val_loss, train_acc, val_acc, lr, grad_norm, update_ratio; initial_loss,
+num_classes; diverged (the Diverged reason or null) and final (its metrics); error.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import gzip
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BASE_SEED = 17  # issue 17
+HERE = Path(__file__).resolve().parent
+OUT_DIR = HERE / "data" / "curves"
+CORPUS = OUT_DIR / "corpus.jsonl.gz"
+# The CPU this corpus was built on was shared and busy (a niced process got ~0.1-0.7 s per optimizer
+# step), so a parent run is bounded to about MAX_SECONDS of estimated cost (see `cost`).
+MAX_SECONDS = 1.8
+DATASETS = {  # name -> training-set size (for the step bound)
+    "digits": 1437,
+    "shapes:n=1000,size=12,classes=4": 800,
+    "shapes:n=1500,size=12,classes=6": 1200,
+}
+METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio")
+LABEL_NOTCHES = ("lr_down", "lr_up", "regularise", "wider", "longer", "decay", "batch_up")
+
+
+def _choice(rng, items, p=None):
+    return items[int(rng.choice(len(items), p=p))]
+
+
+def sample(index: int) -> dict[str, Any]:
+    """The parent's config and seeds, from SeedSequence((BASE_SEED, index)) alone."""
+    rng = np.random.default_rng(np.random.SeedSequence((BASE_SEED, index)))
+    dataset = _choice(rng, list(DATASETS), [0.5, 0.25, 0.25])
+    optimizer = _choice(rng, ["sgd", "nesterov", "adam", "adamw"])
+    if rng.random() < 0.4:
+        lr = 10 ** rng.uniform(-6, 1)
+    elif optimizer in ("sgd", "nesterov"):
+        lr = 10 ** rng.uniform(-2.5, 0)
+    else:
+        lr = 10 ** rng.uniform(-4, -1.5)
+    u = rng.random()
+    dropout = 0.0 if u < 0.2 else 0.2 if u < 0.5 else float(rng.uniform(0, 0.9))
+    u = rng.random()
+    weight_decay = 0.0 if u < 0.3 else 5e-4 if u < 0.6 else float(10 ** rng.uniform(-5, -2))
+    u = rng.random()
+    epochs = (int(rng.integers(3, 7)) if u < 0.6 else int(rng.integers(7, 13)) if u < 0.85
+              else int(rng.integers(13, 26)) if u < 0.95 else int(rng.integers(30, 61)))
+    fraction = _choice(rng, [1.0, 0.5, 0.25, 0.1], [0.1, 0.3, 0.35, 0.25])
+    # Optimizer steps, not images, cost the most here: draw the parent's total steps (14..36) and
+    # get the batch size from it, so a run learns something in its few epochs.
+    steps_per_epoch = max(1, min(12, round(int(rng.integers(14, 37)) / epochs)))
+    images = DATASETS[dataset] * fraction
+    batch = int(min(1024, max(8, 2 ** round(math.log2(max(1.0, images / steps_per_epoch))))))
+    params: dict[str, Any] = {
+        "dataset": dataset,
+        "data_fraction": fraction,
+        "classes": _choice(rng, [0, 3], [0.9, 0.1]),
+        "width": _choice(rng, [2, 4, 8, 16, 32], [0.1, 0.25, 0.3, 0.25, 0.1]),
+        "depth": _choice(rng, [1, 2, 3], [0.3, 0.45, 0.25]),
+        "batch_norm": bool(rng.random() < 0.85),
+        "residual": bool(rng.random() < 0.7),
+        "dropout": round(dropout, 2),
+        "weight_decay": float(f"{weight_decay:.3g}"),
+        "optimizer": optimizer,
+        "lr": float(f"{lr:.4g}"),
+        "batch_size": batch,
+        "epochs": epochs,
+        "lr_schedule": _choice(rng, ["constant", "plateau", "step", "cosine"], [0.4, 0.3, 0.15, 0.15]),
+        "lr_step_epochs": max(2, epochs // 3),
+        "seed": int(rng.integers(2**31)),
+        "bf16": False, "channels_last": False,
+    }
+    # Bound the compute: the parent's estimated seconds (per optimizer step, plus per image scaled
+    # by width^2 and image area; measured on the busy shared CPU), x2 for the `longer` run it shares.
+    # Smaller data first (the batch shrinks with it, the steps stay), then a narrower net.
+    for _ in range(24):
+        if cost(params) <= MAX_SECONDS:
+            break
+        if params["data_fraction"] > 0.1 and params["batch_size"] > 8:
+            params["data_fraction"] = {1.0: 0.5, 0.5: 0.25, 0.25: 0.1}[params["data_fraction"]]
+            params["batch_size"] = max(8, params["batch_size"] // 2)
+        elif params["width"] > 2:
+            params["width"] //= 2
+        else:
+            break
+    repeat_seed = int(rng.integers(2**31))
+    random_draw = float(rng.random())
+    return {"params": params, "repeat_seed": repeat_seed, "random_draw": random_draw}
+
+
+def cost(params: dict[str, Any]) -> float:
+    """Estimated seconds of one run (niced on the busy 2-core machine this corpus was built on)."""
+    images = DATASETS[params["dataset"]] * params["data_fraction"]
+    steps = math.ceil(images / params["batch_size"]) * params["epochs"]
+    size = 8 if params["dataset"] == "digits" else 12
+    per_image = (params["width"] / 8) ** 2 * (size / 8) ** 2 * (0.5 + 0.5 * params["depth"]) / 3000
+    return steps * 0.05 + min(images, params["batch_size"] * steps / params["epochs"]) * params["epochs"] * per_image
+
+
+def _num(x: float) -> float | str:
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+    return float(f"{x:.5g}")
+
+
+def train(params: dict[str, Any], stop_at: int | None = None) -> dict[str, Any]:
+    """One in-process run of the built-in trainer: its per-epoch curves, compact."""
+    import torch
+    from tuneserve_workers.training.objective import Diverged, LocalContext
+    from tuneserve_workers.training.run import train_cnn
+
+    torch.set_num_threads(1)
+    context = LocalContext("cpu", params)
+    out: dict[str, Any] = {"diverged": None, "final": None, "error": None}
+    t0 = time.perf_counter()
+    try:
+        train_cnn(dict(params), context)
+    except Diverged as exc:
+        out["diverged"] = str(exc)
+        out["final"] = {k: _num(float(v)) for k, v in (exc.metrics or {}).items()
+                        if isinstance(v, (int, float)) and k in METRICS + ("epoch", "initial_loss")}
+    except Exception as exc:  # noqa: BLE001 - a config the trainer refuses is a data point too
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    history = context.history
+    for name in METRICS:
+        out[name] = [_num(m[name]) for _, m in history if name in m]
+    first = history[0][1] if history else {}
+    out["initial_loss"] = _num(first["initial_loss"]) if "initial_loss" in first else None
+    out["num_classes"] = int(first["num_classes"]) if "num_classes" in first else None
+    return out
+
+
+def prefix(run: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The first `epochs` epochs of a run (a shorter run with the same seed, on one CPU thread)."""
+    cut = copy.deepcopy(run)
+    n = len(run["val_loss"])
+    for name in METRICS:
+        cut[name] = run[name][:epochs]
+    if run["diverged"] is not None and _diverged_epoch(run) > epochs:
+        cut["diverged"], cut["final"] = None, None  # it diverged only after `epochs`
+    cut["seconds"] = round(run["seconds"] * min(1.0, epochs / max(1, n)), 3)
+    return cut
+
+
+def _diverged_epoch(run: dict[str, Any]) -> int:
+    final = run.get("final") or {}
+    epoch = final.get("epoch")
+    return int(epoch) if isinstance(epoch, (int, float)) else len(run["val_loss"]) + 1
+
+
+def _apply(params: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    return {**params, **change}  # flat params here
+
+
+def build_record(index: int) -> dict[str, Any]:
+    from tuneserve_service.diagnosis.variant import notches
+
+    drawn = sample(index)
+    params, epochs = drawn["params"], drawn["params"]["epochs"]
+    t0 = time.perf_counter()
+    menu = notches(params)
+    names = sorted(menu)
+    random_name = names[min(len(names) - 1, int(drawn["random_draw"] * len(names)))]
+    cosine = params["lr_schedule"] == "cosine"
+    runs: dict[str, Any] = {}
+    if cosine:
+        parent = train(params)
+    else:  # the parent is the prefix of the run twice as long
+        long_run = train({**params, "epochs": 2 * epochs})
+        parent = prefix(long_run, epochs)
+        runs["longer"] = {**long_run, "params_change": menu["longer"]}
+    runs["repeat"] = {**train({**params, "seed": drawn["repeat_seed"]}), "params_change": {"seed": drawn["repeat_seed"]}}
+    wanted = [n for n in LABEL_NOTCHES if n in menu] + ([random_name] if random_name not in LABEL_NOTCHES else [])
+    for name in wanted:
+        if name in runs:
+            continue
+        if name == "shorter" and not cosine:
+            runs[name] = {**prefix(parent, menu[name]["epochs"]), "params_change": menu[name]}
+            continue
+        same = [n for n in runs if runs[n].get("params_change") == menu[name]]
+        if same:  # e.g. `decay` falls back to lr / 3
+            runs[name] = {**runs[same[0]], "params_change": menu[name]}
+            continue
+        runs[name] = {**train(_apply(params, menu[name])), "params_change": menu[name]}
+    return {"index": index, "dataset": params["dataset"], "params": params, "seed": params["seed"],
+            "parent": parent, "runs": runs, "random": random_name,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _done(path: Path) -> set[int]:
+    if not path.exists():
+        return set()
+    out = set()
+    for line in path.read_text().splitlines():
+        try:
+            out.add(json.loads(line)["index"])
+        except (ValueError, KeyError):
+            pass
+    return out
+
+
+def cmd_run(args) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"shard-{args.shard}.jsonl"
+    done = _done(path)
+    until = None
+    if args.until:
+        hh, mm = map(int, args.until.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        until = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    indices = [args.only] if args.only is not None else range(args.shard, args.count, args.shards)
+    for index in indices:
+        if index in done:
+            continue
+        if until is not None and dt.datetime.now(dt.timezone.utc) >= until:
+            print(f"stopping at index {index}: past {args.until} UTC", flush=True)
+            break
+        record = build_record(index)
+        with path.open("a") as fh:
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        print(f"{index} {record['dataset'][:6]} ep={record['params']['epochs']} "
+              f"{record['seconds']:.1f}s", flush=True)
+
+
+def cmd_pack(args) -> None:
+    records: dict[int, dict] = {}
+    for path in sorted(OUT_DIR.glob("shard-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                records[rec["index"]] = rec
+    if CORPUS.exists() and not args.replace:
+        for rec in load_corpus():
+            records.setdefault(rec["index"], rec)
+    with gzip.open(CORPUS, "wt") as fh:
+        for index in sorted(records):
+            fh.write(json.dumps(records[index], separators=(",", ":")) + "\n")
+    print(f"{len(records)} records -> {CORPUS}")
+
+
+def load_corpus(path: Path = CORPUS) -> list[dict[str, Any]]:
+    with gzip.open(path, "rt") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("--shard", type=int, default=0)
+    run.add_argument("--shards", type=int, default=1)
+    run.add_argument("--count", type=int, default=400)
+    run.add_argument("--until", help="HH:MM UTC: start no parent after it")
+    run.add_argument("--only", type=int)
+    pack = sub.add_parser("pack")
+    pack.add_argument("--replace", action="store_true")
+    args = parser.parse_args(argv)
+    {"run": cmd_run, "pack": cmd_pack}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    main()
