@@ -37,10 +37,15 @@ stages:
 
 
 @pytest.fixture
-def cli():
+def cli(monkeypatch):
     runner = CliRunner()
+    # Wide enough that the trial table does not wrap. The console read COLUMNS when it was made, in
+    # whichever earlier test of this process imported the CLI first, so set its width itself.
+    from tuneserve_service.cli._api import out
 
-    def run(*args: str):  # wide enough that the trial table does not wrap
+    monkeypatch.setattr(out, "width", 200)
+
+    def run(*args: str):
         return runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
 
     return run

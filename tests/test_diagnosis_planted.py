@@ -17,7 +17,15 @@ CASES = bench.real_cases(small=True)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# Issue 17's rule: no overfitting while the raw validation loss sets a new minimum at the last
+# report. This planted run's validation loss still falls at epoch 40 (0.466 -> 0.460) while training
+# sits at 0.002: the gap is real, but the rule wins, and benchmarks/diagnosis.py counts it as a miss.
+STILL_IMPROVING = {"digits 5%, no regularisation, 40 epochs"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(
+    reason="validation still at a new minimum at the last report: not overfitting by issue 17", strict=True))
+    if c.name in STILL_IMPROVING else c for c in CASES], ids=[c.name for c in CASES])
 def test_real_run_is_named_as_planted(case):
     d = bench.train(case).diagnose()
     assert bench.named(d) == case.truth, (d, case.reports[-3:], case.fail_reason)

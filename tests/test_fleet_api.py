@@ -24,6 +24,11 @@ def test_a_worker_registers_where_it_runs(client):
     trial = client.get(f"/api/v1/trials/{lease['trial_id']}").json()
     assert trial["worker_id"] == "slurm-100_3.1-gpu07"
     assert describe(identity) == "host gpu07, slurm job 100_3.1, gpu NVIDIA H100"
+    # The dashboard's trial page gets it with the trial's data (no second request that could 404).
+    page = client.get(f"/dashboard/api/trials/{lease['trial_id']}").json()
+    assert {k: v for k, v in page["ran_on"].items() if v is not None} == identity
+    other = client.post("/api/v1/trials/claim", json={"worker_id": "never-registered", "study": "s"}).json()
+    assert client.get(f"/dashboard/api/trials/{other['trial_id']}").json()["ran_on"] is None
     assert client.get("/api/v1/workers/nobody").status_code == 404
     assert client.put("/api/v1/workers/w", json={"host": "h", "password": "x"}).status_code == 422
 

@@ -23,6 +23,7 @@ from tuneserve_service.dashboard.shaping import (
 from tuneserve_service.domain.core import fidelity as fidelity_domain
 from tuneserve_service.domain.core import studies as study_domain
 from tuneserve_service.domain.core.views import trial_read, utc
+from tuneserve_service.domain import workers as worker_domain
 from tuneserve_service.errors import InvalidInput, TrialNotFound
 from tuneserve.schemas.enums import ENDED_STATES, TrialState
 from tuneserve_service.store import dashboard as store
@@ -356,8 +357,11 @@ def trial_detail(session: Session, trial_id: int, points: int = TRIAL_POINTS) ->
     series = {n: [finite(r.metrics.get(n)) for r in reports] for n in names}
     read = trial_read(row, row["study_name"]).model_dump(mode="json")
     started, finished = read["started_at"], read["finished_at"]
+    worker = worker_domain.read(session, row["worker_id"]) if row["worker_id"] else None
     return {
         "trial": read, "metric": row["metric_name"], "goal": row["goal"],
+        # Where it ran, as its worker registered at start (None: a worker that never said, or forgotten).
+        "ran_on": worker.identity.model_dump(mode="json") if worker and worker.identity else None,
         "steps": [r.step for r in reports], "series": series,
         "reported_at": [utc(r.created_at) for r in reports],
         "duration_s": (utc(row["finished_at"]) - utc(row["started_at"])).total_seconds()

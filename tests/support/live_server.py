@@ -27,7 +27,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "LiveServer":
+    def start(self, timeout: float = 90.0) -> "LiveServer":  # a loaded 2-core CI box can be slow to import
         env = {**os.environ, "TUNESERVE_DATABASE_URL": self.database_url, "TUNESERVE_REAPER_INTERVAL": "0.5",
                **self.env}
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL

@@ -1,12 +1,10 @@
 /* tuneserve dashboard: where a trial ran. dashboard.js fires `tuneserve:trial` with the trial page's
- * data on every poll; this asks the server for the trial's worker (GET /api/v1/workers/{id}: what the
- * worker registered at start) and writes "Ran on host …, Slurm job …, GPU …" under the trial's facts.
- * It asks again only when the worker changes (a requeued trial runs on another worker). */
+ * data on every poll, which carries `ran_on` (what the trial's worker registered at start: PUT
+ * /api/v1/workers/{id}); this writes "Ran on host …, Slurm job …, GPU …" under the trial's facts. */
 (function () {
   "use strict";
 
-  const { $, enc } = window.tuneserveDom;  // dashboard.js
-  let shown = null;
+  const { $ } = window.tuneserveDom;  // dashboard.js
 
   function describe(id) {
     const parts = [];
@@ -17,18 +15,12 @@
     return parts.join(", ");
   }
 
-  document.addEventListener("tuneserve:trial", async (ev) => {
+  document.addEventListener("tuneserve:trial", (ev) => {
     const node = $("#trial-ran-on");
-    const worker = ev.detail && ev.detail.trial && ev.detail.trial.worker_id;
-    if (!node || !worker || worker === shown) return;
-    shown = worker;
-    try {
-      const resp = await fetch(`/api/v1/workers/${enc(worker)}`, { credentials: "same-origin", headers: { accept: "application/json" } });
-      const data = resp.ok ? await resp.json() : null;
-      node.hidden = !(data && data.identity);
-      node.textContent = data && data.identity ? `Ran on ${describe(data.identity)} (worker ${worker}).` : "";
-    } catch (err) {
-      node.hidden = true;
-    }
+    if (!node || !ev.detail) return;
+    const worker = ev.detail.trial && ev.detail.trial.worker_id;
+    const where = ev.detail.ran_on;
+    node.hidden = !(worker && where);
+    node.textContent = worker && where ? `Ran on ${describe(where)} (worker ${worker}).` : "";
   });
 })();
