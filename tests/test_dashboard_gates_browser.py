@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.browser import console_errors, find_chromium, full_screenshot, screenshot_folder, visit, wait_for
+from tests.support.browser import (console_errors, find_chromium, full_screenshot, screenshot_folder, shown, text_of,
+                                   visit, wait_for)
 from tests.support.gates import SANITY_FAILED, Rows, diagnosis, lr_range_done
 from tests.support.live_server import LiveServer
 from tests.test_dashboard_api import PARAMS, build_study
@@ -61,14 +62,6 @@ def server(tmp_path_factory):
     live.rows_url = url
     yield live
     live.stop()
-
-
-def text_of(browser, css: str) -> str:
-    return browser.find_element("css selector", css).text
-
-
-def shown(browser, element_id: str) -> bool:
-    return browser.execute_script("const e = document.getElementById(arguments[0]); return !!e && !e.hidden", element_id)
 
 
 def study(server) -> dict:

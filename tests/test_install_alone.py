@@ -7,7 +7,6 @@ Client, report, summary` works there and the Client drives a live server through
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "service", "workers", "tuneserve", "migrations")
+from tests.support.wheel import build_wheel
+
 # What the client needs, and what it must not bring: the server, the worker, the command line.
 CLIENT_NEEDS = {"httpx", "pydantic", "tenacity"}
 NOT_WITH_THE_CLIENT = {
@@ -39,17 +38,7 @@ def run(*argv: str, cwd: Path, ok: bool = True, timeout: float = 600) -> subproc
 def client_venv(tmp_path_factory) -> Path:
     """A fresh virtualenv with the wheel installed from the index, no extras; its python."""
     tmp = tmp_path_factory.mktemp("install-alone")
-    src = tmp / "src"
-    src.mkdir()
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, src / name)
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"),
-        str(src), cwd=tmp)
-    (wheel,) = (tmp / "dist").glob("tuneserve-*.whl")
+    wheel = build_wheel(tmp)
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", str(venv), cwd=tmp)
     python = venv / "bin" / "python"

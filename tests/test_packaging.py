@@ -3,7 +3,6 @@ sources, installed with --no-deps into a fresh virtualenv that borrows this one'
 through a .pth path line (so no network), and run from a folder outside the checkout."""
 from __future__ import annotations
 
-import shutil
 import site
 import sqlite3
 import subprocess
@@ -11,8 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "service", "workers", "tuneserve", "migrations")
+from tests.support.wheel import build_wheel
 
 
 def run(*argv: str, cwd: Path) -> str:
@@ -22,17 +20,8 @@ def run(*argv: str, cwd: Path) -> str:
 
 
 def test_wheel_installs_and_runs_its_migrations(tmp_path):
+    wheel = build_wheel(tmp_path)
     src = tmp_path / "src"
-    src.mkdir()
-    for name in SOURCES:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(path, src / name)
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
-        str(src), cwd=tmp_path)
-    (wheel,) = (tmp_path / "dist").glob("tuneserve-*.whl")
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True).stdout
     assert "tuneserve_service/db/migrations/env.py" in names and "tuneserve_service/db/migrations/versions/0001_initial.py" in names
     assert "tuneserve_service/db/migrations/script.py.mako" in names and "tuneserve/report.py" in names

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.helpers import make_study
-from tests.support.browser import console_errors, find_chromium, visit, wait_for
+from tests.support.browser import console_errors, find_chromium, shown, text_of, visit, wait_for
 from tests.support.live_server import LiveServer
 from tests.test_try_advice import HEALTHY, OVERFIT, PARAMS, enqueue, run
 
@@ -22,14 +22,6 @@ def server(tmp_path_factory):
     live.start()
     yield live
     live.stop()
-
-
-def text_of(browser, css: str) -> str:
-    return browser.find_element("css selector", css).text
-
-
-def shown(browser, element_id: str) -> bool:
-    return browser.execute_script("const e = document.getElementById(arguments[0]); return !!e && !e.hidden", element_id)
 
 
 def test_try_this_enqueues_the_variant_and_the_study_page_counts_it(server, browser):

@@ -99,3 +99,13 @@ def screenshot_folder(tmp_path_factory, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     print(f"\n{name}: {folder}")
     return folder
+
+
+def text_of(browser, css: str) -> str:
+    """The visible text of the first element matching `css`."""
+    return browser.find_element("css selector", css).text
+
+
+def shown(browser, element_id: str) -> bool:
+    """Whether the element exists and is not hidden."""
+    return browser.execute_script("const e = document.getElementById(arguments[0]); return !!e && !e.hidden", element_id)
