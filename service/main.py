@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from tuneserve._defaults import API_PREFIX
 from tuneserve_service.api import errors as api_errors
 from tuneserve_service.api import gates, health, logs, studies, tokens, trials
 from tuneserve_service.api import workers as workers_api
@@ -112,12 +113,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_errors.install(app)
     app.add_middleware(BodyLimits, settings=settings)
     auth = [Depends(require_caller)]
-    app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
-    app.include_router(gates.router, prefix="/api/v1", dependencies=auth)
-    app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
-    app.include_router(workers_api.router, prefix="/api/v1", dependencies=auth)  # worker identities (issue 18)
-    app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
-    app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(studies.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(gates.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(trials.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(workers_api.router, prefix=API_PREFIX, dependencies=auth)  # worker identities (issue 18)
+    app.include_router(logs.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(tokens.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(health.router)
     install_dashboard(app)
     install_metrics(app, require_caller)

@@ -131,6 +131,11 @@ def test_the_cli_shows_the_variant_runs_it_and_reports_the_helped_figure(cli, li
         assert "advice tried 1 time, helped 1" in r.output
         r = cli("trial", "try-advice", str(sick + 1), "-s", url)  # the variant itself is healthy
         assert r.exit_code != 0 and "no variant" in r.output
+        r = cli("study", "export", "s", "--format", "json", "-s", url)  # the lineage is exported
+        assert r.exit_code == 0, r.output
+        rows = {row["number"]: row for row in json.loads(r.output)}
+        assert (rows[1]["parent_trial_id"], rows[1]["advice_notch"]) == (sick, "regularise")
+        assert (rows[0]["parent_trial_id"], rows[0]["advice_notch"]) == (None, None)
 
 
 def test_migration_0012_adds_the_columns_and_its_downgrade_drops_them(fresh_url):

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, TypeAdapter
 
+from tuneserve._defaults import API_PREFIX
 from tuneserve.schemas import enums
 from tuneserve.schemas.studies import StudyCreate
 
@@ -36,7 +37,8 @@ DOCS_ASSETS = "/docs/assets"
 SECURITY = "bearerAuth"
 PUBLIC_PATHS = ("/healthz", "/readyz")
 # Operations that read and decode their JSON body themselves (undecodable bodies are 422 there).
-RAW_BODY_OPERATIONS = {("/api/v1/studies", "post")}
+STUDIES = f"{API_PREFIX}/studies"
+RAW_BODY_OPERATIONS = {(STUDIES, "post")}
 
 
 class ErrorBody(BaseModel):
@@ -83,8 +85,8 @@ def _error_codes(path: str, method: str) -> list[str]:
     if "{name}" in path or "{trial_id}" in path:
         codes.append("404")
     writes = method in ("post", "put", "delete", "patch")
-    if writes and (path.startswith("/api/v1/trials/{trial_id}") or path.startswith("/api/v1/studies/{name}")
-                   or path in ("/api/v1/studies", "/api/v1/tokens")):
+    if writes and (path.startswith(f"{API_PREFIX}/trials/{{trial_id}}")
+                   or path.startswith(f"{STUDIES}/{{name}}") or path in (STUDIES, f"{API_PREFIX}/tokens")):
         codes.append("409")
     if writes:
         codes.append("413")
@@ -138,7 +140,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                 })
             if (path, method) in parsed_bodies:
                 responses.setdefault("400", BODY_NOT_DECODED)
-            if path == "/api/v1/studies" and method == "post":
+            if path == STUDIES and method == "post":
                 study_ref = study_ref or _study_document(schemas)
                 content = op["requestBody"]["content"]
                 content["application/json"] = {"schema": study_ref}

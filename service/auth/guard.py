@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from tuneserve_service.config import Settings
 from tuneserve_service.db.engine import Database
 from tuneserve_service.errors import Forbidden, Unauthenticated
+from tuneserve._defaults import API_PREFIX
 from tuneserve.schemas.tokens import Role
 from tuneserve_service.store import tokens as token_store
 from tuneserve_service.auth.tokens import hash_token
@@ -152,8 +153,6 @@ def identify(settings: Settings, cache: TokenCache, secret: str, *, lookup: bool
         raise Unauthenticated("unknown or revoked token")
     return caller
 
-
-API_PREFIX = "/api/v1"
 
 
 def needs_admin(method: str, route_path: str) -> bool:

@@ -224,7 +224,8 @@ def print_craft(study: dict) -> None:
 
 
 EXPORT_FIRST = ("number", "kind", "state", "value", "method", "attempt", "worker_id", "last_step", "fail_kind",
-                "fail_reason", "stop_reason", "diagnosis", "diagnosis_cause", "created_at", "started_at", "finished_at")
+                "fail_reason", "stop_reason", "diagnosis", "diagnosis_cause", "parent_trial_id", "advice_notch",
+                "created_at", "started_at", "finished_at")
 
 
 def space_leaves(study: dict) -> list[str] | None:
