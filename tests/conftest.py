@@ -87,3 +87,18 @@ def browser():
 
     with chromium() as driver:
         yield driver
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.one_backend("sqlite")` on a long end-to-end test (a real worker, a second server
+    process): the default run keeps that backend's variant and marks the other one `slow`, so the
+    suite stays bounded while `pytest -m slow` still runs every variant. What such a test checks lives
+    in the worker or the fault path, not in the backend's SQL, which the API tests cover on both."""
+    for item in items:
+        marker = item.get_closest_marker("one_backend")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        backend = callspec.params.get("database_url", callspec.params.get("backend"))
+        if backend is not None and backend != marker.args[0]:
+            item.add_marker(pytest.mark.slow)

@@ -106,6 +106,7 @@ def test_study_lifecycle_from_a_sweep_file(cli, live_server, tmp_path):
     assert r.exit_code == 1 and "not found" in r.output
 
 
+@pytest.mark.one_backend("postgres")
 def test_watch_follows_the_study_until_it_finishes(cli, live_server, tmp_path):
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(SWEEP)

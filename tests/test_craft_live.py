@@ -63,6 +63,7 @@ def wait_for(predicate, what: str, proc: subprocess.Popen, log: Path, timeout: f
     raise AssertionError(f"timed out waiting for {what}; worker log:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.one_backend("sqlite")
 def test_a_worker_follows_a_staged_study_to_its_last_stage(cli, live_server, tmp_path):
     url = live_server.url
     sweep = tmp_path / "c2f.yaml"
@@ -123,6 +124,7 @@ def test_a_worker_follows_a_staged_study_to_its_last_stage(cli, live_server, tmp
     api.close()
 
 
+@pytest.mark.one_backend("sqlite")
 def test_watch_follows_a_staged_study_to_its_last_stage(cli, live_server):
     url = live_server.url
     doc = {"name": "watched", "method": "random", "seed": 1,

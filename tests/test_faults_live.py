@@ -27,11 +27,13 @@ def test_database_outage_under_load(backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.one_backend("postgres")
 def test_server_kill_9_and_restart_under_load(backend, tmp_path):
     check(faults.scenario_load(backend, workers=12, trials=200, kill9=True, tmp=tmp_path, budget_s=240))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.one_backend("sqlite")
 def test_worker_paused_past_its_lease(backend, tmp_path):
     out = faults.scenario_paused_worker(backend, workers=8, trials=60, tmp=tmp_path, budget_s=240)
     check(out)
@@ -39,7 +41,8 @@ def test_worker_paused_past_its_lease(backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cap,method,trials", [(1, "tpe", 30), (4, "random", 80)])
+@pytest.mark.parametrize("cap,method,trials", [pytest.param(1, "tpe", 30, marks=pytest.mark.slow), (4, "random", 80)])
+@pytest.mark.one_backend("postgres")
 def test_max_concurrent_with_two_server_processes(backend, cap, method, trials, tmp_path):
     out = faults.scenario_max_concurrent(backend, cap, workers=16, trials=trials, method=method, tmp=tmp_path,
                                          budget_s=240)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.test_worker_daemon import api, server, trials, workers  # noqa: F401 (fixtures)
 
@@ -32,6 +34,7 @@ def by_kind(api, name: str) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.mark.one_backend("sqlite")
 def test_builtin_trainer_passes_the_sanity_gate_then_trials_run(database_url, api, workers):
     api.create_study(name="sane", method="random", max_trials=2, lease_seconds=10, seed=1,
                      sanity={"samples": 32, "max_epochs": 30}, parameters=SPACE)
@@ -80,6 +83,7 @@ def test_user_objective_without_sanity_support_skips_the_gate_and_the_study_proc
     assert w.stop() == 0
 
 
+@pytest.mark.slow
 def test_builtin_trainer_runs_the_lr_range_test_and_the_study_gets_a_suggestion(api, workers):
     api.create_study(name="ramp", method="random", max_trials=1, lease_seconds=10, seed=1,
                      lr_range_test={"start_lr": 1e-4, "end_lr": 1e3, "steps": 60},
@@ -158,6 +162,7 @@ PLANTED = [
 ]
 
 
+@pytest.mark.slow
 def test_planted_runs_are_diagnosed_through_the_server(api, workers):
     space = {"dataset": {"values": ["digits", "digits:nan=0.01", "digits:scale=1000"]},
              "lr": {"distribution": "log_uniform_values", "min": 1e-7, "max": 20},

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -40,6 +41,7 @@ def value(samples, name: str, **labels) -> float:
     return found[0] if found else 0.0
 
 
+@pytest.mark.one_backend("postgres")
 def test_counters_match_the_trials_a_real_worker_ran(live_server, tmp_path):
     study = run_study(live_server.url, "metered", tmp_path, trials=3)
     with JsonClient(live_server.url) as api:

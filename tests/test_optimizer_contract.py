@@ -303,8 +303,8 @@ def test_categoricals_are_handled_by_index_not_value(method):
 
 def test_repeated_values_are_weights_for_random_search():
     space = parse_parameters({"aug": {"values": ["none", "none", "none", "flip"]}})
-    draws = [s.params["aug"] for s in registry.get_optimizer("random").suggest(space, [], [], count=4000, seed=2)]
-    assert math.isclose(draws.count("none") / len(draws), 0.75, abs_tol=0.03)
+    draws = [s.params["aug"] for s in registry.get_optimizer("random").suggest(space, [], [], count=1500, seed=2)]
+    assert math.isclose(draws.count("none") / len(draws), 0.75, abs_tol=0.04)  # 3.6 sd
 
 
 def test_grid_runs_a_repeated_value_once():

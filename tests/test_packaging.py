@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.support.wheel import build_wheel
 
 
@@ -19,6 +21,7 @@ def run(*argv: str, cwd: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_runs_its_migrations(tmp_path):
     wheel = build_wheel(tmp_path)
     src = tmp_path / "src"

@@ -104,6 +104,7 @@ def study_done(api: JsonClient, study: str, n: int):
     return lambda: api.get_study(study)["counts"]["completed"] >= n
 
 
+@pytest.mark.one_backend("sqlite")
 def test_worker_completes_trials_end_to_end(database_url, api, workers):
     api.create_study(name="e2e", method="random", max_trials=3, lease_seconds=10, seed=1,
                      parameters={**TINY, "epochs": {"value": 3},
@@ -127,6 +128,7 @@ def test_worker_completes_trials_end_to_end(database_url, api, workers):
     assert all("trial=" in line for line in lines if "event=report" in line)
 
 
+@pytest.mark.one_backend("postgres")
 def test_killed_worker_trial_is_claimed_again_after_the_lease(database_url, api, workers):
     api.create_study(name="kill", method="random", max_trials=1, lease_seconds=3, max_retries=2,
                      parameters={**TINY, "epochs": {"value": 5}, "lr": {"value": 0.05}})
@@ -156,6 +158,7 @@ def test_sigterm_drains_the_epoch_and_releases(api, workers):
     assert "event=claimed" not in w.log.split("event=draining")[1]  # nothing new after the signal
 
 
+@pytest.mark.slow
 def test_worker_survives_a_10s_outage(api, server, workers):
     api.create_study(name="outage", method="random", max_trials=2, lease_seconds=3, max_retries=5,
                      parameters={**TINY, "epochs": {"value": 4}})

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a few minutes on 2 cores; run before spending GPU time (README "GPU check")
 def test_gpu_check_cpu_smoke(tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--cpu-smoke", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
