@@ -1,6 +1,6 @@
 """The dashboard's chart-data endpoints (JSON under /dashboard/api): one per chart or table.
 
-Each answers from one read-only session (Database.read) through the domain functions in data.py,
+Each answers through one domain function in data.py (which reads in one read-only session),
 with sizes bounded on the server. Same auth as the API: a bearer token or the dashboard's cookie.
 A new panel adds a function to data.py and a route here; the page fetches it by name.
 """
@@ -42,20 +42,17 @@ TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
 
 @router.get("/studies", summary="Every study with progress, best value and last activity")
 def studies(db: Database = Depends(get_db)) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.studies_overview(s))
+    return DashboardJSON(data.studies_overview(db))
 
 
 @router.get("/studies/{name}", summary="The study's read, its parameters and a change stamp")
 def summary(name: str, db: Database = Depends(get_db)) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.study_summary(s, name))
+    return DashboardJSON(data.study_summary(db, name))
 
 
 @router.get("/studies/{name}/history", summary="Every trial's value and the best so far, as arrays")
 def history(name: str, db: Database = Depends(get_db)) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.history(s, name))
+    return DashboardJSON(data.history(db, name))
 
 
 @router.get("/studies/{name}/curves", summary="Learning curves of a bounded selection of trials")
@@ -64,8 +61,7 @@ def curves(
     limit: int = Query(default=data.CURVES_LIMIT, ge=1, le=1000, description="Trials drawn at most"),
     points: int = Query(default=data.CURVE_POINTS, ge=4, le=2000, description="Points per curve at most"),
 ) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.curves(s, name, limit, points))
+    return DashboardJSON(data.curves(db, name, limit, points))
 
 
 @router.get("/studies/{name}/params", summary="Parameters and value of a bounded selection of trials")
@@ -73,17 +69,12 @@ def params(
     name: str, db: Database = Depends(get_db),
     limit: int = Query(default=data.PARAMS_LIMIT, ge=1, le=5000, description="Trials at most"),
 ) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.param_points(s, name, limit))
+    return DashboardJSON(data.param_points(db, name, limit))
 
 
 @router.get("/studies/{name}/importance", summary="Parameter importance (random forest, permutation)")
 async def importance(name: str, db: Database = Depends(get_db)) -> Response:
-    def work() -> dict[str, Any]:
-        with db.read() as s:
-            return data.importance(s, name)
-
-    return DashboardJSON(await run_in_threadpool(work))
+    return DashboardJSON(await run_in_threadpool(data.importance, db, name))
 
 
 @router.get("/studies/{name}/trials", summary="A page of the trial table, filtered and sorted in SQL")
@@ -102,15 +93,13 @@ def trials(
     limit: int = Query(default=50, ge=1, le=data.PAGE_LIMIT),
     offset: int = Query(default=0, ge=0, le=10_000_000),
 ) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.trials_page(s, name, states=[str(x) for x in state],
-                                labels=[str(x) for x in diagnosis], value_min=value_min,
-                                value_max=value_max, params=param, sort=sort, order=order, limit=limit,
-                                offset=offset))
+    return DashboardJSON(data.trials_page(db, name, states=[str(x) for x in state],
+                                          labels=[str(x) for x in diagnosis], value_min=value_min,
+                                          value_max=value_max, params=param, sort=sort, order=order,
+                                          limit=limit, offset=offset))
 
 
 @router.get("/trials/{trial_id}", summary="A trial's read and every reported metric as arrays")
 def trial(trial_id: TrialId, db: Database = Depends(get_db),
           points: int = Query(default=data.TRIAL_POINTS, ge=4, le=20_000)) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.trial_detail(s, trial_id, points))
+    return DashboardJSON(data.trial_detail(db, trial_id, points))

@@ -1,6 +1,8 @@
 """The dashboard's domain functions: each view's data from the store, shaped for one chart or table.
 
-Routes (service/dashboard/api.py) call these inside a read-only session; these call the store
+Routes (service/dashboard/api.py) call these with the Database; each public function runs in one
+read-only session it opens itself (`in_one_read`), as the API's domain functions open their
+transactions, so no route holds a session. These call the store
 (service/store/dashboard.py) and the pure shaping in shaping.py and importance.py. Sizes are
 bounded whatever the study's size: see the *_LIMIT constants.
 """
@@ -11,12 +13,15 @@ import json
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import wraps
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
 from tuneserve_service.dashboard import importance as importance_mod
+from tuneserve_service.db.engine import Database
 from tuneserve_service.dashboard.shaping import (
     TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
@@ -36,6 +41,20 @@ IMPORTANCE_LIMIT = 1000  # completed trials the forest is fitted on
 TRIAL_POINTS = 1000  # points per metric on the trial page
 PAGE_LIMIT = 500
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def in_one_read(view: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Database, P], R]:
+    """A view over a session becomes one over the Database: one read-only session for the whole view,
+    so its queries see one snapshot."""
+    @wraps(view)
+    def run(db: Database, *args: P.args, **kwargs: P.kwargs) -> R:
+        with db.read() as session:
+            return view(session, *args, **kwargs)
+
+    return run
+
 
 # ---- studies list -------------------------------------------------------------------------------
 
@@ -48,6 +67,7 @@ def _latest(*times: datetime | None) -> datetime | None:
     return max(found) if found else None
 
 
+@in_one_read
 def studies_overview(session: Session) -> list[dict[str, Any]]:
     """Every study with its progress, best value and last activity (the latest trial start or end,
     or change of the study): three queries in all, whatever the number of trials."""
@@ -85,6 +105,7 @@ def _stamp(study, aggregates: list[Any]) -> str:
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 
+@in_one_read
 def study_summary(session: Session, name: str) -> dict[str, Any]:
     """The study's API read (any field later issues add to it comes along), the searched
     parameters, a stamp that the page polls to know when to refresh its charts, and the special
@@ -101,6 +122,7 @@ def _points(session: Session, study_id: int) -> list[TrialPoint]:
     return list(map(TrialPoint._make, store.trial_points(session, study_id)))
 
 
+@in_one_read
 def history(session: Session, name: str) -> dict[str, Any]:
     """Every trial's value and the best so far, as arrays in trial-number order; states as indexes
     into `states` (a fifth of the bytes of repeating the names)."""
@@ -146,6 +168,7 @@ def _history_fidelity(session: Session, study, numbers: list[int]) -> dict[str, 
     return {"fidelities": labels, "fidelity": codes}
 
 
+@in_one_read
 def curves(session: Session, name: str, limit: int = CURVES_LIMIT, points: int = CURVE_POINTS) -> dict[str, Any]:
     """The study metric per step for a bounded selection of trials, each line downsampled."""
     study = study_store.get_study(session, name)
@@ -170,6 +193,7 @@ def curves(session: Session, name: str, limit: int = CURVES_LIMIT, points: int =
 _VALUED = frozenset({TrialState.COMPLETED.value, TrialState.PRUNED.value})
 
 
+@in_one_read
 def param_points(session: Session, name: str, limit: int = PARAMS_LIMIT) -> dict[str, Any]:
     """Parameters and value of a bounded selection of valued trials (completed and pruned), for
     parallel coordinates and slice plots."""
@@ -213,6 +237,7 @@ class _Cache:
 _IMPORTANCE = _Cache()
 
 
+@in_one_read
 def importance(session: Session, name: str, limit: int = IMPORTANCE_LIMIT) -> dict[str, Any]:
     """Each parameter's importance for the study metric, over (an even sample of) completed trials."""
     study = study_store.get_study(session, name)
@@ -285,6 +310,7 @@ def _number(text: str, loc: tuple, what: str) -> float:
 _SORT_KIND = {"categorical": "string", "int": "float", "float": "float"}
 
 
+@in_one_read
 def trials_page(
     session: Session, name: str, *, states: list[str], labels: list[str], value_min: float | None,
     value_max: float | None, params: list[str], sort: str, order: str, limit: int, offset: int,
@@ -341,6 +367,7 @@ def _cell(meta: dict[str, Any], value: Any) -> Any:
 
 # ---- one trial ----------------------------------------------------------------------------------
 
+@in_one_read
 def trial_detail(session: Session, trial_id: int, points: int = TRIAL_POINTS) -> dict[str, Any]:
     """The trial's API read (reports left out) and every reported metric as one array per metric,
     on a shared step axis downsampled to at most `points` steps."""
