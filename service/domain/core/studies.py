@@ -91,10 +91,10 @@ def _weighted_specs(block: dict[str, Any], parents: tuple[str, ...] = ()) -> lis
 def check_document(body: StudyCreate, space: SearchSpace) -> None:
     """The rules of a sweep document that span several keys (W&B's cfg.py and its engines)."""
     method = body.method
-    if body.metric is None and method == StudyMethod.BAYES:
+    if body.metric is None and not body.metrics and method == StudyMethod.BAYES:
         raise InvalidInput(("body", "metric"), "method bayes needs a `metric` to model (W&B refuses bayes "
                                                "without one): give metric.name and metric.goal")
-    if body.metric is None and body.early_terminate is not None:
+    if body.metric is None and not body.metrics and body.early_terminate is not None:
         raise InvalidInput(("body", "metric"), "early_terminate ranks runs by the sweep's metric (W&B refuses "
                                                "early termination without one): give metric.name and metric.goal")
     if method == StudyMethod.BAYES and all(d.distribution == "constant" for d in space.dimensions):
