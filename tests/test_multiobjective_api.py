@@ -196,3 +196,14 @@ def test_pruner_prunes_on_the_first_objective(client):
 
 def test_pareto_of_an_unknown_study_is_404(client):
     assert client.get(f"{API}/studies/nope/pareto").status_code == 404
+
+
+def test_dashboard_pareto_data_has_ranks_feasibility_and_a_growing_hypervolume(client):
+    make_mo(client, method="random", max_trials=8, constraints=[{"name": "cost", "max": 0.7}])
+    run_trials(client, "mo", 8, lambda p: {**zdt1(p), "cost": p["y"]})
+    d = client.get("/dashboard/api/studies/mo/pareto").json()
+    assert [o["name"] for o in d["objectives"]] == ["f1", "f2"] and d["constraints"][0]["max"] == 0.7
+    assert [t["number"] for t in d["trials"]] == sorted(t["number"] for t in d["trials"])
+    assert all(t["feasible"] == (t["rank"] is not None) for t in d["trials"])
+    hv = [h["hypervolume"] for h in d["hypervolume"]]
+    assert len(hv) == sum(t["feasible"] for t in d["trials"]) and all(b >= a for a, b in zip(hv, hv[1:]))

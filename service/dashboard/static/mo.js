@@ -45,14 +45,16 @@
     const front = data.trials.filter((p) => p.rank === 1);
     const rest = data.trials.filter((p) => p.feasible && p.rank !== 1);
     const infeasible = data.trials.filter((p) => !p.feasible);
-    // The front in the chosen pair, sorted along x: a step line through it (with 3+ objectives a
-    // front trial may be dominated in this projection; it stays marked, the line joins all).
+    // The front in the chosen pair, sorted along x.
     const sx = objs[i].goal === "maximize" ? -1 : 1;
     const line = front.slice().sort((a, b) => sx * (a.values[i] - b.values[i]));
     const traces = [
       trace(rest, i, j, { name: "dominated", marker: { color: "#b8c2cf", size: 7 } }),
       trace(infeasible, i, j, { name: "infeasible", marker: { color: "#d1495b", symbol: "x", size: 8 } }),
-      trace(line, i, j, { name: "Pareto front", mode: "lines+markers", line: { shape: "hv", color: "#2f6fde", width: 1.5 },
+      // Two objectives: the front as a step line; with more, a projection of it (markers only: a
+      // front trial may look dominated in this pair).
+      trace(line, i, j, { name: "Pareto front", mode: objs.length === 2 ? "lines+markers" : "markers",
+        line: { shape: "hv", color: "#2f6fde", width: 1.5 },
         marker: { color: "#2f6fde", size: 10, line: { color: "#0f2f6e", width: 1 } } }),
     ];
     Plotly.react($("#chart-pareto"), traces, Object.assign({}, LAYOUT, {
