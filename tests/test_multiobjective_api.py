@@ -50,6 +50,8 @@ def refused(client, body):
     ({"constraints": [{"name": "lat", "max": 5, "unit": "ms"}]}, ["body", "constraints", 0, "unit"], "Extra inputs"),
     ({"method": "tpe_hyperopt"}, ["body", "method"], "tpe_hyperopt optimizes one metric"),
     ({"metric": {"name": "g", "impute": "worst"}}, ["body", "metric", "impute"], "apply to a single objective"),
+    ({"metric": {"name": "g", "impute_while_running": "best"}, "metrics": None, "constraints": [{"name": "c", "min": 1}]},
+     ["body", "metric", "impute"], "apply to a single unconstrained objective: leave them out with `constraints`"),
 ])
 def test_bad_lists_are_a_422_naming_the_field_and_the_rule(client, over, loc, words):
     detail = refused(client, mo_body(**over))

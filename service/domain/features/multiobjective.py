@@ -44,6 +44,9 @@ def _check_document(draft: StudyDraft) -> None:
     if method == StudyMethod.TPE_HYPEROPT:
         raise InvalidInput(("body", "method"), f"method tpe_hyperopt optimizes one metric and takes no "
                            f"constraints; with `{field}` use tpe (MOTPE), gp, bayes, random or grid")
+    if body.metric is not None and (body.metric.impute or body.metric.impute_while_running):
+        raise InvalidInput(("body", "metric", "impute"), f"impute and impute_while_running apply to a single "
+                           f"unconstrained objective: leave them out with `{field}`")
     if body.warm_start_from is not None:
         raise InvalidInput(("body", "warm_start_from"), f"warm_start_from cannot be used with `{field}`: the "
                            f"other study's trials carry one value, not this study's objectives and constraints")
