@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import claim, make_study, study_body
+from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 
 API = "/api/v1"
 XY = {"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}}
@@ -209,3 +210,26 @@ def test_dashboard_pareto_data_has_ranks_feasibility_and_a_growing_hypervolume(c
     assert all(t["feasible"] == (t["rank"] is not None) for t in d["trials"])
     hv = [h["hypervolume"] for h in d["hypervolume"]]
     assert len(hv) == sum(t["feasible"] for t in d["trials"]) and all(b >= a for a, b in zip(hv, hv[1:]))
+
+
+def test_migration_0013_adds_the_columns_and_its_downgrade_drops_them(fresh_url):
+    from alembic import command
+    from sqlalchemy import create_engine, inspect
+
+    from tuneserve_service.db.migrate import alembic_config, upgrade
+
+    new = {"objectives", "constraint_values", "feasible", "violation"}
+
+    def columns() -> set[str]:
+        engine = create_engine(fresh_url)
+        with engine.connect() as conn:
+            found = {c["name"] for c in inspect(conn).get_columns("trials")}
+        engine.dispose()
+        return found
+
+    upgrade(fresh_url, "0012")
+    assert not new & columns()
+    upgrade(fresh_url)
+    assert new <= columns()
+    command.downgrade(alembic_config(fresh_url), "0012")
+    assert not new & columns()
