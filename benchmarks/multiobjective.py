@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (the CNN part uses at most 3)")
     ap.add_argument("--methods", default="", help="only these methods (comma-separated)")
     ap.add_argument("--quick", action="store_true", help="2 seeds and small budgets (a smoke test)")
+    ap.add_argument("--budget", type=int, default=0, help="evaluations per run instead of the part's default")
+    ap.add_argument("--max-cnn-seeds", type=int, default=3, help="the CNN part's seeds at most")
     ap.add_argument("--jobs", type=int, default=2, help="processes")
     ap.add_argument("--out", default="", help="write every run's figure here (JSON)")
     args = ap.parse_args(argv)
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = []
     for part in args.parts.split(","):
         problems, methods, budget, quick = PARTS[part]
-        seeds = 2 if args.quick else (min(args.seeds, 3) if part == "cnn" else args.seeds)
+        seeds = 2 if args.quick else (min(args.seeds, args.max_cnn_seeds) if part == "cnn" else args.seeds)
+        budget = args.budget or budget
         for problem in problems:
             for method in methods:
                 if only and method not in only:
