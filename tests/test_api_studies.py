@@ -93,7 +93,7 @@ def test_wandb_sweep_yaml_is_a_study(client):
         ({"metric": {"name": "x", "target": "low"}}, ["body", "metric", "target"], "must be a number"),
         ({"metric": {"goal": "maximize"}}, ["body", "metric", "name"], "Field required"),
         ({"metric": {"name": "x", "impute": "mean"}}, ["body", "metric", "impute"], "'latest', 'best' or 'worst'"),
-        ({"metrics": [{"name": "a"}, {"name": "b"}]}, ["body", "metrics"], "tuneserve optimizes one `metric`"),
+        ({"metrics": [{"name": "val_loss"}, {"name": "b"}]}, ["body", "metrics"], "both `metric` and in `metrics`"),
         ({"scheduler": {"engine": "optuna"}}, ["body", "scheduler"], "'optuna' is not supported"),
         ({"scheduler": {"engine": "wandb"}, "early_terminate": {"type": "hyperband", "min_iter": 2}},
          ["body", "early_terminate"], "cannot be used together with `scheduler`"),

@@ -9,6 +9,8 @@
     trial.report(1, val_loss=0.3)
     trial.complete(0.3)
     client.get_study("nb").best_trial.value
+    # Several objectives: metrics=[{"name": "val_loss"}, {"name": "param_count"}], constraints=
+    # [{"name": "latency_ms", "max": 5}]; report every metric, then client.pareto("nb").front
 
 Answers are the server's own wire types (pydantic models from tuneserve.schemas: StudyRead,
 TrialRead, TrialLease, Decision, ...), so attribute names and enums are the API's. Errors are
@@ -25,6 +27,7 @@ from pydantic import TypeAdapter
 
 from tuneserve.schemas.craft_requests import RepeatResponse
 from tuneserve.schemas.logs import TrialLogRead
+from tuneserve.schemas.multiobjective import ParetoRead
 from tuneserve.schemas.studies import StudyRead
 from tuneserve.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
 from tuneserve._defaults import api_token, server_url
@@ -123,6 +126,11 @@ class Client:
         """Re-run the top configurations with `seeds` new seeds each (added to the budget)."""
         return self._as(RepeatResponse, self.request("POST", f"/studies/{name}/repeat",
                                                      json={"top_k": top_k, "seeds": seeds}))
+
+    def pareto(self, name: str, **kw: Any) -> ParetoRead:
+        """The Pareto front of a study with several objectives (and every valued trial's rank and
+        feasibility); a single-objective study's trials ranked by value."""
+        return self._as(ParetoRead, self.request("GET", f"/studies/{name}/pareto", **kw))
 
     def ask(self, name: str, count: int = 1, worker_id: str = "sdk") -> list["Trial"]:
         """`count` trials to run yourself (ask/tell), each under a lease: report, then complete."""

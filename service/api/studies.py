@@ -18,10 +18,12 @@ from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import protocol
 from tuneserve_service.domain.core import studies as study_domain
+from tuneserve_service.domain.features import multiobjective
 from tuneserve_service.domain.features import refine as refine_domain
 from tuneserve_service.domain.features import repeats as repeat_domain
 from tuneserve.schemas.craft_requests import RefineRequest, RepeatRequest, RepeatResponse
 from tuneserve.schemas.enums import StudyState, TrialState
+from tuneserve.schemas.multiobjective import ParetoRead
 from tuneserve.schemas.studies import StudyCreate, StudyRead
 from tuneserve.schemas.trials import AskRequest, EnqueueRequest, TrialLease, TrialPage, TrialRead
 
@@ -136,3 +138,9 @@ def refine(name: str, body: RefineRequest, db: Database = Depends(get_db)) -> St
              summary="Re-run the top configurations with other seeds (added to the budget)")
 def repeat(name: str, body: RepeatRequest, db: Database = Depends(get_db)) -> RepeatResponse:
     return repeat_domain.repeat_read(db, name, body.top_k, body.seeds)
+
+
+@router.get("/{name}/pareto", response_model=ParetoRead,
+            summary="The Pareto front: every completed trial's objective values, rank (1: the front) and feasibility")
+def pareto_front(name: str, db: Database = Depends(get_db)) -> ParetoRead:
+    return multiobjective.front_read(db, name)

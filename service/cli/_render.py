@@ -55,9 +55,12 @@ def print_status(study: dict) -> None:
     elif "runnable_by_workers" in study and study["state"] == "running":
         out.print(f"workers able to run it: {study['runnable_by_workers']}")
     best = study.get("best_trial")
+    print_objectives(study)
     if best:
         at = f" at {study['fidelity_label']}" if study.get("fidelity_label") else ""
-        out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}{at}")
+        flag = " [yellow](least infeasible: no trial meets the constraints yet)[/]" \
+            if study.get("best_is_feasible") is False else ""
+        out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}{at}{flag}")
         for key, value in sorted(flatten_params(best["params"]).items()):
             out.print(f"  {key} = {json.dumps(value) if not isinstance(value, str) else value}")
     print_craft(study)
@@ -71,6 +74,44 @@ def print_status(study: dict) -> None:
                 continue  # the sanity line above says it
             text = item.get("message") or item.get("text") if isinstance(item, dict) else item
             out.print(f"[yellow]{key[:-1] if key.endswith('s') else key}:[/] {text}")
+
+
+def print_objectives(study: dict) -> None:
+    """Several objectives and constraints: what they are, and the front (from the study read)."""
+    objectives = study.get("objectives") or []
+    constraints = study.get("constraints") or []
+    if len(objectives) > 1:
+        out.print("objectives: " + ", ".join(f"{o['goal']} {o['name']}" for o in objectives))
+        if study.get("pruning_note"):
+            out.print(f"  ({study['pruning_note']})")
+    if constraints:
+        out.print("constraints: " + ", ".join(constraint_text(c) for c in constraints))
+    front = study.get("pareto_front")
+    if front:
+        out.print(front_table(objectives, front))
+
+
+def constraint_text(c: dict) -> str:
+    return f"{c['name']} <= {number(c['max'])}" if c.get("max") is not None else f"{c['name']} >= {number(c['min'])}"
+
+
+def front_table(objectives: list[dict], points: list[dict], title: str | None = None) -> Table:
+    """The front (or every ranked trial): trial number, each objective, and rank/feasibility when given."""
+    table = Table(title=title or f"Pareto front ({len(points)} trials)")
+    table.add_column("trial", justify="right")
+    for o in objectives:
+        table.add_column(f"{o['name']} ({'min' if o['goal'] == 'minimize' else 'max'})", justify="right")
+    ranked = any("rank" in p for p in points)
+    if ranked:
+        table.add_column("rank", justify="right")
+        table.add_column("feasible")
+    for p in points:
+        cells = [str(p["number"]), *(number(v) for v in p["values"])]
+        if ranked:
+            cells += ["-" if p.get("rank") is None else str(p["rank"]),
+                      "yes" if p.get("feasible") else f"no (violation {number(p.get('violation'))})"]
+        table.add_row(*cells)
+    return table
 
 
 GATE_STYLE = {"passed": "green", "done": "green", "failed": "red", "skipped": "yellow", "pending": "white",
@@ -248,6 +289,10 @@ def export_row(trial: dict, leaves: list[str] | None = None) -> dict[str, Any]:
         row[f"fidelity.{key}"] = value
     for key, value in flatten_params(trial["params"], leaves).items():
         row[f"params.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) or value is None else value
+    # Several objectives and constraints: feasibility and front rank (the CLI's export adds the rank).
+    for key in ("feasible", "violation", "front_rank"):
+        if trial.get(key) is not None or key in trial:
+            row[key] = trial.get(key)
     metrics = {**((trial.get("last_report") or {}).get("metrics") or {}), **(trial.get("metrics") or {})}
     for key, value in metrics.items():
         row[f"metrics.{key}"] = value
@@ -257,6 +302,6 @@ def export_row(trial: dict, leaves: list[str] | None = None) -> dict[str, Any]:
 def export_columns(rows: list[dict[str, Any]]) -> list[str]:
     seen = {k for r in rows for k in r}
     rest = sorted(k for k in seen if k not in EXPORT_FIRST)
-    order = {"fidelity": 0, "params": 1, "metrics": 2}
+    order = {"feasible": -3, "violation": -2, "front_rank": -1, "fidelity": 0, "params": 1, "metrics": 2}
     rest.sort(key=lambda k: (order.get(k.split(".", 1)[0], 3), k))
     return [k for k in EXPORT_FIRST] + rest

@@ -1,4 +1,4 @@
-"""`tuneserve study ...`: create, list, status (--watch), trials, pause, resume, stop, delete, export."""
+"""`tuneserve study ...`: create, list, status (--watch), pareto, trials, pause, resume, stop, delete, export."""
 import csv
 import json
 import sys
@@ -140,6 +140,29 @@ def _watch(api: Api, name: str, study: dict, interval: float) -> dict:
 
 
 @app.command()
+def pareto(
+    name: NameArg,
+    all_: Annotated[bool, typer.Option("--all", help="Every valued trial with its rank, not only the front.")] = False,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
+) -> None:
+    """The Pareto front of a study with several objectives: trial, each objective, rank, feasibility."""
+    with Api(server, token) as api:
+        front = api.get(f"/studies/{name}/pareto")
+    if as_json:
+        print_json(front)
+        return
+    objectives = front["objectives"]
+    points = front["trials"] if all_ else front["front"]
+    out.print(render.front_table(objectives, points, title=f"{name}: " + (
+        f"every valued trial ({len(points)})" if all_ else f"Pareto front ({len(points)} trials)")))
+    if front["constraints"]:
+        out.print("constraints: " + ", ".join(render.constraint_text(c) for c in front["constraints"]))
+    if front.get("hypervolume") is not None:
+        out.print(f"hypervolume (objectives normalised over the feasible trials, reference 1.1): "
+                  f"{render.number(front['hypervolume'])}")
+
+
+@app.command()
 def trials(
     name: NameArg,
     state: Annotated[Optional[TrialState], typer.Option(help="Only trials in this state.")] = None,
@@ -202,14 +225,21 @@ def export(
 ) -> None:
     """Every trial with its state, value, method, fail kind and reason, fidelity, params and metrics.
 
-    CSV columns: the trial's fields, then `fidelity.*`, `params.*` and `metrics.*` (every metric of
-    the final report); JSON: the API's trial objects as they are.
+    CSV columns: the trial's fields, then (several objectives or constraints) `feasible`, `violation`
+    and `front_rank` (1: the Pareto front), `fidelity.*`, `params.*` and `metrics.*` (every metric of
+    the final report); JSON: the API's trial objects, with `front_rank` added likewise.
     """
     if fmt not in ("csv", "json"):
         fail(f"--format must be csv or json, got {fmt!r}")
     with Api(server, token) as api:
-        leaves = render.space_leaves(api.get(f"/studies/{name}"))
+        study = api.get(f"/studies/{name}")
+        leaves = render.space_leaves(study)
         rows = api.all_trials(name)
+        if study.get("objectives") or study.get("constraints"):
+            # Several objectives or constraints: each trial's front rank (1: the front; None: infeasible
+            # or without every objective), next to its feasible and violation fields.
+            ranks = {p["trial_id"]: p["rank"] for p in api.get(f"/studies/{name}/pareto")["trials"]}
+            rows = [{**r, "front_rank": ranks.get(r["id"])} for r in rows]
     stream = open(output, "w", newline="") if output else sys.stdout
     try:
         if fmt == "json":

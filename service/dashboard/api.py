@@ -64,6 +64,13 @@ def curves(
     return DashboardJSON(data.curves(db, name, limit, points))
 
 
+@router.get("/studies/{name}/pareto", summary="Several objectives: every valued trial's values, rank and "
+                                              "feasibility, and the hypervolume history")
+def pareto(name: str, db: Database = Depends(get_db)) -> Response:
+    with db.read() as s:
+        return DashboardJSON(data.pareto_chart(s, name))
+
+
 @router.get("/studies/{name}/params", summary="Parameters and value of a bounded selection of trials")
 def params(
     name: str, db: Database = Depends(get_db),

@@ -394,3 +394,38 @@ def trial_detail(session: Session, trial_id: int, points: int = TRIAL_POINTS) ->
         "duration_s": (utc(row["finished_at"]) - utc(row["started_at"])).total_seconds()
         if started and finished else None,
     }
+
+
+# Hypervolume history points at most (a study of more trials is sampled evenly, its last trial kept).
+HV_HISTORY_POINTS = 300
+
+
+def pareto_chart(session: Session, name: str) -> dict[str, Any]:
+    """The front panel of a study with several objectives or constraints: every valued trial's
+    objective values, rank (1: the front), feasibility and violation, and the hypervolume of the
+    feasible trials so far after each trial (trial-number order; objectives normalised over all
+    feasible trials, reference point 1.1), which only grows."""
+    import numpy as np
+
+    from tuneserve_service.domain.features import multiobjective
+    from tuneserve_service.optimizers import pareto
+
+    study = study_store.get_study(session, name)
+    read = multiobjective.pareto_read(session, study)
+    goals = tuple(o.goal.value for o in read.objectives)
+    points = sorted(read.trials, key=lambda p: p.number)
+    hv: list[dict[str, Any]] = []
+    feasible = [p for p in points if p.feasible]
+    if len(goals) > 1 and feasible:
+        Y = pareto.to_min(np.array([p.values for p in feasible], dtype=float), goals)
+        N = pareto.normalise(Y)
+        step = max(1, math.ceil(len(feasible) / HV_HISTORY_POINTS))
+        keep = sorted(set(range(step - 1, len(feasible), step)) | {len(feasible) - 1})
+        hv = [{"number": feasible[i].number, "hypervolume": pareto.hypervolume(N[: i + 1])} for i in keep]
+    return {
+        "objectives": [o.model_dump(mode="json") for o in read.objectives],
+        "constraints": [c.model_dump(mode="json") for c in read.constraints],
+        "trials": [{"id": p.trial_id, "number": p.number, "values": p.values, "rank": p.rank,
+                    "feasible": p.feasible, "violation": p.violation} for p in points],
+        "hypervolume": hv,
+    }

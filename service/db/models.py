@@ -182,6 +182,13 @@ class Trial(Base):
     # 0012): the diagnosed trial's id and the notch of its variant that was applied (lr_down, ...).
     parent_trial_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     advice_notch: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Several objectives and constraints (migration 0013, service/domain/core/objectives.py): the
+    # objective vector and each constraint's value (<= 0 holds) from the final report, whether all
+    # hold and by how much they are exceeded together. NULL for single-objective, unconstrained studies.
+    objectives: Mapped[list[Any] | None] = mapped_column(NullableJSON, nullable=True)
+    constraint_values: Mapped[list[Any] | None] = mapped_column(NullableJSON, nullable=True)
+    feasible: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    violation: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

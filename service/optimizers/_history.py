@@ -40,6 +40,7 @@ class History:
     penalty: float                 # the loss a failed trial gets (also the constant liar for TPE)
 
     n_total: int                   # observations in the full history (before any cap)
+    kept: tuple[int, ...] = ()     # the index in the history given of each usable observation
 
     def __len__(self) -> int:
         return len(self.params)
@@ -135,6 +136,7 @@ def build_history(
         n_completed=int(np.isfinite(raw[keep]).sum()) if keep else 0,
         penalty=penalty,
         n_total=n,
+        kept=tuple(keep),
     )
 
 

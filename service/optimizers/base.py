@@ -25,6 +25,11 @@ class Observation:
     params: dict[str, Any]
     value: float | None
     state: str = "completed"
+    # Studies with several objectives or constraints (service/domain/core/objectives.py): the
+    # objective vector as reported (each in its own goal's direction; None: not every objective
+    # reported, or a failed trial) and each constraint's value (<= 0 holds; None: not reported).
+    values: tuple[float, ...] | None = None
+    constraints: tuple[float | None, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ L-BFGS-B runs with finite-difference gradients) and GP hyper-parameter restarts.
   - acquisition search: batched random + local search (see WarmStartEI) instead of the
     library's per-point L-BFGS-B, warm-started from the best observed points.
 
+Several objectives and constraints (multi.py): ParEGO, not EHVI. Each suggestion scalarises the
+normalised objectives with random simplex weights (augmented Chebyshev) and runs this same GP + EI:
+no new dependency (EHVI needs BoTorch/torch on the server, or a hand-written box decomposition),
+the cost of a single-objective suggestion, and the kriging believer below works as it is for
+pending trials, where EHVI would need a q-EHVI. Constraints: bayes_opt's own constrained mode
+(a GP per constraint, EI times the probability of feasibility, the incumbent the best feasible
+target); the believer lies carry the constraint models' mean.
+
 Pending trials: kriging believer (liar="believer", the default). Each pending trial, and each
 point already chosen in the same call, is registered, under the frozen hyper-parameters, with the
 GP's own posterior mean there (conditioned on the liars registered before it); the variance
@@ -74,6 +82,7 @@ from tuneserve_service.optimizers._history import (
     model_dimensions,
 )
 from tuneserve_service.optimizers.base import Observation, Suggestion
+from tuneserve_service.optimizers.multi import gp_observations, is_multi
 from tuneserve_service.space import Dimension, SearchSpace
 
 MAX_REDRAWS = 4
@@ -99,6 +108,12 @@ def _warp(losses: np.ndarray) -> np.ndarray:
     if len(z) >= 3 and np.ptp(z) > 0:
         z = yeojohnson(z)[0]
     return (z - z.mean()) / (z.std() if z.std() > 0 else 1.0)
+
+
+def _constraint_value(c):
+    """One constraint is registered as a float, several as a vector (bayes_opt's TargetSpace)."""
+    c = np.atleast_1d(np.asarray(c, dtype=float))
+    return float(c[0]) if c.size == 1 else c
 
 
 class _Encoding:
@@ -212,10 +227,17 @@ class GPOptimizer:
         count: int,
         seed: int,
         goal: str = "minimize",
+        goals: Sequence[str] | None = None,
     ) -> list[Suggestion]:
         dims = model_dimensions(space)
         fixed = fixed_params(space)
+        constraints = None
+        if is_multi(completed, goals):   # ParEGO scalarisation, a GP per constraint (multi.py)
+            completed, constraints = gp_observations(completed, goals or (goal,), derive_seed(seed, 1 << 21))
+            goal = "minimize"
         history = build_history(space, completed, goal, n_best=self.n_best, n_recent=self.n_recent)
+        if constraints is not None:
+            constraints = constraints[list(history.kept)]
         guard = DuplicateGuard(space, pending)
         # Pending trials do not count towards the start-up design here, unlike tpe: a GP fitted
         # on 3 results plus 7 believers made 8-pending runs worse on Hartmann-6 and Rosenbrock-5
@@ -231,10 +253,11 @@ class GPOptimizer:
         # than they save, and a server runs many requests side by side.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), threadpool_limits(1):
             warnings.simplefilter("ignore")
-            return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed)
+            return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed, constraints)
 
-    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed):
+    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed, constraints=None):
         from bayes_opt import BayesianOptimization
+        from scipy.optimize import NonlinearConstraint
         from sklearn.gaussian_process.kernels import Matern
 
         enc = _Encoding(dims)
@@ -247,6 +270,9 @@ class GPOptimizer:
             random_state=rs,
             verbose=0,
             allow_duplicate_points=False,
+            # Constraints: one GP per constraint, EI times the probability that all hold (c <= 0).
+            constraint=None if constraints is None else NonlinearConstraint(
+                None, np.full(constraints.shape[1], -np.inf), np.zeros(constraints.shape[1])),
         )
         opt.set_gp_params(
             kernel=Matern(length_scale=np.full(enc.size, 0.5), length_scale_bounds=(1e-2, 1e2), nu=2.5),
@@ -258,11 +284,17 @@ class GPOptimizer:
         U = np.vstack([enc.encode(x) for x in history.X])
         y = -_warp(history.losses)
         merged: dict[bytes, list] = {}
-        for u, t in zip(U, y):
-            merged.setdefault(u.tobytes(), [u, []])[1].append(t)
+        C = constraints if constraints is not None else [None] * len(U)
+        for u, t, c in zip(U, y, C):
+            merged.setdefault(u.tobytes(), [u, [], []])[1].append(t)
+            merged[u.tobytes()][2].append(c)
         space_ = opt.space
-        for u, ts in merged.values():
-            space_.register(u, float(np.mean(ts)))
+        for u, ts, cs in merged.values():
+            space_.register(u, float(np.mean(ts)), None if constraints is None else _constraint_value(np.mean(cs, axis=0)))
+        model = opt.constraint
+        if model is not None:
+            model.fit(space_.params, space_._constraint_values)
+            worst_c = _constraint_value(np.max(np.atleast_2d(space_._constraint_values.T).T, axis=0))
         liar = float(space_.target.min() if self.liar == "min" else space_.target.mean())
 
         # Fit hyper-parameters once, on real points only, then freeze them so the liars below
@@ -277,11 +309,14 @@ class GPOptimizer:
             if u in space_:
                 return
             value = worst if rejected else liar
+            c = None
+            if model is not None:   # the constraint models' own mean there (the worst when rejected)
+                c = worst_c if rejected else _constraint_value(model.approx(u.reshape(1, -1))[0])
             if self.liar == "believer" and not rejected:
                 # Kriging believer: the GP's own mean there (conditioned on the liars so far).
                 gp.fit(space_.params, space_.target)
                 value = float(gp.predict(u.reshape(1, -1))[0])
-            space_.register(u, value)
+            space_.register(u, value, c)
 
         for p in pending:
             row = internal_row(dims, p)

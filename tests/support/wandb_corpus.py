@@ -261,8 +261,6 @@ INVALID: list[Case] = [
         ("parameters", "v1"), "`probabilities` has 4 entries", "test_config"),
     bad("probabilities-sum", one("random", {"values": [1, 2, 3], "probabilities": [0.1, 0.2, 0.3]}),
         ("parameters", "v1"), "must sum to 1", "test_config"),
-    bad("metrics-with-bayes", {"method": "bayes", "metrics": [LOSS, {"name": "accuracy", "goal": "maximize"}],
-                               "parameters": {"v1": ABC}}, ("metrics",), "needs method: custom", "test_config"),
     bad("metric-and-metrics", {"method": "custom", "metric": {"name": "loss"},
                                "metrics": [LOSS, {"name": "accuracy", "goal": "maximize"}], "parameters": {"v1": ABC}},
         ("method",), "custom", "test_config"),
@@ -410,6 +408,13 @@ LENIENT: list[Case] = [
                             "max_trials": 5, "max_concurrent": 2, "seed": 3, "lease_seconds": 30, "max_retries": 1,
                             "pruner": {"type": "median"}, "objective": "builtin:cnn"}, False, True,
          why="tuneserve's own keys and methods (tpe, tpe_hyperopt, gp), which W&B's schema does not define"),
+    Case("metrics-with-bayes", {"method": "bayes", "metrics": [LOSS, {"name": "accuracy", "goal": "maximize"}],
+                                "parameters": {"v1": ABC}}, False, True, source="test_config",
+         why="W&B's validator wants method: custom (a Launch scheduler) for `metrics`; tuneserve optimizes "
+             "several objectives itself (MOTPE, ParEGO)"),
+    Case("constraints", {"method": "tpe", "metric": LOSS, "constraints": [{"name": "latency_ms", "max": 5}],
+                         "parameters": {"v1": ABC}}, False, True,
+         why="tuneserve's own `constraints` key, which W&B's schema does not define"),
 ]
 
 # --- W&B's six example sweep files, re-typed -------------------------------------------------------

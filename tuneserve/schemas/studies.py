@@ -3,8 +3,9 @@
 StudyCreate takes every key of W&B's sweep configuration (its JSON schema, src/sweeps/config/
 schema.json of W&B's `sweeps` package) with W&B's types, and tuneserve's own keys. A key neither
 defines is a 422 whose message lists the keys allowed. What W&B's schema admits but tuneserve
-cannot run (`method: custom`, multi-objective `metrics`, a scheduler that loads a search space
-from code) is a 422 that says why. The rules that need the whole document (bayes needs a metric,
+cannot run (`method: custom`, a scheduler that loads a search space from code) is a 422 that says
+why. W&B's multi-objective `metrics` list (its Launch schedulers' shape) is accepted with any
+method, with tuneserve's `constraints` (tuneserve/schemas/multiobjective.py). The rules that need the whole document (bayes needs a metric,
 grid cannot weight values, ...) are checked in tuneserve_service.domain.studies.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tuneserve.schemas import craft
 from tuneserve.schemas.gates import AdviceRead, AdviceTriedRead, LrRangeRead, SanityRead
+from tuneserve.schemas.multiobjective import (MAX_CONSTRAINTS, MAX_OBJECTIVES, MIN_OBJECTIVES, ConstraintRead,
+                                              ConstraintSpec, ObjectiveSpec)
 from tuneserve.schemas.enums import Gate, Goal, Method, StudyMethod, StudyState, TrialState
 from tuneserve.schemas.trials import TrialRead
 
@@ -193,7 +196,12 @@ class StudyCreate(_Strict):
     image_uri: str | None = Field(default=None, description="W&B Launch image; kept, not used")
     apiVersion: str | None = None
     kind: Literal["sweep"] | None = None
-    metrics: Any = Field(default=None, description="W&B's multi-objective list: refused (needs method: custom)")
+    metrics: list[ObjectiveSpec] | None = Field(
+        default=None, description="Several objectives: [{name, goal}, ...], 2 to 4 (W&B Launch's list); with "
+                                  "`metric` too, that one is the first objective")
+    constraints: list[ConstraintSpec] | None = Field(
+        default=None, max_length=MAX_CONSTRAINTS,
+        description="[{name, max} | {name, min}, ...] on any reported metric: the best is the best feasible trial")
 
     # tuneserve's keys; strict: numbers only, never "10" or true.
     max_concurrent: int | None = Field(default=None, ge=1, le=100_000, strict=True)
@@ -257,12 +265,58 @@ class StudyCreate(_Strict):
 
     @field_validator("metrics")
     @classmethod
-    def _no_metrics(cls, v: Any) -> Any:
-        if v is not None:
-            raise PydanticCustomError(
-                "multi_objective", "`metrics` (several objectives) needs method: custom, a W&B Launch custom "
-                "scheduler; tuneserve optimizes one `metric`")
+    def _objectives(cls, v: list[ObjectiveSpec] | None) -> list[ObjectiveSpec] | None:
+        if v is None:
+            return v
+        names = [m.name for m in v]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise PydanticCustomError("duplicate_objective", "objective '{name}' is listed twice in metrics",
+                                      {"name": dup})
+        if len(v) > MAX_OBJECTIVES:
+            raise PydanticCustomError("objective_count", "metrics takes at most {most} objectives, got {got}",
+                                      {"most": MAX_OBJECTIVES, "got": len(v)})
         return v
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v: list[ConstraintSpec] | None) -> list[ConstraintSpec] | None:
+        if v is None:
+            return v
+        keys = [c.key for c in v]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup is not None:
+            raise PydanticCustomError("duplicate_constraint", "constraint '{name}' gives {side} twice",
+                                      {"name": dup[0], "side": dup[1]})
+        if not v:
+            raise PydanticCustomError("constraint_count", "constraints is empty: leave it out or give at least one")
+        return v
+
+    @model_validator(mode="after")
+    def _metric_and_metrics(self) -> StudyCreate:
+        if self.metrics is None:
+            return self
+        names = [m.name for m in self.metrics]
+        total = len(self.metrics) + (self.metric is not None)
+        if self.metric is not None and self.metric.name in names:
+            raise _error(("metrics",), "duplicate_objective",
+                         f"objective {self.metric.name!r} is both `metric` and in `metrics`: name it once")
+        if total < MIN_OBJECTIVES:
+            raise _error(("metrics",), "objective_count",
+                         f"metrics needs {MIN_OBJECTIVES} to {MAX_OBJECTIVES} objectives, got {total}; "
+                         "a single objective is `metric: {{name, goal}}`")
+        if total > MAX_OBJECTIVES:
+            raise _error(("metrics",), "objective_count",
+                         f"at most {MAX_OBJECTIVES} objectives (`metric` and `metrics` together), got {total}")
+        if self.metric is not None and (self.metric.impute or self.metric.impute_while_running):
+            raise _error(("metric", "impute"), "multi_objective_impute",
+                         "impute and impute_while_running apply to a single objective: leave them out with `metrics`")
+        return self
+
+    def objective_list(self) -> list[ObjectiveSpec]:
+        """The objectives in order: `metric` first when given, then `metrics` (one when single-objective)."""
+        first = [ObjectiveSpec(name=self.metric.name, goal=self.metric.goal)] if self.metric is not None else []
+        return first + list(self.metrics or [])
 
 
 
@@ -312,7 +366,20 @@ class StudyRead(BaseModel):
     counts: TrialCounts
     best_trial: TrialRead | None = Field(
         description="The best completed trial at the study's top fidelity; once any configuration has "
-                    "repeats, the best run of the noise-aware best configuration (best_configuration)")
+                    "repeats, the best run of the noise-aware best configuration (best_configuration). "
+                    "With constraints: the best feasible trial, or the least infeasible one while none is "
+                    "feasible (best_is_feasible false). With several objectives: the front's trial best "
+                    "in the first objective (the whole front: GET /studies/{name}/pareto)")
+    # Several objectives and constraints (service/domain/features/multiobjective.py).
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=list, description="The objectives, in order (empty: the single `metric`)")
+    constraints: list[ConstraintRead] = Field(default_factory=list, description="The constraints (empty: none)")
+    best_is_feasible: bool | None = Field(
+        default=None, description="With constraints: whether best_trial satisfies them all (null: no constraints)")
+    pareto_front: list[dict[str, Any]] | None = Field(
+        default=None, description="With several objectives: the front's trials {trial_id, number, values}")
+    pruning_note: str | None = Field(
+        default=None, description="With several objectives: pruners compare the first objective only")
     # The craft (service/domain/refine.py, stages.py, repeats.py, fidelity.py).
     parent: craft.StudyLink | None = Field(default=None, description="The study this one was refined from or follows as a stage")
     children: list[craft.StudyLink] = Field(default_factory=list, description="Studies refined from this one, and its next stage")

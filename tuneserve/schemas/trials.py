@@ -95,6 +95,11 @@ class TrialRead(BaseModel):
         default=None, description="Set when the trial was enqueued from another trial's advice (try-advice): that trial's id")
     advice_notch: str | None = Field(
         default=None, description="The notch of the parent's variant this trial runs (lr_down, regularise, ...)")
+    objectives: list[float] | None = Field(
+        default=None, description="Several objectives: its values, in the study's order, from its final report")
+    feasible: bool | None = Field(default=None, description="With constraints: whether they all hold")
+    violation: float | None = Field(
+        default=None, description="With constraints: the sum of their excess (0 when feasible)")
     reports: list[ReportRead] | None = None
 
 

@@ -91,10 +91,10 @@ def _weighted_specs(block: dict[str, Any], parents: tuple[str, ...] = ()) -> lis
 def check_document(body: StudyCreate, space: SearchSpace) -> None:
     """The rules of a sweep document that span several keys (W&B's cfg.py and its engines)."""
     method = body.method
-    if body.metric is None and method == StudyMethod.BAYES:
+    if body.metric is None and not body.metrics and method == StudyMethod.BAYES:
         raise InvalidInput(("body", "metric"), "method bayes needs a `metric` to model (W&B refuses bayes "
                                                "without one): give metric.name and metric.goal")
-    if body.metric is None and body.early_terminate is not None:
+    if body.metric is None and not body.metrics and body.early_terminate is not None:
         raise InvalidInput(("body", "metric"), "early_terminate ranks runs by the sweep's metric (W&B refuses "
                                                "early termination without one): give metric.name and metric.goal")
     if method == StudyMethod.BAYES and all(d.distribution == "constant" for d in space.dimensions):
@@ -182,7 +182,9 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
     except ValueError as err:   # SpaceError too: grid over a dimension with infinitely many values
         raise InvalidInput(("body", "method"), str(err)) from None
     pruner = _pruner_config(body, space, fidelity)
-    metric = body.metric or DEFAULT_METRIC
+    objectives = body.objective_list()
+    metric = body.metric or (MetricSpec(name=objectives[0].name, goal=objectives[0].goal) if body.metrics
+                             else DEFAULT_METRIC)
     max_trials = draft.max_trials
     if engine == Method.GRID:
         size = grid_size(space)
@@ -193,6 +195,9 @@ def create_study(session: Session, body: StudyCreate, *, parent: Study | None = 
     hooks.check_document(draft)
     config = body.model_dump(mode="json", exclude_none=True, by_alias=False)
     config["metric"] = metric.model_dump(mode="json", exclude_none=True)
+    if body.metrics or body.constraints:   # the ordered objectives (core/objectives.py reads them)
+        config["objectives"] = [o.model_dump(mode="json") for o in objectives] or [
+            {"name": metric.name, "goal": metric.goal.value}]
     study = _insert_named(session, body.name, dict(
         description=body.description,
         metric_name=metric.name,

@@ -32,7 +32,7 @@ import numpy as np
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study
 from tuneserve_service.craft.repeats import config_key
-from tuneserve_service.domain.core import impute
+from tuneserve_service.domain.core import impute, objectives
 from tuneserve_service.domain.core.fidelity import trial_record
 from tuneserve_service.domain.core.lineage import warm_start_observations
 from tuneserve_service.domain.core.studies import settle
@@ -75,11 +75,14 @@ def needs_history(method: str, space: SearchSpace) -> bool:
 @observe.timed_suggest
 def compute(
     method: str, space: SearchSpace, completed: list[Observation], pending: list[dict[str, Any]],
-    count: int, study_seed: int, number: int, goal: str,
+    count: int, study_seed: int, number: int, goal: str, goals: tuple[str, ...] | None = None,
 ) -> list[Suggestion]:
+    # Several objectives or constraints (core/objectives.py): the model-based engines take every
+    # goal; random and grid need nothing new.
+    extra = {"goals": goals} if goals is not None and method in (Method.TPE, Method.GP) else {}
     try:
         return get_optimizer(method).suggest(
-            space, completed, pending, count, trial_seed(study_seed, number, method), goal)
+            space, completed, pending, count, trial_seed(study_seed, number, method), goal, **extra)
     except SpaceExhausted:
         raise
     except Exception:  # noqa: BLE001 - any engine failure degrades to random, never fails the request
@@ -125,17 +128,21 @@ def _draw(db: Database, study: Study, run: list[dict[str, Any]], queue: list[dic
     space = SearchSpace.from_json(study.space)
     completed: list[Observation] = []
     pending: list[dict[str, Any]] = []
+    spec = objectives.spec_of(study.config, study.metric_name, study.goal)
     if needs_history(study.method, space):
         with db.transaction() as s:
-            if impute.wanted(study):   # W&B's metric.impute / impute_while_running (h9-sweeps)
+            if spec is not None:   # several objectives or constraints: vectors, not one value
+                completed, pending = objectives.observations(s, study.id)
+            elif impute.wanted(study):   # W&B's metric.impute / impute_while_running (h9-sweeps)
                 completed, pending = impute.observations(s, study)
             else:
                 completed, pending = _observations(trial_store.history(s, study.id), space)
             own = [o.value for o in completed if o.state == TrialState.COMPLETED and o.value is not None]
-            completed = warm_start_observations(s, study, space, own) + completed
+            if spec is None:
+                completed = warm_start_observations(s, study, space, own) + completed
     try:
         suggestions = compute(study.method, space, completed, pending, len(rows), study.seed,
-                              rows[0]["number"], study.goal)
+                              rows[0]["number"], study.goal, None if spec is None else spec.goals)
     except SpaceExhausted:
         suggestions = []
     now, later = suggestions[: len(run)], suggestions[len(run):]

@@ -62,6 +62,9 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         diagnosis=_get(trial, "diagnosis"),
         parent_trial_id=_opt(trial, "parent_trial_id"),
         advice_notch=_opt(trial, "advice_notch"),
+        objectives=_opt(trial, "objectives"),
+        feasible=_opt(trial, "feasible"),
+        violation=_opt(trial, "violation"),
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
         ],

@@ -6,12 +6,14 @@ it calls the hooks of the features listed here. A new feature is a module here a
 
 Why this order: the gates judge a special run before the diagnoses look at a trial, and their
 advice comes first; stages parse a document before repeats check its `repeat_top`; repeats' read
-(the noise-aware best) is the last word on `best_trial`.
+(the noise-aware best) is the last word on `best_trial`, except in a study with several objectives
+or constraints, where multiobjective's (the feasible best) is; it comes after diagnoses, which has
+loaded the study row into the session already.
 """
 from __future__ import annotations
 
 from tuneserve_service.domain.core.hooks import Feature
-from tuneserve_service.domain.features import diagnoses, gates, refine, repeats, stages
+from tuneserve_service.domain.features import diagnoses, gates, multiobjective, refine, repeats, stages
 
 FEATURES: tuple[Feature, ...] = (
     gates.FEATURE,      # the sanity check and the lr range test: special runs that hold a study
@@ -19,4 +21,5 @@ FEATURES: tuple[Feature, ...] = (
     refine.FEATURE,     # coarse to fine: a child around the top trials (its lineage in the read)
     repeats.FEATURE,    # repeats of the top configurations, the noise-aware best
     diagnoses.FEATURE,  # each trial's diagnosis, the study's advice from its trials
+    multiobjective.FEATURE,  # objective vectors, feasibility, the front; its best is the last word
 )
