@@ -30,7 +30,8 @@
     add("seed", p.seed);
     add("dataset", p.dataset);
     const f = p.fidelity || {};
-    if (f.subset_digest) add("data subset", `${f.subset_digest} (${f.train_samples} train, ${f.val_samples} val)`);
+    const sizes = [["train_samples", "train"], ["val_samples", "val"]].filter(([k]) => f[k] !== undefined).map(([k, w]) => `${f[k]} ${w}`);
+    if (f.subset_digest) add("data subset", `${f.subset_digest}${sizes.length ? ` (${sizes.join(", ")})` : ""}`);
     const flags = p.determinism || {};
     Object.keys(flags).forEach((k) => add(k.replace(/_/g, " "), flags[k]));
     return out;
