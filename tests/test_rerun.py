@@ -219,3 +219,33 @@ def test_migration_0014_adds_the_table_and_its_downgrade_drops_it(fresh_url):
     assert "trial_provenance" in tables()
     command.downgrade(alembic_config(fresh_url), "0012")
     assert "trial_provenance" not in tables()
+
+
+def test_a_worker_reports_without_provenance_to_a_server_that_refuses_it():
+    """An older server answers the provenance field with a 422: the report is sent again without it
+    (the run matters more than its provenance), once."""
+    from datetime import datetime, timezone
+
+    from tuneserve.errors import ApiError
+    from tuneserve.schemas.trials import Decision, TrialLease
+    from tuneserve_workers.loop import ServerContext, Worker
+
+    class OldServer:
+        def __init__(self):
+            self.bodies = []
+
+        def report(self, trial_id, token, step, metrics, provenance=None, **kw):
+            self.bodies.append(provenance)
+            if provenance is not None:
+                raise ApiError(422, [{"loc": ["body", "provenance"], "msg": "Extra inputs are not permitted"}])
+            return Decision(should_stop=False)
+
+    worker = Worker("http://127.0.0.1:9", lambda params, ctx: 0.0, worker_id="w-old", objective_name="builtin:cnn")
+    worker.client = OldServer()
+    lease = TrialLease(trial_id=1, study="s", number=0, params={"seed": 3}, attempt=0, lease_token="t" * 32,
+                       lease_expires_at=datetime.now(timezone.utc), lease_seconds=30.0,
+                       metric={"name": "val_loss", "goal": "minimize"}, method="random")
+    ctx = ServerContext(worker, lease)
+    assert ctx.report(1, val_loss=1.0) and ctx.report(2, val_loss=0.5)
+    first, again, second = worker.client.bodies
+    assert first["seed"] == 3 and first["worker_id"] == "w-old" and again is None and second is None

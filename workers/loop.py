@@ -100,8 +100,17 @@ class ServerContext(Context):
 
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
         w = self.worker
-        answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics,
-                                 provenance=self.provenance_once(), **w.call_options(self.lease))
+        sent = self.provenance_once()
+        try:
+            answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, provenance=sent,
+                                     **w.call_options(self.lease))
+        except ApiError as exc:
+            if sent is None or exc.status != 422 or "provenance" not in json.dumps(exc.detail, default=str):
+                raise
+            # A server that predates provenance (or refuses this one): the report matters, the rest does not.
+            w.event("provenance_refused", self.trial_id, level=logging.WARNING, detail=exc.detail)
+            answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics,
+                                     **w.call_options(self.lease))
         w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
         if answer.should_stop and self.stop_reason is None:
             self.stop_reason, self.stop_kind = answer.reason or "stop", answer.stop_kind
@@ -438,9 +447,15 @@ class Worker:
                 claim_next = None if self.draining.is_set() else {
                     "worker_id": self.worker_id, "study": self.study,
                     **({"objective": self.objective_name} if self.objective_name else {})}
-                answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
-                                              claim_next=claim_next, outcome=body.get("outcome"),
-                                              provenance=body.get("provenance"), **options)
+                try:
+                    answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
+                                                  claim_next=claim_next, outcome=body.get("outcome"),
+                                                  provenance=body.get("provenance"), **options)
+                except ApiError as exc:  # a server that predates provenance: complete without it
+                    if not body.get("provenance") or exc.status != 422 or "provenance" not in str(exc.detail):
+                        raise
+                    answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
+                                                  claim_next=claim_next, outcome=body.get("outcome"), **options)
                 self.event("completed", trial_id, state=answer.trial.state, value=answer.trial.value)
                 nxt = answer.next
                 if nxt is not None:
