@@ -32,7 +32,7 @@ from tuneserve_service.errors import InvalidInput, InvalidStudyState, NotRerunna
 from tuneserve.schemas.enums import StudyState, TrialKind, TrialSource
 from tuneserve.schemas.provenance import RERUN, Provenance
 from tuneserve.schemas.trials import TrialRead
-from tuneserve_service.space import SearchSpace, split_name, unflatten_params
+from tuneserve_service.space import SearchSpace, unflatten_params
 from tuneserve_service.store import studies as study_store
 from tuneserve_service.store import trials as trial_store
 
@@ -101,14 +101,7 @@ def _rule(space: SearchSpace, name: str, ran: dict[str, Any], message: str) -> s
     else:
         bounds = dim.value_bounds()
         rule = f"{dim.distribution} in [{bounds[0]:g}, {bounds[1]:g}]" if bounds is not None else dim.distribution
-    return f"its {name} = {ran.get(name, _nested(ran, name))!r} is outside the space, where {name} is {rule}"
-
-
-def _nested(params: dict[str, Any], name: str) -> Any:
-    value: Any = params
-    for part in split_name(name):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+    return f"its {name} = {ran.get(name)!r} is outside the space, where {name} is {rule}"
 
 
 def _trial_read(trial: Trial, read: Any) -> None:
