@@ -37,7 +37,7 @@ def enqueue(client, params, study="s"):
     return r.json()
 
 
-def run(client, study="s", provenance=PROVENANCE, on_complete=False, value=1.0):
+def run(client, study="s", provenance=PROVENANCE, on_complete=False, value=1.0, metrics=None):
     """Claim, report two epochs (the first with the provenance), complete; the trial's id."""
     lease = claim(client, study)
     tid, tok = lease["trial_id"], lease["lease_token"]
@@ -47,7 +47,7 @@ def run(client, study="s", provenance=PROVENANCE, on_complete=False, value=1.0):
             body["provenance"] = provenance
         r = post(client, f"/trials/{tid}/report", body)
         assert r.status_code == 200, r.text
-    body = {"lease_token": tok, "value": value}
+    body = {"lease_token": tok, "value": value, "metrics": metrics or {}}
     if on_complete:
         body["provenance"] = provenance
     assert post(client, f"/trials/{tid}/complete", body).status_code == 200

@@ -42,7 +42,7 @@ def test_the_provenance_panel_and_the_rerun_button(server, browser, shots):
         make_study(c, max_trials=1)
         make_study(c, "other", max_trials=1)
         enqueue(c, PARAMS)
-        tid = run(c)
+        tid = run(c, metrics={"param_count": 4506, "flops": 198976, "latency_ms": 0.1815, "peak_memory_mb": 2.6})
         visit(browser, f"{server.url}/dashboard/trials/{tid}")
         wait_for(lambda: shown(browser, "provenance-facts") and facts(browser), what="the provenance")
         got = facts(browser)
@@ -50,6 +50,11 @@ def test_the_provenance_panel_and_the_rerun_button(server, browser, shots):
         assert got["git commit"] == "c0ffeec0ffee (dirty)" and got["sha256"] == "abababababababab"
         assert got["command"] == "python train.py --lr=0.1" and got["data subset"] == "3767db5fe6ded5ff (719 train)"
         assert not shown(browser, "provenance-none") and not shown(browser, "provenance-rerun-of")
+        # What the model costs is in the trial's facts (dashboard.js), not in charts of their own.
+        head = text_of(browser, "#trial-facts")
+        for fact in ("params4506", "flops198976", "latency ms/image0.1815", "peak memory MB2.6"):
+            assert fact in head, head
+        assert not shown(browser, "panel-other")
 
         browser.find_element("id", "btn-rerun").click()
         wait_for(lambda: shown(browser, "rerun-msg"), what="the answer")
