@@ -107,6 +107,15 @@ class NoVariant(DomainError):
         super().__init__(f"trial {trial_id} has no variant to try: {why}", trial_id=trial_id)
 
 
+class NotRerunnable(DomainError):
+    """A rerun asked of a trial there is nothing to rerun of: it never ran, or it is a special run."""
+
+    code = "not_rerunnable"
+
+    def __init__(self, trial_id: int, why: str):
+        super().__init__(f"trial {trial_id} cannot be rerun: {why}", trial_id=trial_id)
+
+
 class LogNotFound(DomainError):
     code = "log_not_found"
 

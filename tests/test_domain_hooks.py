@@ -11,7 +11,8 @@ from tuneserve_service.domain.features import FEATURES
 
 def test_the_declared_list_is_in_force_in_its_order():
     assert hooks.installed() == FEATURES
-    assert [f.name for f in FEATURES] == ["gates", "stages", "refine", "repeats", "diagnoses", "multiobjective"]
+    assert [f.name for f in FEATURES] == ["gates", "stages", "refine", "repeats", "diagnoses", "reruns",
+                                          "multiobjective"]
 
 
 def test_a_hook_point_calls_the_features_in_order_and_chains_their_results():

@@ -100,6 +100,10 @@ def test_the_example_script_runs_unchanged_from_its_sweep_yaml(api, server, tmp_
         assert f"--lr={trial.params['lr']}" in first and "--batch_norm=" not in first
         assert "epoch 2: train_loss" in log.text and not log.truncated
         assert (tmp_path / "runs" / "digits-cnn" / f"trial-{trial.id}-0" / "output.log").read_text() == log.text
+        # The provenance names the program's command line and code (tests/test_rerun.py for the rest).
+        p = trial.provenance
+        assert p.objective == "program" and p.command[:3] == ["/usr/bin/env", "python", "examples/digits_cnn/train.py"]
+        assert p.code.path == str(ROOT / "examples/digits_cnn/train.py") and len(p.code.sha256) == 64
 
 
 SLOW_OR_CRASH = """

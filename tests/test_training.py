@@ -15,7 +15,8 @@ from tuneserve_workers.training.objective import Diverged, LocalContext, load_ob
 from tuneserve_workers.training.run import train_cnn
 
 EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio",
-                 "epoch_seconds", "images_per_second"}
+                 "epoch_seconds", "images_per_second", "peak_memory_mb"}
+SIZE = {"param_count", "flops"}  # at the first and the last epoch; latency_ms at the last (costs.py)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,7 +29,8 @@ def test_digits_reaches_95_percent_in_a_few_epochs():
     assert [step for step, _ in ctx.history] == [1, 2, 3, 4, 5]
     for step, metrics in ctx.history:
         # Step 1 also carries the loss before any update and C, to compare with ln(C).
-        assert set(metrics) == EPOCH_METRICS | ({"initial_loss", "num_classes"} if step == 1 else set())
+        assert set(metrics) == (EPOCH_METRICS | ({"initial_loss", "num_classes"} | SIZE if step == 1 else set())
+                                | (SIZE | {"latency_ms"} if step == 5 else set()))
         assert all(math.isfinite(v) for v in metrics.values())
     assert ctx.history[0][1]["num_classes"] == 10
     assert ctx.history[0][1]["initial_loss"] == pytest.approx(math.log(10), rel=0.1)

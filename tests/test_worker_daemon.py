@@ -22,7 +22,8 @@ from tuneserve.client import JsonClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_METRICS = {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio",
-                 "epoch_seconds", "images_per_second"}
+                 "epoch_seconds", "images_per_second", "peak_memory_mb"}
+LAST_EPOCH = EPOCH_METRICS | {"param_count", "flops", "latency_ms"}  # what the model costs (training/costs.py)
 # Tiny real training: half of digits, 8 filters. Each epoch takes a fraction of a second.
 TINY = {"width": {"value": 8}, "data_fraction": {"value": 0.5}, "batch_size": {"value": 32}}
 
@@ -116,7 +117,7 @@ def test_worker_completes_trials_end_to_end(database_url, api, workers):
         full = api.get_trial(t["id"])
         assert full["state"] == "completed" and full["worker_id"] == "w-e2e"
         assert [r["step"] for r in full["reports"]] == [1, 2, 3]
-        assert set(full["reports"][-1]["metrics"]) == EPOCH_METRICS
+        assert set(full["reports"][-1]["metrics"]) == LAST_EPOCH
         assert full["value"] == pytest.approx(full["reports"][-1]["metrics"]["val_loss"])
     assert "via=claim_next" in w.log  # complete handed out the next trial in the same round trip
     assert api.get_study("e2e")["best_trial"]["metrics"]["val_acc"] > 0.5

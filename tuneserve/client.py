@@ -149,6 +149,12 @@ class Client:
         """One trial with every report."""
         return self._as(TrialRead, self.request("GET", f"/trials/{trial_id}", **kw))
 
+    def rerun(self, trial_id: int, study: str | None = None) -> TrialRead:
+        """Enqueue the trial's run again (same params, seed, data subset and fidelity) into `study`, or
+        its own study; the new trial's `rerun_of` is `trial_id` (admin token)."""
+        body = {"study": study} if study is not None else None
+        return self._as(TrialRead, self.request("POST", f"/trials/{trial_id}/rerun", json=body))
+
     def trial_log(self, trial_id: int, attempt: int | None = None) -> TrialLogRead:
         """The tail of the output log of a trial run by a program (the latest attempt by default)."""
         query = {"attempt": attempt} if attempt is not None else None
@@ -169,10 +175,14 @@ class Client:
         return self._as(Decision, self.request("POST", f"/trials/{trial_id}/heartbeat",
                                                json={"lease_token": lease_token}, held=True, **kw))
 
-    def report(self, trial_id: int, lease_token: str, step: int, metrics: dict[str, float], **kw: Any) -> Decision:
-        return self._as(Decision, self.request(
-            "POST", f"/trials/{trial_id}/report",
-            json={"lease_token": lease_token, "step": step, "metrics": metrics}, held=True, **kw))
+    def report(self, trial_id: int, lease_token: str, step: int, metrics: dict[str, float],
+               provenance: dict[str, Any] | None = None, **kw: Any) -> Decision:
+        """`provenance` (tuneserve.schemas.provenance.Provenance): what this run is, sent once per
+        attempt with its first report."""
+        body: dict[str, Any] = {"lease_token": lease_token, "step": step, "metrics": metrics}
+        if provenance is not None:
+            body["provenance"] = provenance
+        return self._as(Decision, self.request("POST", f"/trials/{trial_id}/report", json=body, held=True, **kw))
 
     def report_many(self, trial_id: int, lease_token: str, reports: list[dict[str, Any]], **kw: Any) -> Decision:
         """`reports`: [{"step": int, "metrics": {...}}, ...]"""
@@ -182,13 +192,16 @@ class Client:
 
     def complete(self, trial_id: int, lease_token: str, value: float | None = None,
                  metrics: dict[str, float] | None = None, claim_next: dict[str, Any] | None = None,
-                 outcome: dict[str, Any] | None = None, **kw: Any) -> CompleteResponse:
+                 outcome: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+                 **kw: Any) -> CompleteResponse:
         """The ended trial and, with claim_next = {"worker_id", "study", "objective"}, the next lease.
         `outcome`: a special run's result (lease kind sanity or lr_range; tuneserve.schemas.gates.
         SpecialOutcome: supported, figures, curve, message), sent with value None and no metrics."""
         body = {"lease_token": lease_token, "value": value, "metrics": metrics or {}, "claim_next": claim_next}
         if outcome is not None:
             body["outcome"] = outcome
+        if provenance is not None:  # a run that reported nothing: its provenance comes here
+            body["provenance"] = provenance
         return self._as(CompleteResponse, self.request("POST", f"/trials/{trial_id}/complete", json=body,
                                                        held=True, **kw))
 

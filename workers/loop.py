@@ -46,7 +46,7 @@ from tuneserve.schemas.objectives import BUILTIN_CNN, PROGRAM, normalize_objecti
 from tuneserve.schemas.trials import TrialLease
 from tuneserve.client import Client
 from tuneserve.errors import ApiError, LeaseLost, NotFound, ServerUnavailable
-from tuneserve_workers import preempt
+from tuneserve_workers import preempt, provenance
 from tuneserve_workers.backoff import Backoff
 from tuneserve_workers.program import ProgramFailed, ProgramRunner, ProgramSpec
 from tuneserve_workers.training.lr_range import run_lr_range_objective
@@ -81,10 +81,36 @@ class ServerContext(Context):
             self.lr_range = LrRangeRequest(r.start_lr, r.end_lr, r.steps)
         self.lease_lost = False
         self.stop_kind: StopKind | None = None  # the server's reason to stop, as a value (never its wording)
+        self.provenance_sent = False
+
+    def provenance_once(self) -> dict[str, Any] | None:
+        """The run's provenance (workers/provenance.py) the first time it is asked for, then None:
+        it rides on the attempt's first report, or on the completion of a run that reported nothing."""
+        if self.provenance_sent:
+            return None
+        self.provenance_sent = True
+        w, lease = self.worker, self.lease
+        try:
+            return provenance.for_run(device=str(w.device), worker_id=w.worker_id, objective_name=w.objective_name,
+                                      objective=w.objective, params=lease.params, attempt=lease.attempt,
+                                      extra=self.provenance)
+        except Exception as exc:  # noqa: BLE001 - best effort: a trial never fails for its provenance
+            w.event("provenance_failed", self.trial_id, level=logging.WARNING, error=exc)
+            return None
 
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
         w = self.worker
-        answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, **w.call_options(self.lease))
+        sent = self.provenance_once()
+        try:
+            answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, provenance=sent,
+                                     **w.call_options(self.lease))
+        except ApiError as exc:
+            if sent is None or exc.status != 422 or "provenance" not in json.dumps(exc.detail, default=str):
+                raise
+            # A server that predates provenance (or refuses this one): the report matters, the rest does not.
+            w.event("provenance_refused", self.trial_id, level=logging.WARNING, detail=exc.detail)
+            answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics,
+                                     **w.call_options(self.lease))
         w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
         if answer.should_stop and self.stop_reason is None:
             self.stop_reason, self.stop_kind = answer.reason or "stop", answer.stop_kind
@@ -355,7 +381,7 @@ class Worker:
             value, metrics = metric_value(result, lease.metric.name)
             if value is not None and not math.isfinite(value):
                 raise Diverged(f"final {lease.metric.name}={value}")
-            return self._end(lease, "complete", value=value, metrics=metrics)
+            return self._end(lease, "complete", value=value, metrics=metrics, provenance=ctx.provenance_once())
         except LeaseLost as exc:
             self.event("abandoned", trial_id, level=logging.WARNING, reason="lease lost", detail=exc.detail)
         except Diverged as exc:
@@ -421,8 +447,15 @@ class Worker:
                 claim_next = None if self.draining.is_set() else {
                     "worker_id": self.worker_id, "study": self.study,
                     **({"objective": self.objective_name} if self.objective_name else {})}
-                answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
-                                              claim_next=claim_next, outcome=body.get("outcome"), **options)
+                try:
+                    answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
+                                                  claim_next=claim_next, outcome=body.get("outcome"),
+                                                  provenance=body.get("provenance"), **options)
+                except ApiError as exc:  # a server that predates provenance: complete without it
+                    if not body.get("provenance") or exc.status != 422 or "provenance" not in str(exc.detail):
+                        raise
+                    answer = self.client.complete(trial_id, token, body["value"], body["metrics"],
+                                                  claim_next=claim_next, outcome=body.get("outcome"), **options)
                 self.event("completed", trial_id, state=answer.trial.state, value=answer.trial.value)
                 nxt = answer.next
                 if nxt is not None:

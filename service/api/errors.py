@@ -41,6 +41,7 @@ STATUS = {
     e.BudgetExhausted: 409,
     e.NotEnoughTrials: 409,
     e.NoVariant: 409,
+    e.NotRerunnable: 409,
     e.Unauthenticated: 401,
     e.Forbidden: 403,
     e.NotLeaseHolder: 403,

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Response
 
 from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain.core import protocol
-from tuneserve_service.domain.features import diagnoses
+from tuneserve_service.domain.core import protocol, provenance
+from tuneserve_service.domain.features import diagnoses, reruns
 from tuneserve.schemas.enums import FailKind, TrialState
 from tuneserve.schemas.trials import (
     ClaimRequest, CompleteRequest, CompleteResponse, Decision, FailRequest, LeaseRequest,
     PruneRequest, ReportRequest, TrialLease, TrialRead,
 )
+from tuneserve.schemas.provenance import RerunRequest
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
@@ -45,6 +46,8 @@ def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Data
 
 @router.post("/{trial_id}/report", response_model=Decision)
 def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
+    if body.provenance is not None:  # once per attempt, with its first report (core/provenance.py)
+        provenance.record(db, trial_id, body.lease_token, caller.key, body.provenance)
     return protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key)
 
 
@@ -53,6 +56,8 @@ def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
              db: Database = Depends(get_db)) -> CompleteResponse:
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
+    if body.provenance is not None:  # a run that reported nothing sends it here (core/provenance.py)
+        provenance.record(db, trial_id, body.lease_token, caller.key, body.provenance)
     return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key,
                              outcome=body.outcome)
 
@@ -85,3 +90,18 @@ def try_advice(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
     an enqueued trial of the same study that records its parent (`parent_trial_id`) and the notch
     (`advice_notch`). Added to the budget like a repeat; a finished study runs again until it ends."""
     return diagnoses.try_advice(db, trial_id)
+
+
+@router.post("/{trial_id}/rerun", status_code=201, response_model=TrialRead,
+             summary="Enqueue the trial's run again, same params, seed and data, into its study or another (admin)",
+             responses={404: {"description": "Unknown trial or target study"},
+                        409: {"description": "The trial never ran or is a special run, or the target study is stopped"},
+                        422: {"description": "The trial's params fall outside the target study's space, or its "
+                                             "fidelity is another (which param, which rule)"}})
+def rerun(trial_id: TrialId, body: Annotated[RerunRequest | None, Body()] = None,
+          db: Database = Depends(get_db)) -> TrialRead:
+    """The params the trial ran with (its seed, data subset and fidelity included) as an enqueued trial
+    of `study` (default: the trial's own) that records the trial it reruns (`rerun_of`). Added to the
+    budget like a repeat; a finished study runs again until it ends. The worker records each run's
+    provenance (versions, code hash, command line): compare the two trials' reads."""
+    return reruns.rerun(db, trial_id, body.study if body is not None else None)

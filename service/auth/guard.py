@@ -163,8 +163,8 @@ def needs_admin(method: str, route_path: str) -> bool:
         return True
     if method in ("GET", "HEAD", "OPTIONS"):
         return False
-    if path == "/trials/{trial_id}/try-advice":  # enqueues a trial: an admin's decision, not a worker's
-        return True
+    if path in ("/trials/{trial_id}/try-advice", "/trials/{trial_id}/rerun"):  # enqueue a trial: an admin's
+        return True                                                               # decision, not a worker's
     # /workers/{worker_id}: a worker says where it runs (service/api/workers.py).
     return not (path.startswith("/trials/") or path.startswith("/workers/") or path == "/studies/{name}/ask")
 

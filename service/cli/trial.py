@@ -1,5 +1,6 @@
-"""`tuneserve trial show ID`: one trial's params, state, diagnosis (with the variant it proposes), curve
-and the tail of its log; `tuneserve trial try-advice ID`: enqueue that variant."""
+"""`tuneserve trial show ID`: one trial's params, state, diagnosis (with the variant it proposes),
+provenance, curve and the tail of its log; `tuneserve trial try-advice ID`: enqueue that variant;
+`tuneserve trial rerun ID [--study NAME]`: enqueue the same run again."""
 import json
 from typing import Annotated
 
@@ -59,8 +60,12 @@ def show(
                 mark = "  <- changed" if key in change else ""
                 out.print(f"    {key} = {value if isinstance(value, str) else json.dumps(value)}{mark}", markup=False)
             out.print(f"  run it: tuneserve trial try-advice {trial['id']}", markup=False)
-    if trial.get("parent_trial_id"):
+    if trial.get("rerun_of"):
+        out.print(f"rerun of trial {trial['rerun_of']}")
+    elif trial.get("parent_trial_id"):
         out.print(f"advice variant ({trial.get('advice_notch') or '-'}) of trial {trial['parent_trial_id']}")
+    for line in provenance_lines(trial.get("provenance")):
+        out.print(line, markup=False)
     out.print("params:")
     for key, value in sorted(flatten_params(trial["params"]).items()):
         out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}")
@@ -91,6 +96,49 @@ def try_advice(
               f"variant of trial {trial_id}", markup=False)
     for key, value in sorted(flatten_params(new["params"]).items()):
         out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}", markup=False)
+
+
+@app.command()
+def rerun(
+    trial_id: Annotated[int, typer.Argument(min=1, help="The trial to run again.", show_default=False)],
+    study: Annotated[str | None, typer.Option("--study", help="Enqueue into this study (default: the trial's own).")] = None,
+    server: ServerOption = DEFAULT_SERVER, token: TokenOption = None, as_json: JsonOption = False,
+) -> None:
+    """Enqueue the trial's run again: the same params, seed, data subset and fidelity, into its study
+    or another; the new trial records the one it reruns (admin token)."""
+    with Api(server, token) as api:
+        new = api.post(f"/trials/{trial_id}/rerun", json={"study": study} if study else None)
+    if as_json:
+        print_json(new)
+        return
+    out.print(f"enqueued trial {new['id']} (study {new['study']}, #{new['number']}): a rerun of trial {trial_id}",
+              markup=False)
+    for key, value in sorted(flatten_params(new["params"]).items()):
+        out.print(f"  {key} = {value if isinstance(value, str) else json.dumps(value)}", markup=False)
+
+
+def provenance_lines(p: dict | None) -> list[str]:
+    """What the trial's worker said the run was: versions, device, code, command, seed and data."""
+    if not p:
+        return []
+    versions = p.get("versions") or {}
+    shown = ", ".join(f"{k} {versions[k]}" for k in ("python", "torch", "cuda", "cudnn", "tuneserve") if versions.get(k))
+    lines = [f"provenance (attempt {p.get('attempt', '-')}, worker {p.get('worker_id') or '-'}, {p.get('device') or '-'}): "
+             f"{shown or 'no versions'}"]
+    code = p.get("code") or {}
+    if code:
+        git = (f"git {code['git_commit'][:12]}{' (dirty)' if code.get('git_dirty') else ''}, "
+               if code.get("git_commit") else "")
+        lines.append(f"  code: {code.get('path') or '-'} ({git}sha256 {str(code.get('sha256') or '-')[:16]})")
+    if p.get("command"):
+        lines.append(f"  command: {' '.join(p['command'])}")
+    data = p.get("fidelity") or {}
+    lines.append(f"  seed {p.get('seed', '-')}" + (f", data {p['dataset']}" if p.get("dataset") else "")
+                 + (f", subset {data.get('subset_digest')} ({data.get('train_samples')} train)" if data else ""))
+    flags = p.get("determinism") or {}
+    if flags:
+        lines.append("  determinism: " + ", ".join(f"{k} {v}" for k, v in flags.items() if v is not None))
+    return lines
 
 
 def _curve(reports: list[dict]) -> Table:

@@ -26,6 +26,7 @@ from tuneserve_service.dashboard.shaping import (
     TrialPoint, best_so_far, category_label, downsample, finite, param_columns, param_meta, pick_trials,
 )
 from tuneserve_service.domain.core import fidelity as fidelity_domain
+from tuneserve_service.domain.core import provenance as provenance_domain
 from tuneserve_service.domain.core import studies as study_domain
 from tuneserve_service.domain.core.views import trial_read, utc
 from tuneserve_service.domain import workers as worker_domain
@@ -389,6 +390,8 @@ def trial_detail(session: Session, trial_id: int, points: int = TRIAL_POINTS) ->
         "trial": read, "metric": row["metric_name"], "goal": row["goal"],
         # Where it ran, as its worker registered at start (None: a worker that never said, or forgotten).
         "ran_on": worker.identity.model_dump(mode="json") if worker and worker.identity else None,
+        # What the run was, as its worker sent it (core/provenance.py): the trial page's Provenance panel.
+        "provenance": provenance_domain.read(session, trial_id),
         "steps": [r.step for r in reports], "series": series,
         "reported_at": [utc(r.created_at) for r in reports],
         "duration_s": (utc(row["finished_at"]) - utc(row["started_at"])).total_seconds()

@@ -230,6 +230,19 @@ class TrialLog(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class TrialProvenance(Base):
+    """What a trial's latest attempt was, as its worker sent it with its first report (migration 0014):
+    versions, code hash, command line, seed, data subset. Apart from trials so the protocol's reads
+    and RETURNING of trial rows stay as narrow as they were."""
+
+    __tablename__ = "trial_provenance"
+
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class WorkerSeen(Base):
     """Workers that asked for work recently, and what they run: a study with no matching worker
     says so. Written by claims (at most every few seconds per worker)."""

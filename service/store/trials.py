@@ -612,11 +612,13 @@ def set_advice_origin(session: Session, trial_id: int, parent_trial_id: int, not
 
 def advice_pairs(session: Session, study_id: int) -> list[tuple[str, float | None, str | None, float | None]]:
     """(state, value, parent's state, parent's value) of each trial of the study enqueued from a
-    trial's advice (parent_trial_id set), in number order."""
+    trial's advice (parent_trial_id set, reruns left out), in number order."""
     parent = TRIALS.alias("parent")
     return [tuple(r) for r in session.execute(
         select(TRIALS.c.state, TRIALS.c.value, parent.c.state, parent.c.value)
         .select_from(TRIALS.outerjoin(parent, parent.c.id == TRIALS.c.parent_trial_id))
-        .where(TRIALS.c.study_id == study_id, TRIALS.c.parent_trial_id.is_not(None))
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.parent_trial_id.is_not(None),
+               # a rerun (POST /trials/{id}/rerun) records its trial there too, but is no advice
+               TRIALS.c.advice_notch.is_distinct_from("rerun"))
         .order_by(TRIALS.c.number)
     ).all()]

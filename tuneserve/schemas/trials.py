@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from tuneserve.schemas.enums import FailKind, Goal, Method, StopKind, TrialKind, TrialSource, TrialState
 from tuneserve.schemas.gates import DiagnosisRead, LrRangeLease, SanityLease, SpecialOutcome
+from tuneserve.schemas.provenance import Provenance
 
 TOKEN = Field(min_length=1, max_length=64, description="The lease token from the claim")
 WORKER_ID = Field(default="anonymous", min_length=1, max_length=200)
@@ -92,9 +93,15 @@ class TrialRead(BaseModel):
     diagnosis: DiagnosisRead | None = Field(
         default=None, description="What its curves say; provisional while it runs, null before any report")
     parent_trial_id: int | None = Field(
-        default=None, description="Set when the trial was enqueued from another trial's advice (try-advice): that trial's id")
+        default=None, description="Set when the trial was enqueued from another trial's advice (try-advice) or "
+                                  "as its rerun (POST /trials/{id}/rerun): that trial's id")
     advice_notch: str | None = Field(
-        default=None, description="The notch of the parent's variant this trial runs (lr_down, regularise, ...)")
+        default=None, description="The notch of the parent's variant this trial runs (lr_down, regularise, ...); "
+                                  "'rerun' for a rerun")
+    rerun_of: int | None = Field(default=None, description="Set on a rerun: the id of the trial it reruns")
+    provenance: Provenance | None = Field(
+        default=None, description="What is needed to rerun it (versions, code hash, command line, seed, data "
+                                  "subset), as its worker sent it; in the read of one trial only")
     objectives: list[float] | None = Field(
         default=None, description="Several objectives: its values, in the study's order, from its final report")
     feasible: bool | None = Field(default=None, description="With constraints: whether they all hold")
@@ -150,6 +157,9 @@ class ReportRequest(BaseModel):
     step: Step | None = None
     metrics: Metrics | None = None
     reports: list[StepReport] | None = Field(default=None, min_length=1, max_length=MAX_STEPS_PER_REQUEST)
+    provenance: Provenance | None = Field(
+        default=None, description="What this run is (versions, code, seed, data): sent once, with an attempt's "
+                                  "first report")
 
     @model_validator(mode="after")
     def _one_form(self) -> "ReportRequest":
@@ -189,6 +199,8 @@ class CompleteRequest(BaseModel):
     )
     outcome: SpecialOutcome | None = Field(
         default=None, description="A special run's result (kind sanity or lr_range); refused on an ordinary trial")
+    provenance: Provenance | None = Field(
+        default=None, description="What this run is, when no report carried it (a run that reported nothing)")
 
 
 class CompleteResponse(BaseModel):

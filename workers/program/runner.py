@@ -49,6 +49,7 @@ from typing import Any, Mapping
 
 from tuneserve_workers.program.channel import Message, ReportChannel
 from tuneserve_workers.program.command import CommandError, build_argv, wandb_order
+from tuneserve_workers.provenance import code_of_file
 from tuneserve_workers.training.objective import LrRangeRequest, SanityRequest, Unsupported
 
 TOKEN_VARS = ("TUNESERVE_TOKEN", "TUNESERVE_API_TOKEN")
@@ -142,6 +143,16 @@ def special_env(ctx: Any) -> dict[str, str]:
     return {**(sanity.to_env() if sanity else {}), **(lr_range.to_env() if lr_range else {})}
 
 
+def command_provenance(argv: list[str], program: str | None) -> dict[str, Any]:
+    """The trial's provenance from its program: the command line as run (a token of the worker's
+    environment masked, should a command expand one) and the program file's code reference
+    (workers/provenance.py): `program`, else the first word of the command that is a .py file."""
+    secrets = {os.environ[k] for k in TOKEN_VARS if os.environ.get(k)}
+    command = ["<redacted>" if any(t in word for t in secrets) else word for word in argv]
+    path = program if program is not None else next((w for w in argv if w.endswith(".py") and os.path.isfile(w)), None)
+    return {"command": command, "code": code_of_file(path) if path and os.path.exists(path) else None}
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
@@ -200,6 +211,7 @@ class _Run:
                                   args_json_file=str(params_file.resolve()), interpreter=self.runner.interpreter)
             except CommandError as err:
                 raise ProgramFailed(str(err)) from None
+            self.ctx.provenance.update(command_provenance(argv, self.runner.spec.program))
             env = program_env(os.environ, device=str(self.ctx.device), extra={
                 "TUNESERVE_TRIAL_ID": str(self.trial_id), "TUNESERVE_TRIAL_NUMBER": str(self.number),
                 "TUNESERVE_ATTEMPT": str(self.attempt), "TUNESERVE_STUDY": self.study,

@@ -61,6 +61,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     channels_last: bool = True         # CUDA only
     bf16: bool = True                  # CUDA only: autocast to bfloat16
+    deterministic: bool = False        # CUDA: no cuDNN benchmark, deterministic kernels (determinism.py)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "TrainConfig":

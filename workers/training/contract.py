@@ -120,6 +120,10 @@ class Context:
         self.sanity_figures: dict[str, float] | None = None
         # What the run trained on when it was a subset (the trainer fills it).
         self.fidelity: dict[str, Any] = {}
+        # What a rerun needs to know beyond the params (seed, data, determinism flags, a program's
+        # command line and code hash): the objective adds to it before its first report; the worker
+        # sends it with that report (workers/provenance.py).
+        self.provenance: dict[str, Any] = {}
 
     def sanity_done(self, **figures: float) -> None:
         """Say the sanity check ran (figures beyond the reports are optional, e.g. `input_std`)."""

@@ -805,7 +805,9 @@
   // ---- the trial page ---------------------------------------------------------------------------
   function trialPage() {
     const id = document.body.dataset.trial;
-    const KNOWN = new Set(["train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio"]);
+    // What the model costs (the built-in trainer's costs.py) goes in the facts, not in a chart of its own.
+    const COSTS = [["param_count", "params"], ["flops", "flops"], ["latency_ms", "latency ms/image"], ["peak_memory_mb", "peak memory MB"]];
+    const KNOWN = new Set(["train_loss", "val_loss", "train_acc", "val_acc", "lr", "grad_norm", "update_ratio", ...COSTS.map(([k]) => k)]);
     let lastKey = null;
 
     function lineTrace(d, name, color, dash) {
@@ -865,6 +867,10 @@
       ];
       if (t.stop_reason) facts.push(["pruner", `stop at step ${t.stop_step === null ? "?" : t.stop_step}`]);
       if (t.fail_kind) facts.push(["fail kind", t.fail_kind]);
+      for (const [k, label] of COSTS) {
+        const v = k in (t.metrics || {}) ? t.metrics[k] : (d.series[k] || []).filter((x) => x !== null).pop();
+        if (typeof v === "number") facts.push([label, fmt(v, 4)]);
+      }
       $("#trial-facts").replaceChildren(...facts.map(([k, v]) => el("span", null, el("span", { class: "k", text: k }), String(v))));
       const flat = {};
       (function walk(o, p) { for (const [k, v] of Object.entries(o || {})) { const key = p ? `${p}.${k}` : k; if (v && typeof v === "object" && !Array.isArray(v)) walk(v, key); else flat[key] = v; } })(t.params, "");

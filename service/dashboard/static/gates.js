@@ -232,9 +232,10 @@
       $("#diagnosis-confidence").textContent = d && d.confidence !== null && d.confidence !== undefined
         ? `confidence ${d.confidence.toFixed(2)}${d.rule ? `, rule ${d.rule}` : ""}` : "";
       const parent = $("#diagnosis-parent");
-      parent.hidden = !t.parent_trial_id;
-      parent.replaceChildren(...(t.parent_trial_id ? [`Runs the ${t.advice_notch || ""} variant of `,
-        el("a", { href: `/dashboard/trials/${t.parent_trial_id}`, text: `trial ${t.parent_trial_id}` }), "'s advice."] : []));
+      const variantOf = t.rerun_of ? null : t.parent_trial_id;  // a rerun's origin is drawn by rerun.js
+      parent.hidden = !variantOf;
+      parent.replaceChildren(...(variantOf ? [`Runs the ${t.advice_notch || ""} variant of `,
+        el("a", { href: `/dashboard/trials/${variantOf}`, text: `trial ${variantOf}` }), "'s advice."] : []));
       renderVariant(t, d && d.variant);
     });
 

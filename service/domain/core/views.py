@@ -7,6 +7,7 @@ from typing import Any
 
 from tuneserve_service.domain.core.fidelity import lease_params
 from tuneserve.schemas.enums import TrialKind
+from tuneserve.schemas.provenance import RERUN
 from tuneserve.schemas.trials import Metric, ReportRead, TrialLease, TrialRead
 from tuneserve_service.space import unflatten_params
 from tuneserve_service.store.times import utc
@@ -65,6 +66,7 @@ def trial_read(trial: Any, study_name: str, reports: list[Any] | None = None) ->
         objectives=_opt(trial, "objectives"),
         feasible=_opt(trial, "feasible"),
         violation=_opt(trial, "violation"),
+        rerun_of=_opt(trial, "parent_trial_id") if _opt(trial, "advice_notch") == RERUN else None,
         reports=None if reports is None else [
             ReportRead(step=r.step, metrics=r.metrics, created_at=utc(r.created_at)) for r in reports
         ],

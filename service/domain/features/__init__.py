@@ -13,7 +13,7 @@ loaded the study row into the session already.
 from __future__ import annotations
 
 from tuneserve_service.domain.core.hooks import Feature
-from tuneserve_service.domain.features import diagnoses, gates, multiobjective, refine, repeats, stages
+from tuneserve_service.domain.features import diagnoses, gates, multiobjective, refine, repeats, reruns, stages
 
 FEATURES: tuple[Feature, ...] = (
     gates.FEATURE,      # the sanity check and the lr range test: special runs that hold a study
@@ -21,5 +21,6 @@ FEATURES: tuple[Feature, ...] = (
     refine.FEATURE,     # coarse to fine: a child around the top trials (its lineage in the read)
     repeats.FEATURE,    # repeats of the top configurations, the noise-aware best
     diagnoses.FEATURE,  # each trial's diagnosis, the study's advice from its trials
+    reruns.FEATURE,     # rerun a trial exactly; a trial's provenance in its read
     multiobjective.FEATURE,  # objective vectors, feasibility, the front; its best is the last word
 )
