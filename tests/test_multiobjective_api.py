@@ -233,3 +233,13 @@ def test_migration_0013_adds_the_columns_and_its_downgrade_drops_them(fresh_url)
     assert new <= columns()
     command.downgrade(alembic_config(fresh_url), "0012")
     assert not new & columns()
+
+
+def test_stages_and_refine_are_refused_for_several_objectives(client):
+    detail = refused(client, mo_body(stages=[{"trials": 2, "data_fraction": 0.5}, {"trials": 2}], max_trials=None))
+    assert detail["loc"] == ["body", "stages"] and "stages cannot be used with `metrics`" in detail["msg"]
+    make_mo(client, method="random", max_trials=3)
+    run_trials(client, "mo", 3, zdt1)
+    r = client.post(f"{API}/studies/mo/refine", json={"top_k": 2, "max_trials": 2})
+    assert r.status_code == 422, r.text
+    assert "has several objectives or constraints" in r.json()["detail"][0]["msg"]

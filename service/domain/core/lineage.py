@@ -20,6 +20,7 @@ from tuneserve_service.craft.refine import RefinePlan, warm_start
 from tuneserve_service.craft.repeats import config_key, group_repeats
 from tuneserve_service.craft.trials import TrialResult
 from tuneserve_service.db.models import Study
+from tuneserve_service.domain.core import objectives
 from tuneserve_service.domain.core.studies import add_trials, create_study, slug_candidates
 from tuneserve_service.errors import InvalidInput
 from tuneserve_service.optimizers.base import Observation
@@ -74,6 +75,10 @@ def create_child(session: Session, parent: Study, document: dict[str, Any], plan
                  rerun: bool, stage_index: int | None) -> Study:
     """Create the child study `document` describes (a refine or the next stage), linked to `parent`
     and warm-started from it, with the parent's top configurations enqueued first when `rerun`."""
+    if objectives.spec_of(parent.config, parent.metric_name, parent.goal) is not None:
+        raise InvalidInput(("body",), f"study {parent.name!r} has several objectives or constraints: a refined "
+                           f"child or a next stage is warm-started from its trials' single values, which such a "
+                           f"study does not rank by; create the follow-up study yourself (with its own `metrics`)")
     document = {**document, "warm_start_from": parent.name}
     try:
         body = StudyCreate.model_validate(document)

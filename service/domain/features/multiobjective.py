@@ -47,6 +47,9 @@ def _check_document(draft: StudyDraft) -> None:
     if body.metric is not None and (body.metric.impute or body.metric.impute_while_running):
         raise InvalidInput(("body", "metric", "impute"), f"impute and impute_while_running apply to a single "
                            f"unconstrained objective: leave them out with `{field}`")
+    if body.stages:
+        raise InvalidInput(("body", "stages"), f"stages cannot be used with `{field}`: each stage is warm-started "
+                           f"from the last one's single values; run the stages as separate studies")
     if body.warm_start_from is not None:
         raise InvalidInput(("body", "warm_start_from"), f"warm_start_from cannot be used with `{field}`: the "
                            f"other study's trials carry one value, not this study's objectives and constraints")
