@@ -67,8 +67,7 @@ def curves(
 @router.get("/studies/{name}/pareto", summary="Several objectives: every valued trial's values, rank and "
                                               "feasibility, and the hypervolume history")
 def pareto(name: str, db: Database = Depends(get_db)) -> Response:
-    with db.read() as s:
-        return DashboardJSON(data.pareto_chart(s, name))
+    return DashboardJSON(data.pareto_chart(db, name))
 
 
 @router.get("/studies/{name}/params", summary="Parameters and value of a bounded selection of trials")

@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from tuneserve_service.dashboard import importance as importance_mod
@@ -30,7 +31,9 @@ from tuneserve_service.domain.core import provenance as provenance_domain
 from tuneserve_service.domain.core import studies as study_domain
 from tuneserve_service.domain.core.views import trial_read, utc
 from tuneserve_service.domain import workers as worker_domain
+from tuneserve_service.domain.features import multiobjective
 from tuneserve_service.errors import InvalidInput, TrialNotFound
+from tuneserve_service.optimizers import pareto
 from tuneserve.schemas.enums import ENDED_STATES, TrialState
 from tuneserve_service.store import dashboard as store
 from tuneserve_service.store import studies as study_store
@@ -403,16 +406,12 @@ def trial_detail(session: Session, trial_id: int, points: int = TRIAL_POINTS) ->
 HV_HISTORY_POINTS = 300
 
 
+@in_one_read
 def pareto_chart(session: Session, name: str) -> dict[str, Any]:
     """The front panel of a study with several objectives or constraints: every valued trial's
     objective values, rank (1: the front), feasibility and violation, and the hypervolume of the
     feasible trials so far after each trial (trial-number order; objectives normalised over all
     feasible trials, reference point 1.1), which only grows."""
-    import numpy as np
-
-    from tuneserve_service.domain.features import multiobjective
-    from tuneserve_service.optimizers import pareto
-
     study = study_store.get_study(session, name)
     read = multiobjective.pareto_read(session, study)
     goals = tuple(o.goal.value for o in read.objectives)
