@@ -379,6 +379,31 @@ def spread(methods: list[str], seeds: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def report(raw: list[dict]) -> int:
+    """The tables from saved runs (--json): median [IQR] of the regret at the last evaluation over
+    the seeds that finished, time per suggestion, share of points on a bound (and corners)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in raw:
+        groups.setdefault((r["problem"], r["method"], r["pending"]), []).append(r)
+    for p in dict.fromkeys(r["problem"] for r in raw):
+        opt_value = PROBLEMS[p][2]
+        print(f"\n## {p} ({len(raw and groups[next(k for k in groups if k[0] == p)][0]['values'])} evaluations"
+              f"{'' if opt_value is not None else ', best value: the optimum is unknown'})")
+        print("| method | pending | seeds | regret: median [IQR] | ms/suggestion | on a bound (corners) |")
+        print("|---|---|---|---|---|---|")
+        for (pp, m, k), runs in sorted(groups.items()):
+            if pp != p:
+                continue
+            r = np.array([min(x["values"]) - (opt_value or 0.0) for x in runs])
+            q1, med, q3 = np.percentile(r, [25, 50, 75])
+            n = sum(len(x["values"]) for x in runs)
+            ask = 1000 * sum(x["ask_seconds"] for x in runs) / n
+            b, c = sum(x["on_bound"] for x in runs), sum(x["corners"] for x in runs)
+            print(f"| {m} | {k} | {len(runs)} | {med:.3g} [{q1:.3g}, {q3:.3g}] | {ask:.0f} | "
+                  f"{100 * b / n:.1f}% ({100 * c / n:.1f}%) |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", default="branin,hartmann6,rosenbrock5,shekel4,michalewicz5,mlp_digits")
@@ -390,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 seeds, synthetic problems, 40 evaluations")
     ap.add_argument("--no-spread", action="store_true")
     ap.add_argument("--json", default=None, help="write every run's values here as they finish")
+    ap.add_argument("--report", default=None, help="print the tables from --json files (comma-separated) instead")
     args = ap.parse_args(argv)
+    if args.report:
+        return report([r for f in args.report.split(",") for r in json.load(open(f))])
     if args.quick:
         args.seeds, args.evals = 3, 40
         args.problems = ",".join(p for p in args.problems.split(",") if p != "mlp_digits")
@@ -400,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(p, m, s, k, args.evals) for p in problems for k in modes for m in methods for s in range(args.seeds)
             if not (k and m in SEQUENTIAL_ONLY)]
     # Longest first: the GP and MLP runs would otherwise straggle at the end.
-    jobs.sort(key=lambda j: (j[0] != "mlp_digits", j[1] not in ("ax", "botorch"), not j[1].endswith("gp")))
+    # Sequential before pending, then seed by seed across problems, so that a run stopped early
+    # (--json keeps what finished; --report prints it) covers every problem.
+    jobs.sort(key=lambda j: (j[0] != "mlp_digits", j[3], j[2], j[1] not in ("ax", "botorch"), not j[1].endswith("gp")))
 
     t0 = time.perf_counter()
     results: dict[tuple, list[float]] = {}
