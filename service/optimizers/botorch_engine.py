@@ -31,6 +31,7 @@ wide, where threads cost more than they save, and a server runs requests side by
 """
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -58,6 +59,27 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("botorch") is not None and importlib.util.find_spec("torch") is not None
+
+
+_warming: list[threading.Thread] = []
+
+
+def warm_up() -> None:
+    """Import torch and BoTorch in a background thread (once per process). Their first import takes
+    seconds; made inside a suggestion, it could outlast the 10 s reservation of the trial being drawn
+    (store.trials.RESERVATION_SECONDS) on a loaded box. Called when a botorch study is created."""
+    def load() -> None:
+        try:
+            import botorch.acquisition.logei  # noqa: F401
+            import botorch.fit  # noqa: F401
+            import botorch.models  # noqa: F401
+            import botorch.optim  # noqa: F401
+        except Exception:  # noqa: BLE001 - the suggestion itself will import again and report it
+            pass
+
+    if not _warming:
+        _warming.append(threading.Thread(target=load, name="botorch-import", daemon=True))
+        _warming[0].start()
 
 
 class BoTorchOptimizer:

@@ -89,6 +89,7 @@ def validate_method(method: str, space: SearchSpace) -> None:
 
         if not botorch_engine.available():
             raise MissingExtra(method, botorch_engine.EXTRA)
+        botorch_engine.warm_up()
     if method == "grid":
         check_finite(space)
 
