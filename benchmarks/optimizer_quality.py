@@ -1,22 +1,31 @@
 """How good are the optimizers' suggestions: simple regret on standard problems, sequential and
-with 8 trials pending, for our random/tpe/tpe_hyperopt/gp next to bayesian-optimization as shipped
-(sequential only) and Optuna's TPESampler and GPSampler.
+with 8 trials pending, for our random/tpe/tpe_hyperopt/gp/botorch next to bayesian-optimization as
+shipped (sequential only), Optuna's TPESampler and GPSampler, and Ax's default generation strategy
+(`ax`: Ax's Client, Sobol then BoTorch's MBM, without its centre-point first trial; a bench extra).
 
-Problems: Branin (2-D), Hartmann-6, Rosenbrock-5 on [-2.048, 2.048]^5, and a small sklearn MLP on
-load_digits (3-fold CV error; its optimum is unknown, so the best error itself is printed).
-Simple regret = best value found - optimum.
+Problems: Branin (2-D), Hartmann-6, Rosenbrock-5 on [-2.048, 2.048]^5, Shekel-4 (10 maxima) on
+[0, 10]^4 and Michalewicz-5 on [0, pi]^5 (optima off the centre and off the corners), and a small
+sklearn MLP on load_digits (3-fold CV error; its optimum is unknown, so the best error itself is
+printed). Simple regret = best value found - optimum.
 
 "8 pending" simulates 8 workers: the first 8 trials are asked with the earlier ones pending, then
 the oldest running trial is completed and a new one asked with the other 7 pending. Optuna runs
-with its defaults (its TPE ignores running trials unless constant_liar=True).
+with its defaults (its TPE ignores running trials unless constant_liar=True); Ax sees running
+trials as its pending points.
+
+Besides the regret: the time per suggestion (every ask of a run together / evaluations), and the
+share of suggested points with a numeric coordinate exactly on a bound of the box, and of corners
+(every numeric coordinate on one); a model whose acquisition runs into the box's edges shows there.
 
 It also measures how far apart concurrent suggestions are: the median nearest-neighbour distance
 (unit cube) among 8 points asked in one call with count=8, next to 8 consecutive sequential
 suggestions, after 20 random observations of Hartmann-6.
 
-    python benchmarks/optimizer_quality.py                  # everything (long: ~1 h on 2 cores)
+    python benchmarks/optimizer_quality.py                  # everything (many hours on 2 cores: Ax is slow)
     python benchmarks/optimizer_quality.py --quick          # 3 seeds, synthetic problems, 40 evals
-    python benchmarks/optimizer_quality.py --problems branin,hartmann6 --seeds 5 --methods tpe,optuna_tpe
+    python benchmarks/optimizer_quality.py --problems branin,hartmann6 --seeds 5 --methods botorch,ax --modes 0 \
+        --json runs.json                                    # every finished run saved as it ends
+    python benchmarks/optimizer_quality.py --report runs.json,more.json   # the tables from saved runs
 """
 from __future__ import annotations
 

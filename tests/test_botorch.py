@@ -146,12 +146,26 @@ OBJECTIVE = textwrap.dedent("""
 
 
 @needs_botorch
-def test_a_worker_runs_a_botorch_study_through_a_live_server(live_server, tmp_path):
-    from tests.test_worker_daemon import WorkerProcess
-    from tuneserve.client import JsonClient
+@pytest.mark.slow   # 45 s on the loaded 2-core box (a server and a worker process, two fits); ~10 s idle
+def test_a_worker_runs_a_botorch_study_through_a_live_server(tmp_path):
+    # SQLite only: both backends are covered by the REST tests above; this one is about the worker
+    # daemon and a real server process drawing with BoTorch (and ahead, after answering).
+    from tests.support.live_server import LiveServer
 
     objective = tmp_path / "quad.py"
     objective.write_text(OBJECTIVE)
+    live_server = LiveServer(f"sqlite:///{tmp_path / 'tuneserve.db'}", log_path=tmp_path / "server.log")
+    live_server.start()
+    try:
+        _run_through_a_worker(live_server, tmp_path, objective)
+    finally:
+        live_server.stop()
+
+
+def _run_through_a_worker(live_server, tmp_path, objective) -> None:
+    from tests.test_worker_daemon import WorkerProcess
+    from tuneserve.client import JsonClient
+
     with JsonClient(live_server.url, retry_seconds=5) as api:
         api.create_study(name="bo-e2e", method="botorch", max_trials=7, seed=3,
                          metric={"name": "loss", "goal": "minimize"},
