@@ -23,7 +23,7 @@ def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(proc, base, timeout=30)
+        wait_healthy(proc, base, timeout=float(os.environ.get("TUNESERVE_BENCH_START_TIMEOUT", "30")))
     except ServerDidNotStart:
         proc.kill()
         raise

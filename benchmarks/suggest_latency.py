@@ -1,10 +1,12 @@
-"""How long one suggestion takes as a study grows: tpe, tpe_hyperopt and gp over REST and in-process, next to
+"""How long one suggestion takes as a study grows: tpe, tpe_hyperopt, gp and botorch over REST and in-process, next to
 Optuna's TPESampler ask() on an Optuna RDB storage (SQLite), at N = 100, 1000 and 5000 completed
 trials of a CNN-like search space (8 parameters: log, int, q, categorical, nested).
 
 REST: a real server (uvicorn, temp SQLite file) in a subprocess; the N trials are loaded with
 enqueue + claim + complete (complete carries claim_next), then POST /studies/{name}/ask count=1 is
-timed (each asked trial is completed afterwards, untimed, so nothing stays pending). In-process:
+timed (each asked trial is completed afterwards, untimed, so nothing stays pending; for botorch the
+asks after the first are served from the queue it draws ahead after each answer, core/draw_ahead.py,
+so REST shows what a worker waits and in-process what a fit costs). In-process:
 the same optimizer's suggest() on the same history, so the REST overhead is the difference.
 
     python benchmarks/suggest_latency.py            # N = 100, 1000, 5000 (a few minutes)
@@ -133,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="N = 100, 1000 and 5 repeats")
     ap.add_argument("--no-rest", action="store_true", help="skip the server (in-process and Optuna only)")
-    ap.add_argument("--methods", default="tpe,tpe_hyperopt,gp")
+    ap.add_argument("--methods", default="tpe,tpe_hyperopt,gp,botorch")
+    ap.add_argument("--no-optuna", action="store_true", help="skip Optuna's TPESampler (a bench extra)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeats = "100,1000", 5
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     inproc = inprocess_times(method, points, args.repeats)
                     rest = rest_times(client, method, points, args.repeats) if client else None
                     rows.append((n, method, rest, inproc))
-                rows.append((n, "optuna TPESampler (RDB sqlite)", optuna_times(points, args.repeats, tmp), None))
+                if not args.no_optuna:
+                    rows.append((n, "optuna TPESampler (RDB sqlite)", optuna_times(points, args.repeats, tmp), None))
         finally:
             if proc is not None:
                 client.close()

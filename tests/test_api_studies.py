@@ -70,7 +70,7 @@ def test_wandb_sweep_yaml_is_a_study(client):
 @pytest.mark.parametrize(
     "overrides, loc, words",
     [
-        ({"method": "hyperband"}, ["body", "method"], "'random', 'grid', 'bayes', 'tpe', 'tpe_hyperopt' or 'gp'"),
+        ({"method": "hyperband"}, ["body", "method"], "'random', 'grid', 'bayes', 'tpe', 'tpe_hyperopt', 'gp' or 'botorch'"),
         ({"method": "custom"}, ["body", "method"], "W&B Launch custom scheduler"),
         ({"method": "bayes", "metric": None}, ["body", "metric"], "bayes needs a `metric`"),
         ({"parameters": {"lr": {"min": 1.0, "max": 0.1}}}, ["body", "parameters", "lr"], "must be < max"),

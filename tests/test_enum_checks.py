@@ -58,8 +58,13 @@ def _checks(url: str) -> set[str]:
     return names
 
 
-def _fill(url: str) -> None:
-    """One row per value of every checked column (what a database of the old schema may hold)."""
+# Values added by a migration after 0010 (0015: botorch): a database at 0009-0014 cannot hold them.
+_AFTER_0010 = {Method.BOTORCH}
+
+
+def _fill(url: str, old: bool = False) -> None:
+    """One row per value of every checked column (what a database of the old schema may hold:
+    with `old`, only the values that migration 0010 lists)."""
     engine = create_engine(url)
     now = datetime.now(timezone.utc)
     with Session(engine) as s:
@@ -71,7 +76,7 @@ def _fill(url: str) -> None:
             s.add(study)
             studies.append(study)
         s.flush()
-        methods = [*Method, *TrialSource]
+        methods = [m for m in [*Method, *TrialSource] if not (old and m in _AFTER_0010)]
         fails = [None, *FailKind]
         # Trials through the table as the database has it: the model may have columns a later
         # migration adds (an ORM insert names them all).
@@ -136,7 +141,7 @@ def test_the_orm_reads_members_and_refuses_unknown_strings(database_url):
 
 def test_valid_rows_survive_the_checks_migration(fresh_url):
     upgrade(fresh_url, "0009")
-    _fill(fresh_url)
+    _fill(fresh_url, old=True)
     before = _counts(fresh_url)
     upgrade(fresh_url)
     assert _version(fresh_url) == _head()
@@ -147,7 +152,7 @@ def test_valid_rows_survive_the_checks_migration(fresh_url):
 
 def test_stored_rows_that_break_a_check_stop_the_migration_with_a_clear_message(fresh_url):
     upgrade(fresh_url, "0009")
-    _fill(fresh_url)
+    _fill(fresh_url, old=True)
     engine = create_engine(fresh_url)
     with engine.begin() as conn:
         conn.execute(text("UPDATE trials SET fail_kind = 'cosmic_ray' WHERE id = 1"))
@@ -171,7 +176,7 @@ def test_a_database_stamped_with_the_old_0009_upgrades(fresh_url):
 
 def test_a_database_stamped_with_the_old_0010_upgrades(fresh_url):
     upgrade(fresh_url, "0009")   # gates, shipped as "0010"
-    _fill(fresh_url)
+    _fill(fresh_url, old=True)
     _stamp(fresh_url, "0010")
     upgrade(fresh_url)
     assert _version(fresh_url) == _head()
@@ -186,9 +191,21 @@ def test_downgrade_drops_the_checks(fresh_url):
     from tuneserve_service.db.migrate import alembic_config
 
     upgrade(fresh_url)
-    _fill(fresh_url)
+    _fill(fresh_url, old=True)
     command.downgrade(alembic_config(fresh_url), "0009")
     assert not ({name for name, _, _ in ENUM_CHECKS.values()} & _checks(fresh_url))
     assert _counts(fresh_url)["trial_reports"] > 0
     upgrade(fresh_url)
+    assert _version(fresh_url) == _head()
+
+
+def test_downgrade_below_0015_refuses_botorch_rows_and_changes_nothing(fresh_url):
+    from alembic import command
+
+    from tuneserve_service.db.migrate import alembic_config
+
+    upgrade(fresh_url)
+    _fill(fresh_url)   # a botorch trial among them
+    with pytest.raises(RuntimeError, match=r"method 'botorch' is stored in .*trials rows"):
+        command.downgrade(alembic_config(fresh_url), "0014")
     assert _version(fresh_url) == _head()

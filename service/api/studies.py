@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -16,7 +16,7 @@ from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.api.limits import YAML_TYPES, NestingTooDeep, yaml_document
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain.core import protocol
+from tuneserve_service.domain.core import draw_ahead, protocol
 from tuneserve_service.domain.core import studies as study_domain
 from tuneserve_service.domain.features import multiobjective
 from tuneserve_service.domain.features import refine as refine_domain
@@ -112,9 +112,12 @@ def enqueue(name: str, body: EnqueueRequest, db: Database = Depends(get_db)) -> 
 
 
 @router.post("/{name}/ask", response_model=list[TrialLease])
-def ask(name: str, body: AskRequest, caller: Annotated[Caller, Depends(require_caller)],
+def ask(name: str, body: AskRequest, caller: Annotated[Caller, Depends(require_caller)], background: BackgroundTasks,
         db: Database = Depends(get_db)) -> list[TrialLease]:
-    return protocol.ask(db, name, body.count, body.worker_id, caller.key)
+    leases = protocol.ask(db, name, body.count, body.worker_id, caller.key)
+    if leases and leases[-1].method in draw_ahead.ENGINES:   # the next asks wait on no fit
+        background.add_task(draw_ahead.top_up, db, leases[-1].study, body.worker_id, caller.key)
+    return leases
 
 
 @router.get("/{name}/trials", response_model=TrialPage)

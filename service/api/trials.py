@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Response
 
 from tuneserve_service.api.deps import get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
-from tuneserve_service.domain.core import protocol, provenance
+from tuneserve_service.domain.core import draw_ahead, protocol, provenance
 from tuneserve_service.domain.features import diagnoses, reruns
 from tuneserve.schemas.enums import FailKind, TrialState
 from tuneserve.schemas.trials import (
@@ -29,8 +29,10 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
 @router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
-def claim(body: ClaimRequest, caller: CallerDep, db: Database = Depends(get_db)):
+def claim(body: ClaimRequest, caller: CallerDep, background: BackgroundTasks, db: Database = Depends(get_db)):
     lease = protocol.claim(db, body.worker_id, body.study, caller.key, body.objective)
+    if lease is not None and lease.method in draw_ahead.ENGINES:   # the next claims wait on no fit
+        background.add_task(draw_ahead.top_up, db, lease.study, body.worker_id, caller.key)
     return lease if lease is not None else Response(status_code=204)
 
 
@@ -52,14 +54,17 @@ def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Databa
 
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
-def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
+def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep, background: BackgroundTasks,
              db: Database = Depends(get_db)) -> CompleteResponse:
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
     if body.provenance is not None:  # a run that reported nothing sends it here (core/provenance.py)
         provenance.record(db, trial_id, body.lease_token, caller.key, body.provenance)
-    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key,
+    done = protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key,
                              outcome=body.outcome)
+    if done.next is not None and done.next.method in draw_ahead.ENGINES:
+        background.add_task(draw_ahead.top_up, db, done.next.study, body.claim_next.worker_id, caller.key)
+    return done
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)

@@ -1,4 +1,4 @@
-"""Optimizer names -> instances, with the heavy engines (hyperopt, bayes_opt, scipy) imported only when used."""
+"""Optimizer names -> instances, with the heavy engines (hyperopt, bayes_opt, scipy, botorch) imported only when used."""
 from __future__ import annotations
 
 import importlib
@@ -26,7 +26,18 @@ _FACTORIES = {
     "tpe": ("tuneserve_service.optimizers.tpe", "TPEOptimizer"),
     "tpe_hyperopt": ("tuneserve_service.optimizers.tpe_hyperopt", "HyperoptTPEOptimizer"),
     "gp": ("tuneserve_service.optimizers.gp", "GPOptimizer"),
+    "botorch": ("tuneserve_service.optimizers.botorch_engine", "BoTorchOptimizer"),
 }
+
+
+class MissingExtra(ValueError):
+    """A method whose library is an optional extra that this server was installed without."""
+
+    def __init__(self, name: str, extra: str):
+        super().__init__(f"method {name!r} needs the server extra [{extra}], which is not installed on this "
+                         f"server (pip install \"tuneserve[server,{extra}]\"); every other method works without it")
+        self.name = name
+        self.extra = extra
 
 
 class UnknownMethod(ValueError):
@@ -68,10 +79,17 @@ def resolve_engine(method: str, space: SearchSpace) -> str:
 
 
 def validate_method(method: str, space: SearchSpace) -> None:
-    """Check at study creation that `method` can search `space`: raises UnknownMethod, or
-    SpaceError (path = the dimension) for grid over a dimension with infinitely many values."""
+    """Check at study creation that `method` can search `space`: raises UnknownMethod, MissingExtra
+    (botorch on a server without BoTorch), or SpaceError (path = the dimension) for grid over a
+    dimension with infinitely many values."""
     if method not in METHODS:
         raise UnknownMethod(method, METHODS)
+    if method == "botorch":
+        from tuneserve_service.optimizers import botorch_engine
+
+        if not botorch_engine.available():
+            raise MissingExtra(method, botorch_engine.EXTRA)
+        botorch_engine.warm_up()
     if method == "grid":
         check_finite(space)
 

@@ -292,6 +292,12 @@ def claim_waiting(
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
+def count_waiting(session: Session, study_id: int) -> int:
+    """How many trials of a study wait to be claimed (drawn ahead, enqueued or retried)."""
+    return session.scalar(
+        select(func.count()).where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting")) or 0
+
+
 def waiting_studies(session: Session, objective: str | None = None, limit: int = 5) -> list[tuple[int, int | None]]:
     """(study id, max_concurrent) of running studies with waiting trials that a worker running
     `objective` can run (store.workers.runs_study), oldest waiting trial first."""

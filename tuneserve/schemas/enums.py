@@ -68,6 +68,7 @@ class Method(StrEnum):
     TPE = "tpe"
     TPE_HYPEROPT = "tpe_hyperopt"
     GP = "gp"
+    BOTORCH = "botorch"   # needs the server extra [botorch] (optimizers/botorch_engine.py)
 
 
 class TrialSource(StrEnum):
@@ -170,3 +171,4 @@ class StudyMethod(StrEnum):
     TPE = "tpe"
     TPE_HYPEROPT = "tpe_hyperopt"
     GP = "gp"
+    BOTORCH = "botorch"   # needs the server extra [botorch] (optimizers/botorch_engine.py)

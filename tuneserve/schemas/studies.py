@@ -178,7 +178,8 @@ class StudyCreate(_Strict):
     method: StudyMethod = Field(
         default=StudyMethod.RANDOM,
         description="random | grid | bayes (W&B's; runs on gp or tpe, see StudyRead.engine) | tpe | "
-                    "tpe_hyperopt | gp. W&B requires it; tuneserve defaults to random")
+                    "tpe_hyperopt | gp | botorch (needs the server extra [botorch]). W&B requires it; "
+                    "tuneserve defaults to random")
     metric: MetricSpec | None = Field(default=None, description="Default: val_loss, minimize")
     parameters: dict[str, Any] = Field(description="A W&B sweep `parameters` block")
     max_trials: Budget | None = Field(
@@ -260,7 +261,7 @@ class StudyCreate(_Strict):
         if v == "custom":
             raise PydanticCustomError(
                 "custom_method", "method 'custom' means a W&B Launch custom scheduler with its own optimizer, "
-                "which tuneserve does not run; use random, grid, bayes, tpe, tpe_hyperopt or gp")
+                "which tuneserve does not run; use random, grid, bayes, tpe, tpe_hyperopt, gp or botorch")
         return v
 
     @field_validator("metrics")

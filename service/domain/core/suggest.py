@@ -179,6 +179,16 @@ def suggest_trials(
     return _draw(db, study, run, queue), study
 
 
+def draw_queued(db: Database, study_id: int, count: int, worker_id: str, holder: str | None) -> int:
+    """Reserve up to `count` trial numbers and draw them into the queue as waiting trials (what
+    core/draw_ahead.py keeps ready for model-based engines). Returns how many were queued."""
+    reserved, _, study = _reserve(db, study_id, count, worker_id, holder)
+    if not reserved:
+        return 0
+    _draw(db, study, [], reserved)
+    return len(reserved)
+
+
 def draw_claimed(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Claimed rows, with any undrawn ones (reservations whose server died) drawn now. Rows are
     of one study. Drawn rows pass through unchanged."""

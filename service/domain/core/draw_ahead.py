@@ -1,0 +1,74 @@
+"""Suggestions drawn ahead for model-based engines, so that a claim never waits on a model fit.
+
+A botorch suggestion fits a GP and optimises an acquisition (about a second on a loaded 2-core
+box). After a claim (or `complete` with claim_next, or `ask`) has been answered, the route runs
+`top_up` in the background (FastAPI BackgroundTasks: after the response is sent): it draws the
+study's queue back up to DRAW_AHEAD waiting trials, with the history as it is then. The next
+claims take those rows with one UPDATE (store.trials.claim_waiting), as random search's drawn-ahead
+trials, instead of a reservation, a fit and a fill.
+
+Why this is safe:
+  - a drawn-ahead suggestion is a trial row in state waiting: claim_waiting hands each row to one
+    worker only (FOR UPDATE SKIP LOCKED / an IMMEDIATE transaction), so none is served twice;
+  - waiting rows are pending for every later fit (ACTIVE_STATES), so the next draws avoid them
+    (botorch: X_pending of qLogNEI) and none is drawn twice either;
+  - a top-up reserves its rows first (suggest.draw_queued), so a server killed half-way loses
+    nothing: the reservation's lease runs out and the next claim draws the row (draw_claimed);
+  - one top-up per study at a time in a process (a second one finds the first running and
+    leaves), and a study with max_concurrent is left alone: its admission cap counts running
+    trials, and queued rows would only move the wait elsewhere.
+
+What it costs: a drawn-ahead suggestion was drawn before the results that came in since (at most
+DRAW_AHEAD behind). Only engines in ENGINES draw ahead; random search over continuous spaces has its
+own (cheaper) queue in suggest.py.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from tuneserve_service.db.engine import Database
+from tuneserve_service.domain.core.suggest import draw_queued
+from tuneserve.schemas.enums import Method, StudyState
+from tuneserve_service.store import studies as study_store
+from tuneserve_service.store import trials as trial_store
+
+log = logging.getLogger("tuneserve.suggest")
+
+ENGINES = frozenset({Method.BOTORCH.value})
+DRAW_AHEAD = 2
+
+_busy: set[int] = set()
+_busy_lock = threading.Lock()
+
+
+def wanted(db: Database, study_name: str) -> tuple[int, int]:
+    """(study id, how many more trials to draw ahead now); 0 for a study that does not draw ahead."""
+    with db.transaction() as s:
+        study = study_store.study_header_by_name(s, study_name)
+        full = study_store.get_study_by_id(s, study.id)
+        if (full.method not in ENGINES or full.max_concurrent is not None or full.state != StudyState.RUNNING
+                or full.gate is not None):
+            return full.id, 0
+        return full.id, max(0, DRAW_AHEAD - trial_store.count_waiting(s, full.id))
+
+
+def top_up(db: Database, study_name: str, worker_id: str, holder: str | None = None) -> int:
+    """Draw `study_name`'s queue back up to DRAW_AHEAD waiting trials; returns how many were drawn.
+    Never raises: a failed top-up only means the next claim draws for itself."""
+    try:
+        study_id, count = wanted(db, study_name)
+        if count == 0:
+            return 0
+        with _busy_lock:
+            if study_id in _busy:
+                return 0
+            _busy.add(study_id)
+        try:
+            return draw_queued(db, study_id, count, worker_id, holder)
+        finally:
+            with _busy_lock:
+                _busy.discard(study_id)
+    except Exception:  # noqa: BLE001 - runs after the response: nobody to tell but the log
+        log.warning("drawing ahead for study %s failed", study_name, exc_info=True)
+        return 0

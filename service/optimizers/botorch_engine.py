@@ -1,0 +1,212 @@
+"""The "botorch" method: Bayesian optimisation on BoTorch, the library under Ax (server extra `[botorch]`).
+
+Every `suggest` fits a fresh model to the stored history (nothing is kept between calls):
+
+  - **Encoding**: gp's `_Encoding` ([0, 1]^k box of the internal coordinates: ln(value) for the log
+    families, int_uniform widened by +-0.5 and rounded on decode, one-hot categoricals with 3+
+    values decoded by argmax, quantized families snapped by Dimension.from_internal). The space
+    model has no conditional parameters (nested blocks are names, every dimension is always
+    present), so there is no inactive coordinate to fix.
+  - **Model**: BoTorch's `SingleTaskGP` with its defaults (Matérn 5/2 ARD with the
+    dimension-scaled log-normal length-scale prior, a noise level inferred with its prior, so
+    repeated configurations are averaged by the model), a `Standardize` outcome transform, hyper-
+    parameters by `fit_gpytorch_mll`. The losses are Yeo-Johnson warped first (gp.py's `_warp`):
+    one huge loss (a Rosenbrock corner, a diverged run's penalty) otherwise flattens every other
+    difference. Failed and diverged trials get the shared penalty loss (_history.py).
+  - **Acquisition**: with trials pending (or points already chosen in this call),
+    `qLogNoisyExpectedImprovement` over the observed points with them as `X_pending`: BoTorch
+    integrates over their unknown outcomes jointly (the MC form of fantasies), so parallel workers
+    spread out without a penalty or a liar. With nothing pending, the analytic `LogExpectedImprovement`
+    over the best posterior mean at an observed point (noisy EI's plug-in form), cheaper than the
+    MC form (no samples of the joint posterior over the observed points). Maximised by `optimize_acqf` (8 restarts from 256 Sobol raw samples, L-BFGS-B).
+    The restarts' end points are tried best-first; the first whose decoded params (after rounding)
+    is not a pending or already-chosen point wins (a DuplicateGuard, as the other engines), else a
+    prior draw kept apart.
+  - **Inputs** are already the unit box, so no `Normalize`; no `Warp` (Kumaraswamy input warping
+    adds two hyper-parameters per coordinate to every fit; not measured here).
+  - **Start-up**: the first 5 suggestions are prior draws (kept apart by the guard); trials still
+    running count towards them once 3 results are in (as tpe), since pending trials are modelled.
+  - **Bounded history**: the 40 lowest losses plus the 60 latest other trials, as gp, so a fit is
+    at most 100 points (benchmarks/suggest_latency.py).
+
+Warm starts (refine, stages) need nothing here: the suggest flow puts the parent's observations in
+`completed` (core/lineage.py), as for every engine.
+
+torch runs single-threaded inside a suggestion (restored afterwards; the setting is per process, so
+two suggestions at once both run on one thread): the matrices are at most 100 wide, where threads
+cost more than they save, and a server runs requests side by side. The first suggestion in a
+process imports torch and BoTorch (seconds): `warm_up` starts that import when a study is created.
+
+Speed (benchmarks/README.md, "against Ax"): ~0.9 s of CPU per suggestion at 100 and at 1,000
+completed trials on the shared 2-core box, where gp took 0.22-0.27 s (gp's 0.10 s unloaded suggests
+~0.4 s unloaded); claims do not wait on it (core/draw_ahead.py).
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any
+
+import numpy as np
+
+from tuneserve_service.optimizers._history import (
+    DuplicateGuard,
+    before_the_model,
+    build_history,
+    derive_seed,
+    fixed_params,
+    internal_row,
+    model_dimensions,
+    ordered,
+    prior_sample,
+)
+from tuneserve_service.optimizers.base import Observation, Suggestion
+from tuneserve_service.space import SearchSpace
+
+EXTRA = "botorch"   # the pip extra that brings BoTorch: pip install "tuneserve[server,botorch]"
+
+
+def available() -> bool:
+    """Whether BoTorch can be imported here (the server refuses a botorch study when not)."""
+    import importlib.util
+
+    return importlib.util.find_spec("botorch") is not None and importlib.util.find_spec("torch") is not None
+
+
+_warming: list[threading.Thread] = []
+
+
+def warm_up() -> None:
+    """Import torch and BoTorch in a background thread (once per process). Their first import takes
+    seconds; made inside a suggestion, it could outlast the 10 s reservation of the trial being drawn
+    (store.trials.RESERVATION_SECONDS) on a loaded box. Called when a botorch study is created."""
+    def load() -> None:
+        try:
+            import botorch.acquisition.logei  # noqa: F401
+            import botorch.fit  # noqa: F401
+            import botorch.models  # noqa: F401
+            import botorch.optim  # noqa: F401
+        except Exception:  # noqa: BLE001 - the suggestion itself will import again and report it
+            pass
+
+    if not _warming:
+        _warming.append(threading.Thread(target=load, name="botorch-import", daemon=True))
+        _warming[0].start()
+
+
+class BoTorchOptimizer:
+    name = "botorch"
+
+    def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
+                 num_restarts: int = 8, raw_samples: int = 256, mc_samples: int = 128, maxiter: int = 100,
+                 acquisition: str = "auto", fit_maxiter: int = 100):
+        if acquisition not in ("auto", "qlognei"):
+            raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
+        self.acquisition = acquisition
+        self.fit_maxiter = fit_maxiter
+        self.n_startup = n_startup
+        self.n_best = n_best
+        self.n_recent = n_recent
+        self.num_restarts = num_restarts
+        self.raw_samples = raw_samples
+        self.mc_samples = mc_samples
+        self.maxiter = maxiter
+
+    def suggest(
+        self,
+        space: SearchSpace,
+        completed: list[Observation],
+        pending: list[dict[str, Any]],
+        count: int,
+        seed: int,
+        goal: str = "minimize",
+    ) -> list[Suggestion]:
+        dims = model_dimensions(space)
+        fixed = fixed_params(space)
+        history = build_history(space, completed, goal, n_best=self.n_best, n_recent=self.n_recent)
+        guard = DuplicateGuard(space, pending)
+        early = before_the_model(space, dims, fixed, guard, history.n_completed, self.n_startup,
+                                 count, seed, self.name, n_pending=len(pending))
+        if early is not None:
+            return early
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.manual_seed(derive_seed(seed, 1 << 21))
+                return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed):
+        import torch
+        from botorch.acquisition.analytic import LogExpectedImprovement
+        from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from botorch.optim import optimize_acqf
+        from botorch.sampling.normal import SobolQMCNormalSampler
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        from tuneserve_service.optimizers.gp import _Encoding, _warp
+
+        enc = _Encoding(dims)
+        dtype = torch.double
+        X = torch.tensor(np.vstack([enc.encode(x) for x in history.X]), dtype=dtype)
+        # BoTorch maximises: the target is -loss.
+        Y = torch.tensor(-_warp(history.losses), dtype=dtype).unsqueeze(-1)
+        model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        try:
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.fit_maxiter}})
+        except Exception:   # noqa: BLE001 - a failed fit keeps the prior-initialised hyper-parameters
+            pass
+        model.eval()
+
+        taken: list[torch.Tensor] = []
+        for p in pending:
+            row = internal_row(dims, p)
+            if row is not None:
+                taken.append(torch.tensor(enc.encode(row), dtype=dtype))
+        bounds = torch.stack([torch.zeros(enc.size, dtype=dtype), torch.ones(enc.size, dtype=dtype)])
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([self.mc_samples]), seed=derive_seed(seed, 2))
+
+        best_f = None
+        out: list[Suggestion] = []
+        for i in range(count):
+            if taken or self.acquisition == "qlognei":
+                acq = qLogNoisyExpectedImprovement(
+                    model, X_baseline=X, sampler=sampler, prune_baseline=True,
+                    X_pending=torch.stack(taken) if taken else None)
+            else:
+                # Nothing pending: the analytic LogEI over the best posterior mean at an observed
+                # point (noisy EI's plug-in form) finds the same peak several times faster.
+                if best_f is None:
+                    with torch.no_grad():
+                        best_f = model.posterior(X).mean.max()
+                acq = LogExpectedImprovement(model, best_f=best_f)
+            cands, values = optimize_acqf(
+                acq, bounds=bounds, q=1, num_restarts=self.num_restarts, raw_samples=self.raw_samples,
+                return_best_only=False, options={"maxiter": self.maxiter, "seed": derive_seed(seed, 3, i)})
+            order = torch.argsort(values.reshape(-1), descending=True).tolist()
+            chosen, rank = None, -1
+            for rank, j in enumerate(order):
+                u = cands[j].reshape(-1).detach().numpy()
+                params = ordered(space, {**fixed, **enc.decode(u)})
+                if guard.accepts(params):
+                    chosen = params
+                    break
+            phase = "model"
+            if chosen is None:   # every restart landed on a taken point (a small finite space)
+                chosen = ordered(space, prior_sample(space, guard, derive_seed(seed, 4, i)))
+                phase = "prior"
+            out.append(Suggestion(params=chosen, method=self.name,
+                                  info={"phase": phase, "n_history": len(history), "n_pending": len(pending),
+                                        "redraws": rank}))
+            guard.add(chosen)
+            taken.append(torch.tensor(enc.encode(internal_row(dims, chosen)), dtype=dtype))
+        return out

@@ -1,0 +1,182 @@
+"""The botorch engine beyond the contract suite (tests/test_optimizer_contract.py): mixed spaces with
+pending trials, repeats, warm starts and draw-ahead through REST, one study run by a worker daemon
+against a live server, and the 422 a server without the [botorch] extra answers.
+
+Its search is made small here (2 restarts of 32 raw samples): these tests check what comes out and
+where it goes, benchmarks/optimizer_quality.py checks how good it is."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.helpers import claim, make_study, study_body, wait_for
+from tuneserve_service.optimizers import botorch_engine
+from tuneserve_service.optimizers.base import Observation
+from tuneserve_service.space import parse_parameters
+
+needs_botorch = pytest.mark.skipif(not botorch_engine.available(), reason="botorch is not installed (extra [botorch])")
+
+MIXED = parse_parameters({
+    "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+    "layers": {"min": 1, "max": 4},
+    "batch": {"distribution": "q_log_uniform_values", "min": 16, "max": 256, "q": 16},
+    "act": {"values": ["relu", "gelu", "tanh"]},
+    "opt": {"parameters": {"name": {"values": ["sgd", "adam"]}, "momentum": {"value": 0.9}}},
+})
+
+
+def small(**kw) -> botorch_engine.BoTorchOptimizer:
+    return botorch_engine.BoTorchOptimizer(num_restarts=2, raw_samples=32, maxiter=20, fit_maxiter=30,
+                                           mc_samples=32, **kw)
+
+
+def loss(p: dict) -> float:
+    # Best at lr 1e-3, 2 layers, batch 64, gelu, adam: every kind of coordinate matters.
+    return ((np.log10(p["lr"]) + 3) ** 2 + (p["layers"] - 2) ** 2 + np.log2(p["batch"] / 64) ** 2
+            + (p["act"] != "gelu") + (p["opt.name"] != "adam"))
+
+
+def observations(n: int, seed: int = 0) -> list[Observation]:
+    rng = np.random.default_rng(seed)
+    return [Observation(p, loss(p)) for p in (MIXED.sample(rng) for _ in range(n))]
+
+
+@needs_botorch
+def test_mixed_space_with_pending_trials_gives_legal_points_apart_from_them():
+    hist = observations(12)
+    pending = [MIXED.sample(np.random.default_rng(100 + i)) for i in range(3)]
+    out = small().suggest(MIXED, hist, pending, count=2, seed=5)
+    assert [s.method for s in out] == ["botorch", "botorch"]
+    assert all(s.info["phase"] == "model" and s.info["n_pending"] == 3 for s in out)
+    taken = [MIXED.to_unit(p) for p in pending]
+    for s in out:
+        assert MIXED.contains(s.params) and s.params["opt.momentum"] == 0.9
+        assert isinstance(s.params["layers"], int) and s.params["batch"] % 16 == 0
+        u = MIXED.to_unit(s.params)
+        assert min(np.linalg.norm(u - t) for t in taken) > 0
+        taken.append(u)
+
+
+@needs_botorch
+def test_repeated_noisy_configurations_are_modelled_not_refused():
+    # The service repeats configurations (craft repeats): the same params with different values.
+    hist = observations(8)
+    hist += [Observation(hist[0].params, hist[0].value + d) for d in (0.3, -0.2, 0.1)]
+    out = small().suggest(MIXED, hist, [], count=1, seed=2)
+    assert out[0].method == "botorch" and MIXED.contains(out[0].params)
+
+
+@needs_botorch
+def test_pending_trials_count_towards_the_start_up_design():
+    # 3 results and 2 running make the 5 start-up points: the model runs, as tpe's does.
+    hist = observations(3)
+    pending = [MIXED.sample(np.random.default_rng(7 + i)) for i in range(2)]
+    assert small().suggest(MIXED, hist, pending, 1, seed=1)[0].method == "botorch"
+    assert small().suggest(MIXED, hist, [], 1, seed=1)[0].info["phase"] == "startup"
+
+
+def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):
+    monkeypatch.setattr(botorch_engine, "available", lambda: False)
+    r = client.post("/api/v1/studies", json=study_body("bo", method="botorch"))
+    assert r.status_code == 422, r.text
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["body", "method"]
+    assert "extra [botorch]" in err["msg"] and 'pip install "tuneserve[server,botorch]"' in err["msg"]
+    assert client.get("/api/v1/studies/bo").status_code == 404
+
+
+def _complete(client, lease, value: float) -> None:
+    r = client.post(f"/api/v1/trials/{lease['trial_id']}/complete",
+                    json={"lease_token": lease["lease_token"], "value": value})
+    assert r.status_code == 200, r.text
+
+
+def _small_engine_in_the_app(monkeypatch) -> None:
+    """The in-process server's registry builds the small search too (it looks the class up by name)."""
+    class Small(botorch_engine.BoTorchOptimizer):
+        def __init__(self):
+            super().__init__(num_restarts=2, raw_samples=32, maxiter=20, fit_maxiter=30, mc_samples=32)
+
+    monkeypatch.setattr(botorch_engine, "BoTorchOptimizer", Small)
+
+
+@needs_botorch
+def test_warm_start_from_a_parent_runs_the_model_from_the_first_trial(client, monkeypatch):
+    _small_engine_in_the_app(monkeypatch)
+    make_study(client, "parent", method="random", max_trials=6)
+    for i in range(6):
+        lease = claim(client, "parent")
+        _complete(client, lease, (lease["params"]["dropout"] - 0.2) ** 2 + i * 1e-3)
+    make_study(client, "child", method="botorch", warm_start_from="parent", max_trials=3)
+    lease = claim(client, "child")
+    assert lease["method"] == "botorch" and lease["number"] == 0
+
+
+@needs_botorch
+def test_claims_after_a_model_draw_are_served_from_the_drawn_ahead_queue(client, monkeypatch):
+    from tuneserve_service.domain.core import draw_ahead
+
+    _small_engine_in_the_app(monkeypatch)
+    make_study(client, "bo", method="botorch", max_trials=12)
+    for i in range(5):   # the start-up design: prior draws, no queue
+        lease = claim(client, "bo")
+        assert lease["method"] == "random"
+        _complete(client, lease, lease["params"]["dropout"] + i * 1e-3)
+    assert client.get("/api/v1/studies/bo").json()["counts"]["waiting"] == 0
+    first = claim(client, "bo")   # fitted now; the route then draws DRAW_AHEAD more after answering
+    assert first["method"] == "botorch" and first["number"] == 5
+    waiting = client.get("/api/v1/studies/bo/trials", params={"state": "waiting"}).json()["items"]
+    assert [t["number"] for t in waiting] == [6, 7][:draw_ahead.DRAW_AHEAD]
+    assert all(t["method"] == "botorch" and t["params"] for t in waiting)
+    # The next claim takes the queued trial as drawn (no fit), and the queue is topped up again.
+    second = claim(client, "bo", worker="w2")
+    assert second["number"] == 6 and second["params"] == waiting[0]["params"]
+    numbers = [t["number"] for t in client.get("/api/v1/studies/bo/trials", params={"limit": 50}).json()["items"]]
+    assert sorted(numbers) == list(range(9)) and len(set(numbers)) == len(numbers)
+
+
+OBJECTIVE = textwrap.dedent("""
+    def objective(params, context):
+        loss = (params["x"] - 0.3) ** 2 + (0.0 if params["kind"] == "b" else 0.5)
+        context.report(1, loss=loss)
+        return {"loss": loss}
+""")
+
+
+@needs_botorch
+@pytest.mark.slow   # 45 s on the loaded 2-core box (a server and a worker process, two fits); ~10 s idle
+def test_a_worker_runs_a_botorch_study_through_a_live_server(tmp_path):
+    # SQLite only: both backends are covered by the REST tests above; this one is about the worker
+    # daemon and a real server process drawing with BoTorch (and ahead, after answering).
+    from tests.support.live_server import LiveServer
+
+    objective = tmp_path / "quad.py"
+    objective.write_text(OBJECTIVE)
+    live_server = LiveServer(f"sqlite:///{tmp_path / 'tuneserve.db'}", log_path=tmp_path / "server.log")
+    live_server.start()
+    try:
+        _run_through_a_worker(live_server, tmp_path, objective)
+    finally:
+        live_server.stop()
+
+
+def _run_through_a_worker(live_server, tmp_path, objective) -> None:
+    from tests.test_worker_daemon import WorkerProcess
+    from tuneserve.client import JsonClient
+
+    with JsonClient(live_server.url, retry_seconds=5) as api:
+        api.create_study(name="bo-e2e", method="botorch", max_trials=7, seed=3,
+                         metric={"name": "loss", "goal": "minimize"},
+                         parameters={"x": {"min": 0.0, "max": 1.0}, "kind": {"values": ["a", "b", "c"]}})
+        w = WorkerProcess(live_server.url, tmp_path, "w-bo", "--objective", f"{objective}:objective")
+        try:
+            wait_for(lambda: api.get_study("bo-e2e")["counts"]["completed"] >= 7, 120, "7 completed trials")
+        finally:
+            w.stop()
+        items = api.trials("bo-e2e")["items"]
+        assert sorted(t["number"] for t in items) == list(range(7))
+        assert {t["method"] for t in items} == {"random", "botorch"}
+        assert sum(t["method"] == "botorch" for t in items) == 2
+        assert all(t["state"] == "completed" for t in items)
