@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from tuneserve_service.api import errors as api_errors
-from tuneserve_service.api import gates, health, logs, studies, tokens, trials
+from tuneserve_service.api import gates, health, leases, logs, studies, tokens, trials
 from tuneserve_service.api import workers as workers_api
 from tuneserve_service.api.deps import require_caller
 from tuneserve_service.api.limits import BodyLimits
@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(studies.router, prefix="/api/v1", dependencies=auth)
     app.include_router(gates.router, prefix="/api/v1", dependencies=auth)
     app.include_router(trials.router, prefix="/api/v1", dependencies=auth)
+    app.include_router(leases.router, prefix="/api/v1", dependencies=auth)  # batched lease renewal (issue 21)
     app.include_router(workers_api.router, prefix="/api/v1", dependencies=auth)  # worker identities (issue 18)
     app.include_router(logs.router, prefix="/api/v1", dependencies=auth)
     app.include_router(tokens.router, prefix="/api/v1", dependencies=auth)

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 
 from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.responses import json_model
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import protocol
@@ -30,7 +31,7 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 @router.post("/claim", response_model=TrialLease, responses={204: {"description": "No work right now"}})
 def claim(body: ClaimRequest, caller: CallerDep, db: Database = Depends(get_db)):
     lease = protocol.claim(db, body.worker_id, body.study, caller.key, body.objective)
-    return lease if lease is not None else Response(status_code=204)
+    return json_model(lease) if lease is not None else Response(status_code=204)
 
 
 @router.get("/{trial_id}", response_model=TrialRead)
@@ -39,22 +40,24 @@ def read_trial(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
 
 
 @router.post("/{trial_id}/heartbeat", response_model=Decision)
-def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
-    return protocol.heartbeat(db, trial_id, body.lease_token, caller.key)
+def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)):
+    """Renew the lease (POST /leases/renew renews several at once; a report renews it too)."""
+    return json_model(protocol.heartbeat(db, trial_id, body.lease_token, caller.key))
 
 
 @router.post("/{trial_id}/report", response_model=Decision)
-def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
-    return protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key)
+def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)):
+    """Store steps and renew the lease: a worker that reports within every third of its lease
+    need not heartbeat."""
+    return json_model(protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key))
 
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
-def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep,
-             db: Database = Depends(get_db)) -> CompleteResponse:
+def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep, db: Database = Depends(get_db)):
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
-    return protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt, caller.key,
-                             outcome=body.outcome)
+    return json_model(protocol.complete(db, trial_id, body.lease_token, body.value, body.metrics, body.reports, nxt,
+                                        caller.key, outcome=body.outcome))
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)

@@ -57,11 +57,11 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
     caller has them all (else they are read). Special runs are judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
-    study = study_store.get_study_by_id(session, row["study_id"])
+    info = space_info_of(study_store.study_space_text(session, row["study_id"]))
     found = diagnose_trial(
         known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
-        metric=metric, params=row.get("params") or {}, space_info=space_info(study))
+        metric=metric, params=row.get("params") or {}, space_info=info)
     stored = None if found is None else {**found.to_json(), "step": row.get("last_step"), "at": round(time.time(), 3)}
     if stored != row.get("diagnosis"):
         trial_store.set_diagnosis(session, row["id"], stored)
@@ -141,10 +141,15 @@ def space_info(study: Study) -> dict[str, Any]:
     """What variant.py needs of the study's space: each bounded numeric knob's [low, high] (a
     change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. No
     defaults: a variant changes only knobs the space has, so it can be enqueued as it is."""
-    key = json.dumps(study.space, sort_keys=True)
+    return space_info_of(json.dumps(study.space, sort_keys=True))
+
+
+def space_info_of(space_text: str) -> dict[str, Any]:
+    """space_info from the space's JSON text (as stored: no ORM object, no parse on a cache hit)."""
+    key = space_text
     info = _SPACE_INFO.get(key)
     if info is None:
-        space = SearchSpace.from_json(study.space)
+        space = SearchSpace.from_json(json.loads(space_text))
         bounds: dict[str, list[Any]] = {}
         info = {"bounds": bounds}
         for dim in space.dimensions:
