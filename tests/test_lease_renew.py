@@ -74,7 +74,16 @@ def test_renew_is_refused_for_bad_input_naming_the_field(client):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "trial_id"
 
 
-def test_heartbeat_is_one_update_and_a_report_two_statements(client):
+@pytest.fixture
+def quiet_client(database_url):
+    """The app with its lease sweep far off, so the statements counted are the requests' own."""
+    app = create_app(Settings(database_url=database_url, reaper_interval=60))
+    with TestClient(app) as c:
+        yield c
+
+
+def test_heartbeat_is_one_update_and_a_report_two_statements(quiet_client):
+    client = quiet_client
     make_study(client, lease_seconds=60)
     lease = claim(client)
     tid, tok = lease["trial_id"], lease["lease_token"]
@@ -83,17 +92,27 @@ def test_heartbeat_is_one_update_and_a_report_two_statements(client):
     assert r.status_code == 200 and r.json()["should_stop"] is False
     assert len(seen) == 1 and seen[0].lstrip().upper().startswith("UPDATE TRIALS"), seen
     with statements(client) as seen:
-        r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 1, "metrics": {"val_loss": 1.0}})
-    assert r.status_code == 200
-    assert [s.lstrip().split()[0].upper() for s in seen] == ["UPDATE", "INSERT"], seen
-    with statements(client) as seen:
         out = renew(client, [{"trial_id": tid, "lease_token": tok}])
     assert out[0]["held"] is True and len(seen) == 1 and seen[0].lstrip().upper().startswith("UPDATE TRIALS")
+    with statements(client) as seen:
+        r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 1, "metrics": {"val_loss": 1.0}})
+    assert r.status_code == 200 and r.json()["needs_heartbeat"] is True  # no provisional diagnosis yet
+    assert [s.lstrip().split()[0].upper() for s in seen] == ["UPDATE", "INSERT"], seen
+    # The next renewal brings news (a step since the stored diagnosis): the diagnosis is refreshed ...
+    with statements(client) as seen:
+        out = renew(client, [{"trial_id": tid, "lease_token": tok}])
+    assert out[0]["diagnosis"]["step"] == 1 and len(seen) > 1
+    # ... and then, for PROVISIONAL_EVERY seconds, a report asks for no heartbeat, and one is one UPDATE.
+    r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 2, "metrics": {"val_loss": 0.9}})
+    assert r.status_code == 200 and r.json()["needs_heartbeat"] is False
+    with statements(client) as seen:
+        r = client.post(f"{API}/trials/{tid}/heartbeat", json={"lease_token": tok})
+    assert r.status_code == 200 and len(seen) == 1, seen
 
 
 @pytest.fixture
 def token_server(database_url):
-    app = create_app(Settings(database_url=database_url, reaper_interval=30, api_token="shared-admin-token"))
+    app = create_app(Settings(database_url=database_url, reaper_interval=60, api_token="shared-admin-token"))
     with TestClient(app) as c:
         yield c
 

@@ -386,9 +386,6 @@ def renew_held(session: Session, trial_id: int, token: str, holder: str | None =
     return None if row is None else _split_held(row)
 
 
-# What a lease renewal answers from (service/domain/core/protocol.py renew_leases): no params, no metrics.
-_RENEWED = (TRIALS.c.id, TRIALS.c.lease_token, TRIALS.c.study_id, TRIALS.c.kind, TRIALS.c.stop_reason, TRIALS.c.last_step,
-            TRIALS.c.diagnosis, TRIALS.c.lease_expires_at)
 
 
 @lru_cache(maxsize=1)
@@ -399,7 +396,7 @@ def _renew_many_statement():
         .where(tuple_(TRIALS.c.id, TRIALS.c.lease_token).in_(pairs), TRIALS.c.state == "running",
                TRIALS.c.holder.is_not_distinct_from(bindparam("b_holder", type_=TRIALS.c.holder.type)))
         .values(lease_expires_at=db_epoch() + _lease_seconds_of_study())
-        .returning(*_RENEWED, *_STUDY_OF_TRIAL)
+        .returning(*TRIALS.c, *_STUDY_OF_TRIAL)
     )
 
 
@@ -410,7 +407,7 @@ def renew_many(session: Session, leases: list[tuple[int, str]],
     if not leases:
         return {}
     rows = session.execute(_renew_many_statement(), {"b_pairs": leases, "b_holder": holder}).mappings().all()
-    return {r["id"]: ({c.key: r[c.key] for c in _RENEWED}, _held_study(r)) for r in rows}
+    return {r["id"]: _split_held(r) for r in rows}
 
 
 def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None,

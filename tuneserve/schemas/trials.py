@@ -169,6 +169,10 @@ class Decision(BaseModel):
     reason: str = Field(default="", description="For people: the stop's explanation; decisions read stop_kind")
     lease_expires_at: datetime | None = None
     diagnosis: DiagnosisRead | None = Field(default=None, description="The trial's provisional diagnosis so far")
+    needs_heartbeat: bool = Field(
+        default=True, description="On a report's answer: false when the report renewed the lease and a heartbeat "
+        "would bring no other news (the study's pruner does not re-judge running trials at heartbeats, as W&B's "
+        "hyperband does), so a worker that reports within every third of its lease need not heartbeat")
 
 
 MAX_RENEWALS = 1000

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import hooks
 from tuneserve_service.domain.core.hooks import TrialEnding
-from tuneserve_service.domain.core.pruning import prune_verdict, recheck_verdict
+from tuneserve_service.domain.core.pruning import prune_verdict, recheck_verdict, rechecks
 from tuneserve_service.domain.core.studies import finish_on_target, settle
 from tuneserve_service.domain.core.suggest import draw_claimed, suggest_trials
 from tuneserve_service.domain.core.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
@@ -189,32 +189,43 @@ def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
+    """Store steps, renew the lease (one UPDATE that reads the study too, and the INSERT of the steps),
+    and answer the pruner's decision. The report renewed the lease, so `needs_heartbeat` is false
+    unless a heartbeat would bring news: the study's pruner re-judges at heartbeats (W&B's hyperband),
+    or a feature wants one (hooks.wants_heartbeat: a provisional diagnosis to refresh)."""
     with db.transaction() as s:
         row, study = _touch(s, trial_id, token, holder, steps)
-        diverged = _store_steps(s, row, study, steps)
-        if diverged:
-            ended = trial_store.end_held(s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED,
-                                         fail_reason=diverged)
-            ended = _after_end(s, ended, study)
-            settle(s, study.id)
-            if ended["kind"] == TrialKind.TRIAL:
-                observe.ended(TrialState.DIVERGED)
-            return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
-                            diagnosis=ended.get("diagnosis"))
-        expires = epoch_to_datetime(row["lease_expires_at"])
-        special = row["kind"] != TrialKind.TRIAL
-        diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
-        if study.state != StudyState.RUNNING:
-            return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
-                            lease_expires_at=expires,
-                            diagnosis=diagnosis)
-        if row["stop_reason"] or special:  # special runs are never pruned
-            return _stored_stop(row, expires, diagnosis)
-        verdict = prune_verdict(s, study, trial_id, [st.step for st in steps])
-        if verdict.stop:
-            trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
-        return Decision(should_stop=verdict.stop, stop_kind=StopKind.PRUNE if verdict.stop else None,
-                        reason=verdict.reason, lease_expires_at=expires, diagnosis=diagnosis)
+        decision = _report(s, row, study, trial_id, token, steps, holder)
+    decision.needs_heartbeat = not decision.should_stop and (rechecks(study) or hooks.wants_heartbeat(row))
+    return decision
+
+
+def _report(s: Session, row: dict[str, Any], study: trial_store.HeldStudy, trial_id: int, token: str,
+            steps: list[StepReport], holder: str | None) -> Decision:
+    diverged = _store_steps(s, row, study, steps)
+    if diverged:
+        ended = trial_store.end_held(s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED,
+                                     fail_reason=diverged)
+        ended = _after_end(s, ended, study)
+        settle(s, study.id)
+        if ended["kind"] == TrialKind.TRIAL:
+            observe.ended(TrialState.DIVERGED)
+        return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
+                        diagnosis=ended.get("diagnosis"))
+    expires = epoch_to_datetime(row["lease_expires_at"])
+    special = row["kind"] != TrialKind.TRIAL
+    diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
+    if study.state != StudyState.RUNNING:
+        return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
+                        lease_expires_at=expires,
+                        diagnosis=diagnosis)
+    if row["stop_reason"] or special:  # special runs are never pruned
+        return _stored_stop(row, expires, diagnosis)
+    verdict = prune_verdict(s, study, trial_id, [st.step for st in steps])
+    if verdict.stop:
+        trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
+    return Decision(should_stop=verdict.stop, stop_kind=StopKind.PRUNE if verdict.stop else None,
+                    reason=verdict.reason, lease_expires_at=expires, diagnosis=diagnosis)
 
 
 def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
@@ -255,9 +266,9 @@ def _keepalive_decision(s: Session, row: dict[str, Any], study: trial_store.Held
 def renew_leases(db: Database, leases: list[tuple[int, str]],
                  holder: str | None = None) -> list[tuple[int, Decision | Exception]]:
     """Renew several leases at once (a worker with several slots): one fenced UPDATE for all of
-    them, then each one's answer as a heartbeat gives it (the stored diagnosis, not a refreshed
-    one), or, for a lease the caller does not hold, the error a heartbeat would raise. In the
-    order given; a trial named twice is answered twice."""
+    them, then each one's answer as its heartbeat gives it, or, for a lease the caller does not
+    hold, the error a heartbeat would raise. In the order given; a trial named twice is answered
+    twice."""
     with db.transaction() as s:
         renewed = trial_store.renew_many(s, list(dict.fromkeys(leases)), holder)
         out: list[tuple[int, Decision | Exception]] = []
@@ -267,7 +278,8 @@ def renew_leases(db: Database, leases: list[tuple[int, str]],
                 out.append((trial_id, not_held(s, trial_id, token, holder)))
                 continue
             row, study = held
-            diagnosis = row["diagnosis"] if row["kind"] == TrialKind.TRIAL else None
+            ordinary = row["kind"] == TrialKind.TRIAL
+            diagnosis = hooks.on_heartbeat(s, row, study.metric_name, row["diagnosis"]) if ordinary else None
             out.append((trial_id, _keepalive_decision(s, row, study, token, holder, diagnosis)))
         return out
 

@@ -47,6 +47,9 @@ from tuneserve_service.store import trials as trial_store
 
 REPORTS_READ = 500
 REFRESH_SECONDS = 5.0  # a stored provisional diagnosis younger than this is not recomputed
+# A worker that reports within every third of its lease skips heartbeats; a report's answer asks for
+# one when the stored provisional diagnosis is missing or older than this (wants_heartbeat).
+PROVISIONAL_EVERY = 60.0
 ADVICE_TRIALS = 3000
 
 
@@ -119,6 +122,16 @@ def advice(session: Session, study: Study) -> list[Advice]:
 
 def _on_heartbeat(session: Session, row: dict[str, Any], metric: str, diagnosis: Any) -> dict[str, Any] | None:
     return provisional(session, row, metric)
+
+
+def wants_heartbeat(row: dict[str, Any]) -> bool:
+    """After a report: a heartbeat refreshes the provisional diagnosis when it is missing or older
+    than PROVISIONAL_EVERY (so the dashboard's list of running trials stays current while the
+    worker's reports keep its lease)."""
+    if row.get("kind") != TrialKind.TRIAL:
+        return False
+    stored = row.get("diagnosis")
+    return stored is None or time.time() - float(stored.get("at") or 0.0) >= PROVISIONAL_EVERY
 
 
 def _trial_read(trial: Trial, read: Any) -> None:
@@ -250,5 +263,6 @@ def _read_fields(session: Session, study: Study, fields: dict[str, Any]) -> dict
     return fields
 
 
-FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, after_trial_ends=after_trial_ends, advice=advice,
+FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, wants_heartbeat=wants_heartbeat,
+                  after_trial_ends=after_trial_ends, advice=advice,
                   trial_read=_trial_read, read_fields=_read_fields)
