@@ -20,17 +20,20 @@ API = "/api/v1"
 def statements(client):
     """The SQL statements the app's engine runs inside the block (transaction control left out)."""
     seen: list[str] = []
-    engine = client.app.state.db.engine
+    db = client.app.state.db
+    engines = [e for e in (db.engine, db.autocommit_engine) if e is not None]
 
     def record(conn, cursor, statement, *args):
         if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
             seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def renew(client, leases, headers=None):

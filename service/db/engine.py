@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, Float, String, create_engine, event
+from sqlalchemy import Connection, Engine, Float, String, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
@@ -186,13 +186,13 @@ class Database:
         self._sqlite_lock = threading.Lock() if self.dialect == "sqlite" else None
         self._busy_timeout = busy_timeout
         # PostgreSQL: a few autocommit connections with asynchronous commit, for single statements
-        # that take a hot row lock (trial number reservations). In autocommit the lock is released
+        # that take a hot row lock (trial number reservations) and for lease renewals (renewal()). In autocommit the lock is released
         # inside the server when the statement ends, never held while a Python thread waits for the
         # GIL. Asynchronous commit (no wait for the WAL flush) is safe for a reservation: its loss in
         # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
         # it, which flushes the WAL up to and including the reservation.
         self.autocommit_engine = (
-            make_engine(self.url, pool_size=4, max_overflow=8, **waits, isolation_level="AUTOCOMMIT",
+            make_engine(self.url, pool_size=4, max_overflow=16, **waits, isolation_level="AUTOCOMMIT",
                         connect_args={"options": "-c synchronous_commit=off"})
             if self.dialect == "postgresql" else None
         )
@@ -217,6 +217,22 @@ class Database:
             return
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def renewal(self) -> Iterator[Session | Connection]:
+        """The unit of work of a lease renewal (a heartbeat, POST /leases/renew): on PostgreSQL an
+        autocommit connection with asynchronous commit, so the fenced UPDATE is one round trip (no
+        BEGIN, no COMMIT, no wait for the WAL flush); on SQLite a transaction. What a crash of the
+        database can lose is the last fraction of a second of renewals: a lease then runs out as if
+        that heartbeat had not been sent (the trial is requeued, the worker's next call is a 409);
+        fencing is the UPDATE's own, so nothing is ever renewed that the caller did not hold. The
+        rare writes after it (a provisional diagnosis, a re-check's stop) autocommit one by one."""
+        if self.autocommit_engine is None:
+            with self.transaction() as session:
+                yield session
+            return
+        with self.autocommit_engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:

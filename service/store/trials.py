@@ -379,15 +379,6 @@ def _run_held(session: Session, state: str | None, trial_id: int, token: str, ho
     return session.execute(stmt, params).mappings().one_or_none()
 
 
-def renew_held(session: Session, trial_id: int, token: str, holder: str | None = None,
-               **values: Any) -> tuple[dict[str, Any], HeldStudy] | None:
-    """touch_held and the study's HeldStudy in the same one statement; None when not held."""
-    row = _run_held(session, None, trial_id, token, holder, values, with_study=True)
-    return None if row is None else _split_held(row)
-
-
-
-
 @lru_cache(maxsize=1)
 def _renew_many_statement():
     pairs = bindparam("b_pairs", expanding=True)
@@ -410,11 +401,15 @@ def renew_many(session: Session, leases: list[tuple[int, str]],
     return {r["id"]: _split_held(r) for r in rows}
 
 
-def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None,
-               **values: Any) -> dict[str, Any] | None:
+def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None, *, with_study: bool = False,
+               **values: Any) -> Any:
     """Renew the lease of a trial the caller (`token` under API identity `holder`) holds, and set
-    `values` (`last_step` only ever rises); None when it is not held."""
-    return _run_held(session, None, trial_id, token, holder, values)
+    `values` (`last_step` only ever rises); None when it is not held. `with_study`: return
+    (row, HeldStudy), the study read by the same one statement."""
+    row = _run_held(session, None, trial_id, token, holder, values, with_study=with_study)
+    if row is None or not with_study:
+        return row
+    return _split_held(row)
 
 
 def end_held(session: Session, trial_id: int, token: str, state: str, holder: str | None = None,

@@ -174,7 +174,7 @@ def _touch(session: Session, trial_id: int, token: str, holder: str | None,
     """Renew the lease (and raise last_step): one fenced UPDATE that also reads the study's
     HeldStudy; raises when the caller does not hold the trial."""
     extra = {"last_step": max(st.step for st in steps)} if steps else {}
-    held = trial_store.renew_held(session, trial_id, token, holder, **extra)
+    held = trial_store.touch_held(session, trial_id, token, holder, with_study=True, **extra)
     if held is None:
         raise not_held(session, trial_id, token, holder)
     return held
@@ -237,8 +237,9 @@ def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
 
 def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None) -> Decision:
     """Renew one lease: one fenced UPDATE (which reads the study too), plus, now and then, the
-    provisional diagnosis (features/diagnoses.py: when steps came in and the stored one is old)."""
-    with db.transaction() as s:
+    provisional diagnosis (features/diagnoses.py: when steps came in and the stored one is old).
+    Runs on Database.renewal(): on PostgreSQL the UPDATE autocommits, one round trip."""
+    with db.renewal() as s:
         row, study = _touch(s, trial_id, token, holder, [])
         ordinary = row["kind"] == TrialKind.TRIAL
         diagnosis = hooks.on_heartbeat(s, row, study.metric_name, row["diagnosis"]) if ordinary else None
@@ -269,7 +270,7 @@ def renew_leases(db: Database, leases: list[tuple[int, str]],
     them, then each one's answer as its heartbeat gives it, or, for a lease the caller does not
     hold, the error a heartbeat would raise. In the order given; a trial named twice is answered
     twice."""
-    with db.transaction() as s:
+    with db.renewal() as s:
         renewed = trial_store.renew_many(s, list(dict.fromkeys(leases)), holder)
         out: list[tuple[int, Decision | Exception]] = []
         for trial_id, token in leases:

@@ -49,7 +49,7 @@ REPORTS_READ = 500
 REFRESH_SECONDS = 5.0  # a stored provisional diagnosis younger than this is not recomputed
 # A worker that reports within every third of its lease skips heartbeats; a report's answer asks for
 # one when the stored provisional diagnosis is missing or older than this (wants_heartbeat).
-PROVISIONAL_EVERY = 60.0
+PROVISIONAL_EVERY = 300.0
 ADVICE_TRIALS = 3000
 
 
