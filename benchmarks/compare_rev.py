@@ -72,7 +72,7 @@ def start(side: Side, url: str, processes: int) -> tuple[subprocess.Popen, str]:
          "--workers", str(processes)], cwd=side.tree, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(proc, base, timeout=60)
+        wait_healthy(proc, base, timeout=180)
     except ServerDidNotStart:
         proc.kill()
         raise

@@ -10,8 +10,9 @@ Time is compressed by --compress F: epochs last (30-120)/F s and leases 300/F s,
 worker sends F times the requests of a real one, and W simulated workers load the server as
 N = W x F real workers would. Latencies are not compressed: they are what the server answered.
 
-A fleet size N is held when, after a warm-up of one longest epoch, over --seconds of steady load:
-the p99 of the requests that hand out a trial (claims and completes with claim_next) is under 1 s,
+A fleet size N is held when the p99 of the requests that hand out a trial (claims and completes with
+claim_next, from the fleet's ramp-up on: workers come up over one longest epoch) is under 1 s, and,
+after a warm-up of one and a half longest epochs, over --seconds of steady load:
 no request is refused because the lease was lost (409/404 on a held trial), no trial was requeued
 or failed by the lease sweep (attempt > 0 in the database), and nothing failed (5xx, timeouts).
 For each process count, N doubles from --start until a size is not held, then the gap is bisected
@@ -40,6 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_throughput as bench  # noqa: E402
 from _server import start_server  # noqa: E402
 
+# Per server process: 6 + 6 pooled connections and up to 16 autocommit ones (lease renewals,
+# reservations), so 3 processes stay under PostgreSQL's default max_connections of 100.
+POOL = {"TUNESERVE_DB_POOL_SIZE": "6", "TUNESERVE_DB_MAX_OVERFLOW": "6"}
 LEASE_S = 300.0
 EPOCH_S = (30.0, 120.0)
 EPOCHS = (3, 10)
@@ -68,9 +72,12 @@ async def call(session, stats: Stats, url: str, body: dict, kind: str):
         stats.errors.append(f"{kind}: {type(exc).__name__}")
         return None, 0
     ms = (time.perf_counter() - t0) * 1000
+    if kind == "handout":  # every hand-out counts, the fleet's ramp-up included
+        stats.handout_ms.append(ms)
     if stats.measuring:
         stats.requests += 1
-        {"handout": stats.handout_ms, "report": stats.report_ms, "renew": stats.renew_ms}[kind].append(ms)
+        if kind != "handout":
+            {"report": stats.report_ms, "renew": stats.renew_ms}[kind].append(ms)
     if status in (404, 409):
         stats.lost += 1
     elif status >= 500 or (status != 200 and status != 204):
@@ -181,7 +188,7 @@ def measure(procs: int, fleet: int, args) -> dict:
     sim = max(1, round(fleet / args.compress))
     with tempfile.TemporaryDirectory() as tmp:
         url, drop = bench.fresh_database("postgres", tmp)
-        proc, base = start_server(url, procs)
+        proc, base = start_server(url, procs, timeout=180, env_extra=POOL)
         try:
             r = asyncio.run(run_fleet(base, url, sim, args.compress, args.seconds, args.seed))
         finally:

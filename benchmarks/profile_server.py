@@ -82,7 +82,7 @@ def main() -> None:
              "--workers", "1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(proc, base, timeout=60)
+            wait_healthy(proc, base, timeout=180)
             for shape in ("per-epoch", "batched"):
                 r = asyncio.run(bench.run_shape(base, shape, args.trials, args.workers, 60.0))
                 print(f"{shape}: {r['trials_per_s']:.1f} trials/s ({r['completed']} trials)")

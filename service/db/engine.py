@@ -192,7 +192,7 @@ class Database:
         # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
         # it, which flushes the WAL up to and including the reservation.
         self.autocommit_engine = (
-            make_engine(self.url, pool_size=4, max_overflow=16, **waits, isolation_level="AUTOCOMMIT",
+            make_engine(self.url, pool_size=4, max_overflow=12, **waits, isolation_level="AUTOCOMMIT",
                         connect_args={"options": "-c synchronous_commit=off"})
             if self.dialect == "postgresql" else None
         )
