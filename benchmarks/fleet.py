@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_throughput as bench  # noqa: E402
 from _server import start_server  # noqa: E402
 
-# Per server process: 6 + 6 pooled connections and up to 16 autocommit ones (lease renewals,
-# reservations), so 3 processes stay under PostgreSQL's default max_connections of 100.
-POOL = {"TUNESERVE_DB_POOL_SIZE": "6", "TUNESERVE_DB_MAX_OVERFLOW": "6"}
+# Per server process, as the deployment manifests set it: 8 + 8 pooled connections and up to 12
+# autocommit ones (lease renewals, reservations): 3 processes use at most 84 of PostgreSQL's 100.
+POOL = {"TUNESERVE_DB_POOL_SIZE": "8", "TUNESERVE_DB_MAX_OVERFLOW": "8"}
 LEASE_S = 300.0
 EPOCH_S = (30.0, 120.0)
 EPOCHS = (3, 10)

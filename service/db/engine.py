@@ -172,10 +172,15 @@ class Database:
     """Owns the engine; `transaction()` is the one unit of work a request runs in."""
 
     def __init__(self, url: str, pool_size: int = 16, *, max_overflow: int | None = None,
-                 pool_timeout: float = 10.0, connect_timeout: int = 5, busy_timeout: float = 10.0):
+                 pool_timeout: float = 10.0, connect_timeout: int = 5, busy_timeout: float = 10.0,
+                 server_prepare: bool = True):
         self.url = normalize_url(url)
         waits = dict(pool_timeout=pool_timeout, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
-        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow, **waits)
+        # psycopg prepares a statement on the server after 5 runs; PgBouncer in transaction mode before
+        # 1.21 (or without max_prepared_statements) cannot follow it across server connections.
+        prepare = {} if server_prepare or make_url(self.url).get_backend_name() == "sqlite" else {"prepare_threshold": None}
+        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow, **waits,
+                                  **({"connect_args": prepare} if prepare else {}))
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(tuneserve_read=True), expire_on_commit=False)
@@ -192,8 +197,8 @@ class Database:
         # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
         # it, which flushes the WAL up to and including the reservation.
         self.autocommit_engine = (
-            make_engine(self.url, pool_size=4, max_overflow=12, **waits, isolation_level="AUTOCOMMIT",
-                        connect_args={"options": "-c synchronous_commit=off"})
+            make_engine(self.url, pool_size=4, max_overflow=8, **waits, isolation_level="AUTOCOMMIT",
+                        connect_args={"options": "-c synchronous_commit=off", **prepare})
             if self.dialect == "postgresql" else None
         )
 
@@ -201,7 +206,7 @@ class Database:
     def from_settings(cls, settings) -> "Database":
         return cls(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
                    pool_timeout=settings.db_pool_timeout, connect_timeout=settings.db_connect_timeout,
-                   busy_timeout=settings.db_busy_timeout)
+                   busy_timeout=settings.db_busy_timeout, server_prepare=settings.db_server_prepare)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
