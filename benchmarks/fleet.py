@@ -27,6 +27,7 @@ import asyncio
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -190,10 +191,17 @@ def measure(procs: int, fleet: int, args) -> dict:
         url, drop = bench.fresh_database("postgres", tmp)
         proc, base = start_server(url, procs, timeout=180, env_extra=POOL)
         try:
+            # /healthz answers once one process is up: let every process finish its imports and
+            # the optimizers' warm-up before the fleet comes (they take tens of seconds on a loaded box).
+            time.sleep(args.settle * procs)
             r = asyncio.run(run_fleet(base, url, sim, args.compress, args.seconds, args.seed))
         finally:
             proc.terminate()
-            proc.wait(15)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:  # a loaded box: uvicorn's workers can take long to stop
+                proc.kill()
+                proc.wait(15)
             drop()
     ok, why = held(r)
     r.update(procs=procs, held=ok, why=why, load=os.getloadavg()[0])
@@ -211,6 +219,7 @@ def main() -> None:
     ap.add_argument("--max", type=int, default=64000, help="largest fleet size tried")
     ap.add_argument("--seconds", type=float, default=40.0, help="measured seconds after the warm-up")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--settle", type=float, default=15.0, help="seconds per server process to wait after start")
     args = ap.parse_args()
     print(f"fleet: epochs {EPOCH_S[0]:g}-{EPOCH_S[1]:g} s, {EPOCHS[0]}-{EPOCHS[1]} epochs a trial, leases {LEASE_S:g} s, "
           f"time compressed x{args.compress:g}; {args.seconds:g} s measured after a {1.5 * EPOCH_S[1] / args.compress:.0f} s "
