@@ -12,10 +12,10 @@ sys.path.insert(0, str(ROOT))
 from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy  # noqa: E402
 
 
-def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str]:
+def start_server(db_url: str, processes: int = 1, timeout: float = 30.0, env_extra: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`tuneserve server` on 127.0.0.1; returns the process and its base URL once /healthz answers."""
     port = free_port()
-    env = {**os.environ, "TUNESERVE_DATABASE_URL": db_url, "TUNESERVE_LOG_LEVEL": "warning"}
+    env = {**os.environ, "TUNESERVE_DATABASE_URL": db_url, "TUNESERVE_LOG_LEVEL": "warning", **(env_extra or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuneserve_service.cli", "server", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(processes)],
@@ -23,7 +23,7 @@ def start_server(db_url: str, processes: int = 1) -> tuple[subprocess.Popen, str
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(proc, base, timeout=float(os.environ.get("TUNESERVE_BENCH_START_TIMEOUT", "30")))
+        wait_healthy(proc, base, timeout=timeout)
     except ServerDidNotStart:
         proc.kill()
         raise

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="Extra connections a busy process may open beyond the pool; default max(pool, 40 - pool). "
         "With several replicas on one PostgreSQL keep replicas x (pool + overflow + 12) under max_connections.",
     )
+    db_server_prepare: bool = Field(
+        default=True, description="PostgreSQL: let psycopg prepare statements it runs often on the server (its "
+        "default, 5 runs). Turn off behind PgBouncer in transaction mode older than 1.21, or one without "
+        "max_prepared_statements: a prepared statement then lives on a server connection the next transaction "
+        "may not get.",
+    )
     db_pool_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a request waits for a pooled connection before a 503."
     )

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tuneserve._defaults import API_PREFIX
 from tuneserve_service.api import errors as api_errors
-from tuneserve_service.api import gates, health, logs, studies, tokens, trials
+from tuneserve_service.api import gates, health, leases, logs, studies, tokens, trials
 from tuneserve_service.api import workers as workers_api
 from tuneserve_service.api.deps import require_caller
 from tuneserve_service.api.limits import BodyLimits
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(studies.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(gates.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(trials.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(leases.router, prefix=API_PREFIX, dependencies=auth)  # batched lease renewal (issue 21)
     app.include_router(workers_api.router, prefix=API_PREFIX, dependencies=auth)  # worker identities (issue 18)
     app.include_router(logs.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(tokens.router, prefix=API_PREFIX, dependencies=auth)

@@ -29,7 +29,7 @@ from tuneserve.schemas.craft_requests import RepeatResponse
 from tuneserve.schemas.logs import TrialLogRead
 from tuneserve.schemas.multiobjective import ParetoRead
 from tuneserve.schemas.studies import StudyRead
-from tuneserve.schemas.trials import CompleteResponse, Decision, TrialLease, TrialPage, TrialRead
+from tuneserve.schemas.trials import CompleteResponse, Decision, LeaseVerdict, TrialLease, TrialPage, TrialRead
 from tuneserve._defaults import api_token, server_url
 from tuneserve._transport import OnRetry, Transport
 
@@ -174,6 +174,12 @@ class Client:
     def heartbeat(self, trial_id: int, lease_token: str, **kw: Any) -> Decision:
         return self._as(Decision, self.request("POST", f"/trials/{trial_id}/heartbeat",
                                                json={"lease_token": lease_token}, held=True, **kw))
+
+    def renew_leases(self, leases: list[tuple[int, str]], **kw: Any) -> list[LeaseVerdict]:
+        """Renew several held leases ((trial id, lease token) pairs) in one call: one verdict per lease,
+        in order (held=false with `error` for one this caller no longer holds; nothing is raised for it)."""
+        body = {"leases": [{"trial_id": tid, "lease_token": tok} for tid, tok in leases]}
+        return self._as(list[LeaseVerdict], self.request("POST", "/leases/renew", json=body, **kw)["leases"])
 
     def report(self, trial_id: int, lease_token: str, step: int, metrics: dict[str, float],
                provenance: dict[str, Any] | None = None, **kw: Any) -> Decision:

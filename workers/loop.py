@@ -34,6 +34,7 @@ import math
 import os
 import signal
 import threading
+import time
 import traceback
 from typing import Any, Callable
 
@@ -82,6 +83,10 @@ class ServerContext(Context):
         self.lease_lost = False
         self.stop_kind: StopKind | None = None  # the server's reason to stop, as a value (never its wording)
         self.provenance_sent = False
+        # When the lease was last renewed and nothing else was asked for (a claim, or a report whose
+        # answer said needs_heartbeat=false): the heartbeat skips a beat that falls within a third
+        # of the lease of it.
+        self.renewed_at = time.monotonic()
 
     def provenance_once(self) -> dict[str, Any] | None:
         """The run's provenance (workers/provenance.py) the first time it is asked for, then None:
@@ -101,6 +106,7 @@ class ServerContext(Context):
     def _send(self, step: int, metrics: dict[str, float]) -> bool:
         w = self.worker
         sent = self.provenance_once()
+        at = time.monotonic()
         try:
             answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics, provenance=sent,
                                      **w.call_options(self.lease))
@@ -111,6 +117,8 @@ class ServerContext(Context):
             w.event("provenance_refused", self.trial_id, level=logging.WARNING, detail=exc.detail)
             answer = w.client.report(self.trial_id, self.lease.lease_token, step, metrics,
                                      **w.call_options(self.lease))
+        if not answer.needs_heartbeat:
+            self.renewed_at = at
         w.event("report", self.trial_id, step=step, **{k: metrics[k] for k in sorted(metrics)})
         if answer.should_stop and self.stop_reason is None:
             self.stop_reason, self.stop_kind = answer.reason or "stop", answer.stop_kind
@@ -133,29 +141,54 @@ class ServerContext(Context):
 
 class Heartbeat(threading.Thread):
     """Renews the lease every lease_seconds/3 while the objective runs (an epoch can outlast a
-    lease), and passes a stop decision or a lost lease to the context."""
+    lease), and passes a stop decision or a lost lease to the context. A report renews the lease
+    too: a beat that falls within lease_seconds/3 of a report whose answer asked for no heartbeat
+    is skipped, so a worker that reports every epoch sends no heartbeats. Renewals go through
+    POST /leases/renew (one call renews every lease a caller holds); a server without that route
+    gets /trials/{id}/heartbeat."""
 
     def __init__(self, worker: "Worker", context: ServerContext):
         super().__init__(name=f"heartbeat-{context.trial_id}", daemon=True)
         self.worker, self.context = worker, context
         self.interval = max(0.2, float(context.lease.lease_seconds) / 3)
         self.done = threading.Event()
+        self.batched = True
         # Its own connection pool: the main thread may be blocked in a long report retry.
         self.client = Client(worker.client.base_url, worker.token or "", timeout=self.interval)
+
+    def _due_in(self) -> float:
+        return max(0.05, self.interval - (time.monotonic() - self.context.renewed_at))
+
+    def _renew(self):
+        ctx = self.context
+        if self.batched:
+            try:
+                (verdict,) = self.client.renew_leases([(ctx.trial_id, ctx.lease.lease_token)], retry_seconds=0)
+            except NotFound:  # a server from before POST /leases/renew
+                self.batched = False
+            else:
+                if not verdict.held:
+                    raise LeaseLost(409, verdict.reason, verdict.error, "renew")
+                return verdict
+        return self.client.heartbeat(ctx.trial_id, ctx.lease.lease_token, retry_seconds=0)
 
     def run(self) -> None:
         ctx = self.context
         try:
-            while not self.done.wait(self.interval):
+            while not self.done.wait(self._due_in()):
+                if time.monotonic() - ctx.renewed_at < self.interval:
+                    continue  # a report renewed the lease meanwhile
                 try:
-                    answer = self.client.heartbeat(ctx.trial_id, ctx.lease.lease_token, retry_seconds=0)
+                    answer = self._renew()
                 except LeaseLost as exc:
                     ctx.lease_lost = True
                     self.worker.event("lease_lost", ctx.trial_id, level=logging.WARNING, detail=exc.detail)
                     return
                 except (ServerUnavailable, ApiError) as exc:
                     self.worker.event("heartbeat_failed", ctx.trial_id, level=logging.WARNING, error=exc)
+                    ctx.renewed_at = time.monotonic()  # try again a third of the lease later, as before
                     continue
+                ctx.renewed_at = time.monotonic()
                 if answer.should_stop and ctx.stop_reason is None:
                     ctx.stop_reason, ctx.stop_kind = answer.reason or "stop", answer.stop_kind
         finally:

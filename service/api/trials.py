@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Response
 
 from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.responses import json_model
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import draw_ahead, protocol, provenance
@@ -33,7 +34,7 @@ def claim(body: ClaimRequest, caller: CallerDep, background: BackgroundTasks, db
     lease = protocol.claim(db, body.worker_id, body.study, caller.key, body.objective)
     if lease is not None and lease.method in draw_ahead.ENGINES:   # the next claims wait on no fit
         background.add_task(draw_ahead.top_up, db, lease.study, body.worker_id, caller.key)
-    return lease if lease is not None else Response(status_code=204)
+    return json_model(lease) if lease is not None else Response(status_code=204)
 
 
 @router.get("/{trial_id}", response_model=TrialRead)
@@ -42,20 +43,23 @@ def read_trial(trial_id: TrialId, db: Database = Depends(get_db)) -> TrialRead:
 
 
 @router.post("/{trial_id}/heartbeat", response_model=Decision)
-def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
-    return protocol.heartbeat(db, trial_id, body.lease_token, caller.key)
+def heartbeat(trial_id: TrialId, body: LeaseRequest, caller: CallerDep, db: Database = Depends(get_db)):
+    """Renew the lease (POST /leases/renew renews several at once; a report renews it too)."""
+    return json_model(protocol.heartbeat(db, trial_id, body.lease_token, caller.key))
 
 
 @router.post("/{trial_id}/report", response_model=Decision)
-def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)) -> Decision:
+def report(trial_id: TrialId, body: ReportRequest, caller: CallerDep, db: Database = Depends(get_db)):
+    """Store steps and renew the lease: a worker that reports within every third of its lease
+    need not heartbeat."""
     if body.provenance is not None:  # once per attempt, with its first report (core/provenance.py)
         provenance.record(db, trial_id, body.lease_token, caller.key, body.provenance)
-    return protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key)
+    return json_model(protocol.report(db, trial_id, body.lease_token, body.steps(), caller.key))
 
 
 @router.post("/{trial_id}/complete", response_model=CompleteResponse)
 def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep, background: BackgroundTasks,
-             db: Database = Depends(get_db)) -> CompleteResponse:
+             db: Database = Depends(get_db)):
     nxt = ((body.claim_next.worker_id, body.claim_next.study, body.claim_next.objective)
            if body.claim_next is not None else None)
     if body.provenance is not None:  # a run that reported nothing sends it here (core/provenance.py)
@@ -64,7 +68,7 @@ def complete(trial_id: TrialId, body: CompleteRequest, caller: CallerDep, backgr
                              outcome=body.outcome)
     if done.next is not None and done.next.method in draw_ahead.ENGINES:
         background.add_task(draw_ahead.top_up, db, done.next.study, body.claim_next.worker_id, caller.key)
-    return done
+    return json_model(done)
 
 
 @router.post("/{trial_id}/prune", response_model=TrialRead)

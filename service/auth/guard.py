@@ -8,7 +8,7 @@ with `insecure` (so a `uvicorn --factory ... --host 0.0.0.0` started without a t
 nothing, however it was started).
 
 The policy is by route, in one place, so routes added later are admin-only for writes unless
-listed here: reads (GET) and the worker protocol (/trials/..., /studies/{name}/ask) need any valid
+listed here: reads (GET) and the worker protocol (/trials/..., /leases/renew, /studies/{name}/ask) need any valid
 token; everything else (creating, changing and deleting studies, enqueueing, /tokens) needs admin.
 With no token at all, POST /tokens is refused (`refuse_first_token`): the first token is made on the
 server's host, never by an anonymous request that would lock every other caller out.
@@ -165,8 +165,10 @@ def needs_admin(method: str, route_path: str) -> bool:
         return False
     if path in ("/trials/{trial_id}/try-advice", "/trials/{trial_id}/rerun"):  # enqueue a trial: an admin's
         return True                                                               # decision, not a worker's
-    # /workers/{worker_id}: a worker says where it runs (service/api/workers.py).
-    return not (path.startswith("/trials/") or path.startswith("/workers/") or path == "/studies/{name}/ask")
+    # /workers/{worker_id}: a worker says where it runs (service/api/workers.py); /leases/renew renews
+    # a worker's leases in one call (service/api/leases.py).
+    return not (path.startswith("/trials/") or path.startswith("/workers/") or path == "/leases/renew"
+                or path == "/studies/{name}/ask")
 
 
 def authorize(caller: Caller, method: str, route_path: str) -> None:

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, Float, String, create_engine, event
+from sqlalchemy import Connection, Engine, Float, String, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.compiler import compiles
@@ -172,10 +172,15 @@ class Database:
     """Owns the engine; `transaction()` is the one unit of work a request runs in."""
 
     def __init__(self, url: str, pool_size: int = 16, *, max_overflow: int | None = None,
-                 pool_timeout: float = 10.0, connect_timeout: int = 5, busy_timeout: float = 10.0):
+                 pool_timeout: float = 10.0, connect_timeout: int = 5, busy_timeout: float = 10.0,
+                 server_prepare: bool = True):
         self.url = normalize_url(url)
         waits = dict(pool_timeout=pool_timeout, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
-        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow, **waits)
+        # psycopg prepares a statement on the server after 5 runs; PgBouncer in transaction mode before
+        # 1.21 (or without max_prepared_statements) cannot follow it across server connections.
+        prepare = {} if server_prepare or make_url(self.url).get_backend_name() == "sqlite" else {"prepare_threshold": None}
+        self.engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow, **waits,
+                                  **({"connect_args": prepare} if prepare else {}))
         self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = sessionmaker(self.engine.execution_options(tuneserve_read=True), expire_on_commit=False)
@@ -186,14 +191,17 @@ class Database:
         self._sqlite_lock = threading.Lock() if self.dialect == "sqlite" else None
         self._busy_timeout = busy_timeout
         # PostgreSQL: a few autocommit connections with asynchronous commit, for single statements
-        # that take a hot row lock (trial number reservations). In autocommit the lock is released
-        # inside the server when the statement ends, never held while a Python thread waits for the
-        # GIL. Asynchronous commit (no wait for the WAL flush) is safe for a reservation: its loss in
+        # that take a hot row lock (trial number reservations) and for lease renewals (renewal()).
+        # In autocommit the lock is released inside the server when the statement ends, never held
+        # while a Python thread waits for the GIL. Asynchronous commit (no wait for the WAL flush) is safe for a reservation: its loss in
         # a crash is harmless, and the trial insert that uses the number is an ordinary commit after
         # it, which flushes the WAL up to and including the reservation.
+        # 8 kept open (plus 4 overflow): every heartbeat goes through this pool, and an overflow
+        # connection is closed when it comes back, so a smaller pool reconnected under load (the
+        # profile after issue 21 showed psycopg's connect at 3% of the server's CPU).
         self.autocommit_engine = (
-            make_engine(self.url, pool_size=4, max_overflow=8, **waits, isolation_level="AUTOCOMMIT",
-                        connect_args={"options": "-c synchronous_commit=off"})
+            make_engine(self.url, pool_size=8, max_overflow=4, **waits, isolation_level="AUTOCOMMIT",
+                        connect_args={"options": "-c synchronous_commit=off", **prepare})
             if self.dialect == "postgresql" else None
         )
 
@@ -201,7 +209,7 @@ class Database:
     def from_settings(cls, settings) -> "Database":
         return cls(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
                    pool_timeout=settings.db_pool_timeout, connect_timeout=settings.db_connect_timeout,
-                   busy_timeout=settings.db_busy_timeout)
+                   busy_timeout=settings.db_busy_timeout, server_prepare=settings.db_server_prepare)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -217,6 +225,22 @@ class Database:
             return
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def renewal(self) -> Iterator[Session | Connection]:
+        """The unit of work of a lease renewal (a heartbeat, POST /leases/renew): on PostgreSQL an
+        autocommit connection with asynchronous commit, so the fenced UPDATE is one round trip (no
+        BEGIN, no COMMIT, no wait for the WAL flush); on SQLite a transaction. What a crash of the
+        database can lose is the last fraction of a second of renewals: a lease then runs out as if
+        that heartbeat had not been sent (the trial is requeued, the worker's next call is a 409);
+        fencing is the UPDATE's own, so nothing is ever renewed that the caller did not hold. The
+        rare writes after it (a provisional diagnosis, a re-check's stop) autocommit one by one."""
+        if self.autocommit_engine is None:
+            with self.transaction() as session:
+                yield session
+            return
+        with self.autocommit_engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Text, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tuneserve_service.db.models import Study, Trial
@@ -50,7 +50,7 @@ def get_study_by_id(session: Session, study_id: int) -> Study:
 _HEADER = select(
     Study.id, Study.name, Study.state, Study.metric_name, Study.goal, Study.pruner, Study.lease_seconds,
     Study.max_trials, Study.next_number, Study.method, Study.max_concurrent, Study.objective,
-    Study.fidelity, Study.stage_index, Study.parent_id,
+    Study.fidelity, Study.stage_index, Study.parent_id, Study.metric_target,
 )
 
 
@@ -59,6 +59,11 @@ def study_header(session: Session, study_id: int):
     if row is None:
         raise StudyNotFound(str(study_id))
     return row
+
+
+def study_space_text(session: Session, study_id: int) -> str:
+    """The study's space as its stored JSON text (a cache key; parsed only by whoever misses)."""
+    return session.scalar(select(cast(Study.space, Text)).where(Study.id == study_id))
 
 
 def study_header_by_name(session: Session, name: str):

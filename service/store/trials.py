@@ -9,9 +9,11 @@ import json
 import secrets
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, Text, and_, bindparam, case, cast, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection, Text, and_, bindparam, case, cast, delete, func, insert, or_, select, text, tuple_, update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -320,9 +322,40 @@ _HELD = and_(TRIALS.c.id == bindparam("b_id"), TRIALS.c.state == "running",
              TRIALS.c.holder.is_not_distinct_from(bindparam("b_holder", type_=TRIALS.c.holder.type)))
 
 
+class HeldStudy(NamedTuple):
+    """What a call about a held trial needs of its study, read by the statement that renews the lease
+    (so a heartbeat or a report needs no second read of the study row)."""
+
+    id: int
+    name: str
+    state: str
+    metric_name: str
+    goal: str
+    pruner: dict[str, Any] | None
+    metric_target: float | None
+
+
+def _of_study(column, label: str):
+    return select(column).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery().label(label)
+
+
+_HELD_STUDY_FIELDS = HeldStudy._fields[1:]
+_STUDY_OF_TRIAL = tuple(_of_study(STUDIES.c[f], f"s_{f}") for f in _HELD_STUDY_FIELDS)
+_TRIAL_KEYS = tuple(c.key for c in TRIALS.c)
+
+
+def _held_study(row) -> HeldStudy:
+    return HeldStudy(row["study_id"], *(row[f"s_{f}"] for f in _HELD_STUDY_FIELDS))
+
+
+def _split_held(row) -> tuple[dict[str, Any], HeldStudy]:
+    return {k: row[k] for k in _TRIAL_KEYS}, _held_study(row)
+
+
 @lru_cache(maxsize=64)
-def _held_update(state: str | None, keys: tuple[str, ...]):
-    """The fenced UPDATE of a held trial, built once per (target state, columns set)."""
+def _held_update(state: str | None, keys: tuple[str, ...], with_study: bool = False):
+    """The fenced UPDATE of a held trial, built once per (target state, columns set); `with_study`
+    returns the study's HeldStudy columns too."""
     values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys if k != "last_step"}
     if "last_step" in keys:  # keep the highest step reported
         top = bindparam("b_last_step")
@@ -338,30 +371,64 @@ def _held_update(state: str | None, keys: tuple[str, ...]):
         else:
             # The token stays on the ended trial: only that lease may repeat the ending.
             values["finished_at"] = bindparam("b_finished_at")
-    return update(TRIALS).where(_HELD).values(**values).returning(*TRIALS.c)
+    returned = (*TRIALS.c, *_STUDY_OF_TRIAL) if with_study else tuple(TRIALS.c)
+    return update(TRIALS).where(_HELD).values(**values).returning(*returned)
 
 
 def _run_held(session: Session, state: str | None, trial_id: int, token: str, holder: str | None,
-              values: dict[str, Any]):
+              values: dict[str, Any], with_study: bool = False):
     params = {f"b_{k}": v for k, v in values.items()}
     params.update(b_id=trial_id, b_token=token, b_holder=holder)
     if state not in (None, "waiting"):
         params["b_finished_at"] = utcnow()
-    stmt = _held_update(state, tuple(sorted(values)))
+    stmt = _held_update(state, tuple(sorted(values)), with_study)
     return session.execute(stmt, params).mappings().one_or_none()
 
 
-def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None,
-               **values: Any) -> dict[str, Any] | None:
+@lru_cache(maxsize=1)
+def _renew_many_statement():
+    pairs = bindparam("b_pairs", expanding=True)
+    return (
+        update(TRIALS)
+        .where(tuple_(TRIALS.c.id, TRIALS.c.lease_token).in_(pairs), TRIALS.c.state == "running",
+               TRIALS.c.holder.is_not_distinct_from(bindparam("b_holder", type_=TRIALS.c.holder.type)))
+        .values(lease_expires_at=db_epoch() + _lease_seconds_of_study())
+        .returning(*TRIALS.c, *_STUDY_OF_TRIAL)
+    )
+
+
+def renew_many(session: Session, leases: list[tuple[int, str]],
+               holder: str | None = None) -> dict[int, tuple[dict[str, Any], HeldStudy]]:
+    """Renew every lease of `leases` ((trial id, lease token)) that `holder` holds, in one fenced
+    UPDATE; returns the renewed ones by trial id (a lease not held is simply absent)."""
+    if not leases:
+        return {}
+    rows = session.execute(_renew_many_statement(), {"b_pairs": leases, "b_holder": holder}).mappings().all()
+    return {r["id"]: _split_held(r) for r in rows}
+
+
+def touch_held(session: Session, trial_id: int, token: str, holder: str | None = None, *, with_study: bool = False,
+               **values: Any) -> Any:
     """Renew the lease of a trial the caller (`token` under API identity `holder`) holds, and set
-    `values` (`last_step` only ever rises); None when it is not held."""
-    return _run_held(session, None, trial_id, token, holder, values)
+    `values` (`last_step` only ever rises); None when it is not held. `with_study`: return
+    (row, HeldStudy), the study read by the same one statement."""
+    row = _run_held(session, None, trial_id, token, holder, values, with_study=with_study)
+    if row is None or not with_study:
+        return row
+    return _split_held(row)
 
 
 def end_held(session: Session, trial_id: int, token: str, state: str, holder: str | None = None,
              **values: Any) -> dict[str, Any] | None:
     """Move a held trial to an ended state (or back to waiting); None when the caller does not hold it."""
     return _run_held(session, state, trial_id, token, holder, values)
+
+
+def end_held_with_study(session: Session, trial_id: int, token: str, state: str, holder: str | None = None,
+                        **values: Any) -> tuple[dict[str, Any], HeldStudy] | None:
+    """end_held and the study's HeldStudy in the same one statement; None when not held."""
+    row = _run_held(session, state, trial_id, token, holder, values, with_study=True)
+    return None if row is None else _split_held(row)
 
 
 def get_trial_row(session: Session, trial_id: int) -> dict[str, Any] | None:

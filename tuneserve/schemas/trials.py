@@ -184,6 +184,42 @@ class Decision(BaseModel):
     reason: str = Field(default="", description="For people: the stop's explanation; decisions read stop_kind")
     lease_expires_at: datetime | None = None
     diagnosis: DiagnosisRead | None = Field(default=None, description="The trial's provisional diagnosis so far")
+    needs_heartbeat: bool = Field(
+        default=True, description="On a report's answer: false when the report renewed the lease and a heartbeat "
+        "would bring no other news (the study's pruner does not re-judge running trials at heartbeats, as W&B's "
+        "hyperband does), so a worker that reports within every third of its lease need not heartbeat")
+
+
+MAX_RENEWALS = 1000
+
+
+class LeaseRef(BaseModel):
+    """One held lease: the trial and the lease token its claim gave."""
+
+    model_config = ConfigDict(extra="forbid")
+    trial_id: int = Field(strict=True, ge=1, le=2**31 - 1)
+    lease_token: str = TOKEN
+
+
+class RenewRequest(BaseModel):
+    """Leases to renew in one call (POST /leases/renew): a worker with several slots sends all of its."""
+
+    model_config = ConfigDict(extra="forbid")
+    leases: list[LeaseRef] = Field(min_length=1, max_length=MAX_RENEWALS)
+
+
+class LeaseVerdict(Decision):
+    """One lease's answer to a renewal: a heartbeat's Decision, or, when the caller no longer holds
+    it, held=false with the error a heartbeat would have answered (409 / 404) and should_stop."""
+
+    trial_id: int
+    held: bool = True
+    error: str | None = Field(default=None, description="Why it is not held: trial_not_running, "
+                                                         "not_lease_holder or trial_not_found")
+
+
+class RenewResponse(BaseModel):
+    leases: list[LeaseVerdict] = Field(description="One verdict per lease sent, in the order sent")
 
 
 class CompleteRequest(BaseModel):

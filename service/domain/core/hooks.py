@@ -21,6 +21,10 @@ Hook points, in the order a study meets them:
                                          run's request on its lease)
   on_heartbeat(session, row, metric,     a running ordinary trial's diagnosis at a heartbeat
                diagnosis) -> diagnosis
+  wants_heartbeat(row) -> bool           after a report renewed a running ordinary trial's lease:
+                                         whether a heartbeat soon would bring news (diagnoses: a
+                                         provisional diagnosis missing or old); a worker that
+                                         reports often skips heartbeats otherwise
   after_trial_ends(session, row,         a trial changed state (row after the change: ended,
       ending) -> row                     released); every ending calls it, the protocol's and the
                                          lease reaper's (gates judge special runs, diagnoses the
@@ -85,6 +89,7 @@ class Feature:
     serve: Callable[[Session, Any], Any] | None = None
     on_claimed: Callable[[Session, list[dict[str, Any]]], list[dict[str, Any]]] | None = None
     on_heartbeat: Callable[[Session, dict[str, Any], str, Any], Any] | None = None
+    wants_heartbeat: Callable[[dict[str, Any]], bool] | None = None
     after_trial_ends: Callable[[Session, dict[str, Any], TrialEnding], dict[str, Any]] | None = None
     on_finished: Callable[[Session, Study], None] | None = None
     on_state_change: Callable[[Session, Study, str], None] | None = None
@@ -149,6 +154,10 @@ def on_heartbeat(session: Session, row: dict[str, Any], metric: str, diagnosis: 
     for fn in _each("on_heartbeat"):
         diagnosis = fn(session, row, metric, diagnosis)
     return diagnosis
+
+
+def wants_heartbeat(row: dict[str, Any]) -> bool:
+    return any(fn(row) for fn in _each("wants_heartbeat"))
 
 
 def after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding) -> dict[str, Any]:

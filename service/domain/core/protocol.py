@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import hooks
 from tuneserve_service.domain.core.hooks import TrialEnding
-from tuneserve_service.domain.core.pruning import prune_verdict, recheck_verdict
+from tuneserve_service.domain.core.pruning import prune_verdict, recheck_verdict, rechecks
 from tuneserve_service.domain.core.studies import finish_on_target, settle
 from tuneserve_service.domain.core.suggest import draw_claimed, suggest_trials
 from tuneserve_service.domain.core.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
@@ -169,12 +169,15 @@ def _store_steps(session: Session, trial: dict[str, Any], study, steps: list[Ste
     return diverged
 
 
-def _touch(session: Session, trial_id: int, token: str, holder: str | None, steps: list[StepReport]) -> dict[str, Any]:
+def _touch(session: Session, trial_id: int, token: str, holder: str | None,
+           steps: list[StepReport]) -> tuple[dict[str, Any], trial_store.HeldStudy]:
+    """Renew the lease (and raise last_step): one fenced UPDATE that also reads the study's
+    HeldStudy; raises when the caller does not hold the trial."""
     extra = {"last_step": max(st.step for st in steps)} if steps else {}
-    row = trial_store.touch_held(session, trial_id, token, holder, **extra)
-    if row is None:
+    held = trial_store.touch_held(session, trial_id, token, holder, with_study=True, **extra)
+    if held is None:
         raise not_held(session, trial_id, token, holder)
-    return row
+    return held
 
 
 def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
@@ -186,33 +189,43 @@ def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
+    """Store steps, renew the lease (one UPDATE that reads the study too, and the INSERT of the steps),
+    and answer the pruner's decision. The report renewed the lease, so `needs_heartbeat` is false
+    unless a heartbeat would bring news: the study's pruner re-judges at heartbeats (W&B's hyperband),
+    or a feature wants one (hooks.wants_heartbeat: a provisional diagnosis to refresh)."""
     with db.transaction() as s:
-        row = _touch(s, trial_id, token, holder, steps)
-        study = study_store.study_header(s, row["study_id"])
-        diverged = _store_steps(s, row, study, steps)
-        if diverged:
-            ended = trial_store.end_held(s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED,
-                                         fail_reason=diverged)
-            ended = _after_end(s, ended, study)
-            settle(s, study.id)
-            if ended["kind"] == TrialKind.TRIAL:
-                observe.ended(TrialState.DIVERGED)
-            return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
-                            diagnosis=ended.get("diagnosis"))
-        expires = epoch_to_datetime(row["lease_expires_at"])
-        special = row["kind"] != TrialKind.TRIAL
-        diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
-        if study.state != StudyState.RUNNING:
-            return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
-                            lease_expires_at=expires,
-                            diagnosis=diagnosis)
-        if row["stop_reason"] or special:  # special runs are never pruned
-            return _stored_stop(row, expires, diagnosis)
-        verdict = prune_verdict(s, study, trial_id, [st.step for st in steps])
-        if verdict.stop:
-            trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
-        return Decision(should_stop=verdict.stop, stop_kind=StopKind.PRUNE if verdict.stop else None,
-                        reason=verdict.reason, lease_expires_at=expires, diagnosis=diagnosis)
+        row, study = _touch(s, trial_id, token, holder, steps)
+        decision = _report(s, row, study, trial_id, token, steps, holder)
+    decision.needs_heartbeat = not decision.should_stop and (rechecks(study) or hooks.wants_heartbeat(row))
+    return decision
+
+
+def _report(s: Session, row: dict[str, Any], study: trial_store.HeldStudy, trial_id: int, token: str,
+            steps: list[StepReport], holder: str | None) -> Decision:
+    diverged = _store_steps(s, row, study, steps)
+    if diverged:
+        ended = trial_store.end_held(s, trial_id, token, TrialState.DIVERGED, holder, fail_kind=FailKind.DIVERGED,
+                                     fail_reason=diverged)
+        ended = _after_end(s, ended, study)
+        settle(s, study.id)
+        if ended["kind"] == TrialKind.TRIAL:
+            observe.ended(TrialState.DIVERGED)
+        return Decision(should_stop=True, stop_kind=StopKind.DIVERGED, reason=f"diverged: {diverged}",
+                        diagnosis=ended.get("diagnosis"))
+    expires = epoch_to_datetime(row["lease_expires_at"])
+    special = row["kind"] != TrialKind.TRIAL
+    diagnosis = row["diagnosis"]  # provisional, as the last heartbeat refreshed it
+    if study.state != StudyState.RUNNING:
+        return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
+                        lease_expires_at=expires,
+                        diagnosis=diagnosis)
+    if row["stop_reason"] or special:  # special runs are never pruned
+        return _stored_stop(row, expires, diagnosis)
+    verdict = prune_verdict(s, study, trial_id, [st.step for st in steps])
+    if verdict.stop:
+        trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
+    return Decision(should_stop=verdict.stop, stop_kind=StopKind.PRUNE if verdict.stop else None,
+                    reason=verdict.reason, lease_expires_at=expires, diagnosis=diagnosis)
 
 
 def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
@@ -223,24 +236,53 @@ def _stored_stop(row: dict[str, Any], expires, diagnosis) -> Decision:
 
 
 def heartbeat(db: Database, trial_id: int, token: str, holder: str | None = None) -> Decision:
-    with db.transaction() as s:
-        row = _touch(s, trial_id, token, holder, [])
-        study = study_store.study_header(s, row["study_id"])
-        expires = epoch_to_datetime(row["lease_expires_at"])
+    """Renew one lease: one fenced UPDATE (which reads the study too), plus, now and then, the
+    provisional diagnosis (features/diagnoses.py: when steps came in and the stored one is old).
+    Runs on Database.renewal(): on PostgreSQL the UPDATE autocommits, one round trip."""
+    with db.renewal() as s:
+        row, study = _touch(s, trial_id, token, holder, [])
         ordinary = row["kind"] == TrialKind.TRIAL
         diagnosis = hooks.on_heartbeat(s, row, study.metric_name, row["diagnosis"]) if ordinary else None
-        if study.state != StudyState.RUNNING:
-            return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
-                            lease_expires_at=expires,
-                            diagnosis=diagnosis)
-        if not row["stop_reason"] and ordinary:  # W&B's hyperband re-checks running trials
-            verdict = recheck_verdict(s, study, trial_id, row["last_step"] or 0)
-            if verdict.stop:
-                trial_store.touch_held(s, trial_id, token, holder, stop_reason=verdict.reason,
-                                       stop_step=verdict.step)
-                return Decision(should_stop=True, stop_kind=StopKind.PRUNE, reason=verdict.reason,
-                                lease_expires_at=expires, diagnosis=diagnosis)
-        return _stored_stop(row, expires, diagnosis)
+        return _keepalive_decision(s, row, study, token, holder, diagnosis)
+
+
+def _keepalive_decision(s: Session, row: dict[str, Any], study: trial_store.HeldStudy, token: str,
+                        holder: str | None, diagnosis: Any) -> Decision:
+    """What a renewed lease answers: stop when the study no longer runs, when a pruner or a reached
+    target recorded a stop, or when W&B's hyperband's re-check says so (a read only for studies
+    with that pruner, once the trial reached a band)."""
+    expires = epoch_to_datetime(row["lease_expires_at"])
+    if study.state != StudyState.RUNNING:
+        return Decision(should_stop=True, stop_kind=StopKind.STUDY, reason=f"study is {study.state}",
+                        lease_expires_at=expires, diagnosis=diagnosis)
+    if not row["stop_reason"] and row["kind"] == TrialKind.TRIAL:  # W&B's hyperband re-checks running trials
+        verdict = recheck_verdict(s, study, row["id"], row["last_step"] or 0)
+        if verdict.stop:
+            trial_store.touch_held(s, row["id"], token, holder, stop_reason=verdict.reason, stop_step=verdict.step)
+            return Decision(should_stop=True, stop_kind=StopKind.PRUNE, reason=verdict.reason,
+                            lease_expires_at=expires, diagnosis=diagnosis)
+    return _stored_stop(row, expires, diagnosis)
+
+
+def renew_leases(db: Database, leases: list[tuple[int, str]],
+                 holder: str | None = None) -> list[tuple[int, Decision | Exception]]:
+    """Renew several leases at once (a worker with several slots): one fenced UPDATE for all of
+    them, then each one's answer as its heartbeat gives it, or, for a lease the caller does not
+    hold, the error a heartbeat would raise. In the order given; a trial named twice is answered
+    twice."""
+    with db.renewal() as s:
+        renewed = trial_store.renew_many(s, list(dict.fromkeys(leases)), holder)
+        out: list[tuple[int, Decision | Exception]] = []
+        for trial_id, token in leases:
+            held = renewed.get(trial_id)
+            if held is None or held[0]["lease_token"] != token:
+                out.append((trial_id, not_held(s, trial_id, token, holder)))
+                continue
+            row, study = held
+            ordinary = row["kind"] == TrialKind.TRIAL
+            diagnosis = hooks.on_heartbeat(s, row, study.metric_name, row["diagnosis"]) if ordinary else None
+            out.append((trial_id, _keepalive_decision(s, row, study, token, holder, diagnosis)))
+        return out
 
 
 # ---- ending a trial ----------------------------------------------------------------------------
@@ -274,10 +316,10 @@ def _end_completed(
     `outcome` says it all)."""
     if value is not None and outcome is None and _all_finite(value, metrics, steps):
         # The common case in one fenced UPDATE; only a miss needs the reads below to explain it.
-        ended = trial_store.end_held(s, trial_id, token, TrialState.COMPLETED, holder, value=float(value),
-                                     metrics=metrics)
-        if ended is not None:
-            study = study_store.study_header(s, ended["study_id"])
+        held = trial_store.end_held_with_study(s, trial_id, token, TrialState.COMPLETED, holder,
+                                               value=float(value), metrics=metrics)
+        if held is not None:
+            ended, study = held
             if steps:
                 _store_steps(s, ended, study, steps)
             return Completion(ended, study)
@@ -335,7 +377,7 @@ def complete(
             return replay  # completed before with the same value: idempotent
         if (ended["state"] == TrialState.COMPLETED and ended["method"] != REPEAT
                 and ended["kind"] == TrialKind.TRIAL):
-            finish_on_target(s, study.id, ended["value"], ended["number"])  # W&B's metric.target
+            finish_on_target(s, study.id, ended["value"], ended["number"], study)  # W&B's metric.target
         ended = _after_end(s, ended, study, outcome, steps)
         settle(s, study.id)
         if ended["kind"] == TrialKind.TRIAL:

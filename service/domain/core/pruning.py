@@ -89,6 +89,12 @@ def _curves(session: Session, study: Any, trial_id: int, max_step: int,
     return mine, [Curve(trial_id=tid, values=v, state=states[tid]) for tid, v in values.items()]
 
 
+def rechecks(study: Any) -> bool:
+    """Whether the study's pruner re-judges running trials at heartbeats (W&B's hyperband)."""
+    pruner = _study_pruner(study)
+    return pruner is not None and getattr(pruner, "rechecks", False)
+
+
 def prune_verdict(session: Session, study: Any, trial_id: int, steps: list[int]) -> PruneVerdict:
     """Decide on the steps just reported, one at a time in order: ASHA and Hyperband judge a trial
     at the report that first reaches a rung, so a batch must not skip one. With `resource: data`

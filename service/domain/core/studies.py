@@ -232,11 +232,13 @@ def target_reached(goal: str, target: float | None, value: float | None) -> bool
     return value <= target if goal == "minimize" else value >= target
 
 
-def finish_on_target(session: Session, study_id: int, value: float | None, trial_number: int | None = None) -> bool:
+def finish_on_target(session: Session, study_id: int, value: float | None, trial_number: int | None = None,
+                     header: Any = None) -> bool:
     """W&B's `metric.target`: a trial that completes at or beyond the target finishes its study
     (running or paused; trials still running are then told to stop at their next report or
-    heartbeat, like any finished study's). Returns whether it did."""
-    study = study_store.get_study_by_id(session, study_id)
+    heartbeat, like any finished study's). Returns whether it did. `header`: the study's goal,
+    metric_target and name as the caller read them (no read of the study unless the target is hit)."""
+    study = header if header is not None else study_store.get_study_by_id(session, study_id)
     if not target_reached(study.goal, study.metric_target, value):
         return False
     study = study_store.get_study(session, study.name, lock=True)

@@ -47,6 +47,9 @@ from tuneserve_service.store import trials as trial_store
 
 REPORTS_READ = 500
 REFRESH_SECONDS = 5.0  # a stored provisional diagnosis younger than this is not recomputed
+# A worker that reports within every third of its lease skips heartbeats; a report's answer asks for
+# one when the stored provisional diagnosis is missing or older than this (wants_heartbeat).
+PROVISIONAL_EVERY = 300.0
 ADVICE_TRIALS = 3000
 
 
@@ -57,11 +60,11 @@ def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: 
     caller has them all (else they are read). Special runs are judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
-    study = study_store.get_study_by_id(session, row["study_id"])
+    info = space_info_of(study_store.study_space_text(session, row["study_id"]))
     found = diagnose_trial(
         known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
-        metric=metric, params=row.get("params") or {}, space_info=space_info(study))
+        metric=metric, params=row.get("params") or {}, space_info=info)
     stored = None if found is None else {**found.to_json(), "step": row.get("last_step"), "at": round(time.time(), 3)}
     if stored != row.get("diagnosis"):
         trial_store.set_diagnosis(session, row["id"], stored)
@@ -121,6 +124,16 @@ def _on_heartbeat(session: Session, row: dict[str, Any], metric: str, diagnosis:
     return provisional(session, row, metric)
 
 
+def wants_heartbeat(row: dict[str, Any]) -> bool:
+    """After a report: a heartbeat refreshes the provisional diagnosis when it is missing or older
+    than PROVISIONAL_EVERY (so the dashboard's list of running trials stays current while the
+    worker's reports keep its lease)."""
+    if row.get("kind") != TrialKind.TRIAL:
+        return False
+    stored = row.get("diagnosis")
+    return stored is None or time.time() - float(stored.get("at") or 0.0) >= PROVISIONAL_EVERY
+
+
 def _trial_read(trial: Trial, read: Any) -> None:
     """A running trial's read carries its provisional diagnosis as of its latest report; a variant
     shows the params it would run."""
@@ -141,10 +154,15 @@ def space_info(study: Study) -> dict[str, Any]:
     """What variant.py needs of the study's space: each bounded numeric knob's [low, high] (a
     change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. No
     defaults: a variant changes only knobs the space has, so it can be enqueued as it is."""
-    key = json.dumps(study.space, sort_keys=True)
+    return space_info_of(json.dumps(study.space, sort_keys=True))
+
+
+def space_info_of(space_text: str) -> dict[str, Any]:
+    """space_info from the space's JSON text (as stored: no ORM object, no parse on a cache hit)."""
+    key = space_text
     info = _SPACE_INFO.get(key)
     if info is None:
-        space = SearchSpace.from_json(study.space)
+        space = SearchSpace.from_json(json.loads(space_text))
         bounds: dict[str, list[Any]] = {}
         info = {"bounds": bounds}
         for dim in space.dimensions:
@@ -245,5 +263,6 @@ def _read_fields(session: Session, study: Study, fields: dict[str, Any]) -> dict
     return fields
 
 
-FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, after_trial_ends=after_trial_ends, advice=advice,
+FEATURE = Feature("diagnoses", on_heartbeat=_on_heartbeat, wants_heartbeat=wants_heartbeat,
+                  after_trial_ends=after_trial_ends, advice=advice,
                   trial_read=_trial_read, read_fields=_read_fields)
