@@ -42,6 +42,7 @@ def test_coarse_to_fine_benchmark_quick(capsys):
     assert re.search(r"median retrained val_loss: flat [\d.]+, coarse-to-fine [\d.]+", out)
 
 
+@pytest.mark.slow  # 16 s of CPU: the service run of benchmarks/coarse_to_fine_service.py in small
 def test_coarse_to_fine_through_the_service_quick(capsys):
     """The same arms as study documents on a real server and two worker processes: the staged arm's
     second stage starts by itself, and the retrain is the service's repeat_top."""

@@ -60,6 +60,7 @@ def check_front(front, goals):
         assert not any(dominated(f.values, q, goals) for q, t in zip(values, front.trials) if t.feasible)
 
 
+@pytest.mark.one_backend("postgres")
 def test_a_worker_program_reporting_two_objectives(live_server, tmp_path):
     program = tmp_path / "zdt.py"
     program.write_text(textwrap.dedent(PROGRAM))
