@@ -61,6 +61,15 @@ def study_header(session: Session, study_id: int):
     return row
 
 
+def study_document(session: Session, study_id: int):
+    """The stored document with the metric and goal (config, metric_name, goal): what a trial's
+    ending needs to know of several objectives, without loading the study as an ORM object."""
+    row = session.execute(select(Study.config, Study.metric_name, Study.goal).where(Study.id == study_id)).one_or_none()
+    if row is None:
+        raise StudyNotFound(str(study_id))
+    return row
+
+
 def study_space_text(session: Session, study_id: int) -> str:
     """The study's space as its stored JSON text (a cache key; parsed only by whoever misses)."""
     return session.scalar(select(cast(Study.space, Text)).where(Study.id == study_id))

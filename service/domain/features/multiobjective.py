@@ -62,7 +62,8 @@ def spec_for(study: Any) -> objectives.Spec | None:
 def _after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding) -> dict[str, Any]:
     if row["kind"] != TrialKind.TRIAL or row["state"] not in VALUED_STATES:
         return row
-    spec = spec_for(study_store.get_study_by_id(session, row["study_id"]))   # in the identity map by now
+    doc = study_store.study_document(session, row["study_id"])   # three columns, not the ORM study
+    spec = objectives.spec_of(doc.config, doc.metric_name, doc.goal)
     if spec is None:
         return row
     ev = objectives.record(session, spec, row, ending.known)
