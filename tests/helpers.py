@@ -1,8 +1,11 @@
 """Small builders shared by the API tests."""
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
+
+from tuneserve._defaults import API_PREFIX
 
 SPACE = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
@@ -47,3 +50,16 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: fl
             return value
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def post(client, path: str, body: Any = None):
+    """POST a JSON body under the API prefix (the in-process TestClient or an httpx.Client)."""
+    return client.post(API_PREFIX + path, content=json.dumps(body if body is not None else {}),
+                       headers={"content-type": "application/json"})
+
+
+def enqueue(client, params: dict[str, Any], study: str = "s") -> dict[str, Any]:
+    """Enqueue one trial with these params; its read."""
+    r = post(client, f"/studies/{study}/enqueue", {"params": params})
+    assert r.status_code == 201, r.text
+    return r.json()

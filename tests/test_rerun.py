@@ -5,11 +5,10 @@ fidelity) into the trial's study or another, recording the trial it reruns, with
 each way it cannot; migration 0014 adds the table and drops it again."""
 from __future__ import annotations
 
-import json
 
 import httpx
 
-from tests.helpers import claim, make_study
+from tests.helpers import claim, enqueue, make_study, post
 from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
 from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 from tuneserve_service.auth.guard import needs_admin
@@ -24,17 +23,6 @@ PROVENANCE = {
     "fidelity": {"data_fraction": 0.5, "subset_digest": "3767db5fe6ded5ff", "train_samples": 719},
     "determinism": {"deterministic": False, "num_threads": 1}, "dataset": "digits",
 }
-
-
-def post(client, path, body=None):
-    return client.post(API + path, content=json.dumps(body if body is not None else {}),
-                       headers={"content-type": "application/json"})
-
-
-def enqueue(client, params, study="s"):
-    r = post(client, f"/studies/{study}/enqueue", {"params": params})
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def run(client, study="s", provenance=PROVENANCE, on_complete=False, value=1.0, metrics=None):

@@ -9,7 +9,7 @@ import math
 
 import httpx
 
-from tests.helpers import claim, make_study
+from tests.helpers import claim, enqueue, make_study, post
 from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
 from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 from tuneserve_service.auth.guard import needs_admin
@@ -19,17 +19,6 @@ PARAMS = {"lr": 0.9, "dropout": 0.1, "optimizer": {"name": "sgd", "momentum": 0.
 OVERFIT = ([2.0, 1.5, 1.0, 0.6, 0.3, 0.15], [2.1, 1.7, 1.5, 1.6, 1.9, 2.3])
 HEALTHY = ([2.0, 1.2, 0.7, 0.4, 0.3], [2.1, 1.3, 0.8, 0.6, 0.55])
 DIVERGES = ([2.3, 2.3, math.nan], [2.3, 2.4, math.nan])
-
-
-def post(client, path, body=None):
-    return client.post(API + path, content=json.dumps(body if body is not None else {}),
-                       headers={"content-type": "application/json"})
-
-
-def enqueue(client, params, study="s"):
-    r = post(client, f"/studies/{study}/enqueue", {"params": params})
-    assert r.status_code == 201, r.text
-    return r.json()
 
 
 def run(client, curves, value=None, study="s"):
