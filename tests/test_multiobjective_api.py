@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import claim, make_study, study_body
+from tests.support.databases import columns_of
 from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 
 API = "/api/v1"
@@ -214,25 +215,17 @@ def test_dashboard_pareto_data_has_ranks_feasibility_and_a_growing_hypervolume(c
 
 def test_migration_0013_adds_the_columns_and_its_downgrade_drops_them(fresh_url):
     from alembic import command
-    from sqlalchemy import create_engine, inspect
 
     from tuneserve_service.db.migrate import alembic_config, upgrade
 
     new = {"objectives", "constraint_values", "feasible", "violation"}
 
-    def columns() -> set[str]:
-        engine = create_engine(fresh_url)
-        with engine.connect() as conn:
-            found = {c["name"] for c in inspect(conn).get_columns("trials")}
-        engine.dispose()
-        return found
-
     upgrade(fresh_url, "0012")
-    assert not new & columns()
+    assert not new & columns_of(fresh_url, "trials")
     upgrade(fresh_url)
-    assert new <= columns()
+    assert new <= columns_of(fresh_url, "trials")
     command.downgrade(alembic_config(fresh_url), "0012")
-    assert not new & columns()
+    assert not new & columns_of(fresh_url, "trials")
 
 
 def test_stages_and_refine_are_refused_for_several_objectives(client):

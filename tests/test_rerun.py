@@ -9,6 +9,7 @@ from __future__ import annotations
 import httpx
 
 from tests.helpers import claim, enqueue, make_study, post
+from tests.support.databases import table_names
 from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
 from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 from tuneserve_service.auth.guard import needs_admin
@@ -190,23 +191,15 @@ def test_the_cli_shows_the_provenance_and_reruns(cli, live_server):
 
 def test_migration_0014_adds_the_table_and_its_downgrade_drops_it(fresh_url):
     from alembic import command
-    from sqlalchemy import create_engine, inspect
 
     from tuneserve_service.db.migrate import alembic_config, upgrade
 
-    def tables() -> set[str]:
-        engine = create_engine(fresh_url)
-        with engine.connect() as conn:
-            found = set(inspect(conn).get_table_names())
-        engine.dispose()
-        return found
-
     upgrade(fresh_url, "0013")
-    assert "trial_provenance" not in tables()
+    assert "trial_provenance" not in table_names(fresh_url)
     upgrade(fresh_url, "0014")
-    assert "trial_provenance" in tables()
+    assert "trial_provenance" in table_names(fresh_url)
     command.downgrade(alembic_config(fresh_url), "0013")
-    assert "trial_provenance" not in tables()
+    assert "trial_provenance" not in table_names(fresh_url)
 
 
 def test_a_worker_reports_without_provenance_to_a_server_that_refuses_it():

@@ -10,6 +10,7 @@ import math
 import httpx
 
 from tests.helpers import claim, enqueue, make_study, post
+from tests.support.databases import columns_of
 from tests.test_cli import cli  # noqa: F401  (the fixture: a CliRunner over the app)
 from tests.test_enum_checks import fresh_url  # noqa: F401  (the fixture: a database no migration touched)
 from tuneserve_service.auth.guard import needs_admin
@@ -129,23 +130,15 @@ def test_the_cli_shows_the_variant_runs_it_and_reports_the_helped_figure(cli, li
 
 def test_migration_0012_adds_the_columns_and_its_downgrade_drops_them(fresh_url):
     from alembic import command
-    from sqlalchemy import create_engine, inspect
 
     from tuneserve_service.db.migrate import alembic_config, upgrade
 
-    def columns() -> set[str]:
-        engine = create_engine(fresh_url)
-        with engine.connect() as conn:
-            found = {c["name"] for c in inspect(conn).get_columns("trials")}
-        engine.dispose()
-        return found
-
     upgrade(fresh_url, "0011")
-    assert not {"parent_trial_id", "advice_notch"} & columns()
+    assert not {"parent_trial_id", "advice_notch"} & columns_of(fresh_url, "trials")
     upgrade(fresh_url)
-    assert {"parent_trial_id", "advice_notch"} <= columns()
+    assert {"parent_trial_id", "advice_notch"} <= columns_of(fresh_url, "trials")
     command.downgrade(alembic_config(fresh_url), "0011")
-    assert not {"parent_trial_id", "advice_notch"} & columns()
+    assert not {"parent_trial_id", "advice_notch"} & columns_of(fresh_url, "trials")
 
 
 def test_study_advice_counts_only_confident_labels(client, monkeypatch):

@@ -42,3 +42,20 @@ def truncate_all(url: str) -> None:
         tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
         conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+def columns_of(url: str, table: str) -> set[str]:
+    """The column names a table has now (the migration tests look before and after a revision)."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = {c["name"] for c in inspect(conn).get_columns(table)}
+    engine.dispose()
+    return found
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = set(inspect(conn).get_table_names())
+    engine.dispose()
+    return found
