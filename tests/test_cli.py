@@ -246,3 +246,28 @@ def test_server_refuses_to_bind_beyond_loopback_without_a_token(cli, tmp_path):
     r = cli("server", "--host", "0.0.0.0", "--port", str(free_port()), env=env)
     assert r.exit_code == 1
     assert "refusing to serve on 0.0.0.0" in r.output and "--insecure" in r.output
+
+
+def test_a_short_run_with_many_metrics_shows_every_name_whole_in_80_columns():
+    """The built-in trainer reports a dozen metrics (its costs included) over a few epochs: `trial
+    show` then lays the reports out a row per metric, so no name is cut in an 80-column terminal;
+    a long run keeps a row per step."""
+    from rich.console import Console
+
+    from tuneserve_service.cli.trial import _curve
+
+    names = ["train_loss", "val_loss", "val_acc", "lr", "grad_norm", "flops", "param_count", "latency_ms",
+             "peak_memory_mb", "images_per_s", "epoch_time"]
+    short = [{"step": s, "metrics": {n: float(s) for n in names}} for s in range(1, 5)]
+    console = Console(width=80, record=True)
+    console.print(_curve(short))
+    lines = console.export_text().splitlines()
+    assert lines[1].split() == ["metric", "\\", "step", "1", "2", "3", "4"]
+    assert [line.split()[0] for line in lines[2:]] == ["train_loss", "val_loss", "val_acc", "lr", "grad_norm",
+                                                        "epoch_time", "flops", "images_per_s", "latency_ms",
+                                                        "param_count", "peak_memory_mb"]
+    long = [{"step": s, "metrics": {"train_loss": 1 / s, "val_loss": 2 / s}} for s in range(1, 6)]
+    console = Console(width=80, record=True)
+    console.print(_curve(long))
+    lines = console.export_text().splitlines()
+    assert lines[1].split() == ["step", "train_loss", "val_loss"] and lines[-1].split() == ["5", "0.2", "0.4"]

@@ -142,9 +142,19 @@ def provenance_lines(p: dict | None) -> list[str]:
 
 
 def _curve(reports: list[dict]) -> Table:
+    """The per-step reports: a row per step, or, when the trial reported more metrics than steps (a
+    short run of the built-in trainer with its costs), a row per metric, so a terminal of 80 columns
+    shows every name whole."""
     names = {k for r in reports for k in r["metrics"]}
     cols = [k for k in CURVE_FIRST if k in names] + sorted(names - set(CURVE_FIRST))
     table = Table(box=None, header_style="bold", title="reports", title_justify="left")
+    if len(cols) > len(reports):
+        table.add_column("metric \\ step", justify="left")
+        for r in reports:
+            table.add_column(str(r["step"]), justify="right")
+        for c in cols:
+            table.add_row(c, *(render.number(r["metrics"].get(c)) for r in reports))
+        return table
     table.add_column("step", justify="right")
     for c in cols:
         table.add_column(c, justify="right")
