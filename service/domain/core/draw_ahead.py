@@ -45,12 +45,11 @@ _busy_lock = threading.Lock()
 def wanted(db: Database, study_name: str) -> tuple[int, int]:
     """(study id, how many more trials to draw ahead now); 0 for a study that does not draw ahead."""
     with db.transaction() as s:
-        study = study_store.study_header_by_name(s, study_name)
-        full = study_store.get_study_by_id(s, study.id)
-        if (full.method not in ENGINES or full.max_concurrent is not None or full.state != StudyState.RUNNING
-                or full.gate is not None):
-            return full.id, 0
-        return full.id, max(0, DRAW_AHEAD - trial_store.count_waiting(s, full.id))
+        study = study_store.get_study(s, study_name)
+        if (study.method not in ENGINES or study.max_concurrent is not None or study.state != StudyState.RUNNING
+                or study.gate is not None):
+            return study.id, 0
+        return study.id, max(0, DRAW_AHEAD - trial_store.count_waiting(s, study.id))
 
 
 def top_up(db: Database, study_name: str, worker_id: str, holder: str | None = None) -> int:
