@@ -271,3 +271,35 @@ def test_a_short_run_with_many_metrics_shows_every_name_whole_in_80_columns():
     console.print(_curve(long))
     lines = console.export_text().splitlines()
     assert lines[1].split() == ["step", "train_loss", "val_loss"] and lines[-1].split() == ["5", "0.2", "0.4"]
+
+
+def test_the_trial_table_keeps_every_parameter_whole_in_80_columns():
+    """`study trials` with seven parameters: in 80 columns the parameters that differ share one wrapped
+    column of name=value pairs (no ellipsis), the ones every row shares go to a line under the table;
+    a wide terminal gives each differing parameter its own column."""
+    from rich.console import Console
+
+    from tuneserve_service.cli import _render as render
+
+    trials = [{"number": n, "state": "completed", "value": 0.5 / (n + 1), "last_step": 4,
+               "params": {"lr": 0.00152 * (n + 1), "weight_decay": 0.00046 * (n + 1), "optimizer": ["sgd", "adam", "nesterov"][n],
+                          "batch_size": 32 * (n + 1), "dropout": 0.0802, "dataset": "digits", "width": 8 + n},
+               "diagnosis": {"label": "healthy"}, "worker_id": f"demo-w{n}"} for n in range(3)]
+    shared, table = render.trial_table(trials, width=80)
+    console = Console(width=80, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    words = text.split()
+    for n in range(3):
+        for pair in (f"lr={0.00152 * (n + 1):.3g}", f"weight_decay={0.00046 * (n + 1):.3g}",
+                     f"batch_size={32 * (n + 1)}", f"width={8 + n}", f"optimizer={['sgd', 'adam', 'nesterov'][n]}"):
+            assert pair in words
+    assert shared == "same in every row: dataset=digits, dropout=0.0802"
+
+    shared, table = render.trial_table(trials, width=200)
+    console = Console(width=200, record=True)
+    console.print(table)
+    header = console.export_text().splitlines()[0].split()
+    assert header == ["#", "state", "value", "step", "batch_size", "lr", "optimizer", "weight_decay", "width",
+                      "diagnosis", "worker"]

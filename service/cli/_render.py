@@ -160,29 +160,53 @@ def diagnosis_text(diagnosis: dict | None) -> str:
     return text + ("?" if diagnosis.get("provisional") else "")
 
 
-def trial_table(trials: list[dict]) -> Table:
-    names = sorted({k for t in trials for k in flatten_params(t["params"])})
+def param_number(value: Any) -> str:
+    """A parameter in a table cell: 3 significant digits (the full value is in `trial show` and export)."""
+    if isinstance(value, float):
+        return f"{value:.3g}" if math.isfinite(value) else str(value)
+    return number(value)
+
+
+def trial_table(trials: list[dict], width: int | None = None) -> tuple[str | None, Table]:
+    """The trial table, and the line of parameters every row shares ("same in every row: ...").
+
+    Parameters that differ get a column each while the table fits `width` (the console's); when they
+    do not fit, they share one wrapped `params` column of name=value pairs instead, so nothing is
+    cut to an ellipsis in 80 columns."""
+    flats = [flatten_params(t["params"]) for t in trials]
+    names = sorted({k for f in flats for k in f})
+    shared = [n for n in names if len(trials) > 1 and len({repr(f.get(n)) for f in flats}) == 1]
+    varying = [n for n in names if n not in shared]
     fidelity = any(t.get("fidelity") for t in trials)
-    table = Table(box=None, header_style="bold")
-    for col in ("#", "state", "value", "step"):
-        table.add_column(col, justify="right")
-    if fidelity:  # right of the value: a 10% run's value is not a full run's
-        table.add_column("fidelity")
-    for n in names:
-        table.add_column(n, justify="right")
-    table.add_column("diagnosis")
-    table.add_column("worker")
-    for t in trials:
-        flat = flatten_params(t["params"])
-        style = STATE_STYLE.get(t["state"], "")
+    rows = []
+    for t, flat in zip(trials, flats):
         number_text = str(t["number"]) if t.get("kind", "trial") == "trial" else f"{t['number']} ({t['kind']})"
-        cells = [number_text, f"[{style}]{t['state']}[/]" if style else t["state"], number(t["value"]),
-                 number(t.get("last_step"))]
-        if fidelity:
-            cells.append(fidelity_text(t.get("fidelity")))
-        table.add_row(*cells, *(number(flat.get(n)) for n in names), diagnosis_text(t.get("diagnosis")),
-                      t.get("worker_id") or "-")
-    return table
+        rows.append({"#": number_text, "state": t["state"], "value": number(t["value"]),
+                     "step": number(t.get("last_step")),
+                     **({"fidelity": fidelity_text(t.get("fidelity"))} if fidelity else {}),
+                     **{n: param_number(flat.get(n)) for n in varying},
+                     "diagnosis": diagnosis_text(t.get("diagnosis")), "worker": t.get("worker_id") or "-"})
+    columns = list(rows[0]) if rows else ["#", "state", "value", "step", "diagnosis", "worker"]
+    needed = sum(max([len(c)] + [len(r[c]) for r in rows]) + 2 for c in columns)
+    stacked = width is not None and needed > width and bool(varying)
+    table = Table(box=None, header_style="bold", expand=stacked, collapse_padding=stacked, pad_edge=not stacked)
+    for c in columns:
+        if not (stacked and c in varying):
+            table.add_column(c, justify="right" if c not in ("fidelity", "diagnosis", "worker") else "left",
+                             no_wrap=c != "diagnosis")
+    if stacked:   # last, so it takes the width that is left: name=value pairs wrap between pairs
+        table.add_column("params", ratio=1, overflow="fold")
+    for r in rows:
+        style = STATE_STYLE.get(r["state"], "")
+        cells = []
+        for c in columns:
+            if not (stacked and c in varying):
+                cells.append(f"[{style}]{r[c]}[/]" if c == "state" and style else r[c])
+        if stacked:
+            cells.append(" ".join(f"{n}={r[n]}" for n in varying))
+        table.add_row(*cells)
+    line = ("same in every row: " + ", ".join(f"{n}={param_number(flats[0].get(n))}" for n in shared)) if shared else None
+    return line, table
 
 
 # ---- the craft: lineage, stages, fidelity, repeats -----------------------------------------------

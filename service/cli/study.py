@@ -177,7 +177,10 @@ def trials(
     if as_json:
         print_json(page)
         return
-    out.print(render.trial_table(page["items"]))
+    shared, table = render.trial_table(page["items"], width=out.width)
+    out.print(table)
+    if shared:
+        out.print(shared)
     shown = len(page["items"])
     if page["total"] > offset + shown:
         out.print(f"{offset + 1}-{offset + shown} of {page['total']}: --offset {offset + shown} for more")
