@@ -19,11 +19,13 @@ from tuneserve_service.errors import Unauthenticated
 TOKEN_COOKIE = "tuneserve_token"
 
 
-def get_db(request: Request) -> Database:
+# Async on purpose: FastAPI runs a sync dependency in the thread pool, so a plain `def` here cost
+# every request a second thread hop beside its sync endpoint's (issue 21's profile).
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
