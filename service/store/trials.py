@@ -597,7 +597,7 @@ def trial_fidelities(session: Session, study_id: int) -> dict[int, dict[str, Any
 
 
 def record_reports(
-    session: Session, trial_id: int, run: int, steps: list[tuple[int, float | None, dict[str, Any]]]
+    session: Session | Connection, trial_id: int, run: int, steps: list[tuple[int, float | None, dict[str, Any]]]
 ) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
     """Store (step, metric value, metrics) rows of run `run` of the trial. A step stored by an
     earlier run is replaced (the retry started over); one stored by this run is kept as it was.
@@ -605,7 +605,7 @@ def record_reports(
     the caller to compare (a retried request sends the same metrics; anything else is a conflict)."""
     if not steps:
         return []
-    dialect = session.bind.dialect.name
+    dialect = session.dialect.name if isinstance(session, Connection) else session.bind.dialect.name
     now = utcnow()
     rows = [dict(trial_id=trial_id, run=run, step=step, value=value, metrics=metrics, created_at=now)
             for step, value, metrics in steps]

@@ -211,7 +211,10 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
     and answer the pruner's decision. The report renewed the lease, so `needs_heartbeat` is false
     unless a heartbeat would bring news: the study's pruner re-judges at heartbeats (W&B's hyperband),
     or a feature wants one (hooks.wants_heartbeat: a provisional diagnosis to refresh)."""
-    with db.transaction() as s:
+    # Only a non-finite value can end the trial here (a divergence: its ending and the study's
+    # settling use the ORM); a report of finite values runs on a plain Connection.
+    unit = db.core() if _all_finite(None, {}, steps) else db.transaction()
+    with unit as s:
         row, study = _touch(s, trial_id, token, holder, steps)
         decision = _report(s, row, study, trial_id, token, steps, holder)
     decision.needs_heartbeat = not decision.should_stop and (rechecks(study) or hooks.wants_heartbeat(row))
