@@ -54,7 +54,7 @@ STUDIES = Study.__table__
 # (issue 21's profile: the header by name cost 3.9% of the server's CPU that way).
 _HEADER_COLUMNS = tuple(STUDIES.c[k] for k in (
     "id", "name", "state", "metric_name", "goal", "pruner", "lease_seconds", "max_trials", "next_number", "method",
-    "max_concurrent", "objective", "fidelity", "stage_index", "parent_id", "metric_target"))
+    "max_concurrent", "objective", "fidelity", "stage_index", "parent_id", "metric_target", "gate"))
 _HEADER = select(*_HEADER_COLUMNS)
 _HEADER_BY_ID = _HEADER.where(STUDIES.c.id == bindparam("b_id"))
 _HEADER_BY_NAME = _HEADER.where(STUDIES.c.name == bindparam("b_name"))

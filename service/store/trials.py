@@ -321,6 +321,7 @@ class StudyHeader(NamedTuple):
     stage_index: int | None
     parent_id: int | None
     metric_target: float | None
+    gate: str | None
 
 
 @lru_cache(maxsize=4)
@@ -380,10 +381,34 @@ def claim_named(
     return header, rows
 
 
-def count_waiting(session: Session, study_id: int) -> int:
-    """How many trials of a study wait to be claimed (drawn ahead, enqueued or retried)."""
-    return session.scalar(
-        select(func.count()).where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting")) or 0
+def count_waiting(session: Session, study_id: int, *, drawn_only: bool = False) -> int:
+    """How many trials of a study wait to be claimed (drawn ahead, enqueued or retried); with
+    `drawn_only`, those with their params drawn (not the undrawn ones a claim draws itself)."""
+    conds = [TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting"]
+    if drawn_only:
+        conds.append(TRIALS.c.drawn.is_(True))
+    return session.scalar(select(func.count()).where(*conds)) or 0
+
+
+def undraw_stale(session: Session, study_id: int, method: str, results: int) -> int:
+    """Put the study's drawn-ahead rows (waiting, drawn by `method`, never claimed: no start, no
+    attempt) back to undrawn once `results` or more of the study's trials ended after the row was
+    created: the claim that takes one draws it then (core/draw_ahead.py). Returns how many."""
+    ended_since = (
+        select(func.count()).select_from(_LATER_ENDINGS)
+        .where(_LATER_ENDINGS.c.study_id == study_id, _LATER_ENDINGS.c.finished_at > TRIALS.c.created_at)
+        .scalar_subquery()
+    )
+    return session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting", TRIALS.c.drawn.is_(True),
+               TRIALS.c.started_at.is_(None), TRIALS.c.attempt == 0, ORDINARY, TRIALS.c.method == method,
+               ended_since >= results)
+        .values(drawn=False, params={}, fidelity=None, config_key=None)
+    ).rowcount or 0
+
+
+_LATER_ENDINGS = TRIALS.alias("later_endings")
 
 
 def waiting_studies(session: Session, objective: str | None = None, limit: int = 5) -> list[tuple[int, int | None]]:
