@@ -7,7 +7,8 @@ enqueue + claim + complete (complete carries claim_next), then POST /studies/{na
 timed (each asked trial is completed afterwards, untimed, so nothing stays pending; for botorch,
 and tpe from 100 trials on, the asks after the first are served from the queue it draws ahead after each answer, core/draw_ahead.py,
 so REST shows what a worker waits and in-process what a fit costs; --think S waits S seconds
-before each timed ask, as a worker trains between claims, so the draw-ahead has finished). In-process:
+before each timed ask, as a worker trains between claims, so the draw-ahead has finished, and leaves
+the study's first ask, which finds nothing drawn ahead yet, out of the timing). In-process:
 the same optimizer's suggest() on the same history, so the REST overhead is the difference.
 
     python benchmarks/suggest_latency.py            # N = 100, 1000, 5000 (a few minutes)
@@ -80,11 +81,12 @@ def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: i
         r.raise_for_status()
         lease = r.json()["next"]
     out = []
-    for _ in range(repeats):
+    for i in range(repeats + (1 if think else 0)):
         time.sleep(think)   # a worker's training time: the server draws ahead meanwhile (core/draw_ahead.py)
         t0 = time.perf_counter()
         r = client.post(f"/studies/{name}/ask", json={"count": 1, "worker_id": "bench"})
-        out.append(time.perf_counter() - t0)
+        if i or not think:   # with --think, the first ask (nothing drawn ahead yet) is not timed
+            out.append(time.perf_counter() - t0)
         r.raise_for_status()
         lease = r.json()[0]
         client.post(f"/trials/{lease['trial_id']}/complete",
