@@ -193,6 +193,22 @@ def shrink_budget(session: Session, study_id: int, removed: int) -> None:
     )
 
 
+_SPENT = (
+    select(STUDIES.c.id)
+    .where(STUDIES.c.state.in_(("running", "paused")), STUDIES.c.max_trials.is_not(None),
+           STUDIES.c.next_number >= STUDIES.c.max_trials,
+           ~select(Trial.__table__.c.id).where(Trial.__table__.c.study_id == STUDIES.c.id,
+                                               Trial.__table__.c.state.in_(ACTIVE_TRIAL_STATES)).exists())
+    .order_by(STUDIES.c.id)
+)
+
+
+def spent_studies(session: Session) -> list[int]:
+    """Running or paused studies whose budget is spent with nothing active: what finish_if_done
+    would finish (the lease reaper's safety net, in id order)."""
+    return list(session.scalars(_SPENT))
+
+
 def finish_if_done(session: Session, study_id: int) -> bool:
     """Mark a running or paused study finished once its budget is spent and nothing is active.
 

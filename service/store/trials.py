@@ -449,6 +449,8 @@ class HeldStudy(NamedTuple):
     space_text: str | None = None
     objectives: list[Any] | None = None
     constraints: list[Any] | None = None
+    max_trials: int | None = None
+    next_number: int | None = None
 
 
 def _of_study(column, label: str):
@@ -457,10 +459,12 @@ def _of_study(column, label: str):
 
 _HELD_STUDY_FIELDS = ("name", "state", "metric_name", "goal", "pruner", "metric_target")
 _STUDY_OF_TRIAL = tuple(_of_study(STUDIES.c[f], f"s_{f}") for f in _HELD_STUDY_FIELDS)
-_ENDING_FIELDS = ("space_text", "objectives", "constraints")
+_ENDING_FIELDS = ("space_text", "objectives", "constraints", "max_trials", "next_number")
 _STUDY_OF_ENDING = (_of_study(cast(STUDIES.c.space, Text), "s_space_text"),
                     _of_study(STUDIES.c.config["objectives"], "s_objectives"),
-                    _of_study(STUDIES.c.config["constraints"], "s_constraints"))
+                    _of_study(STUDIES.c.config["constraints"], "s_constraints"),
+                    _of_study(STUDIES.c.max_trials, "s_max_trials"),
+                    _of_study(STUDIES.c.next_number, "s_next_number"))
 _TRIAL_KEYS = tuple(c.key for c in TRIALS.c)
 
 

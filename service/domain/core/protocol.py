@@ -400,7 +400,7 @@ def complete(
                 and ended["kind"] == TrialKind.TRIAL):
             finish_on_target(s, study.id, ended["value"], ended["number"], study)  # W&B's metric.target
         ended = _after_end(s, ended, study, outcome, steps)
-        settle(s, study.id)
+        settle(s, study.id, (study.max_trials, study.next_number))
         if ended["kind"] == TrialKind.TRIAL:
             observe.ended(ended["state"])
         done = trial_read(ended, study.name)
