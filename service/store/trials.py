@@ -638,7 +638,8 @@ def record_reports(
     now = utcnow()
     rows = [dict(trial_id=trial_id, run=run, step=step, value=value, metrics=metrics, created_at=now)
             for step, value, metrics in steps]
-    inserted = set(session.scalars(_report_insert(dialect), rows).all())
+    # One step (a per-epoch report) as a single execution, not an executemany of one row.
+    inserted = set(session.scalars(_report_insert(dialect), rows[0] if len(rows) == 1 else rows).all())
     if len(inserted) == len(rows):
         return []
     sent = {step: metrics for step, _, metrics in steps if step not in inserted}
