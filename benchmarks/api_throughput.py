@@ -97,8 +97,14 @@ async def run_shape(base, shape, trials, workers, limit_s):
     }
 
 
-async def keepalive_capacity(base, workers, seconds):
-    """report + heartbeat pairs per second one server answers, from `workers` concurrent holders."""
+async def keepalive_capacity(base, workers, seconds, protocol=False):
+    """report + heartbeat pairs per second one server answers, from `workers` concurrent holders.
+
+    protocol=True: worker epochs per second instead, each epoch sending what the server's own worker
+    protocol sends for it: a report, then a heartbeat unless the report's answer says
+    `needs_heartbeat: false` (an answer without the field, from a server that predates it, gets the
+    heartbeat its workers sent after every report). Not the same figure as the pairs: a server that
+    asks for fewer heartbeats answers more epochs with the same work."""
     study = f"hb-{uuid.uuid4().hex[:6]}"
     api = base + "/api/v1"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=workers)) as session:
@@ -117,9 +123,11 @@ async def keepalive_capacity(base, workers, seconds):
                 tok = lease["lease_token"]
                 async with session.post(f"{api}/trials/{lease['trial_id']}/report",
                                         json={"lease_token": tok, "step": step, "metrics": {"val_loss": 1.0}}) as r:
-                    await r.read()
-                async with session.post(f"{api}/trials/{lease['trial_id']}/heartbeat", json={"lease_token": tok}) as r:
-                    await r.read()
+                    answer = await r.json()
+                if not protocol or answer.get("needs_heartbeat", True):
+                    async with session.post(f"{api}/trials/{lease['trial_id']}/heartbeat",
+                                            json={"lease_token": tok}) as r:
+                        await r.read()
                 done += 1
 
         start = time.perf_counter()
@@ -155,14 +163,19 @@ def main() -> None:
                     print(f"{backend:9} {procs:5d} {shape:10} {r['completed']:7d} {r['trials_per_s']:9.1f} "
                           f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['duplicates']:5d} {r['errors']:6d}", flush=True)
                 if procs == 1:
-                    keep[backend] = asyncio.run(keepalive_capacity(base, args.workers, 10.0))
+                    keep[backend] = (asyncio.run(keepalive_capacity(base, args.workers, 10.0)),
+                                     asyncio.run(keepalive_capacity(base, args.workers, 10.0, protocol=True)))
             finally:
                 proc.terminate()
                 proc.wait(15)
                 drop()
     print("\nworkers one server process sustains at 1 report + 1 heartbeat every 10 s:")
-    for backend, pairs in keep.items():
+    for backend, (pairs, epochs) in keep.items():
         print(f"  {backend:9} {pairs:7.1f} report+heartbeat pairs/s -> about {int(pairs * 10):,} workers")
+    print("workers one server process sustains at one epoch every 10 s, sending what the worker protocol sends\n"
+          "(a report, and a heartbeat only when the report's answer asks for one):")
+    for backend, (pairs, epochs) in keep.items():
+        print(f"  {backend:9} {epochs:7.1f} worker epochs/s -> about {int(epochs * 10):,} workers")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """This tree's server against another revision's, alternating rounds: api_throughput's shapes and
 report+heartbeat pairs, each side in a fresh PostgreSQL (or SQLite) database, with the same client.
 
+Shapes: per-epoch and batched trials/s; report+heartbeat pairs/s (a heartbeat after every report, on
+both sides: the raw cost of the two requests); keep-alive epochs/s (a report plus the heartbeat that
+side's own worker protocol sends: after every report for a revision without `needs_heartbeat`, such
+as c026e81, else only when the report's answer asks for one). The last two are different figures.
+
 REV is checked out into a temporary git worktree with its own virtual environment (a pip install of
 REV's project, kept under --cache and reused by later runs). Each server runs from its own tree
 (c026e81 imports `service` as a top-level package from its working directory; later revisions
@@ -30,7 +35,7 @@ from _server import ROOT  # noqa: E402
 
 from tuneserve_service.launch import ServerDidNotStart, free_port, wait_healthy  # noqa: E402
 
-SHAPES = ("per-epoch", "batched", "pairs")
+SHAPES = ("per-epoch", "batched", "pairs", "keepalive")
 
 
 @dataclass
@@ -91,6 +96,7 @@ def one_round(side: Side, backend: str, args) -> dict[str, float]:
                     print(f"  !! {side.name} {shape}: {r['duplicates']} duplicates, {r['errors']} errors")
                 out[shape] = r["trials_per_s"]
             out["pairs"] = asyncio.run(bench.keepalive_capacity(base, args.workers, args.pairs_s))
+            out["keepalive"] = asyncio.run(bench.keepalive_capacity(base, args.workers, args.pairs_s, protocol=True))
             return out
         finally:
             proc.terminate()
@@ -127,7 +133,7 @@ def main() -> None:
             for k in SHAPES:
                 results[side.name][k].append(r[k])
             print(f"round {i + 1} {side.name:10} per-epoch {r['per-epoch']:7.1f} trials/s  batched "
-                  f"{r['batched']:7.1f} trials/s  pairs {r['pairs']:7.1f}/s  (load {os.getloadavg()[0]:.1f})",
+                  f"{r['batched']:7.1f} trials/s  pairs {r['pairs']:7.1f}/s  keep-alive epochs {r['keepalive']:7.1f}/s  (load {os.getloadavg()[0]:.1f})",
                   flush=True)
     print(f"\n{'shape':10} {args.against + ' median [min-max]':>28} {'this tree median [min-max]':>28} "
           f"{'ratio':>7} {'ratio range':>13}")
@@ -136,8 +142,11 @@ def main() -> None:
         ratio = statistics.median(b) / statistics.median(a)
         lo, hi = min(b) / max(a), max(b) / min(a)
         print(f"{k:10} {spread(a):>28} {spread(b):>28} {ratio:6.2f}x {lo:5.2f}-{hi:5.2f}x")
-    print(f"(per-epoch and batched: completed trials/s; pairs: report+heartbeat pairs/s; load average at the "
-          f"end {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M UTC', time.gmtime())})")
+    print(f"(per-epoch and batched: completed trials/s; pairs: report+heartbeat pairs/s, a heartbeat after every "
+          f"report on both sides; keepalive: worker epochs/s, each a report plus the heartbeat that side's own "
+          f"worker protocol sends (after every report for a server without needs_heartbeat, else only when the "
+          f"report's answer asks for one): not the pairs figure. Load average at the end {os.getloadavg()[0]:.1f}, "
+          f"{time.strftime('%H:%M UTC', time.gmtime())})")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ trials of a CNN-like search space (8 parameters: log, int, q, categorical, neste
 
 REST: a real server (uvicorn, temp SQLite file) in a subprocess; the N trials are loaded with
 enqueue + claim + complete (complete carries claim_next), then POST /studies/{name}/ask count=1 is
-timed (each asked trial is completed afterwards, untimed, so nothing stays pending; for botorch the
-asks after the first are served from the queue it draws ahead after each answer, core/draw_ahead.py,
-so REST shows what a worker waits and in-process what a fit costs). In-process:
+timed (each asked trial is completed afterwards, untimed, so nothing stays pending; for botorch,
+and tpe from 100 trials on, the asks after the first are served from the queue it draws ahead after each answer, core/draw_ahead.py,
+so REST shows what a worker waits and in-process what a fit costs; --think S waits S seconds
+before each timed ask, as a worker trains between claims, so the draw-ahead has finished, and leaves
+the study's first ask, which finds nothing drawn ahead yet, out of the timing). In-process:
 the same optimizer's suggest() on the same history, so the REST overhead is the difference.
 
     python benchmarks/suggest_latency.py            # N = 100, 1000, 5000 (a few minutes)
@@ -61,7 +63,7 @@ def history(n: int, seed: int = 0) -> list[dict]:
     return [SPACE.sample(rng) for _ in range(n)]
 
 
-def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: int) -> list[float]:
+def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: int, think: float = 0.0) -> list[float]:
     name = f"lat-{method}-{len(points)}-{time.monotonic_ns()}"
     r = client.post("/studies", json={"name": name, "metric": {"name": "val_loss", "goal": "minimize"},
                                       "method": method, "parameters": PARAMETERS, "seed": 1})
@@ -79,10 +81,12 @@ def rest_times(client: httpx.Client, method: str, points: list[dict], repeats: i
         r.raise_for_status()
         lease = r.json()["next"]
     out = []
-    for _ in range(repeats):
+    for i in range(repeats + (1 if think else 0)):
+        time.sleep(think)   # a worker's training time: the server draws ahead meanwhile (core/draw_ahead.py)
         t0 = time.perf_counter()
         r = client.post(f"/studies/{name}/ask", json={"count": 1, "worker_id": "bench"})
-        out.append(time.perf_counter() - t0)
+        if i or not think:   # with --think, the first ask (nothing drawn ahead yet) is not timed
+            out.append(time.perf_counter() - t0)
         r.raise_for_status()
         lease = r.json()[0]
         client.post(f"/trials/{lease['trial_id']}/complete",
@@ -137,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rest", action="store_true", help="skip the server (in-process and Optuna only)")
     ap.add_argument("--methods", default="tpe,tpe_hyperopt,gp,botorch")
     ap.add_argument("--no-optuna", action="store_true", help="skip Optuna's TPESampler (a bench extra)")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="seconds between a completion and the next timed ask, as a worker trains between "
+                         "claims (0: back to back, so a draw-ahead may not have finished)")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.repeats = "100,1000", 5
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 points = history(n)
                 for method in args.methods.split(","):
                     inproc = inprocess_times(method, points, args.repeats)
-                    rest = rest_times(client, method, points, args.repeats) if client else None
+                    rest = rest_times(client, method, points, args.repeats, args.think) if client else None
                     rows.append((n, method, rest, inproc))
                 if not args.no_optuna:
                     rows.append((n, "optuna TPESampler (RDB sqlite)", optuna_times(points, args.repeats, tmp), None))
@@ -170,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return "-" if not xs else f"{1000 * float(np.percentile(xs, 90)):.1f}"
 
     print(f"# time to one suggestion, median and p90 over {args.repeats} asks (ms); "
-          f"REST = POST /studies/{{name}}/ask count=1 on a local server with SQLite")
+          f"REST = POST /studies/{{name}}/ask count=1 on a local server with SQLite, "
+          f"{args.think:g} s after the previous asked trial completed")
     print("| N completed | method | REST median | REST p90 | optimizer only median | REST overhead |")
     print("|---|---|---|---|---|---|")
     for n, method, rest, inproc in rows:

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=16, ge=1, description="Connections kept per server process.")
     db_max_overflow: int | None = Field(
         default=None, ge=0,
-        description="Extra connections a busy process may open beyond the pool; default max(pool, 40 - pool). "
+        description="Extra connections a busy process may open beyond the pool (on PostgreSQL kept open once "
+        "opened, not reconnected per request); default max(pool, 40 - pool). "
         "With several replicas on one PostgreSQL keep replicas x (pool + overflow + 12) under max_connections.",
     )
     db_server_prepare: bool = Field(

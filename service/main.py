@@ -113,10 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_errors.install(app)
     app.add_middleware(BodyLimits, settings=settings)
     auth = [Depends(require_caller)]
-    app.include_router(studies.router, prefix=API_PREFIX, dependencies=auth)
-    app.include_router(gates.router, prefix=API_PREFIX, dependencies=auth)
+    # The worker protocol's routers first: routes are matched in order, and these take most requests.
     app.include_router(trials.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(leases.router, prefix=API_PREFIX, dependencies=auth)  # batched lease renewal (issue 21)
+    app.include_router(studies.router, prefix=API_PREFIX, dependencies=auth)
+    app.include_router(gates.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(workers_api.router, prefix=API_PREFIX, dependencies=auth)  # worker identities (issue 18)
     app.include_router(logs.router, prefix=API_PREFIX, dependencies=auth)
     app.include_router(tokens.router, prefix=API_PREFIX, dependencies=auth)

@@ -19,11 +19,13 @@ from tuneserve_service.errors import Unauthenticated
 TOKEN_COOKIE = "tuneserve_token"
 
 
-def get_db(request: Request) -> Database:
+# Async on purpose: FastAPI runs a sync dependency in the thread pool, so a plain `def` here cost
+# every request a second thread hop beside its sync endpoint's (issue 21's profile).
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -64,7 +66,8 @@ async def require_caller(request: Request) -> Caller:
     """The authenticated caller, allowed to call this route; 401 / 403 otherwise."""
     caller = await authenticate(request)
     route = request.scope.get("route")
-    authorize(caller, request.method, getattr(route, "path", request.url.path))
+    # request.url only when there is no route: building it cost 1.3% of the server's CPU per request.
+    authorize(caller, request.method, route.path if hasattr(route, "path") else request.url.path)
     return caller
 
 

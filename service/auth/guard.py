@@ -19,6 +19,8 @@ that time.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import ipaddress
 import secrets
 import threading
@@ -176,6 +178,7 @@ def authorize(caller: Caller, method: str, route_path: str) -> None:
         raise Forbidden(f"a {caller.role} token may not {method} {route_path}: that needs an admin token")
 
 
+@lru_cache(maxsize=64)
 def arrived_from_network(local_host: str | None) -> bool:
     """Whether a request came in on a network address: the connection's local address is an IP
     that is not loopback. A Unix socket (a path) or an in-process client is local."""

@@ -125,8 +125,14 @@ def make_engine(
     # Overflow covers the request thread pool (40 threads) so no request waits for a connection.
     if max_overflow is None:
         max_overflow = max(pool_size, 40 - pool_size)
+    # SQLAlchemy closes an overflow connection when it comes back, so under sustained load (more
+    # requests in flight than pool_size) a process connected and disconnected all the time: a
+    # PostgreSQL backend started per request or two, and psycopg's connect at 2.7% of the server's
+    # CPU (issue 21's profile). The overflow is kept open instead, once opened: the most a process
+    # holds is the same pool + overflow as before (which deployments budget for), now also while
+    # it idles after a busy moment.
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600,
+        url, pool_size=pool_size + max_overflow, max_overflow=0, pool_recycle=3600,
         pool_timeout=pool_timeout, hide_parameters=True, connect_args=connect_args, json_serializer=json_dumps,
         **extra,
     )
@@ -227,17 +233,37 @@ class Database:
             yield session
 
     @contextmanager
-    def renewal(self) -> Iterator[Session | Connection]:
+    def core(self) -> Iterator[Connection]:
+        """A transaction on a plain Connection, for a unit of work that runs only Core statements
+        (a report that cannot end its trial): no ORM Session to set up and tear down, which cost a
+        report as much as one of its statements (issue 21's profile). Commits when the block ends
+        normally, rolls back on any exception; on SQLite it takes the same process lock and BEGIN
+        IMMEDIATE as transaction()."""
+        if self._sqlite_lock is not None:
+            if not self._sqlite_lock.acquire(timeout=self._busy_timeout):
+                raise DatabaseUnavailable(f"the database stayed locked for {self._busy_timeout:g} s")
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                self._sqlite_lock.release()
+            return
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def renewal(self) -> Iterator[Connection]:
         """The unit of work of a lease renewal (a heartbeat, POST /leases/renew): on PostgreSQL an
         autocommit connection with asynchronous commit, so the fenced UPDATE is one round trip (no
-        BEGIN, no COMMIT, no wait for the WAL flush); on SQLite a transaction. What a crash of the
+        BEGIN, no COMMIT, no wait for the WAL flush); on SQLite a transaction on a plain Connection
+        (core()). What a crash of the
         database can lose is the last fraction of a second of renewals: a lease then runs out as if
         that heartbeat had not been sent (the trial is requeued, the worker's next call is a 409);
         fencing is the UPDATE's own, so nothing is ever renewed that the caller did not hold. The
         rare writes after it (a provisional diagnosis, a re-check's stop) autocommit one by one."""
         if self.autocommit_engine is None:
-            with self.transaction() as session:
-                yield session
+            with self.core() as conn:
+                yield conn
             return
         with self.autocommit_engine.connect() as conn:
             yield conn

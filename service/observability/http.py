@@ -27,6 +27,21 @@ def route_template(scope) -> str:
     return template
 
 
+# The labelled children by (route, method, status): labels() takes a lock and builds its key per call.
+_children: dict[tuple[str, str, str], tuple] = {}
+
+
+def _series(route: str, method: str, status: str):
+    key = (route, method, status)
+    found = _children.get(key)
+    if found is None:
+        if len(_children) > 4096:   # bounded: templates, not paths, so this is only a guard
+            _children.clear()
+        found = _children[key] = (HTTP_REQUESTS.labels(route=route, method=method, status=status),
+                                  HTTP_LATENCY.labels(route=route, method=method))
+    return found
+
+
 class HttpMetrics:
     def __init__(self, app):
         self.app = app
@@ -43,8 +58,9 @@ class HttpMetrics:
             recorded = True
             route = route_template(scope)
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(route=route, method=method, status=str(status)).inc()
-            HTTP_LATENCY.labels(route=route, method=method).observe(time.perf_counter() - start)
+            count, latency = _series(route, method, str(status))
+            count.inc()
+            latency.observe(time.perf_counter() - start)
 
         async def send_and_record(message):
             # Counted before the answer goes out, so a client that has its answer always finds it

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, Iterable, NamedTuple
 
 from sqlalchemy import (
-    Connection, Text, and_, bindparam, case, cast, delete, func, insert, or_, select, text, tuple_, update,
+    Connection, Text, and_, bindparam, case, cast, delete, func, insert, or_, select, text, true, tuple_, update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from tuneserve_service.db.engine import db_epoch, db_token
 from tuneserve_service.db.models import Study, Trial, TrialReport, utcnow
-from tuneserve_service.store.workers import runs_study
+from tuneserve_service.store.workers import ANY, runs_study
+from tuneserve.schemas.objectives import PROGRAM
 
 TRIALS = Trial.__table__
 REPORTS = TrialReport.__table__
@@ -294,10 +295,120 @@ def claim_waiting(
     return sorted((dict(row) for row in rows), key=lambda row: row["id"])
 
 
-def count_waiting(session: Session, study_id: int) -> int:
-    """How many trials of a study wait to be claimed (drawn ahead, enqueued or retried)."""
-    return session.scalar(
-        select(func.count()).where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting")) or 0
+# The study header a named claim reads (store.studies' header columns, prefixed so they do not
+# clash with the trial's).
+_NAMED_HEADER = ("id", "name", "state", "metric_name", "goal", "pruner", "lease_seconds", "max_trials", "next_number",
+                 "method", "max_concurrent", "objective", "fidelity", "stage_index", "parent_id", "metric_target",
+                 "gate")
+
+
+class StudyHeader(NamedTuple):
+    """A study's header as a named claim read it (the columns of store.studies.study_header)."""
+
+    id: int
+    name: str
+    state: str
+    metric_name: str
+    goal: str
+    pruner: dict[str, Any] | None
+    lease_seconds: float
+    max_trials: int | None
+    next_number: int
+    method: str
+    max_concurrent: int | None
+    objective: str
+    fidelity: dict[str, Any] | None
+    stage_index: int | None
+    parent_id: int | None
+    metric_target: float | None
+    gate: str | None
+
+
+@lru_cache(maxsize=4)
+def _named_claim_statement(objective_kind: str):
+    """PostgreSQL: the study named b_name read and its oldest waiting trials claimed in one
+    statement. WITH st AS (the study's header), picked AS (its waiting trials, FOR UPDATE SKIP
+    LOCKED, only when it runs, has no max_concurrent and a worker running b_objective may run it),
+    upd AS (UPDATE ... RETURNING) SELECT st, upd: one row with no trial when nothing was claimed,
+    no row when no study has that name. `objective_kind`: "any", "program" or "named" (runs_study's
+    three cases). Parameters: b_name, b_objective, b_worker_id, b_holder, b_now, b_limit."""
+    st = select(*(STUDIES.c[k].label(f"s_{k}") for k in _NAMED_HEADER)).where(
+        STUDIES.c.name == bindparam("b_name")).cte("st")
+    runs = {"any": true(), "program": st.c.s_objective == PROGRAM,
+            "named": or_(st.c.s_objective == "", st.c.s_objective == bindparam("b_objective"))}[objective_kind]
+    kind_allowed = or_(and_(st.c.s_gate.is_(None), TRIALS.c.kind == "trial"), st.c.s_gate == TRIALS.c.kind)
+    picked = (
+        select(TRIALS.c.id).select_from(TRIALS.join(st, st.c.s_id == TRIALS.c.study_id))
+        .where(TRIALS.c.state == "waiting", st.c.s_state == "running", st.c.s_max_concurrent.is_(None), runs,
+               kind_allowed)
+        .order_by(TRIALS.c.id).limit(bindparam("b_limit"))
+        .with_for_update(of=TRIALS, skip_locked=True)
+        .cte("picked")
+    )
+    upd = (
+        update(TRIALS)
+        .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
+        .values(
+            state="running", worker_id=bindparam("b_worker_id"), holder=bindparam("b_holder"), lease_token=db_token(),
+            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
+            stop_reason=None, stop_step=None, runs=TRIALS.c.runs + 1,
+        )
+        .returning(*TRIALS.c)
+        .cte("upd")
+    )
+    return select(st, upd).select_from(st.outerjoin(upd, true())).order_by(upd.c.id)
+
+
+def claim_named(
+    session: Session, *, worker_id: str, study_name: str, objective: str | None, limit: int = 1,
+    holder: str | None = None,
+) -> tuple[StudyHeader, list[dict[str, Any]]] | None:
+    """PostgreSQL only: the header of the study named `study_name` and up to `limit` of its waiting
+    trials under fresh leases for `worker_id`, in one statement (claim_waiting's rules: oldest
+    first, SKIP LOCKED, a gate's kind only), when the study runs, has no max_concurrent (a cap
+    needs the admission lock first) and a worker running `objective` may run it
+    (store.workers.runs_study); else no rows, and the caller goes on from the header. None when no
+    study has that name."""
+    kind = "any" if objective in (ANY, None) else "program" if objective == PROGRAM else "named"
+    params = {"b_name": study_name, "b_objective": objective, "b_worker_id": worker_id, "b_holder": holder,
+              "b_now": utcnow(), "b_limit": limit}
+    result = session.execute(_named_claim_statement(kind), params).mappings().all()
+    if not result:
+        return None
+    first = result[0]
+    header = StudyHeader(*(first[f"s_{k}"] for k in StudyHeader._fields))
+    rows = [{k: r[k] for k in _TRIAL_KEYS} for r in result if r["id"] is not None]
+    return header, rows
+
+
+def count_waiting(session: Session, study_id: int, *, drawn_only: bool = False) -> int:
+    """How many trials of a study wait to be claimed (drawn ahead, enqueued or retried); with
+    `drawn_only`, those with their params drawn (not the undrawn ones a claim draws itself)."""
+    conds = [TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting"]
+    if drawn_only:
+        conds.append(TRIALS.c.drawn.is_(True))
+    return session.scalar(select(func.count()).where(*conds)) or 0
+
+
+def undraw_stale(session: Session, study_id: int, method: str, results: int) -> int:
+    """Put the study's drawn-ahead rows (waiting, drawn by `method`, never claimed: no start, no
+    attempt) back to undrawn once `results` or more of the study's trials ended after the row was
+    created: the claim that takes one draws it then (core/draw_ahead.py). Returns how many."""
+    ended_since = (
+        select(func.count()).select_from(_LATER_ENDINGS)
+        .where(_LATER_ENDINGS.c.study_id == study_id, _LATER_ENDINGS.c.finished_at > TRIALS.c.created_at)
+        .scalar_subquery()
+    )
+    return session.execute(
+        update(TRIALS)
+        .where(TRIALS.c.study_id == study_id, TRIALS.c.state == "waiting", TRIALS.c.drawn.is_(True),
+               TRIALS.c.started_at.is_(None), TRIALS.c.attempt == 0, ORDINARY, TRIALS.c.method == method,
+               ended_since >= results)
+        .values(drawn=False, params={}, fidelity=None, config_key=None)
+    ).rowcount or 0
+
+
+_LATER_ENDINGS = TRIALS.alias("later_endings")
 
 
 def waiting_studies(session: Session, objective: str | None = None, limit: int = 5) -> list[tuple[int, int | None]]:
@@ -333,19 +444,33 @@ class HeldStudy(NamedTuple):
     goal: str
     pruner: dict[str, Any] | None
     metric_target: float | None
+    # Read only by the statements that end a trial, for what runs at its ending (the diagnosis's
+    # space, the objectives and constraints of the study's document); None otherwise.
+    space_text: str | None = None
+    objectives: list[Any] | None = None
+    constraints: list[Any] | None = None
+    max_trials: int | None = None
+    next_number: int | None = None
 
 
 def _of_study(column, label: str):
     return select(column).where(STUDIES.c.id == TRIALS.c.study_id).scalar_subquery().label(label)
 
 
-_HELD_STUDY_FIELDS = HeldStudy._fields[1:]
+_HELD_STUDY_FIELDS = ("name", "state", "metric_name", "goal", "pruner", "metric_target")
 _STUDY_OF_TRIAL = tuple(_of_study(STUDIES.c[f], f"s_{f}") for f in _HELD_STUDY_FIELDS)
+_ENDING_FIELDS = ("space_text", "objectives", "constraints", "max_trials", "next_number")
+_STUDY_OF_ENDING = (_of_study(cast(STUDIES.c.space, Text), "s_space_text"),
+                    _of_study(STUDIES.c.config["objectives"], "s_objectives"),
+                    _of_study(STUDIES.c.config["constraints"], "s_constraints"),
+                    _of_study(STUDIES.c.max_trials, "s_max_trials"),
+                    _of_study(STUDIES.c.next_number, "s_next_number"))
 _TRIAL_KEYS = tuple(c.key for c in TRIALS.c)
 
 
 def _held_study(row) -> HeldStudy:
-    return HeldStudy(row["study_id"], *(row[f"s_{f}"] for f in _HELD_STUDY_FIELDS))
+    extra = tuple(row[f"s_{f}"] for f in _ENDING_FIELDS) if "s_space_text" in row else ()
+    return HeldStudy(row["study_id"], *(row[f"s_{f}"] for f in _HELD_STUDY_FIELDS), *extra)
 
 
 def _split_held(row) -> tuple[dict[str, Any], HeldStudy]:
@@ -371,7 +496,8 @@ def _held_update(state: str | None, keys: tuple[str, ...], with_study: bool = Fa
         else:
             # The token stays on the ended trial: only that lease may repeat the ending.
             values["finished_at"] = bindparam("b_finished_at")
-    returned = (*TRIALS.c, *_STUDY_OF_TRIAL) if with_study else tuple(TRIALS.c)
+    ending = state not in (None, "waiting")
+    returned = (*TRIALS.c, *_STUDY_OF_TRIAL, *(_STUDY_OF_ENDING if ending else ())) if with_study else tuple(TRIALS.c)
     return update(TRIALS).where(_HELD).values(**values).returning(*returned)
 
 
@@ -426,7 +552,8 @@ def end_held(session: Session, trial_id: int, token: str, state: str, holder: st
 
 def end_held_with_study(session: Session, trial_id: int, token: str, state: str, holder: str | None = None,
                         **values: Any) -> tuple[dict[str, Any], HeldStudy] | None:
-    """end_held and the study's HeldStudy in the same one statement; None when not held."""
+    """end_held and the study's HeldStudy (with its ending fields) in the same one statement; None
+    when not held."""
     row = _run_held(session, state, trial_id, token, holder, values, with_study=True)
     return None if row is None else _split_held(row)
 
@@ -499,7 +626,7 @@ def trial_fidelities(session: Session, study_id: int) -> dict[int, dict[str, Any
 
 
 def record_reports(
-    session: Session, trial_id: int, run: int, steps: list[tuple[int, float | None, dict[str, Any]]]
+    session: Session | Connection, trial_id: int, run: int, steps: list[tuple[int, float | None, dict[str, Any]]]
 ) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
     """Store (step, metric value, metrics) rows of run `run` of the trial. A step stored by an
     earlier run is replaced (the retry started over); one stored by this run is kept as it was.
@@ -507,11 +634,12 @@ def record_reports(
     the caller to compare (a retried request sends the same metrics; anything else is a conflict)."""
     if not steps:
         return []
-    dialect = session.bind.dialect.name
+    dialect = session.dialect.name if isinstance(session, Connection) else session.bind.dialect.name
     now = utcnow()
     rows = [dict(trial_id=trial_id, run=run, step=step, value=value, metrics=metrics, created_at=now)
             for step, value, metrics in steps]
-    inserted = set(session.scalars(_report_insert(dialect), rows).all())
+    # One step (a per-epoch report) as a single execution, not an executemany of one row.
+    inserted = set(session.scalars(_report_insert(dialect), rows[0] if len(rows) == 1 else rows).all())
     if len(inserted) == len(rows):
         return []
     sent = {step: metrics for step, _, metrics in steps if step not in inserted}

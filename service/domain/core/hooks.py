@@ -16,7 +16,10 @@ Hook points, in the order a study meets them:
   check_document(draft)                  validate what needs the resolved study (objective, engine)
   on_create(session, study, draft)       the study row exists (gates: open the first gate)
   serve(session, header) -> header       the study that hands out trials for a claim or ask naming
-                                         `header`'s (stages: a finished stage's successor)
+                                         `header`'s (stages: a finished stage's successor); a running
+                                         study serves its own claims (on PostgreSQL a claim takes its
+                                         waiting trial in the statement that reads its header, before
+                                         serve is asked)
   on_claimed(session, rows) -> rows      claimed rows, in the claim's transaction (gates: a special
                                          run's request on its lease)
   on_heartbeat(session, row, metric,     a running ordinary trial's diagnosis at a heartbeat
@@ -78,6 +81,10 @@ class TrialEnding:
     metric: str
     outcome: Any = None
     known: list[tuple[int, dict[str, Any]]] | None = None
+    # The study as the statement that ended the trial read it (store.trials.HeldStudy with its ending
+    # fields: the space's JSON text, the document's objectives and constraints), or None: a hook
+    # that needs them reads them.
+    study: Any = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ def reap_expired(db: Database) -> tuple[int, int]:
         for row in failed:
             hooks.after_trial_ends(s, row, TrialEnding(study_store.study_header(s, row["study_id"]).metric_name))
         failed_studies = [row["study_id"] for row in failed]
-        for study_id in sorted(set(failed_studies)):
+        # ... and every study whose budget is spent with nothing active: an ending that saw the
+        # budget unspent (core.studies.settle's `budget`) may have raced a reservation of its last numbers.
+        for study_id in sorted(set(failed_studies) | set(study_store.spent_studies(s))):
             settle(s, study_id)
     observe.leases_expired(len(requeued), len(failed_studies))
     if requeued or failed_studies:

@@ -23,7 +23,8 @@ from tuneserve_service.domain.core.studies import finish_on_target, settle
 from tuneserve_service.domain.core.suggest import draw_claimed, suggest_trials
 from tuneserve_service.domain.core.views import epoch_to_datetime, json_safe_metrics, trial_lease, trial_read
 from tuneserve_service.errors import (
-    ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, TrialNotFound, TrialNotHeld,
+    ConflictingCompletion, ConflictingReport, InvalidInput, NotLeaseHolder, StudyNotFound, TrialNotFound,
+    TrialNotHeld,
 )
 from tuneserve.schemas.enums import FailKind, StopKind, StudyState, TrialKind, TrialState
 from tuneserve.schemas.trials import CompleteResponse, Decision, StepReport, TrialLease, TrialRead
@@ -69,9 +70,25 @@ def _claim_waiting(s: Session, worker_id: str, study_name: str | None, objective
     from); only of studies a worker running `objective` can run (store.workers.runs_study)."""
     worker_store.record_seen(s, worker_id, objective, study_name)
     if study_name:
-        study = hooks.serve(s, study_store.study_header_by_name(s, study_name))  # e.g. a staged study's active stage
+        tried = False
+        if s.bind.dialect.name == "postgresql":
+            # One statement: the header, and a waiting trial when the named study hands out its own
+            # (it runs, has no max_concurrent, and this worker may run it).
+            named = trial_store.claim_named(s, worker_id=worker_id, study_name=study_name, objective=objective,
+                                            holder=holder)
+            if named is None:
+                raise StudyNotFound(study_name)
+            header, rows = named
+            if rows:
+                return hooks.on_claimed(s, rows), header, []
+            tried = header.max_concurrent is None
+        else:
+            header = study_store.study_header_by_name(s, study_name)
+        study = hooks.serve(s, header)  # e.g. a staged study's active stage
         if not worker_store.can_run(study.objective, objective):
             return [], None, []
+        if tried and study.id == header.id:  # the statement above found nothing waiting
+            return [], None, [study.id]
         rows = _claim_from(s, study.id, study.max_concurrent, worker_id, holder)
         return rows, (study if rows else None), ([] if rows else [study.id])
     # Studies locked in id order: two claimers never wait on each other's locks crosswise.
@@ -185,7 +202,8 @@ def _after_end(s: Session, row: dict[str, Any], study, outcome: Any = None,
     # A trial that never reported before this request (a complete carrying its reports: last_step,
     # which every /report sets, is still unset) is judged from those reports without reading them back.
     known = [(st.step, st.metrics) for st in steps] if steps and row["last_step"] is None else None
-    return hooks.after_trial_ends(s, row, TrialEnding(study.metric_name, outcome, known))
+    read = study if getattr(study, "space_text", None) is not None else None  # the ending's statement read it
+    return hooks.after_trial_ends(s, row, TrialEnding(study.metric_name, outcome, known, read))
 
 
 def report(db: Database, trial_id: int, token: str, steps: list[StepReport], holder: str | None = None) -> Decision:
@@ -193,7 +211,10 @@ def report(db: Database, trial_id: int, token: str, steps: list[StepReport], hol
     and answer the pruner's decision. The report renewed the lease, so `needs_heartbeat` is false
     unless a heartbeat would bring news: the study's pruner re-judges at heartbeats (W&B's hyperband),
     or a feature wants one (hooks.wants_heartbeat: a provisional diagnosis to refresh)."""
-    with db.transaction() as s:
+    # Only a non-finite value can end the trial here (a divergence: its ending and the study's
+    # settling use the ORM); a report of finite values runs on a plain Connection.
+    unit = db.core() if _all_finite(None, {}, steps) else db.transaction()
+    with unit as s:
         row, study = _touch(s, trial_id, token, holder, steps)
         decision = _report(s, row, study, trial_id, token, steps, holder)
     decision.needs_heartbeat = not decision.should_stop and (rechecks(study) or hooks.wants_heartbeat(row))
@@ -379,7 +400,7 @@ def complete(
                 and ended["kind"] == TrialKind.TRIAL):
             finish_on_target(s, study.id, ended["value"], ended["number"], study)  # W&B's metric.target
         ended = _after_end(s, ended, study, outcome, steps)
-        settle(s, study.id)
+        settle(s, study.id, (study.max_trials, study.next_number))
         if ended["kind"] == TrialKind.TRIAL:
             observe.ended(ended["state"])
         done = trial_read(ended, study.name)

@@ -271,12 +271,18 @@ _TRANSITIONS = {
 }
 
 
-def settle(session: Session, study_id: int) -> bool:
+def settle(session: Session, study_id: int, budget: tuple[int | None, int | None] | None = None) -> bool:
     """Finish the study when its budget is spent and nothing is active (store.studies.finish_if_done,
     which locks the study row), then let the features act on it in the same transaction, under that
     lock (hooks.on_finished: stages move on, repeats run). Called wherever a trial of a study ends
     (complete, fail, prune, release, divergence, the lease reaper, a grid running out, resume).
+    `budget`: (max_trials, next_number) as the statement that ended the trial read them; when they
+    say the budget is not spent, nothing is read. A reservation of the last numbers that commits
+    after that statement, and whose trials all end before this transaction commits, would leave the
+    study unfinished: the lease reaper's sweep finishes such studies (leases.reap_expired).
     Returns whether it finished."""
+    if budget is not None and budget[1] is not None and (budget[0] is None or budget[1] < budget[0]):
+        return False
     if not study_store.finish_if_done(session, study_id):
         return False
     hooks.on_finished(session, study_store.get_study_by_id(session, study_id))

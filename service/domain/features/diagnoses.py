@@ -54,13 +54,15 @@ ADVICE_TRIALS = 3000
 
 
 def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: dict[str, Any] | None = None,
-             known: list[tuple[int, dict[str, Any]]] | None = None) -> dict[str, Any] | None:
+             known: list[tuple[int, dict[str, Any]]] | None = None,
+             space_text: str | None = None) -> dict[str, Any] | None:
     """Compute and store the diagnosis of trial `row` (a row mapping, after its latest change) and
     return it as stored (None: nothing to judge yet). `known`: every report the trial has, when the
-    caller has them all (else they are read). Special runs are judged by their gate."""
+    caller has them all (else they are read); `space_text`: the study's space as stored JSON, when
+    the caller read it (else it is read). Special runs are judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
-    info = space_info_of(study_store.study_space_text(session, row["study_id"]))
+    info = space_info_of(space_text if space_text is not None else study_store.study_space_text(session, row["study_id"]))
     found = diagnose_trial(
         known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
@@ -76,7 +78,8 @@ def after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding)
     row as it now reads. Special runs are their gate's (features/gates.py)."""
     if row["kind"] != TrialKind.TRIAL or row["state"] in ACTIVE_STATES:
         return row
-    return {**row, "diagnosis": diagnose(session, row, ending.metric, known=ending.known)}
+    space_text = ending.study.space_text if ending.study is not None else None
+    return {**row, "diagnosis": diagnose(session, row, ending.metric, known=ending.known, space_text=space_text)}
 
 
 def provisional(session: Session, row: dict[str, Any], metric: str) -> dict[str, Any] | None:

@@ -62,8 +62,13 @@ def spec_for(study: Any) -> objectives.Spec | None:
 def _after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding) -> dict[str, Any]:
     if row["kind"] != TrialKind.TRIAL or row["state"] not in VALUED_STATES:
         return row
-    doc = study_store.study_document(session, row["study_id"])   # three columns, not the ORM study
-    spec = objectives.spec_of(doc.config, doc.metric_name, doc.goal)
+    read = ending.study
+    if read is not None:   # the statement that ended the trial read the document's two keys
+        spec = objectives.spec_of({"objectives": read.objectives, "constraints": read.constraints},
+                                  read.metric_name, read.goal)
+    else:
+        doc = study_store.study_document(session, row["study_id"])   # three columns, not the ORM study
+        spec = objectives.spec_of(doc.config, doc.metric_name, doc.goal)
     if spec is None:
         return row
     ev = objectives.record(session, spec, row, ending.known)
