@@ -13,24 +13,28 @@ the trial's state and its fail reason. They are tried in order, first match wins
   (too short)   fewer than 3 reports and none of the above: insufficient while running, else
                 healthy at confidence 0.2
   lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt at a
-                normal update pace (a guess: 0.45)
+                normal update pace (a guess: 0.45); or learning slowly: the raw validation loss at a
+                new low at the last report, 1%+ below 3 reports before, still above 0.6 ln C, with
+                updates under 1e-2 (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps)
   overfitting   on raw reports, never while the validation loss sets a new minimum at the last
                 report: it rose after its best epoch (2+ reports later, by more than the curve's
                 jitter) while training kept falling, or it sat 3x above a low training loss at
-                both of the last two reports
-  underfitting  both losses high (training above half of ln C) and stalled; or little learnt but
-                validation still falling 1%+ over the last 3 reports (a run too short)
+                both of the last two reports (a guess, 0.5: see OVERFITTING_CONFIDENCE)
+  underfitting  both losses high (training above half of ln C) and stalled (a guess, 0.5)
   plateau       fell by 30%+, then stalled for 3 epochs at a constant lr, not yet fitted
-  noisy         the validation curve spikes away from its neighbours twice or more
-  healthy       none of the above
+  noisy         the validation curve spikes away from its neighbours twice or more (a guess, 0.5)
+  healthy       none of the above: learnt and settled (0.8), or still improving (0.5: not a
+                fault, but training longer or faster often helps)
 
 Every diagnosis names the rule that fired (`rule`, a stable id such as "overfitting.val_rise") and a
 `confidence` in 0..1; study advice and the benchmark count a label only at CONFIDENT (0.6) or more.
+The confidences were set on the seed-even half of the curves corpus (benchmarks/advice.py): a rule
+is confident where its change beat the seed spread on 85%+ of its runs there; a rule whose change
+seldom did is a guess under 0.6, whatever the curve's shape says.
 Figures it cites are raw reports ("last" is the last report, with `last_step`), never smoothed.
 Every number in to_json() is finite or None (PostgreSQL's json refuses NaN and Infinity); the
 names of non-finite figures are in evidence["non_finite"]. With the trial's params a fault also
-carries the `variant` to try (variant.py). The confidences and the lr_too_low / underfitting split
-were tuned on the seed-even half of the curves corpus (benchmarks/advice.py reports both halves).
+carries the `variant` to try (variant.py).
 `insufficient` is a running trial with fewer than 3 reports; an ended one that short is healthy at
 confidence 0.2 (no sign of trouble, and a pruned 2-epoch trial keeps its label).
 
@@ -405,9 +409,8 @@ def _lr_too_low(f, main, train, val) -> Diagnosis | None:
     Tuned on the curves corpus (benchmarks/advice.py, seed-even half): with tiny updates (ratio
     under 1e-4) the lr is far too low, so far that one x3 notch rarely shows within the run
     (confidence 0.5); with updates at a normal pace (see _underfitting), lr x 3 saved only about
-    half of the short runs that learnt nothing (a guess: 0.45; wider or longer saved others, and
-    some nothing did), unless validation was still falling at the end: a run too short
-    (underfitting, train longer)."""
+    half of the short runs that learnt nothing (a guess: 0.45, in _underfitting; wider or longer
+    saved others, and some nothing did); a run still falling at the end is `_slow`'s."""
     t = f.t
     if len(main) < 3:
         return None
