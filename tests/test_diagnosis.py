@@ -186,6 +186,8 @@ def test_thresholds_are_the_ones_the_rules_use():
     assert diagnose_trial(rows, num_classes=10).rule == "lr_too_low.slow"  # 2.0 is above 0.6 ln(10)
     big_steps = dataclasses.replace(THRESHOLDS, slow_max_update_ratio=1e-4)
     assert diagnose_trial(rows, num_classes=10, thresholds=big_steps).label != "lr_too_low"
+    fast = dataclasses.replace(THRESHOLDS, slow_max_fall=0.05)  # 2.2 -> 2.0 in 3 reports is 9%: not slow
+    assert diagnose_trial(rows, num_classes=10, thresholds=fast).label != "lr_too_low"
     lower = dataclasses.replace(THRESHOLDS, slow_high=0.9)  # 2.0 is under 0.9 ln(10): not slow
     assert diagnose_trial(rows, num_classes=10, thresholds=lower).label != "lr_too_low"
     stricter = dataclasses.replace(lower, no_progress=0.2)

@@ -14,7 +14,7 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 healthy at confidence 0.2
   lr_too_low    nothing learnt, tiny updates (far too low; confidence 0.5), or nothing learnt at a
                 normal update pace (a guess: 0.45); or learning slowly: the raw validation loss at a
-                new low at the last report, 1%+ below 3 reports before, still above 0.6 ln C, with
+                new low at the last report, 0.5..15% below 3 reports before, still above 0.6 ln C, with
                 updates under 1e-2 (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps)
   overfitting   on raw reports, never while the validation loss sets a new minimum at the last
                 report: it rose after its best epoch (2+ reports later, by more than the curve's
@@ -537,11 +537,12 @@ def _high(f: _Facts, main) -> bool:
 
 def _slow(f, main, train, val) -> Diagnosis | None:
     """Learning, but slowly: the raw validation loss sets a new minimum at the last report after
-    falling by slow_fall over the last 3 reports, and it is still above slow_high of ln C (a
-    classifier that reports num_classes: the corpus has no other kind to measure it on), with
-    updates no larger than slow_max_update_ratio (already large steps point to capacity instead:
-    the planted width-4 20-class runs move at 1.2e-2, the corpus's slow runs at 5e-4..1e-2). Not a curve
-    too short to judge: it has slow_min_steps reports and says where it is heading. The
+    falling by slow_fall..slow_max_fall over the last 3 reports (a faster fall is learning well), and
+    it is still above slow_high of ln C (a classifier that reports num_classes: the corpus has no
+    other kind to measure it on), with updates no larger than slow_max_update_ratio (already large
+    steps point to capacity instead: the planted width-4 20-class runs move at 1.2e-2, the corpus's
+    slow runs at 5e-4..1e-2). Not a curve too short to judge: it has slow_min_steps reports and
+    says where it is heading. The
     counterfactuals of the curves corpus (seed-even half) say lr x 3 is the change that helps such
     runs most often (more than wider or longer), hence lr_too_low."""
     t = f.t
@@ -552,16 +553,17 @@ def _slow(f, main, train, val) -> Diagnosis | None:
         return None
     vs = [v for _, v in series]
     before, last, scale = vs[-4], vs[-1], f.chance
-    if not (before > 0 and (before - last) / before >= t.slow_fall and last >= t.slow_high * scale):
+    fell = (before - last) / before if before > 0 else 0.0
+    if not (t.slow_fall <= fell <= t.slow_max_fall and last >= t.slow_high * scale):
         return None
     start, lr = _start(f, main), _configured_lr(f)
     evidence = {"start": num(start), "val_last": num(last) if val else None, "last": num(main[-1][1]),
-                "last_step": series[-1][0], "fell_over_last_3": num((before - last) / before, 3),
+                "last_step": series[-1][0], "fell_over_last_3": num(fell, 3),
                 "chance_loss": num(f.chance), "update_ratio": num(ratio), "lr": num(lr), "still_improving": True}
     name = "validation loss" if val else "loss"
     return f.done(Label.LR_TOO_LOW, f"Still learning at epoch {series[-1][0]}, but slowly: the {name} is "
                   f"{fmt(last)} at the last report (from {fmt(start)}; chance is {fmt(f.chance)}), "
-                  f"{100 * (before - last) / before:.0f}% lower than 3 reports before: {_the_lr(lr)} is too low "
+                  f"{100 * fell:.0f}% lower than 3 reports before: {_the_lr(lr)} is too low "
                   f"for this budget; raise it 3x (or train longer).", evidence,
                   rule="lr_too_low.slow", confidence=SLOW_CONFIDENCE)
 
