@@ -17,9 +17,10 @@ the parent's seed, and once more unchanged on another seed.
                changes, so a change that beats the median seed spread by chance is found on most
                runs, and "nothing to fix" (healthy) would be scored wrong whenever any of the seven
                was lucky; with the 90th percentile a change must move the score more than nine
-               seed draws in ten do. Why per bucket: a run stuck at chance moves by 0.1% between
-               seeds, a run that learnt to 0.1 by 20%; one corpus-wide figure would be far too
-               strict for the first and far too loose for the second.
+               seed draws in ten do. Why per bucket: a run stuck near chance moves by a few percent
+               between seeds, a run that learnt on 144 training images by 30% or more; one
+               corpus-wide figure would be far too strict for the first and far too loose for the
+               second.
   improves     a change improves a run when its score is below the parent's by more than the spread
   label right  its change improves the run: lr_too_high / diverged -> lr / 3; lr_too_low -> lr x 3;
                overfitting -> dropout +0.2 (weight decay x 10 past 0.7); underfitting -> width x 2 or
@@ -29,9 +30,10 @@ the parent's seed, and once more unchanged on another seed.
   truth        for the confusion table: the label whose change improved the run the most (in
                spreads), healthy when none did
 
-Design, within the CPU budget: every parent gets all seven label changes plus a repeat, on short
-runs (3-6 epochs for most, up to 60 for a few, small data fractions); `longer` is the parent's own
-run trained on to twice its epochs.
+Design, within the CPU budget: every parent gets all seven label changes plus a repeat (parents of
+about 60..300 optimizer steps, 3..60 epochs, mostly small data fractions: see curves_corpus.py);
+`longer` is the parent's own run trained on to twice its epochs. `--shards` reads the generator's
+partial output while it runs (the shards win over the committed corpus).
 
 Counting only confident labels (what study advice counts), a label under CONFIDENT, healthy
 included, is `unsure`: no claim, so it is in no label's precision and never a false fault (the
@@ -241,8 +243,9 @@ def report(judged: list[Judged], title: str, confident_only: bool) -> dict[str, 
         few = " (too few to judge)" if 0 < len(said) < MIN_CASES else ""
         lines.append(f"| {label} | {len(said)} | {pct(right, len(said))}{few} | {pct(hit, len(truth))} |")
     lines.append("")
-    lines.append("By rule (every label said; right = as above): " + ", ".join(
-        f"{rule} {sum(j.right(str(j.d.label) if str(j.d.label) != 'insufficient' else 'healthy') for j in js)}/{len(js)}"
+    lines.append("By rule, every label said (confidence: right/said; right = as above): " + ", ".join(
+        f"{rule} ({_confidences(js)}): "
+        f"{sum(j.right(str(j.d.label) if str(j.d.label) != 'insufficient' else 'healthy') for j in js)}/{len(js)}"
         for rule, js in sorted(_by_rule(judged).items())))
     clean = [(j, p) for j, p in zip(judged, pred) if j.nothing_to_fix]
     false = sum(p not in ("healthy", UNSURE) for _, p in clean)
@@ -276,6 +279,11 @@ def report(judged: list[Judged], title: str, confident_only: bool) -> dict[str, 
                  f"  -> ratio {v_rate / m_rate:.2f}x" if m_rate else "")
     figures["text"] = "\n".join(lines)
     return figures
+
+
+def _confidences(js: list[Judged]) -> str:
+    values = sorted({round(j.d.confidence, 2) for j in js})
+    return f"{values[0]:g}" if len(values) == 1 else f"{values[0]:g}..{values[-1]:g}"
 
 
 def _by_rule(judged: list[Judged]) -> dict[str, list[Judged]]:
