@@ -657,7 +657,9 @@ def _noisy(f, main, train, val) -> Diagnosis | None:
     return f.done(Label.NOISY, f"The {name} jumps away from its neighbours at {len(spikes)} epochs "
                   f"({', '.join(str(s) for s, _ in spikes[:4])}): lower the learning rate or raise the batch "
                   f"size, and repeat the run before trusting its value.",
-                  {"spikes": spikes, "range": num(span)}, rule="noisy.spikes",
+                  {"spikes": spikes, "range": num(span), ("val_last" if val else "last"): num(vs[-1]),
+                   "last_step": series[-1][0]},
+                  rule="noisy.spikes",
                   confidence=LEARNT_CURVE_CONFIDENCE)
 
 
