@@ -4,7 +4,8 @@
     python benchmarks/curves_corpus.py pack --replace   # shards -> benchmarks/data/curves/corpus.jsonl.gz
 
 `run` appends one line per finished parent to benchmarks/data/curves/shard-N.jsonl and skips the
-indices already there, so it resumes after a stop, and `advice.py --shards` reads a partial shard.
+indices already in any shard file, so it resumes after a stop (also as `--shard K --shards 2`
+processes taking over from one), and `advice.py --shards` reads partial shards while they grow.
 Every parent run `index` draws its configuration and seeds from numpy
 `SeedSequence((BASE_SEED, index))`, so any record can be regenerated alone (`run --only INDEX`).
 Runs are in-process calls of `train_cnn` with a LocalContext (no server), one torch thread.

@@ -123,7 +123,7 @@ CONFIDENT = 0.6
 SLOW_CONFIDENCE = 0.7
 # The fault rules that read the shape of a curve that learnt (overfitting.val_rise, plateau,
 # noisy, lr_too_high.climbs_back) are each too rare there to measure alone, and together their
-# changes never beat the seed spread (0 of 5 on the seed-even half: on runs that learnt, seeds
+# changes never beat the seed spread (0 of 7 on the seed-even half: on runs that learnt, seeds
 # move the best validation loss by 30%+): guesses, until a corpus shows otherwise.
 LEARNT_CURVE_CONFIDENCE = 0.5
 
@@ -675,7 +675,7 @@ def _healthy(f, main, train, val) -> Diagnosis:
         return f.done(Label.HEALTHY, f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> "
                       f"{fmt(values[-1])}): more epochs would likely help.", evidence, rule="healthy.improving",
                       # not a fault, but not "nothing to change" either: on the curves corpus (seed-even
-                      # half) training longer or with a 3x higher lr beat the seed spread on half of them
+                      # half) a longer, wider or 3x faster run beat the seed spread on two thirds of them
                       confidence=0.5)
     return f.done(Label.HEALTHY, f"Learnt well ({fmt(start)} -> {fmt(values[-1])}) with no sign of over- or "
                   f"underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
