@@ -1,8 +1,11 @@
 """Regenerate the curves corpus: real runs of the built-in trainer on CPU, each with counterfactuals.
 
-    nice -n 19 python benchmarks/curves_corpus.py run --shard 0 --shards 2 --until 02:20
-    python benchmarks/curves_corpus.py pack          # shards -> benchmarks/data/curves/corpus.jsonl.gz
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --count 400 --until 08:00
+    python benchmarks/curves_corpus.py pack --replace   # shards -> benchmarks/data/curves/corpus.jsonl.gz
 
+`run` appends one line per finished parent to benchmarks/data/curves/shard-N.jsonl and skips the
+indices already in any shard file, so it resumes after a stop (also as `--shard K --shards 2`
+processes taking over from one), and `advice.py --shards` reads partial shards while they grow.
 Every parent run `index` draws its configuration and seeds from numpy
 `SeedSequence((BASE_SEED, index))`, so any record can be regenerated alone (`run --only INDEX`).
 Runs are in-process calls of `train_cnn` with a LocalContext (no server), one torch thread.
@@ -11,12 +14,17 @@ The space, with its edges: digits (8x8, 10 classes) or a generated 12x12 shapes 
 data fraction 0.1..1 (sometimes 3 classes); width 2..32 drawn, depth 1..3, batch norm and residual
 on/off; dropout 0..0.9; weight decay 0 or 1e-5..1e-2; optimizer sgd / nesterov / adam / adamw; lr
 log-uniform over 1e-6..10 (40%) or the optimizer's usual decade range (60%); schedule constant /
-plateau / step / cosine; epochs 3..6 (60%), 7..12 (25%), 13..25 (10%), 30..60 (5%). The batch size
-follows from a drawn number of optimizer steps (14..36 for the whole parent run, at most 12 per
-epoch), so even a 3-epoch run takes real steps (8..512 in practice, full-batch for the longest
-runs). A parent whose estimated cost passes MAX_SECONDS (see `cost`) gets a smaller data fraction
-(and batch), then a narrower net: on the busy shared 2-core CPU this corpus was built on, that
-bound leaves widths 2..16 (the `wider` counterfactual reaches 32).
+plateau / step / cosine; epochs 3..6 (30%), 7..19 (35%), 20..40 (25%), 41..60 (10%). The batch size
+follows from a drawn number of optimizer steps for the whole parent run (200..600 log-uniform for
+85% of runs, 30..100 for the big-batch edge), 8..1024. Then the whole record (parent, repeat and
+every counterfactual, `record_cost`) is bounded to MAX_SECONDS (MAX_SECONDS_LONG for 20+ epochs) of
+estimated cost: a net no wider than 8 first, then a smaller data fraction (the batch shrinks with
+it, the steps stay), then width 4, then a bigger batch (fewer steps). The estimate was measured on
+the busy shared 2-core CPU under load (one niced thread: ~5 ms per optimizer step at small batches,
+~25 ms per epoch for the evaluation alone); with less load a record takes 0.3-0.7x of it. What the
+bound leaves (the first 250 indices): widths 4..8 for most (the `wider` counterfactual doubles
+them), data fractions 0.1..0.25 for most, parents of ~60..300 optimizer steps (median ~180 under 20
+epochs, ~200 for longer runs, which see their small training set 20..60 times).
 
 Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with the parent's seed
 (common random numbers) except `repeat`:
@@ -54,9 +62,10 @@ BASE_SEED = 17  # issue 17
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "data" / "curves"
 CORPUS = OUT_DIR / "corpus.jsonl.gz"
-# The CPU this corpus was built on was shared and busy (a niced process got ~0.1-0.7 s per optimizer
-# step), so a parent run is bounded to about MAX_SECONDS of estimated cost (see `cost`).
-MAX_SECONDS = 1.8
+# The CPU this corpus was built on was shared and busy, so a whole record (a parent and its
+# counterfactuals) is bounded to about MAX_SECONDS of estimated cost (see `record_cost`).
+MAX_SECONDS = 20.0
+MAX_SECONDS_LONG = 30.0  # runs of 20+ epochs: evaluation alone costs ~25 ms an epoch
 DATASETS = {  # name -> training-set size (for the step bound)
     "digits": 1437,
     "shapes:n=1000,size=12,classes=4": 800,
@@ -82,16 +91,17 @@ def sample(index: int) -> dict[str, Any]:
     else:
         lr = 10 ** rng.uniform(-4, -1.5)
     u = rng.random()
-    dropout = 0.0 if u < 0.2 else 0.2 if u < 0.5 else float(rng.uniform(0, 0.9))
+    dropout = 0.0 if u < 0.25 else 0.2 if u < 0.5 else float(rng.uniform(0, 0.9))
     u = rng.random()
     weight_decay = 0.0 if u < 0.3 else 5e-4 if u < 0.6 else float(10 ** rng.uniform(-5, -2))
     u = rng.random()
-    epochs = (int(rng.integers(3, 7)) if u < 0.6 else int(rng.integers(7, 13)) if u < 0.85
-              else int(rng.integers(13, 26)) if u < 0.95 else int(rng.integers(30, 61)))
-    fraction = _choice(rng, [1.0, 0.5, 0.25, 0.1], [0.1, 0.3, 0.35, 0.25])
-    # Optimizer steps, not images, cost the most here: draw the parent's total steps (14..36) and
-    # get the batch size from it, so a run learns something in its few epochs.
-    steps_per_epoch = max(1, min(12, round(int(rng.integers(14, 37)) / epochs)))
+    epochs = (int(rng.integers(3, 7)) if u < 0.3 else int(rng.integers(7, 20)) if u < 0.65
+              else int(rng.integers(20, 41)) if u < 0.9 else int(rng.integers(41, 61)))
+    fraction = _choice(rng, [1.0, 0.5, 0.25, 0.1], [0.15, 0.3, 0.3, 0.25])
+    # Optimizer steps cost the most here: draw the parent's total steps (120..500 for most runs, so
+    # they learn; 20..80 for a fifth, the big-batch edge) and get the batch size from it.
+    steps = 10 ** rng.uniform(math.log10(200), math.log10(600)) if rng.random() < 0.85 else rng.uniform(30, 100)
+    steps_per_epoch = max(1, round(steps / epochs))
     images = DATASETS[dataset] * fraction
     batch = int(min(1024, max(8, 2 ** round(math.log2(max(1.0, images / steps_per_epoch))))))
     params: dict[str, Any] = {
@@ -113,31 +123,60 @@ def sample(index: int) -> dict[str, Any]:
         "seed": int(rng.integers(2**31)),
         "bf16": False, "channels_last": False,
     }
-    # Bound the compute: the parent's estimated seconds (per optimizer step, plus per image scaled
-    # by width^2 and image area; measured on the busy shared CPU), x2 for the `longer` run it shares.
-    # Smaller data first (the batch shrinks with it, the steps stay), then a narrower net.
-    for _ in range(24):
-        if cost(params) <= MAX_SECONDS:
-            break
-        if params["data_fraction"] > 0.1 and params["batch_size"] > 8:
-            params["data_fraction"] = {1.0: 0.5, 0.5: 0.25, 0.25: 0.1}[params["data_fraction"]]
-            params["batch_size"] = max(8, params["batch_size"] // 2)
-        elif params["width"] > 2:
-            params["width"] //= 2
-        else:
-            break
     repeat_seed = int(rng.integers(2**31))
     random_draw = float(rng.random())
+    # Bound the compute of the whole record (parent, repeat and every counterfactual, see
+    # `record_cost`): smaller data first (the batch shrinks with it, the steps stay), then a net
+    # no wider than 8, then fewer steps (a bigger batch), then a narrower net.
+    for _ in range(40):
+        if record_cost(params, random_draw) <= (MAX_SECONDS if epochs < 20 else MAX_SECONDS_LONG):
+            break
+        if params["width"] > 8:
+            params["width"] //= 2
+        elif params["data_fraction"] > 0.1 and params["batch_size"] > 8:
+            params["data_fraction"] = {1.0: 0.5, 0.5: 0.25, 0.25: 0.1}[params["data_fraction"]]
+            params["batch_size"] = max(8, params["batch_size"] // 2)
+        elif params["width"] > 4:
+            params["width"] //= 2
+        elif params["batch_size"] < 1024 and params["batch_size"] < DATASETS[dataset] * params["data_fraction"]:
+            params["batch_size"] *= 2
+        else:
+            break
     return {"params": params, "repeat_seed": repeat_seed, "random_draw": random_draw}
 
 
+def random_notch(menu: dict[str, Any], draw: float) -> str:
+    names = sorted(menu)
+    return names[min(len(names) - 1, int(draw * len(names)))]
+
+
 def cost(params: dict[str, Any]) -> float:
-    """Estimated seconds of one run (niced on the busy 2-core machine this corpus was built on)."""
-    images = DATASETS[params["dataset"]] * params["data_fraction"]
+    """Estimated seconds of one run (niced, one thread, on the busy shared 2-core machine this
+    corpus was built on, measured 2026-12-06 06:45 UTC: ~6 ms per optimizer step at small batches,
+    ~0.1 ms per image at width 16 on 8x8 digits, ~30 ms per epoch for evaluation)."""
+    images = max(1, round(DATASETS[params["dataset"]] * params["data_fraction"]))
     steps = math.ceil(images / params["batch_size"]) * params["epochs"]
     size = 8 if params["dataset"] == "digits" else 12
-    per_image = (params["width"] / 8) ** 2 * (size / 8) ** 2 * (0.5 + 0.5 * params["depth"]) / 3000
-    return steps * 0.05 + min(images, params["batch_size"] * steps / params["epochs"]) * params["epochs"] * per_image
+    heavy = (params["width"] / 16) ** 2 * (size / 8) ** 2 * params["depth"] / 2
+    per_image = 1e-4 * (1 + heavy)
+    return steps * 0.005 + images * params["epochs"] * per_image + params["epochs"] * 0.025 * (1 + heavy)
+
+
+def record_cost(params: dict[str, Any], random_draw: float) -> float:
+    """Estimated seconds of a whole record: what `build_record` trains for these params."""
+    from tuneserve_service.diagnosis.variant import notches
+
+    menu = notches(params)
+    total = cost({**params, "epochs": 2 * params["epochs"]}) + cost(params)  # longer (+ parent), repeat
+    if params["lr_schedule"] == "cosine":
+        total += cost(params)
+    seen = [menu.get("longer")]
+    for name in [n for n in LABEL_NOTCHES if n in menu] + [random_notch(menu, random_draw)]:
+        if menu[name] in seen or name == "shorter":
+            continue
+        seen.append(menu[name])
+        total += cost({**params, **menu[name]})
+    return total
 
 
 def _num(x: float) -> float | str:
@@ -203,8 +242,7 @@ def build_record(index: int) -> dict[str, Any]:
     params, epochs = drawn["params"], drawn["params"]["epochs"]
     t0 = time.perf_counter()
     menu = notches(params)
-    names = sorted(menu)
-    random_name = names[min(len(names) - 1, int(drawn["random_draw"] * len(names)))]
+    random_name = random_notch(menu, drawn["random_draw"])
     cosine = params["lr_schedule"] == "cosine"
     runs: dict[str, Any] = {}
     if cosine:
@@ -247,7 +285,7 @@ def cmd_run(args) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"shard-{args.shard}.jsonl"
-    done = _done(path)
+    done = set().union(*(_done(p) for p in OUT_DIR.glob("shard-*.jsonl")))  # whichever shard wrote it
     until = None
     if args.until:
         hh, mm = map(int, args.until.split(":"))

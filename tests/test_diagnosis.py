@@ -181,10 +181,17 @@ def test_json_round_trip_and_unknown_labels_refused():
 
 
 def test_thresholds_are_the_ones_the_rules_use():
-    rows = [(i + 1, {"train_loss": v}) for i, v in enumerate([2.3, 2.2, 2.1, 2.05, 2.0])]  # 13% progress
-    assert diagnose_trial(rows, num_classes=10).label != "lr_too_low"
-    stricter = dataclasses.replace(THRESHOLDS, no_progress=0.2)
-    assert diagnose_trial(rows, num_classes=10, thresholds=stricter).label == "lr_too_low"
+    rows = [(i + 1, {"train_loss": v, "update_ratio": 1e-3})
+            for i, v in enumerate([2.3, 2.2, 2.1, 2.05, 2.0])]  # 13% progress
+    assert diagnose_trial(rows, num_classes=10).rule == "lr_too_low.slow"  # 2.0 is above 0.6 ln(10)
+    big_steps = dataclasses.replace(THRESHOLDS, slow_max_update_ratio=1e-4)
+    assert diagnose_trial(rows, num_classes=10, thresholds=big_steps).label != "lr_too_low"
+    fast = dataclasses.replace(THRESHOLDS, slow_max_fall=0.05)  # 2.2 -> 2.0 in 3 reports is 9%: not slow
+    assert diagnose_trial(rows, num_classes=10, thresholds=fast).label != "lr_too_low"
+    lower = dataclasses.replace(THRESHOLDS, slow_high=0.9)  # 2.0 is under 0.9 ln(10): not slow
+    assert diagnose_trial(rows, num_classes=10, thresholds=lower).label != "lr_too_low"
+    stricter = dataclasses.replace(lower, no_progress=0.2)
+    assert diagnose_trial(rows, num_classes=10, thresholds=stricter).label == "lr_too_low"  # no progress
 
 
 def test_reason_figures():

@@ -44,7 +44,7 @@ def test_the_read_shows_the_variant_and_try_advice_enqueues_it(client):
 
     read = client.get(f"{API}/trials/{sick}").json()
     d = read["diagnosis"]
-    assert d["label"] == "overfitting" and d["rule"] == "overfitting.val_rise" and 0.6 <= d["confidence"] <= 1
+    assert d["label"] == "overfitting" and d["rule"] == "overfitting.val_rise" and d["confidence"] == 0.5  # a guess (corpus)
     assert d["variant"]["notch"] == "regularise" and d["variant"]["params_change"] == {"dropout": 0.3}
     assert d["variant"]["params"] == {**PARAMS, "dropout": 0.3}  # what it would run
     assert "dropout 0.1 -> 0.3" in d["variant"]["why"]
@@ -109,7 +109,7 @@ def test_the_cli_shows_the_variant_runs_it_and_reports_the_helped_figure(cli, li
         sick = run(c, OVERFIT, 1.0)
         r = cli("trial", "show", str(sick), "-s", url, "--log-lines", "0")
         assert r.exit_code == 0, r.output
-        assert "diagnosis: overfitting (confidence 1.00, rule overfitting.val_rise)" in r.output
+        assert "diagnosis: overfitting (confidence 0.50, rule overfitting.val_rise)" in r.output
         assert "variant to try (regularise): Overfitting: the same run with more regularisation" in r.output
         assert "dropout = 0.3  <- changed" in r.output and "lr = 0.9" in r.output
         r = cli("trial", "try-advice", str(sick), "-s", url)

@@ -31,7 +31,7 @@ def test_try_this_enqueues_the_variant_and_the_study_page_counts_it(server, brow
         sick = run(c, OVERFIT, 1.0)
         visit(browser, f"{server.url}/dashboard/trials/{sick}")
         wait_for(lambda: shown(browser, "diagnosis-variant"), what="the variant")
-        assert text_of(browser, "#diagnosis-confidence") == "confidence 1.00, rule overfitting.val_rise"
+        assert text_of(browser, "#diagnosis-confidence") == "confidence 0.50, rule overfitting.val_rise"
         assert "more regularisation (dropout 0.1 -> 0.3)" in text_of(browser, "#variant-why")
         changed = browser.execute_script(
             "return [...document.querySelectorAll('#variant-params tr.changed')].map((r) => r.innerText)")

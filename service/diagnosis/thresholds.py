@@ -48,6 +48,14 @@ class Thresholds:
     underfit_loss: float = 0.5
     underfit_acc: float = 0.60
     underfit_gap: float = 1.3
+    # Learning slowly: still at a new low at the last of at least 4 reports, 0.5%..15% lower than 3
+    # reports before (faster is learning well), still above 60% of ln C, with updates under 1e-2
+    # (10x the healthy ~1e-3): the run is heading down, too slowly, and larger steps are still safe.
+    slow_min_steps: int = 4
+    slow_fall: float = 0.005
+    slow_max_fall: float = 0.15
+    slow_high: float = 0.6
+    slow_max_update_ratio: float = 1e-2
 
     # --- overfitting --------------------------------------------------------------------------
     # The validation loss gave back 10% of what it had gained (and at least 2% of the scale) after
