@@ -400,8 +400,9 @@ def report(raw: list[dict]) -> int:
         opt_value = PROBLEMS[p][2]
         print(f"\n## {p} ({len(raw and groups[next(k for k in groups if k[0] == p)][0]['values'])} evaluations"
               f"{'' if opt_value is not None else ', best value: the optimum is unknown'})")
-        print("| method | pending | seeds | regret: median [IQR] | ms/suggestion | on a bound (corners) |")
-        print("|---|---|---|---|---|---|")
+        print("| method | pending | seeds | regret: median [IQR] | ms/suggestion | CPU ms/suggestion "
+              "| on a bound (corners) |")
+        print("|---|---|---|---|---|---|---|")
         for (pp, m, k), runs in sorted(groups.items()):
             if pp != p:
                 continue
@@ -409,10 +410,46 @@ def report(raw: list[dict]) -> int:
             q1, med, q3 = np.percentile(r, [25, 50, 75])
             n = sum(len(x["values"]) for x in runs)
             ask = 1000 * sum(x["ask_seconds"] for x in runs) / n
+            cpu = 1000 * sum(x.get("ask_cpu_seconds", math.nan) for x in runs) / n
             b, c = sum(x["on_bound"] for x in runs), sum(x["corners"] for x in runs)
-            print(f"| {m} | {k} | {len(runs)} | {med:.3g} [{q1:.3g}, {q3:.3g}] | {ask:.0f} | "
+            print(f"| {m} | {k} | {len(runs)} | {med:.3g} [{q1:.3g}, {q3:.3g}] | {ask:.0f} | {cpu:.0f} | "
                   f"{100 * b / n:.1f}% ({100 * c / n:.1f}%) |")
+    if any(r["method"] == "ax" for r in raw) and any(r["method"] == "botorch" for r in raw):
+        against_ax(groups)
     return 0
+
+
+def against_ax(groups: dict[tuple, list[dict]]) -> None:
+    """botorch against Ax on the seeds that every (method, pending) pair of a problem finished:
+    the ratios of median regret (and botorch at 8 pending against botorch sequential), and of CPU
+    time per suggestion (process time around every ask: steadier than wall time on a shared box)."""
+    print("\n## botorch against Ax, same seeds (n = seeds every column finished)")
+    print("| problem | n | Ax | botorch | botorch / Ax | botorch, 8 pending | 8 pending / sequential "
+          "| CPU ms: Ax | botorch | botorch / Ax | on a bound (corners): Ax | botorch | botorch 8 pending |")
+    print("|---" * 13 + "|")
+    for p in dict.fromkeys(k[0] for k in groups):
+        cols = [("ax", 0), ("botorch", 0), ("botorch", 8)]
+        have = [{x["seed"]: x for x in groups.get((p, m, k), [])} for m, k in cols]
+        if not have[0] or not have[1]:
+            continue
+        common = sorted(set.intersection(*(set(h) for h in have if h)))
+        opt_value = PROBLEMS[p][2] or 0.0
+        med, cpu, edge = [], [], []
+        for h in have:
+            runs = [h[s] for s in common] if h else []
+            n = sum(len(x["values"]) for x in runs)
+            med.append(float(np.median([min(x["values"]) - opt_value for x in runs])) if runs else math.nan)
+            cpu.append(1000 * sum(x.get("ask_cpu_seconds", math.nan) for x in runs) / n if runs else math.nan)
+            edge.append(f"{100 * sum(x['on_bound'] for x in runs) / n:.0f}% "
+                        f"({100 * sum(x['corners'] for x in runs) / n:.0f}%)" if runs else "-")
+
+        def ratio(a: float, b: float) -> str:
+            return f"{a / b:.2f}" if b > 0 and math.isfinite(a) else "-"
+
+        print(f"| {p} | {len(common)} | {med[0]:.3g} | {med[1]:.3g} | {ratio(med[1], med[0])} | "
+              f"{med[2]:.3g} | ".replace("nan", "-") +
+              f"{ratio(med[2], med[1])} | {cpu[0]:.0f} | {cpu[1]:.0f} | {ratio(cpu[1], cpu[0])} | "
+              f"{edge[0]} | {edge[1]} | {edge[2]} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", default="branin,hartmann6,rosenbrock5,shekel4,michalewicz5,mlp_digits")
     ap.add_argument("--methods", default="random,tpe,tpe_hyperopt,gp,botorch,bayes_opt,optuna_tpe,optuna_gp,ax")
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (split a "
+                    "run over processes started at different times)")
     ap.add_argument("--evals", type=int, default=None, help="override every problem's evaluation count")
     ap.add_argument("--modes", default="0,8", help="pending counts: 0 = sequential")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -436,12 +475,13 @@ def main(argv: list[str] | None = None) -> int:
     problems = args.problems.split(",")
     methods = args.methods.split(",")
     modes = [int(m) for m in args.modes.split(",")]
-    jobs = [(p, m, s, k, args.evals) for p in problems for k in modes for m in methods for s in range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(p, m, s, k, args.evals) for p in problems for k in modes for m in methods for s in seeds
             if not (k and m in SEQUENTIAL_ONLY)]
     # Longest first: the GP and MLP runs would otherwise straggle at the end.
-    # Sequential before pending, then seed by seed across problems, so that a run stopped early
-    # (--json keeps what finished; --report prints it) covers every problem.
-    jobs.sort(key=lambda j: (j[0] != "mlp_digits", j[3], j[2], j[1] not in ("ax", "botorch"), not j[1].endswith("gp")))
+    # Seed by seed across problems, methods and modes, so that a run stopped early (--json keeps
+    # what finished; --report prints it) has whole seeds: every problem, method and mode on each.
+    jobs.sort(key=lambda j: (j[0] != "mlp_digits", j[2], j[1] not in ("ax", "botorch"), not j[1].endswith("gp"), j[3]))
 
     t0 = time.perf_counter()
     results: dict[tuple, list[float]] = {}
@@ -482,11 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         for m in methods:
             cells, meds = [], {}
             for k in modes:
-                if (p, m, 0, k) not in results:
+                if (p, m, args.first_seed, k) not in results:
                     cells.append("-")
                     meds[k] = math.nan
                     continue
-                r = np.array([min(results[(p, m, s, k)]) - opt_value for s in range(args.seeds)])
+                r = np.array([min(results[(p, m, s, k)]) - opt_value for s in seeds])
                 q1, med, q3 = np.percentile(r, [25, 50, 75])
                 meds[k] = med
                 cells.append(f"{med:.3g} [{q1:.3g}, {q3:.3g}]")

@@ -7,12 +7,14 @@ Every `suggest` fits a fresh model to the stored history (nothing is kept betwee
     values decoded by argmax, quantized families snapped by Dimension.from_internal). The space
     model has no conditional parameters (nested blocks are names, every dimension is always
     present), so there is no inactive coordinate to fix.
-  - **Model**: BoTorch's `SingleTaskGP` with its defaults (Matérn 5/2 ARD with the
-    dimension-scaled log-normal length-scale prior, a noise level inferred with its prior, so
-    repeated configurations are averaged by the model), a `Standardize` outcome transform, hyper-
-    parameters by `fit_gpytorch_mll`. The losses are Yeo-Johnson warped first (gp.py's `_warp`):
-    one huge loss (a Rosenbrock corner, a diverged run's penalty) otherwise flattens every other
-    difference. Failed and diverged trials get the shared penalty loss (_history.py).
+  - **Model**: BoTorch's `SingleTaskGP` with its defaults (in BoTorch 0.12+: an ARD RBF kernel
+    with the dimension-scaled log-normal length-scale prior, and a noise level inferred with its
+    prior, so repeated configurations are averaged by the model: the model Ax's MBM fits), a
+    `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 100 L-BFGS
+    iterations; a fit that raises keeps the prior-initialised hyper-parameters and is counted in
+    `fit_failures`: none in the Hartmann-6 runs below). The losses are Yeo-Johnson warped first (gp.py's
+    `_warp`): one huge loss (a Rosenbrock corner, a diverged run's penalty) otherwise flattens every
+    other difference. Failed and diverged trials get the shared penalty loss (_history.py).
   - **Acquisition**: with trials pending (or points already chosen in this call),
     `qLogNoisyExpectedImprovement` over the observed points with them as `X_pending`: BoTorch
     integrates over their unknown outcomes jointly (the MC form of fantasies), so parallel workers
@@ -36,6 +38,18 @@ torch runs single-threaded inside a suggestion (restored afterwards; the setting
 two suggestions at once both run on one thread): the matrices are at most 100 wide, where threads
 cost more than they save, and a server runs requests side by side. The first suggestion in a
 process imports torch and BoTorch (seconds): `warm_up` starts that import when a study is created.
+
+What was measured against Ax's choices (Ax 1.3.1's MBM: winsorised and standardised outcomes,
+always qLogNEI, optimize_acqf with 20 restarts from 1024 raw samples, an unbounded fit, 5 Sobol
+start-up points; benchmarks/README.md, "against Ax"): on Hartmann-6, 3 seeds each, none of
+`output="winsorize"`, `acquisition="qlognei"`, `num_restarts=20, raw_samples=1024` or
+`fit_maxiter=1000` did better than these defaults (median regret 0.19-0.20 against 0.013: seed 1
+stalls near 0.19 under all five, seed 2 finds the global basin late under the defaults, at
+evaluation ~45, and not at all under the four others), so the cheaper defaults stay. All of Ax's
+settings together did better on 10 seeds (median 0.0043 against 0.084) at ~1.7x the CPU, which
+would cost the time target (at most half of Ax's); not adopted in this session (benchmarks/README.md). Three
+seeds cannot rank variants whose runs differ by 100x between seeds; the options stay so that the
+comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`).
 
 Speed (benchmarks/README.md, "against Ax"): ~0.9 s of CPU per suggestion at 100 and at 1,000
 completed trials on the shared 2-core box, where gp took 0.22-0.27 s (gp's 0.10 s unloaded suggests
@@ -99,10 +113,14 @@ class BoTorchOptimizer:
 
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
                  num_restarts: int = 8, raw_samples: int = 256, mc_samples: int = 128, maxiter: int = 100,
-                 acquisition: str = "auto", fit_maxiter: int = 100):
+                 acquisition: str = "auto", fit_maxiter: int = 100, output: str = "yeojohnson"):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
+        if output not in ("yeojohnson", "winsorize", "none"):
+            raise ValueError(f"output must be 'yeojohnson', 'winsorize' or 'none', not {output!r}")
         self.acquisition = acquisition
+        self.output = output
+        self.fit_failures = 0
         self.fit_maxiter = fit_maxiter
         self.n_startup = n_startup
         self.n_best = n_best
@@ -141,6 +159,14 @@ class BoTorchOptimizer:
         finally:
             torch.set_num_threads(threads)
 
+    def _outcome(self, losses: np.ndarray, warp) -> np.ndarray:
+        if self.output == "yeojohnson":
+            return warp(losses)
+        if self.output == "winsorize":
+            q1, q3 = np.percentile(losses, 25, method="lower"), np.percentile(losses, 75, method="higher")
+            return np.minimum(losses, q3 + 1.5 * (q3 - q1))
+        return np.asarray(losses, dtype=float)
+
     def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed):
         import torch
         from botorch.acquisition.analytic import LogExpectedImprovement
@@ -158,13 +184,13 @@ class BoTorchOptimizer:
         dtype = torch.double
         X = torch.tensor(np.vstack([enc.encode(x) for x in history.X]), dtype=dtype)
         # BoTorch maximises: the target is -loss.
-        Y = torch.tensor(-_warp(history.losses), dtype=dtype).unsqueeze(-1)
+        Y = torch.tensor(-self._outcome(history.losses, _warp), dtype=dtype).unsqueeze(-1)
         model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         try:
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.fit_maxiter}})
         except Exception:   # noqa: BLE001 - a failed fit keeps the prior-initialised hyper-parameters
-            pass
+            self.fit_failures += 1
         model.eval()
 
         taken: list[torch.Tensor] = []
