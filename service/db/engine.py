@@ -218,18 +218,23 @@ class Database:
                    busy_timeout=settings.db_busy_timeout, server_prepare=settings.db_server_prepare)
 
     @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """On SQLite, this process's write lock around a unit of work (one writer at a time: a
+        DatabaseUnavailable when it stays taken for the busy timeout); nothing on PostgreSQL."""
+        if self._sqlite_lock is None:
+            yield
+            return
+        if not self._sqlite_lock.acquire(timeout=self._busy_timeout):
+            raise DatabaseUnavailable(f"the database stayed locked for {self._busy_timeout:g} s")
+        try:
+            yield
+        finally:
+            self._sqlite_lock.release()
+
+    @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Commit when the block ends normally, roll back on any exception."""
-        if self._sqlite_lock is not None:
-            if not self._sqlite_lock.acquire(timeout=self._busy_timeout):
-                raise DatabaseUnavailable(f"the database stayed locked for {self._busy_timeout:g} s")
-            try:
-                with self._sessions.begin() as session:
-                    yield session
-            finally:
-                self._sqlite_lock.release()
-            return
-        with self._sessions.begin() as session:
+        with self._writer(), self._sessions.begin() as session:
             yield session
 
     @contextmanager
@@ -239,16 +244,7 @@ class Database:
         report as much as one of its statements (issue 21's profile). Commits when the block ends
         normally, rolls back on any exception; on SQLite it takes the same process lock and BEGIN
         IMMEDIATE as transaction()."""
-        if self._sqlite_lock is not None:
-            if not self._sqlite_lock.acquire(timeout=self._busy_timeout):
-                raise DatabaseUnavailable(f"the database stayed locked for {self._busy_timeout:g} s")
-            try:
-                with self.engine.begin() as conn:
-                    yield conn
-            finally:
-                self._sqlite_lock.release()
-            return
-        with self.engine.begin() as conn:
+        with self._writer(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager

@@ -243,6 +243,21 @@ ORDINARY = TRIALS.c.kind == "trial"
 
 
 @lru_cache(maxsize=1)
+
+def _take(picked):
+    """The UPDATE that hands the `picked` rows (a locking CTE of waiting trial ids) to the claimant:
+    running, under a new lease token and expiry, one more run; returns the whole rows."""
+    return (
+        update(TRIALS)
+        .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
+        .values(
+            state="running", worker_id=bindparam("b_worker_id"), holder=bindparam("b_holder"), lease_token=db_token(),
+            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
+            stop_reason=None, stop_step=None, runs=TRIALS.c.runs + 1,
+        )
+        .returning(*TRIALS.c)
+    )
+
 def _claim_statement():
     """Built once: constructing this statement costs more than running it. Parameters:
     b_study_id, b_worker_id, b_holder, b_now, b_limit."""
@@ -264,16 +279,7 @@ def _claim_statement():
     # SKIP LOCKED each run can pick another row, so one claim would take several trials. A locking
     # CTE is evaluated exactly once.
     picked = candidates.cte("picked")
-    return (
-        update(TRIALS)
-        .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
-        .values(
-            state="running", worker_id=bindparam("b_worker_id"), holder=bindparam("b_holder"), lease_token=db_token(),
-            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
-            stop_reason=None, stop_step=None, runs=TRIALS.c.runs + 1,
-        )
-        .returning(*TRIALS.c)
-    )
+    return _take(picked)
 
 
 def claim_waiting(
@@ -345,17 +351,7 @@ def _named_claim_statement(objective_kind: str):
         .with_for_update(of=TRIALS, skip_locked=True)
         .cte("picked")
     )
-    upd = (
-        update(TRIALS)
-        .where(TRIALS.c.id.in_(select(picked.c.id)), TRIALS.c.state == "waiting")
-        .values(
-            state="running", worker_id=bindparam("b_worker_id"), holder=bindparam("b_holder"), lease_token=db_token(),
-            lease_expires_at=db_epoch() + _lease_seconds_of_study(), started_at=bindparam("b_now"),
-            stop_reason=None, stop_step=None, runs=TRIALS.c.runs + 1,
-        )
-        .returning(*TRIALS.c)
-        .cte("upd")
-    )
+    upd = _take(picked).cte("upd")
     return select(st, upd).select_from(st.outerjoin(upd, true())).order_by(upd.c.id)
 
 
