@@ -8,20 +8,18 @@ import pytest
 from tests.helpers import make_study
 from tests.support.browser import console_errors, find_chromium, shown, text_of, visit, wait_for
 from tests.support.live_server import LiveServer
+from tuneserve._defaults import API_PREFIX
 from tests.test_try_advice import HEALTHY, OVERFIT, PARAMS, enqueue, run
 
 _, _, WHY_NOT = find_chromium()
 pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"browser tests skipped: {WHY_NOT}")
-API = "/api/v1"
+API = API_PREFIX
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("advice-browser")
-    live = LiveServer(f"sqlite:///{tmp / 'tuneserve.db'}", log_path=tmp / "server.log")
-    live.start()
-    yield live
-    live.stop()
+    with LiveServer.on_sqlite(tmp_path_factory.mktemp("advice-browser")) as live:
+        yield live
 
 
 def test_try_this_enqueues_the_variant_and_the_study_page_counts_it(server, browser):

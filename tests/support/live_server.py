@@ -23,6 +23,11 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
         self.log_path = log_path
 
+    @classmethod
+    def on_sqlite(cls, folder: Path, **kwargs) -> "LiveServer":
+        """A server over `folder`/tuneserve.db, logging to `folder`/server.log."""
+        return cls(f"sqlite:///{folder / 'tuneserve.db'}", log_path=folder / "server.log", **kwargs)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
