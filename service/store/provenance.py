@@ -2,28 +2,16 @@
 a worker's provenance passes: the trial's current lease token and holder."""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from tuneserve_service.db.models import Trial, TrialProvenance, utcnow
+from tuneserve_service.store.upsert import upsert
 
 PROVENANCE = TrialProvenance.__table__
 TRIALS = Trial.__table__
-
-
-@lru_cache(maxsize=2)
-def _upsert(dialect: str):
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert_(PROVENANCE)
-    return stmt.on_conflict_do_update(
-        index_elements=["trial_id"],
-        set_={"attempt": stmt.excluded.attempt, "provenance": stmt.excluded.provenance,
-              "recorded_at": stmt.excluded.recorded_at})
 
 
 def held_run(session: Session, trial_id: int, token: str, holder: str | None):
@@ -34,8 +22,8 @@ def held_run(session: Session, trial_id: int, token: str, holder: str | None):
 
 
 def put(session: Session, trial_id: int, attempt: int, provenance: dict[str, Any]) -> None:
-    session.execute(_upsert(session.bind.dialect.name),
-                    dict(trial_id=trial_id, attempt=attempt, provenance=provenance, recorded_at=utcnow()))
+    stmt = upsert(session.bind.dialect.name, PROVENANCE, ("trial_id",), ("attempt", "provenance", "recorded_at"))
+    session.execute(stmt, dict(trial_id=trial_id, attempt=attempt, provenance=provenance, recorded_at=utcnow()))
 
 
 def get(session: Session, trial_id: int) -> dict[str, Any] | None:
