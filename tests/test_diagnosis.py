@@ -210,3 +210,13 @@ def test_the_rules_are_pure():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'fastapi', 'torch', 'workers'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_still_falling_training_loss_with_a_last_validation_rise_is_not_called_still_improving():
+    """The demo's short runs: training loss falling, validation loss up at the last epoch. The label
+    stays a low-confidence healthy, but its text names the rise instead of "still improving"."""
+    d = diagnose_trial(_epochs([1.2186, 0.352245, 0.297736, 0.233203], [0.690876, 1.0755, 0.361404, 0.607602],
+                               initial_loss=2.29, num_classes=10))
+    assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.improving", 0.5)
+    assert "Still improving" not in d.advice
+    assert "validation loss at the last report (0.608) is above its best (0.361 at epoch 3)" in d.advice

@@ -672,8 +672,17 @@ def _healthy(f, main, train, val) -> Diagnosis:
                 "val_acc": num(f.last("val_acc"))}
     gain = _stalled(f, main)
     if gain is None and not _fitted(f, main):
-        return f.done(Label.HEALTHY, f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> "
-                      f"{fmt(values[-1])}): more epochs would likely help.", evidence, rule="healthy.improving",
+        text = (f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> {fmt(values[-1])}): more epochs would "
+                f"likely help.")
+        if val and val is not main and not _at_its_best_last(val):
+            # The training loss still falls but the validation loss moved up at the end: say so rather
+            # than "still improving", which its own last report contradicts.
+            best_step, best = min(val, key=lambda sv: sv[1])
+            text = (f"The training loss is still falling at epoch {main[-1][0]} ({fmt(start)} -> "
+                    f"{fmt(values[-1])}), but the validation loss at the last report ({fmt(val[-1][1])}) is above "
+                    f"its best ({fmt(best)} at epoch {best_step}): too short a run to tell a wobble from "
+                    f"overfitting; train longer or repeat it before trusting its value.")
+        return f.done(Label.HEALTHY, text, evidence, rule="healthy.improving",
                       # not a fault, but not "nothing to change" either: on the curves corpus (seed-even
                       # half) a longer, wider or 3x faster run beat the seed spread on two thirds of them
                       confidence=0.5)
