@@ -3,7 +3,7 @@ the exposure check, the lease reaper).
 
 The app holds no state that matters between requests: everything is in SQL, so several replicas
 can share one PostgreSQL and a restart loses nothing. Run with `tuneserve server`, or
-`uvicorn --factory tuneserve_service.main:create_app --http tuneserve_service.serving:GuardedH11Protocol` (the
+`uvicorn --factory tuneserve_service.main:create_app --http tuneserve_service.serving:GuardedHttpProtocol` (the
 protocol adds the slow-header deadline; see service/serving.py).
 """
 from __future__ import annotations

@@ -288,6 +288,30 @@ def test_slow_headers_are_cut_off_while_others_are_served(limited_server):
     assert probe.errors == [] and probe.count > 5 and probe.worst < 2.0, (probe.worst, probe.errors)
 
 
+def test_headers_past_16_kib_are_431_and_the_connection_closed(limited_server):
+    """httptools buffers a header value of any length: the protocol bounds it (service/serving.py),
+    also when it arrives fast and in one piece."""
+    with _connect(limited_server) as sock:
+        t0 = time.monotonic()
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (1 << 20))
+        except OSError:
+            pass  # the server hung up mid-send: the answer is still in the receive buffer
+        answer = _read_until_closed(sock, t0 + 10)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"16384 bytes" in answer
+    assert httpx.get(limited_server.url + "/healthz", timeout=5).status_code == 200  # the server is fine
+
+
+def test_headers_just_under_the_bound_are_served(limited_server):
+    with _connect(limited_server) as sock:
+        t0 = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: "
+                     + b"a" * 15000 + b"\r\n\r\n")
+        answer = _read_until_closed(sock, t0 + 10)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
 def test_a_declared_huge_body_is_refused_before_it_is_sent(limited_server):
     with _connect(limited_server) as sock:
         t0 = time.monotonic()

@@ -8,7 +8,7 @@ import uvicorn
 from tuneserve_service.config import Settings, redacted_url
 from tuneserve_service.db.engine import Database
 from tuneserve_service.main import RedactQuerySecrets, create_app
-from tuneserve_service.serving import GuardedH11Protocol, uvicorn_options
+from tuneserve_service.serving import GuardedHttpProtocol, uvicorn_options
 
 
 def test_redacted_url_masks_passwords_and_secret_query_values():
@@ -39,10 +39,10 @@ def test_access_log_query_secrets_are_masked():
 def test_uvicorn_options_carry_the_header_deadline():
     settings = Settings(header_timeout=3.5, keep_alive_timeout=4)
     opts = uvicorn_options(settings)
-    assert issubclass(opts["http"], GuardedH11Protocol) and opts["http"].header_timeout == 3.5
+    assert issubclass(opts["http"], GuardedHttpProtocol) and opts["http"].header_timeout == 3.5
     assert opts["timeout_keep_alive"] == 4
     config = uvicorn.Config(create_app(settings), **opts)
     config.load()
     assert config.http_protocol_class is opts["http"]
     # Several processes: uvicorn pickles its config, so the protocol goes by import string.
-    assert uvicorn_options(settings, workers=2)["http"] == "tuneserve_service.serving:GuardedH11Protocol"
+    assert uvicorn_options(settings, workers=2)["http"] == "tuneserve_service.serving:GuardedHttpProtocol"

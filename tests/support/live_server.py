@@ -40,7 +40,7 @@ class LiveServer:
             [sys.executable, "-m", "uvicorn", "--factory", "tuneserve_service.main:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning", "--no-access-log",
              # The slow-header deadline lives in the protocol (service/serving.py).
-             "--http", "tuneserve_service.serving:GuardedH11Protocol"],
+             "--http", "tuneserve_service.serving:GuardedHttpProtocol"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
