@@ -245,3 +245,11 @@ def test_settled_is_confidently_healthy_only_when_the_task_was_learnt():
                for i, (v, lr) in enumerate(zip(high, lrs))]
     d = diagnose_trial(settled, num_classes=10)
     assert (d.label, d.rule) == ("healthy", "healthy.settled_high") and not d.confident
+
+
+def test_a_validation_loss_still_falling_is_not_nothing_to_change():
+    """The training loss fitted, but the validation loss sets a new low at the last report, far below
+    3 reports before: still improving (0.5), never healthy.learnt's "nothing to change"."""
+    d = diagnose_trial(_epochs([0.9, 0.2, 0.05, 0.02, 0.01], [1.5, 0.9, 0.5, 0.3, 0.15], num_classes=10))
+    assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.improving", 0.5)
+    assert "Still improving" in d.advice

@@ -677,7 +677,12 @@ def _healthy(f, main, train, val) -> Diagnosis:
                 "val_last": num(val[-1][1]) if val else None, "train_acc": num(f.last("train_acc")),
                 "val_acc": num(f.last("val_acc"))}
     gain = _stalled(f, main)
-    if gain is None and not _fitted(f, main):
+    # The validation loss still falling at the last report (a new low, more than stall_gain below 3
+    # reports before) is "still improving" even when the training loss has fitted: "nothing to
+    # change" would contradict the curve it cites (the corpus: a 5-epoch run, validation -83% in 3).
+    val_falling = (bool(val) and val is not main and _at_its_best_last(val) and _stalled(f, val) is None
+                   and len(val) > f.t.stall_steps)
+    if (gain is None and not _fitted(f, main)) or val_falling:
         text = (f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> {fmt(values[-1])}): more epochs would "
                 f"likely help.")
         if val and val is not main and not _at_its_best_last(val):
