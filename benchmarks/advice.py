@@ -26,8 +26,9 @@ the parent's seed, and unchanged on one or two other seeds (the seed spread).
                1.15..1.22 seed sds, and a change passes 2.5 seed sds by luck about 1.5% of the
                time; seven changes are tried per parent, so a run with nothing to fix is scored
                "something fixes it" by luck about one time in ten (at 2 sds it would be one in
-               four, and `healthy` could not reach 85% precision even when always right). Set
-               from these figures, before reading any rule's results under it.
+               four, and `healthy` could not reach 85% precision even when always right). Worked
+               out from these figures after seeing, on the tune half, that at 2 `healthy` was
+               right on barely half its runs.
   improves     a change improves a run when its score is below the reference by more than the spread
   label right  its change improves the run: lr_too_high / diverged -> lr / 3; lr_too_low -> lr x 3;
                overfitting -> dropout +0.2 (weight decay x 10 past 0.7); underfitting -> width x 2 or

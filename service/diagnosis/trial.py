@@ -555,7 +555,7 @@ def _slow(f, main, train, val) -> Diagnosis | None:
     other kind to measure it on), with updates no larger than slow_max_update_ratio (already large
     steps point to capacity instead: the planted width-4 20-class runs move at 1.2e-2, the corpus's
     slow runs at 5e-4..1e-2), and while the training loss is no lower than slow_min_train_share of
-    the validation loss (a gap says generalisation is the limit: the corpus's tune half had three
+    the validation loss (a gap says generalisation is the limit: the corpus's tune half had two
     such runs that lr x 3 did not help). Not a curve too short to judge: it has slow_min_steps reports and
     says where it is heading. The
     counterfactuals of the curves corpus (seed-even half) say lr x 3 is the change that helps such
