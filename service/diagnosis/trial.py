@@ -25,7 +25,7 @@ the trial's state and its fail reason. They are tried in order, first match wins
   plateau       fell by 30%+, then stalled for 3 epochs at a constant lr, not yet fitted (a guess, 0.5)
   noisy         the validation curve spikes away from its neighbours twice or more (a guess, 0.5)
   healthy       none of the above: learnt (best validation loss under 0.3 ln C) and settled (0.5:
-                on the corpus a change still helped 2 of 5 such runs),
+                on the corpus a change still helped 3 of 7 such runs),
                 settled higher up (0.5, `healthy.settled_high`), or still improving (0.5: not a
                 fault, but training longer or faster often helps)
 
@@ -129,7 +129,7 @@ SLOW_CONFIDENCE = 0.7
 # changes never beat the seed spread (0 of 7 on the seed-even half: on runs that learnt, seeds
 # move the best validation loss by 30%+): guesses, until a corpus shows otherwise.
 LEARNT_CURVE_CONFIDENCE = 0.5
-# healthy.learnt ("nothing to change"), by the same measure: right on 3 of 5 tune-half runs.
+# healthy.learnt ("nothing to change"), by the same measure: right on 4 of 7 tune-half runs.
 LEARNT_HEALTHY_CONFIDENCE = 0.5
 
 
@@ -712,6 +712,6 @@ def _healthy(f, main, train, val) -> Diagnosis:
     return f.done(Label.HEALTHY, f"Learnt well ({fmt(start)} -> {fmt(values[-1])}) with no sign of over- or "
                   f"underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
                   # a guess, by the measure above: on the corpus's tune half (2026-12-06, with the
-                  # ordinary parents) no change beat the seed spread on 3 of its 5 runs; on the rest
+                  # ordinary parents) no change beat the seed spread on 4 of its 7 runs; on the rest
                   # a longer, wider or 3x faster run still did (small nets on CPU budgets)
                   confidence=LEARNT_HEALTHY_CONFIDENCE)
