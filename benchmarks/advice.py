@@ -5,23 +5,31 @@
 
 Ground truth comes from counterfactuals, never from the rules (benchmarks/curves_corpus.py builds
 them): every parent run of the built-in trainer was re-run with each change a label implies, on
-the parent's seed, and once more unchanged on another seed.
+the parent's seed, and unchanged on one or two other seeds (the seed spread).
 
   score        the best validation loss over the run's epochs (a run that diverged before any
                finite report scores +inf)
-  spread       how much the score moves with the seed alone, for this run: the larger of its own
-               |parent - repeat| and SPREAD_QUANTILE (the 90th percentile) of the relative repeat
-               spread |parent - repeat| / parent over comparable runs (the same learnt-bucket:
-               best validation loss under 0.3 ln C, 0.3..0.8 ln C, above 0.8 ln C), times the
-               parent's score. Why the 90th percentile and not the median: each parent tries seven
-               changes, so a change that beats the median seed spread by chance is found on most
-               runs, and "nothing to fix" (healthy) would be scored wrong whenever any of the seven
-               was lucky; with the 90th percentile a change must move the score more than nine
-               seed draws in ten do. Why per bucket: a run stuck near chance moves by a few percent
-               between seeds, a run that learnt on 144 training images by 30% or more; one
-               corpus-wide figure would be far too strict for the first and far too loose for the
-               second.
-  improves     a change improves a run when its score is below the parent's by more than the spread
+  reference    the configuration's score: the mean of the parent's score over its seeds (the
+               parent's own seed and its repeats: one repeat for the edges parents, two for the
+               ordinary ones); +inf when the parent's own seed blew up
+  seed sd      how much the score moves with the seed alone, for this configuration: the larger
+               of the sd of its own seed scores and a floor, FLOOR_SHARE (half) of the pooled
+               relative seed sd of comparable runs (same region, edges or ordinary, and same
+               learnt-bucket: reference under 0.3 ln C, 0.3..0.8 ln C, above 0.8 ln C) times the
+               reference. Why its own: a run that learnt on 1437 images moves far less with the
+               seed than one on 144 (a corpus-wide figure is dominated by the tiny-data runs). Why
+               a floor: an sd from 2 or 3 seeds is under half the true one about one time in five
+               (a chi-square with 1 or 2 degrees of freedom), and a lucky close repeat would then
+               make every change look significant.
+  spread       SPREAD_SDS (2.5) seed sds. Why 2.5: a change is one run on one seed and the
+               reference a mean of 2 or 3, so under no effect their difference has an sd of about
+               1.15..1.22 seed sds, and a change passes 2.5 seed sds by luck about 1.5% of the
+               time; seven changes are tried per parent, so a run with nothing to fix is scored
+               "something fixes it" by luck about one time in ten (at 2 sds it would be one in
+               four, and `healthy` could not reach 85% precision even when always right). Worked
+               out from these figures after seeing, on the tune half, that at 2 `healthy` was
+               right on barely half its runs.
+  improves     a change improves a run when its score is below the reference by more than the spread
   label right  its change improves the run: lr_too_high / diverged -> lr / 3; lr_too_low -> lr x 3;
                overfitting -> dropout +0.2 (weight decay x 10 past 0.7); underfitting -> width x 2 or
                epochs x 2; plateau -> an lr decay schedule; noisy -> lr / 3 or batch x 4. Stopping
@@ -30,8 +38,10 @@ the parent's seed, and once more unchanged on another seed.
   truth        for the confusion table: the label whose change improved the run the most (in
                spreads), healthy when none did
 
-Design, within the CPU budget: every parent gets all seven label changes plus a repeat (parents of
-about 60..300 optimizer steps, 3..60 epochs, mostly small data fractions: see curves_corpus.py);
+Design, within the CPU budget: every parent gets all seven label changes plus repeats: the edges
+parents (indices under curves_corpus.ORDINARY_START: lr 1e-6..10, 60..300 optimizer steps, 3..60
+epochs, mostly small data fractions) one, the ordinary parents (lr within a decade of the
+optimizer's usual value, widths 8..32, full or half data, 5..30 epochs) two: see curves_corpus.py;
 `longer` is the parent's own run trained on to twice its epochs. `--shards` reads the generator's
 partial output while it runs (the shards win over the committed corpus).
 
@@ -127,19 +137,47 @@ def gain(parent: float, other: float) -> float:
     return parent - other
 
 
+def seed_scores(record: dict[str, Any]) -> list[float]:
+    """The scores of the parent's configuration on every seed the corpus ran it with: the parent's
+    own seed first, then `repeat` (and `repeat2` for the ordinary parents)."""
+    return [score(record["parent"])] + [score(run) for name, run in sorted(record["runs"].items())
+                                        if name.startswith("repeat")]
+
+
+def reference(scores: list[float]) -> float:
+    """The configuration's score: the mean over its seeds (inf when the parent's own seed blew up:
+    a change that finishes is then an improvement, whatever another seed did)."""
+    if not math.isfinite(scores[0]):
+        return math.inf
+    finite = [x for x in scores if math.isfinite(x)]
+    return statistics.mean(finite)
+
+
+def own_sd(scores: list[float]) -> float | None:
+    finite = [x for x in scores if math.isfinite(x)]
+    return statistics.stdev(finite) if len(finite) >= 2 else None
+
+
+def region(record: dict[str, Any]) -> str:
+    return "ordinary" if record["index"] >= curves_corpus.ORDINARY_START else "edges"
+
+
 class Judged:
     """One parent: its diagnosis, its scores, which labels' changes improved it."""
 
-    def __init__(self, record: dict[str, Any], floors: dict[str, float]):
+    def __init__(self, record: dict[str, Any], floors: dict[tuple[str, str], float]):
         self.record = record
         self.d = diagnose(record)
         runs = record["runs"]
-        self.parent = score(record["parent"])
-        repeat = score(runs["repeat"])
-        raw = abs(gain(self.parent, repeat))
-        floor = floors.get(bucket(record["parent"], self.parent), 0.0)
-        self.spread = max(raw if math.isfinite(raw) else 0.0, floor * (self.parent if math.isfinite(self.parent) else 0))
-        self.gains = {name: gain(self.parent, score(run)) for name, run in runs.items() if name != "repeat"}
+        scores = seed_scores(record)
+        self.parent = reference(scores)
+        self.group = (region(record), bucket(record["parent"], self.parent))
+        floor = FLOOR_SHARE * floors.get(self.group, 0.0) * (self.parent if math.isfinite(self.parent) else 0.0)
+        sd = own_sd(scores)
+        self.sd = max(sd if sd is not None else 0.0, floor)
+        self.spread = SPREAD_SDS * self.sd
+        self.gains = {name: gain(self.parent, score(run)) for name, run in runs.items()
+                      if not name.startswith("repeat")}
         self.fixes = {label: max((self.gains.get(c, -math.inf) for c in changes), default=-math.inf) > self.spread
                       for label, changes in CHANGES.items()}
         best = max(((max(self.gains.get(c, -math.inf) for c in changes), label) for label, changes in CHANGES.items()
@@ -176,7 +214,8 @@ def load(shards: bool) -> list[dict[str, Any]]:
     return [records[k] for k in sorted(records) if records[k]["parent"].get("error") is None]
 
 
-SPREAD_QUANTILE = 0.9
+SPREAD_SDS = 2.5     # a change improves when it beats the configuration's score by 2.5 seed sds
+FLOOR_SHARE = 0.5    # the floor of a run's seed sd: half the pooled sd of comparable runs
 BUCKETS = ((0.3, "learnt"), (0.8, "partly"), (math.inf, "near chance"))
 
 
@@ -189,26 +228,24 @@ def bucket(run: dict[str, Any], best: float) -> str:
     return next(name for edge, name in BUCKETS if ratio < edge)
 
 
-def relative_spread_floors(records: list[dict[str, Any]]) -> dict[str, float]:
-    """SPREAD_QUANTILE of the relative repeat spread per bucket (runs whose parent and repeat both
-    scored a finite loss; a repeat that diverged where the parent did not is left out, it would make
-    the quantile infinite for a whole bucket)."""
-    rel: dict[str, list[float]] = defaultdict(list)
+def relative_spread_floors(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """The pooled relative seed sd per group of comparable runs (region, bucket): the square root
+    of sum((n_i - 1) s_i^2 / m_i^2) / sum(n_i - 1) over parents whose seeds all scored a finite loss
+    (s_i the sd of parent i's seed scores, m_i their mean, n_i how many). A seed that diverged where
+    the parent did not is left out: it would make a whole group's figure infinite."""
+    num: dict[tuple[str, str], float] = defaultdict(float)
+    den: dict[tuple[str, str], int] = defaultdict(int)
     for rec in records:
-        a, b = score(rec["parent"]), score(rec["runs"]["repeat"])
-        if math.isfinite(a) and math.isfinite(b) and a > 0:
-            rel[bucket(rec["parent"], a)].append(abs(a - b) / a)
-    return {name: quantile(values, SPREAD_QUANTILE) for name, values in rel.items()}
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    pos = q * (len(ordered) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+        scores = seed_scores(rec)
+        if len(scores) < 2 or not all(math.isfinite(x) for x in scores):
+            continue
+        m = statistics.mean(scores)
+        if m <= 0:
+            continue
+        key = (region(rec), bucket(rec["parent"], m))
+        num[key] += (len(scores) - 1) * (statistics.stdev(scores) / m) ** 2
+        den[key] += len(scores) - 1
+    return {key: math.sqrt(num[key] / den[key]) for key in num if den[key]}
 
 
 def pct(a: int, b: int) -> str:
@@ -298,15 +335,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", action="store_true", help="also read the generator's shard files")
     parser.add_argument("--half", choices=("tune", "holdout", "both", "all"), default="both")
     parser.add_argument("--labels", choices=("confident", "all", "both"), default="both")
+    parser.add_argument("--region", choices=("edges", "ordinary", "all"), default="all",
+                        help="edges: indices under curves_corpus.ORDINARY_START; ordinary: from it on")
     args = parser.parse_args(argv)
     records = load(args.shards)
+    if args.region != "all":
+        records = [r for r in records if region(r) == args.region]
     floors = relative_spread_floors(records)
     judged = [Judged(r, floors) for r in records]
-    counts = Counter(bucket(r["parent"], score(r["parent"])) for r in records)
-    print(f"{len(records)} parent runs ({sum(len(r['runs']) for r in records)} counterfactual runs); spread: "
-          f"{int(100 * SPREAD_QUANTILE)}th percentile of the relative repeat spread per bucket: "
-          + ", ".join(f"{name} {100 * floors.get(name, 0.0):.1f}% ({counts[name]} runs)"
-                      for name in [n for _, n in BUCKETS] + ["diverged"] if counts[name]))
+    counts = Counter(j.group for j in judged)
+    seeds = Counter(len(seed_scores(r)) for r in records)
+    print(f"{len(records)} parent runs ({sum(len(r['runs']) for r in records)} other runs; seeds of the parent: "
+          + ", ".join(f"{n} for {k}" for n, k in sorted(seeds.items())) + ")")
+    print(f"spread = {SPREAD_SDS:g} x max(the parent's own seed sd, {FLOOR_SHARE:g} x the pooled relative seed sd "
+          "of comparable runs x its score); pooled relative sd by region and bucket:")
+    print("  " + "; ".join(f"{reg} {name} {100 * floors.get((reg, name), 0.0):.1f}% ({counts[(reg, name)]} runs)"
+                           for reg in ("edges", "ordinary") for name in [n for _, n in BUCKETS] + ["diverged"]
+                           if counts[(reg, name)]))
     print(f"truth: {dict(Counter(j.truth for j in judged))}; nothing to fix: {sum(j.nothing_to_fix for j in judged)}")
     halves = {"tune": ["tune"], "holdout": ["holdout"], "both": ["tune", "holdout"], "all": ["all"]}[args.half]
     modes = {"confident": [True], "all": [False], "both": [True, False]}[args.labels]

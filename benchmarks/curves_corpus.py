@@ -1,7 +1,8 @@
 """Regenerate the curves corpus: real runs of the built-in trainer on CPU, each with counterfactuals.
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --count 400 --until 08:00
-    python benchmarks/curves_corpus.py pack --replace   # shards -> benchmarks/data/curves/corpus.jsonl.gz
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --start 1000 --count 400 --until 11:20
+    python benchmarks/curves_corpus.py pack             # shards + the committed corpus -> corpus.jsonl.gz
 
 `run` appends one line per finished parent to benchmarks/data/curves/shard-N.jsonl and skips the
 indices already in any shard file, so it resumes after a stop (also as `--shard K --shards 2`
@@ -26,9 +27,21 @@ bound leaves (the first 250 indices): widths 4..8 for most (the `wider` counterf
 them), data fractions 0.1..0.25 for most, parents of ~60..300 optimizer steps (median ~180 under 20
 epochs, ~200 for longer runs, which see their small training set 20..60 times).
 
+The ordinary parents (indices from ORDINARY_START = 1000 on, `sample_ordinary`; run them with
+`run --start 1000`): the region an ML engineer runs, where the edges corpus above has few parents
+(its widths 4..8 and data fractions 0.1..0.25 learn little, and on 144..360 training images the
+seed moves a run that learnt by 20-40%). lr log-uniform within a decade of the optimizer's usual
+value (0.05 for sgd and nesterov, the trainer's default; 1e-3 for adam and adamw), widths 8, 16, 32
+(a record's estimated cost is bounded to ORDINARY_MAX_SECONDS: width 32 -> 16 first, then full
+data -> half), depth 1..3, full or half data, 5..30 epochs, batch 32, 64 or 128, dropout 0..0.5,
+weight decay 0, 5e-4 or 1e-5..1e-3, every optimizer and schedule, all classes. Each has two
+repeats on other seeds (`repeat`, `repeat2`), so the truth can use the seed spread of that very
+configuration.
+
 Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with the parent's seed
-(common random numbers) except `repeat`:
-  repeat      the same config with another seed: the seed-to-seed spread
+(common random numbers) except the repeats:
+  repeat      the same config with another seed: the seed-to-seed spread (and `repeat2` for the
+              ordinary parents)
   lr_down, lr_up, regularise, wider, longer, decay, batch_up
               the notches of service/diagnosis/variant.py that the labels propose, computed by
               `notches()` itself so the corpus and the advice cannot drift apart
@@ -145,6 +158,68 @@ def sample(index: int) -> dict[str, Any]:
     return {"params": params, "repeat_seed": repeat_seed, "random_draw": random_draw}
 
 
+# Indices from ORDINARY_START on are parents in the region an ML engineer runs (the second corpus,
+# added 2026-12-06): the first 300 indices keep the space's edges, these the ordinary middle.
+ORDINARY_START = 1000
+ORDINARY_REPEATS = 2  # extra seeds of the parent itself: `repeat`, `repeat2` (the seed spread)
+ORDINARY_MAX_SECONDS = 100.0  # `record_cost` scale (about 2x what a record takes at load ~2.5)
+USUAL_LR = {"sgd": 0.05, "nesterov": 0.05, "adam": 1e-3, "adamw": 1e-3}  # the trainer's / common defaults
+
+
+def sample_ordinary(index: int) -> dict[str, Any]:
+    """An ordinary parent: lr within a decade of the optimizer's usual value (log-uniform), widths
+    8..32, full or half data, 5..30 epochs, batch 32..128, dropout 0..0.5, ordinary weight decay,
+    no class subset; from SeedSequence((BASE_SEED, index)) alone, like `sample`."""
+    rng = np.random.default_rng(np.random.SeedSequence((BASE_SEED, index)))
+    dataset = _choice(rng, list(DATASETS), [0.5, 0.25, 0.25])
+    optimizer = _choice(rng, ["sgd", "nesterov", "adam", "adamw"])
+    lr = USUAL_LR[optimizer] * 10 ** rng.uniform(-1, 1)
+    u = rng.random()
+    dropout = 0.0 if u < 0.3 else 0.2 if u < 0.6 else float(rng.uniform(0, 0.5))
+    u = rng.random()
+    weight_decay = 0.0 if u < 0.3 else 5e-4 if u < 0.7 else float(10 ** rng.uniform(-5, -3))
+    epochs = int(rng.integers(5, 31))
+    params: dict[str, Any] = {
+        "dataset": dataset,
+        "data_fraction": _choice(rng, [1.0, 0.5], [0.5, 0.5]),
+        "classes": 0,
+        "width": _choice(rng, [8, 16, 32], [0.35, 0.4, 0.25]),
+        "depth": _choice(rng, [1, 2, 3], [0.3, 0.5, 0.2]),
+        "batch_norm": bool(rng.random() < 0.85),
+        "residual": bool(rng.random() < 0.7),
+        "dropout": round(dropout, 2),
+        "weight_decay": float(f"{weight_decay:.3g}"),
+        "optimizer": optimizer,
+        "lr": float(f"{lr:.4g}"),
+        "batch_size": _choice(rng, [32, 64, 128], [0.3, 0.4, 0.3]),
+        "epochs": epochs,
+        "lr_schedule": _choice(rng, ["constant", "plateau", "step", "cosine"], [0.4, 0.3, 0.15, 0.15]),
+        "lr_step_epochs": max(2, epochs // 3),
+        "seed": int(rng.integers(2**31)),
+        "bf16": False, "channels_last": False,
+    }
+    repeat_seeds = [int(s) for s in rng.integers(2**31, size=ORDINARY_REPEATS)]
+    random_draw = float(rng.random())
+    # Bound the record's estimated cost (its extra repeat included): a net no wider than 16, then
+    # half the data. What it leaves: widths 8..32 (32 for the cheaper records), full or half data.
+    for _ in range(4):
+        if record_cost(params, random_draw) + (ORDINARY_REPEATS - 1) * cost(params) <= ORDINARY_MAX_SECONDS:
+            break
+        if params["width"] > 16:
+            params["width"] //= 2
+        elif params["data_fraction"] > 0.5:
+            params["data_fraction"] = 0.5
+        else:
+            break
+    return {"params": params, "repeat_seeds": repeat_seeds, "repeat_seed": repeat_seeds[0],
+            "random_draw": random_draw}
+
+
+def draw(index: int) -> dict[str, Any]:
+    """The parent of record `index`: the edges corpus below ORDINARY_START, the ordinary one above."""
+    return sample_ordinary(index) if index >= ORDINARY_START else sample(index)
+
+
 def random_notch(menu: dict[str, Any], draw: float) -> str:
     names = sorted(menu)
     return names[min(len(names) - 1, int(draw * len(names)))]
@@ -238,7 +313,7 @@ def _apply(params: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
 def build_record(index: int) -> dict[str, Any]:
     from tuneserve_service.diagnosis.variant import notches
 
-    drawn = sample(index)
+    drawn = draw(index)
     params, epochs = drawn["params"], drawn["params"]["epochs"]
     t0 = time.perf_counter()
     menu = notches(params)
@@ -251,7 +326,8 @@ def build_record(index: int) -> dict[str, Any]:
         long_run = train({**params, "epochs": 2 * epochs})
         parent = prefix(long_run, epochs)
         runs["longer"] = {**long_run, "params_change": menu["longer"]}
-    runs["repeat"] = {**train({**params, "seed": drawn["repeat_seed"]}), "params_change": {"seed": drawn["repeat_seed"]}}
+    for i, seed in enumerate(drawn.get("repeat_seeds") or [drawn["repeat_seed"]]):
+        runs["repeat" if i == 0 else f"repeat{i + 1}"] = {**train({**params, "seed": seed}), "params_change": {"seed": seed}}
     wanted = [n for n in LABEL_NOTCHES if n in menu] + ([random_name] if random_name not in LABEL_NOTCHES else [])
     for name in wanted:
         if name in runs:
@@ -291,7 +367,8 @@ def cmd_run(args) -> None:
         hh, mm = map(int, args.until.split(":"))
         now = dt.datetime.now(dt.timezone.utc)
         until = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-    indices = [args.only] if args.only is not None else range(args.shard, args.count, args.shards)
+    indices = ([args.only] if args.only is not None
+               else range(args.start + args.shard, args.start + args.count, args.shards))
     for index in indices:
         if index in done:
             continue
@@ -333,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--shard", type=int, default=0)
     run.add_argument("--shards", type=int, default=1)
     run.add_argument("--count", type=int, default=400)
+    run.add_argument("--start", type=int, default=0,
+                     help=f"first index ({ORDINARY_START}: the ordinary parents)")
     run.add_argument("--until", help="HH:MM UTC: start no parent after it")
     run.add_argument("--only", type=int)
     pack = sub.add_parser("pack")

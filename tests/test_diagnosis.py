@@ -220,3 +220,36 @@ def test_a_still_falling_training_loss_with_a_last_validation_rise_is_not_called
     assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.improving", 0.5)
     assert "Still improving" not in d.advice
     assert "validation loss at the last report (0.608) is above its best (0.361 at epoch 3)" in d.advice
+
+
+def test_slow_needs_the_training_loss_as_high_as_the_validation_loss():
+    """lr_too_low.slow is for a run that is not yet fitting even its training set: with the training
+    loss already well under the validation loss (a gap), the step size is not what limits it."""
+    val = [2.3, 2.2, 2.1, 2.05, 2.0]
+    both = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(val)]
+    assert diagnose_trial(both, num_classes=10).rule == "lr_too_low.slow"
+    gap = [(i + 1, {"train_loss": 0.8 * v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(val)]
+    assert diagnose_trial(gap, num_classes=10).label != "lr_too_low"
+
+
+def test_settled_is_confidently_healthy_only_when_the_task_was_learnt():
+    """healthy.learnt for a run whose best validation loss got under 0.3 ln C; one that settled
+    higher up with no fault named is healthy.settled_high. Both are guesses (0.5) by the corpus."""
+    low = [2.0, 0.5, 0.2, 0.15, 0.149, 0.149, 0.149]  # the training loss fits (under 0.05 ln C)
+    learnt = [(i + 1, {"train_loss": v / 4, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(low)]
+    d = diagnose_trial(learnt, num_classes=10)
+    assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.learnt", 0.5)
+    high = [2.0, 1.2, 1.0, 0.95, 0.949, 0.949, 0.949]  # 0.95 is 41% of ln(10)
+    lrs = [0.1, 0.1, 0.1, 0.1, 0.03, 0.01, 0.003]  # a schedule cut the lr in the stall: no plateau
+    settled = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3, "lr": lr})
+               for i, (v, lr) in enumerate(zip(high, lrs))]
+    d = diagnose_trial(settled, num_classes=10)
+    assert (d.label, d.rule) == ("healthy", "healthy.settled_high") and not d.confident
+
+
+def test_a_validation_loss_still_falling_is_not_nothing_to_change():
+    """The training loss fitted, but the validation loss sets a new low at the last report, far below
+    3 reports before: still improving (0.5), never healthy.learnt's "nothing to change"."""
+    d = diagnose_trial(_epochs([0.9, 0.2, 0.05, 0.02, 0.01], [1.5, 0.9, 0.5, 0.3, 0.15], num_classes=10))
+    assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.improving", 0.5)
+    assert "Still improving" in d.advice

@@ -263,7 +263,7 @@ def test_stored_diagnoses_never_contradict_the_raw_curves():
 def test_the_corpus_records_what_the_benchmark_needs():
     import curves_corpus
     for rec in _corpus_sample(30):
-        drawn = curves_corpus.sample(rec["index"])
+        drawn = curves_corpus.draw(rec["index"])
         assert drawn["params"] == rec["params"]  # regenerable from SeedSequence((BASE_SEED, index))
         assert "repeat" in rec["runs"] and rec["random"] in rec["runs"]
         menu = notches(rec["params"])

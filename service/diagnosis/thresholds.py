@@ -56,6 +56,17 @@ class Thresholds:
     slow_max_fall: float = 0.15
     slow_high: float = 0.6
     slow_max_update_ratio: float = 1e-2
+    # ...and with no generalisation gap yet: the last training loss at least 0.95x the last
+    # validation loss. A training loss already well below the validation loss says the limit is
+    # generalisation, not the step size (the corpus's tune half: the slow runs with such a gap were
+    # not helped by lr x 3).
+    slow_min_train_share: float = 0.95
+
+    # Healthy and settled: "nothing to change" is claimed confidently only for a run whose best
+    # validation loss got under 30% of ln C (it learnt the task). One that stopped higher up, with
+    # no fault the rules name, is a guess: on the corpus's tune half a wider net or another lr often
+    # still helped such runs.
+    settled_learnt: float = 0.3
 
     # --- overfitting --------------------------------------------------------------------------
     # The validation loss gave back 10% of what it had gained (and at least 2% of the scale) after
