@@ -112,8 +112,8 @@ class BoTorchOptimizer:
     name = "botorch"
 
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
-                 num_restarts: int = 8, raw_samples: int = 256, mc_samples: int = 128, maxiter: int = 100,
-                 acquisition: str = "auto", fit_maxiter: int = 100, output: str = "yeojohnson"):
+                 num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
+                 acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize"):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
         if output not in ("yeojohnson", "winsorize", "none"):
