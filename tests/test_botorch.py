@@ -77,6 +77,36 @@ def test_pending_trials_count_towards_the_start_up_design():
     assert small().suggest(MIXED, hist, [], 1, seed=1)[0].info["phase"] == "startup"
 
 
+@needs_botorch
+def test_the_model_may_refine_next_to_a_pending_trial_but_not_repeat_it(monkeypatch):
+    # qLogNEI already weighs a candidate against the pending points (X_pending), so the model's
+    # guard refuses only the same point again: a best restart 1% from a pending trial (inside the
+    # other engines' 2% guard) is taken; one on the pending trial itself falls to the next restart.
+    import botorch.optim
+    import torch
+
+    space = parse_parameters({"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}})
+    rng = np.random.default_rng(0)
+    hist = [Observation(p, (p["x"] - 0.4) ** 2 + (p["y"] - 0.6) ** 2) for p in (space.sample(rng) for _ in range(8))]
+    pending = [{"x": 0.4, "y": 0.6}]
+    restarts = {}
+
+    def fake_optimize_acqf(acq, **kw):
+        # the pending trial is in the acquisition (incremental qLogNEI: it joins the baseline)
+        assert torch.isclose(acq.X_baseline, torch.tensor([0.4, 0.6], dtype=torch.double)).all(-1).any()
+        cands = torch.tensor(restarts["points"], dtype=torch.double).unsqueeze(1)
+        return cands, torch.tensor([3.0, 2.0, 1.0], dtype=torch.double)[: len(cands)]
+
+    monkeypatch.setattr(botorch.optim, "optimize_acqf", fake_optimize_acqf)
+    restarts["points"] = [[0.41, 0.6], [0.9, 0.1]]
+    out = small().suggest(space, hist, pending, count=1, seed=3)[0]
+    assert out.info["phase"] == "model" and out.info["redraws"] == 0
+    assert out.params == pytest.approx({"x": 0.41, "y": 0.6})
+    restarts["points"] = [[0.4, 0.6], [0.9, 0.1]]
+    out = small().suggest(space, hist, pending, count=1, seed=3)[0]
+    assert out.info["redraws"] == 1 and out.params == pytest.approx({"x": 0.9, "y": 0.1})
+
+
 def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):
     monkeypatch.setattr(botorch_engine, "available", lambda: False)
     r = client.post("/api/v1/studies", json=study_body("bo", method="botorch"))

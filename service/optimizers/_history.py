@@ -167,13 +167,13 @@ class DuplicateGuard:
 
     PER_COORDINATE = 0.02
 
-    def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]]):
+    def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]], per_coordinate: float | None = None):
         self.space = space
         # A candidate holds the model's dimensions only: a one-value categorical (what a refine
         # makes of a choice its top trials agreed on) is filled in before measuring.
         self._fixed = fixed_params(space)
         n = len(model_dimensions(space))
-        self.radius = self.PER_COORDINATE * math.sqrt(max(n, 1))
+        self.radius = (self.PER_COORDINATE if per_coordinate is None else per_coordinate) * math.sqrt(max(n, 1))
         self._points: list[np.ndarray] = []
         for p in taken:
             try:

@@ -10,24 +10,31 @@ Every `suggest` fits a fresh model to the stored history (nothing is kept betwee
   - **Model**: BoTorch's `SingleTaskGP` with its defaults (in BoTorch 0.12+: an ARD RBF kernel
     with the dimension-scaled log-normal length-scale prior, and a noise level inferred with its
     prior, so repeated configurations are averaged by the model: the model Ax's MBM fits), a
-    `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 100 L-BFGS
-    iterations; a fit that raises keeps the prior-initialised hyper-parameters and is counted in
-    `fit_failures`: none in the Hartmann-6 runs below). The losses are Yeo-Johnson warped first (gp.py's
-    `_warp`): one huge loss (a Rosenbrock corner, a diverged run's penalty) otherwise flattens every
-    other difference. Failed and diverged trials get the shared penalty loss (_history.py).
-  - **Acquisition**: with trials pending (or points already chosen in this call),
-    `qLogNoisyExpectedImprovement` over the observed points with them as `X_pending`: BoTorch
-    integrates over their unknown outcomes jointly (the MC form of fantasies), so parallel workers
-    spread out without a penalty or a liar. With nothing pending, the analytic `LogExpectedImprovement`
-    over the best posterior mean at an observed point (noisy EI's plug-in form), cheaper than the
-    MC form (no samples of the joint posterior over the observed points). Maximised by `optimize_acqf` (8 restarts from 256 Sobol raw samples, L-BFGS-B).
-    The restarts' end points are tried best-first; the first whose decoded params (after rounding)
-    is not a pending or already-chosen point wins (a DuplicateGuard, as the other engines), else a
-    prior draw kept apart.
+    `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 30 L-BFGS
+    iterations: it ends within ~3e-4 of the converged marginal likelihood at ~0.7x its cost; a fit
+    that raises keeps the prior-initialised hyper-parameters and is counted in `fit_failures`).
+    The losses are winsorised first, as Ax does (`output="winsorize"`: values above q3 + 1.5 IQR
+    are clipped there), so one huge loss (a Rosenbrock corner, a diverged run's penalty) does not
+    flatten every other difference; `output="yeojohnson"` (gp.py's `_warp`) was the earlier
+    default. Failed and diverged trials get the shared penalty loss (_history.py).
+  - **Acquisition**: `qLogNoisyExpectedImprovement` over the observed points, with nothing pending
+    too (as Ax; `acquisition="auto"` takes the analytic `LogExpectedImprovement` then, cheaper and
+    worse on Hartmann-6). Trials pending (and points already chosen in this call) are its
+    `X_pending`: BoTorch integrates over their unknown outcomes jointly (the MC form of fantasies),
+    so parallel workers spread out without a penalty or a liar. Maximised by `optimize_acqf`
+    (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax). The restarts' end points are tried
+    best-first; the first whose decoded params (after rounding) are not a pending or already-chosen
+    point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
+    unit coordinate), not the 2% the other engines' guard keeps: the acquisition already weighs a
+    candidate against the pending points, and the 2% guard refused its best restart in 13 of 50
+    suggestions of an 8-pending Shekel-4 run (regret 2.62 against 1.64 without it).
   - **Inputs** are already the unit box, so no `Normalize`; no `Warp` (Kumaraswamy input warping
     adds two hyper-parameters per coordinate to every fit; not measured here).
   - **Start-up**: the first 5 suggestions are prior draws (kept apart by the guard); trials still
     running count towards them once 3 results are in (as tpe), since pending trials are modelled.
+    With 8 workers that makes 10 prior draws (the first 8 have no result to model, the next two
+    wait for the third result); Ax's Client draws 5 and then holds further trials back until 2
+    results are in, which a service whose workers claim on their own cannot do.
   - **Bounded history**: the 40 lowest losses plus the 60 latest other trials, as gp, so a fit is
     at most 100 points (benchmarks/suggest_latency.py).
 
@@ -39,21 +46,15 @@ two suggestions at once both run on one thread): the matrices are at most 100 wi
 cost more than they save, and a server runs requests side by side. The first suggestion in a
 process imports torch and BoTorch (seconds): `warm_up` starts that import when a study is created.
 
-What was measured against Ax's choices (Ax 1.3.1's MBM: winsorised and standardised outcomes,
-always qLogNEI, optimize_acqf with 20 restarts from 1024 raw samples, an unbounded fit, 5 Sobol
-start-up points; benchmarks/README.md, "against Ax"): on Hartmann-6, 3 seeds each, none of
-`output="winsorize"`, `acquisition="qlognei"`, `num_restarts=20, raw_samples=1024` or
-`fit_maxiter=1000` did better than these defaults (median regret 0.19-0.20 against 0.013: seed 1
-stalls near 0.19 under all five, seed 2 finds the global basin late under the defaults, at
-evaluation ~45, and not at all under the four others), so the cheaper defaults stay. All of Ax's
-settings together did better on 10 seeds (median 0.0043 against 0.084) at ~1.7x the CPU, which
-would cost the time target (at most half of Ax's); not adopted in this session (benchmarks/README.md). Three
-seeds cannot rank variants whose runs differ by 100x between seeds; the options stay so that the
+The defaults are Ax 1.3.1's MBM choices (winsorised and standardised outcomes, always qLogNEI,
+optimize_acqf with 20 restarts from 1024 raw samples) with the fit capped at 30 steps. None of
+them alone beat the earlier defaults (Yeo-Johnson, analytic LogEI, 8 restarts of 256, 100 fit
+steps) on 3 Hartmann-6 seeds; together they did on 10 (median regret 0.0095 against 0.084, where
+runs either find the global basin or stall near 0.2); benchmarks/README.md ("against Ax") has the
+probes and the same-run check on five problems against Ax. The options stay so that the
 comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`).
 
-Speed (benchmarks/README.md, "against Ax"): ~0.9 s of CPU per suggestion at 100 and at 1,000
-completed trials on the shared 2-core box, where gp took 0.22-0.27 s (gp's 0.10 s unloaded suggests
-~0.4 s unloaded); claims do not wait on it (core/draw_ahead.py).
+Speed: see benchmarks/README.md ("against Ax"); claims do not wait on it (core/draw_ahead.py).
 """
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ from tuneserve_service.optimizers.base import Observation, Suggestion
 from tuneserve_service.space import SearchSpace
 
 EXTRA = "botorch"   # the pip extra that brings BoTorch: pip install "tuneserve[server,botorch]"
+
+# The model's duplicate guard, per unit-cube coordinate: a candidate this close to a pending point is
+# that point again. Not the engines' 2% (DuplicateGuard.PER_COORDINATE): with 8 pending it refused the
+# acquisition's best restart in 13 of 50 Shekel-4 suggestions, though qLogNEI already weighs a
+# candidate against the pending points (benchmarks/README.md, issue 20).
+SAME_POINT = 1e-4
 
 
 def available() -> bool:
@@ -112,8 +119,8 @@ class BoTorchOptimizer:
     name = "botorch"
 
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
-                 num_restarts: int = 8, raw_samples: int = 256, mc_samples: int = 128, maxiter: int = 100,
-                 acquisition: str = "auto", fit_maxiter: int = 100, output: str = "yeojohnson"):
+                 num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
+                 acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize"):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
         if output not in ("yeojohnson", "winsorize", "none"):
@@ -147,6 +154,9 @@ class BoTorchOptimizer:
                                  count, seed, self.name, n_pending=len(pending))
         if early is not None:
             return early
+        # The acquisition already knows the pending points (X_pending): the model's guard refuses
+        # only the same point again (what rounding makes of integer and categorical coordinates).
+        guard = DuplicateGuard(space, pending, per_coordinate=SAME_POINT)
         import torch
 
         threads = torch.get_num_threads()
