@@ -1,8 +1,8 @@
 """How uvicorn serves the app: one set of options for `tuneserve server` and for a bare uvicorn.
 
-The HTTP parser is httptools (llhttp, in C) on uvloop's event loop: on the worker protocol's small
-requests uvicorn's pure-Python h11 parser and asyncio's loop were most of the server's own CPU
-(benchmarks/README.md, issue 21). httptools has no limit of its own on a request's headers, in time
+The HTTP parser is httptools (llhttp, in C) on uvloop's event loop: against uvicorn's pure-Python
+h11 parser on asyncio's loop that takes 6-13% off the server's CPU per request on the worker
+protocol (benchmarks/http_stack.py; benchmarks/README.md, issue 21). httptools has no limit of its own on a request's headers, in time
 or in size, so GuardedHttpProtocol adds both before a request can reach the app:
 - a header deadline, armed when a connection opens and again whenever it is between requests, and
   cleared when a request's headers are complete: a client that sends its headers slowly gets a 408

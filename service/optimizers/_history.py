@@ -167,13 +167,13 @@ class DuplicateGuard:
 
     PER_COORDINATE = 0.02
 
-    def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]], per_coordinate: float | None = None):
+    def __init__(self, space: SearchSpace, taken: Sequence[dict[str, Any]]):
         self.space = space
         # A candidate holds the model's dimensions only: a one-value categorical (what a refine
         # makes of a choice its top trials agreed on) is filled in before measuring.
         self._fixed = fixed_params(space)
-        n = len(model_dimensions(space))
-        self.radius = (self.PER_COORDINATE if per_coordinate is None else per_coordinate) * math.sqrt(max(n, 1))
+        self._sqrt_n = math.sqrt(max(len(model_dimensions(space)), 1))
+        self.radius = self.PER_COORDINATE * self._sqrt_n
         self._points: list[np.ndarray] = []
         for p in taken:
             try:
@@ -186,6 +186,10 @@ class DuplicateGuard:
             return math.inf
         u = np.asarray(self.space.to_unit({**self._fixed, **params}), dtype=float)
         return float(np.min(np.linalg.norm(np.vstack(self._points) - u, axis=1)))
+
+    def narrow(self, per_coordinate: float) -> None:
+        """Keep only what lies within `per_coordinate` (instead of PER_COORDINATE) away."""
+        self.radius = per_coordinate * self._sqrt_n
 
     def accepts(self, params: dict[str, Any]) -> bool:
         return self.distance(params) >= self.radius

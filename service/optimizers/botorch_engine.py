@@ -156,7 +156,7 @@ class BoTorchOptimizer:
             return early
         # The acquisition already knows the pending points (X_pending): the model's guard refuses
         # only the same point again (what rounding makes of integer and categorical coordinates).
-        guard = DuplicateGuard(space, pending, per_coordinate=SAME_POINT)
+        guard.narrow(SAME_POINT)
         import torch
 
         threads = torch.get_num_threads()
