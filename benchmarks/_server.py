@@ -28,3 +28,10 @@ def start_server(db_url: str, processes: int = 1, timeout: float = 30.0, env_ext
         proc.kill()
         raise
     return proc, base
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): what a request costs the server,
+    whatever else the machine is running."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -33,7 +33,7 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._server import start_server  # noqa: E402
+from benchmarks._server import cpu_seconds, start_server  # noqa: E402
 from tuneserve_service.db.engine import Database  # noqa: E402
 from tuneserve_service.db.migrate import upgrade  # noqa: E402
 from tuneserve_service.db.models import Trial, TrialReport  # noqa: E402
@@ -154,13 +154,6 @@ def endpoints(trial_id: int) -> list[tuple[str, str]]:
                                           f"&param=optimizer=adam&sort=params.weight_decay&limit=50&offset=50"),
         ("trial page data", f"/dashboard/api/trials/{trial_id}"),
     ]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc): what a request costs the server,
-    whatever else the machine is running."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_endpoints(base: str, calls: int, pid: int) -> list[dict]:

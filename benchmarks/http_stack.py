@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import api_throughput as bench  # noqa: E402
-from _server import ROOT  # noqa: E402
+from _server import ROOT, cpu_seconds  # noqa: E402
 
 from tuneserve_service.launch import free_port, wait_healthy  # noqa: E402
 
@@ -33,11 +33,6 @@ STACKS = {
     "httptools + uvloop": ["--http", "tuneserve_service.serving:GuardedHttpProtocol", "--loop", "uvloop"],
 }
 REQUESTS_PER_TRIAL = 5  # per-epoch shape: 3 reports and a complete, and the claim of each trial
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(stack: str, pairs_s: float, trials: int) -> dict:
