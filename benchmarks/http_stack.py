@@ -1,6 +1,8 @@
-"""Server CPU per request for two HTTP stacks under uvicorn, alternated in one run: h11 on asyncio's
-loop (what the server ran until issue 21's third pass) and httptools on uvloop with tuneserve's
-header guard (service/serving.py, what it runs now).
+"""Server CPU per request for variants of the server, alternated in one run: h11 on asyncio's loop
+(what the server ran until issue 21's third pass), httptools on uvloop with tuneserve's header guard
+(service/serving.py) with the keep-alive requests through FastAPI's router
+(TUNESERVE_KEEPALIVE_DISPATCH=false, what it ran until the fourth pass), and the same with the
+keep-alive dispatch (service/api/keepalive.py, what it runs now). `--variants` picks some by number.
 
 Each round starts one server per stack on a fresh PostgreSQL database, warms it, then reads the
 server process's CPU time (utime + stime from /proc) around two loads from api_throughput.py:
@@ -9,7 +11,7 @@ claim, 3 reports and a complete each). CPU per request is a steadier figure than
 shared box: it does not count time the server spent waiting for a core. Prints every round, then
 each stack's median. Linux only (/proc).
 
-Usage: python benchmarks/http_stack.py [--rounds 3] [--pairs-s 8] [--trials 400]
+Usage: python benchmarks/http_stack.py [--rounds 3] [--pairs-s 8] [--trials 400] [--variants 1,2]
 """
 from __future__ import annotations
 
@@ -28,9 +30,13 @@ from _server import ROOT, cpu_seconds  # noqa: E402
 
 from tuneserve_service.launch import free_port, wait_healthy  # noqa: E402
 
+_HTTPTOOLS = ["--http", "tuneserve_service.serving:GuardedHttpProtocol", "--loop", "uvloop"]
+_ROUTER = {"TUNESERVE_KEEPALIVE_DISPATCH": "false"}
+# name: (uvicorn's arguments, environment)
 STACKS = {
-    "h11 + asyncio": ["--http", "h11", "--loop", "asyncio"],
-    "httptools + uvloop": ["--http", "tuneserve_service.serving:GuardedHttpProtocol", "--loop", "uvloop"],
+    "h11+asyncio, router": (["--http", "h11", "--loop", "asyncio"], _ROUTER),
+    "httptools+uvloop, router": (_HTTPTOOLS, _ROUTER),
+    "httptools+uvloop, dispatch": (_HTTPTOOLS, {}),
 }
 REQUESTS_PER_TRIAL = 5  # per-epoch shape: 3 reports and a complete, and the claim of each trial
 
@@ -38,10 +44,11 @@ REQUESTS_PER_TRIAL = 5  # per-epoch shape: 3 reports and a complete, and the cla
 def measure(stack: str, pairs_s: float, trials: int) -> dict:
     url, drop = bench.fresh_database("postgres", "")
     port = free_port()
-    env = {**os.environ, "TUNESERVE_DATABASE_URL": url, "TUNESERVE_LOG_LEVEL": "warning"}
+    uvicorn_args, extra_env = STACKS[stack]
+    env = {**os.environ, "TUNESERVE_DATABASE_URL": url, "TUNESERVE_LOG_LEVEL": "warning", **extra_env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "tuneserve_service.main:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", *STACKS[stack]],
+         "--port", str(port), "--log-level", "warning", "--no-access-log", *uvicorn_args],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -66,14 +73,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pairs-s", type=float, default=8.0)
     ap.add_argument("--trials", type=int, default=400)
+    ap.add_argument("--variants", default=",".join(str(i + 1) for i in range(len(STACKS))),
+                    help="which variants, by number in the docstring's order (1-based, comma-separated)")
     args = ap.parse_args()
-    results: dict[str, list[dict]] = {name: [] for name in STACKS}
+    names = [list(STACKS)[int(i) - 1] for i in args.variants.split(",")]
+    results: dict[str, list[dict]] = {name: [] for name in names}
     for rnd in range(args.rounds):
-        order = list(STACKS) if rnd % 2 == 0 else list(STACKS)[::-1]
+        order = names if rnd % 2 == 0 else names[::-1]
         for stack in order:
             r = measure(stack, args.pairs_s, args.trials)
             results[stack].append(r)
-            print(f"round {rnd + 1} {stack:20s} pairs {r['pairs_per_s']:6.1f}/s at {r['pairs_ms']:.2f} ms CPU a request;"
+            print(f"round {rnd + 1} {stack:28s} pairs {r['pairs_per_s']:6.1f}/s at {r['pairs_ms']:.2f} ms CPU a request;"
                   f" per-epoch {r['trials_per_s']:5.1f} trials/s at {r['per_epoch_ms']:.2f} ms CPU a request"
                   f"  (load {os.getloadavg()[0]:.1f})", flush=True)
     print("\nmedian server CPU ms per request (pairs, per-epoch):")
@@ -82,7 +92,7 @@ def main() -> None:
         pm = statistics.median(r["pairs_ms"] for r in rs)
         em = statistics.median(r["per_epoch_ms"] for r in rs)
         base = base or (pm, em)
-        print(f"  {stack:20s} {pm:.2f}  {em:.2f}   ({pm / base[0]:.2f}x, {em / base[1]:.2f}x of {list(STACKS)[0]})")
+        print(f"  {stack:28s} {pm:.2f}  {em:.2f}   ({pm / base[0]:.2f}x, {em / base[1]:.2f}x of {names[0]})")
 
 
 if __name__ == "__main__":

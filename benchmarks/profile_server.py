@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--rate", type=int, default=100, help="samples per second")
     ap.add_argument("--raw", default=None, help="keep the raw folded samples here")
+    ap.add_argument("--shapes", default="per-epoch,batched,pairs",
+                    help="which loads to profile, comma-separated (pairs alone shows the keep-alive path)")
+    ap.add_argument("--pairs-seconds", type=float, default=10.0)
     args = ap.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     raw = Path(args.raw or tempfile.mktemp(suffix=".txt", prefix="tuneserve-profile-"))
@@ -83,11 +86,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(proc, base, timeout=180)
+            shapes = args.shapes.split(",")
             for shape in ("per-epoch", "batched"):
-                r = asyncio.run(bench.run_shape(base, shape, args.trials, args.workers, 60.0))
-                print(f"{shape}: {r['trials_per_s']:.1f} trials/s ({r['completed']} trials)")
-            pairs = asyncio.run(bench.keepalive_capacity(base, args.workers, 10.0))
-            print(f"report+heartbeat pairs: {pairs:.1f}/s")
+                if shape in shapes:
+                    r = asyncio.run(bench.run_shape(base, shape, args.trials, args.workers, 60.0))
+                    print(f"{shape}: {r['trials_per_s']:.1f} trials/s ({r['completed']} trials)")
+            if "pairs" in shapes:
+                pairs = asyncio.run(bench.keepalive_capacity(base, args.workers, args.pairs_seconds))
+                print(f"report+heartbeat pairs: {pairs:.1f}/s")
         except ServerDidNotStart:
             raise
         finally:

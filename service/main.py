@@ -24,6 +24,7 @@ from tuneserve_service.api import errors as api_errors
 from tuneserve_service.api import gates, health, leases, logs, studies, tokens, trials
 from tuneserve_service.api import workers as workers_api
 from tuneserve_service.api.deps import require_caller
+from tuneserve_service.api.keepalive import KeepAliveDispatch
 from tuneserve_service.api.limits import BodyLimits
 from tuneserve_service.api.openapi import install_openapi
 from tuneserve_service.auth.exposure import check_exposure
@@ -120,6 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     api_errors.install(app)
+    # Innermost first: the keep-alive dispatch sees the body BodyLimits has read, and HttpMetrics
+    # (install_metrics) sees the route it sets.
+    app.add_middleware(KeepAliveDispatch, enabled=settings.keepalive_dispatch)
     app.add_middleware(BodyLimits, settings=settings)
     auth = [Depends(require_caller)]
     # The worker protocol's routers first: routes are matched in order, and these take most requests.
