@@ -120,7 +120,8 @@ class BoTorchOptimizer:
 
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
                  num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
-                 acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize"):
+                 acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize",
+                 warm_fit_maxiter: int = 0):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
         if output not in ("yeojohnson", "winsorize", "none"):
@@ -129,6 +130,7 @@ class BoTorchOptimizer:
         self.output = output
         self.fit_failures = 0
         self.fit_maxiter = fit_maxiter
+        self.warm_fit_maxiter = warm_fit_maxiter
         self.n_startup = n_startup
         self.n_best = n_best
         self.n_recent = n_recent
@@ -165,7 +167,7 @@ class BoTorchOptimizer:
             with torch.random.fork_rng(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.manual_seed(derive_seed(seed, 1 << 21))
-                return self._model_suggest(space, dims, fixed, history, pending, guard, count, seed)
+                return self._model_suggest(space, dims, fixed, history, completed, pending, guard, count, seed)
         finally:
             torch.set_num_threads(threads)
 
@@ -177,16 +179,44 @@ class BoTorchOptimizer:
             return np.minimum(losses, q3 + 1.5 * (q3 - q1))
         return np.asarray(losses, dtype=float)
 
-    def _model_suggest(self, space, dims, fixed, history, pending, guard, count, seed):
+    def _fit(self, model, completed, n_results: int, dims, width: int) -> None:
+        """Fit the hyper-parameters by the marginal likelihood: from the priors' initial values in at
+        most `fit_maxiter` L-BFGS-B steps, or, with `warm_fit_maxiter` > 0 and an earlier fit of the
+        same study in this process (_warm_fits.py), from that fit's values in at most
+        `warm_fit_maxiter` steps."""
+        import torch
+        from botorch.fit import fit_gpytorch_mll
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        from tuneserve_service.optimizers import _warm_fits
+
+        key = (_warm_fits.study_key(dims, width, self.output, completed)
+               if self.warm_fit_maxiter > 0 else None)
+        start = _warm_fits.load(key, n_results)
+        maxiter = self.fit_maxiter
+        if start is not None:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in start and start[name].shape == p.shape:
+                        p.copy_(start[name])
+            maxiter = self.warm_fit_maxiter
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        try:
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+        except Exception:   # noqa: BLE001 - a failed fit keeps the initial hyper-parameters
+            self.fit_failures += 1
+        model.eval()
+        _warm_fits.store(key, n_results,
+                         {name: p.detach().clone() for name, p in model.named_parameters()})
+
+    def _model_suggest(self, space, dims, fixed, history, completed, pending, guard, count, seed):
         import torch
         from botorch.acquisition.analytic import LogExpectedImprovement
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-        from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from botorch.optim import optimize_acqf
         from botorch.sampling.normal import SobolQMCNormalSampler
-        from gpytorch.mlls import ExactMarginalLogLikelihood
 
         from tuneserve_service.optimizers.gp import _Encoding, _warp
 
@@ -196,12 +226,7 @@ class BoTorchOptimizer:
         # BoTorch maximises: the target is -loss.
         Y = torch.tensor(-self._outcome(history.losses, _warp), dtype=dtype).unsqueeze(-1)
         model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        try:
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.fit_maxiter}})
-        except Exception:   # noqa: BLE001 - a failed fit keeps the prior-initialised hyper-parameters
-            self.fit_failures += 1
-        model.eval()
+        self._fit(model, completed, history.n_total, dims, enc.size)
 
         taken: list[torch.Tensor] = []
         for p in pending:
