@@ -10,6 +10,10 @@ the fit still runs on the current data, and a shape that does not match is ignor
 
 An entry is used only by a fit on at least as many results as the one that stored it (a study's
 history only grows), and the cache is bounded (least recently used out first).
+
+With it, an answer depends on what this process fitted before, not only on the seed and the history:
+that is why the engine's `warm_fit_maxiter` is off by default (the optimizer contract suite checks
+that the same seed and history give the same answer).
 """
 from __future__ import annotations
 

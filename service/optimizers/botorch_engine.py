@@ -13,6 +13,12 @@ Every `suggest` fits a fresh model to the stored history (nothing is kept betwee
     `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 30 L-BFGS
     iterations: it ends within ~3e-4 of the converged marginal likelihood at ~0.7x its cost; a fit
     that raises keeps the prior-initialised hyper-parameters and is counted in `fit_failures`).
+    `warm_fit_maxiter` > 0 starts a study's later fits from its previous fit in this process
+    (_warm_fits.py), at most that many steps: ~27 ms instead of ~80 ms on Hartmann-6 at 10 steps,
+    9% of a suggestion there, 28% at 100 trials of suggest_latency.py's space, no loss on 12
+    Hartmann-6 seeds. It is off (0) because an answer then depends on what the process fitted
+    before, which breaks "same seed and history give the same answer" (the contract suite) and a
+    study's replay after a restart (benchmarks/README.md, issue 20, third pass).
     The losses are winsorised first, as Ax does (`output="winsorize"`: values above q3 + 1.5 IQR
     are clipped there), so one huge loss (a Rosenbrock corner, a diverged run's penalty) does not
     flatten every other difference; `output="yeojohnson"` (gp.py's `_warp`) was the earlier
