@@ -142,6 +142,30 @@ def test_a_warm_fit_starts_from_the_studys_previous_fit_and_only_from_an_earlier
     assert [f[0] for f in fits[3:]] == [30, 30] and not _warm_fits._fits
 
 
+@needs_botorch
+def test_the_same_results_are_fitted_once_and_give_the_answer_a_fresh_fit_gives(monkeypatch):
+    # The draw-ahead's suggestions: the same results, another trial pending, another seed.
+    import botorch.fit
+
+    from tuneserve_service.optimizers import _warm_fits
+
+    real = botorch.fit.fit_gpytorch_mll
+    fits = []
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", lambda mll, **kw: fits.append(1) or real(mll, **kw))
+    _warm_fits.clear()
+    hist = observations(12)
+    pending = [MIXED.sample(np.random.default_rng(100 + i)) for i in range(2)]
+    first = small().suggest(MIXED, hist, pending[:1], 1, seed=1)
+    again = small().suggest(MIXED, hist, pending, 1, seed=2)
+    assert len(fits) == 1
+    _warm_fits.clear()
+    fresh = small().suggest(MIXED, hist, pending, 1, seed=2)
+    assert len(fits) == 2 and again[0].params == fresh[0].params
+    assert first[0].params != again[0].params
+    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted
+    assert len(fits) == 3
+
+
 def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):
     monkeypatch.setattr(botorch_engine, "available", lambda: False)
     r = client.post("/api/v1/studies", json=study_body("bo", method="botorch"))

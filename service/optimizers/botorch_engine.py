@@ -185,35 +185,54 @@ class BoTorchOptimizer:
             return np.minimum(losses, q3 + 1.5 * (q3 - q1))
         return np.asarray(losses, dtype=float)
 
-    def _fit(self, model, completed, n_results: int, dims, width: int) -> None:
+    def _fit(self, model, X, Y, completed, n_results: int, dims, width: int) -> None:
         """Fit the hyper-parameters by the marginal likelihood: from the priors' initial values in at
         most `fit_maxiter` L-BFGS-B steps, or, with `warm_fit_maxiter` > 0 and an earlier fit of the
         same study in this process (_warm_fits.py), from that fit's values in at most
-        `warm_fit_maxiter` steps."""
+        `warm_fit_maxiter` steps. Without warm starts the fit is a function of (X, Y) alone (its
+        retries draw from a stream seeded by the data), so the same data fitted again in this
+        process takes the earlier fit's values instead (the draw-ahead's suggestions)."""
         import torch
         from botorch.fit import fit_gpytorch_mll
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         from tuneserve_service.optimizers import _warm_fits
 
+        same = (_warm_fits.same_data_key(X, Y, self.output, self.fit_maxiter)
+                if self.warm_fit_maxiter <= 0 else None)
+        done = _warm_fits.fitted(same) if same is not None else None
+        if done is not None:
+            self._load(model, done)
+            model.eval()
+            return
         key = (_warm_fits.study_key(dims, width, self.output, completed)
                if self.warm_fit_maxiter > 0 else None)
         start = _warm_fits.load(key, n_results)
         maxiter = self.fit_maxiter
         if start is not None:
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    if name in start and start[name].shape == p.shape:
-                        p.copy_(start[name])
+            self._load(model, start)
             maxiter = self.warm_fit_maxiter
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        try:
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-        except Exception:   # noqa: BLE001 - a failed fit keeps the initial hyper-parameters
-            self.fit_failures += 1
+        with torch.random.fork_rng():
+            torch.manual_seed(int((same[1] if same is not None else "0")[:8], 16))
+            try:
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
+            except Exception:   # noqa: BLE001 - a failed fit keeps the initial hyper-parameters
+                self.fit_failures += 1
         model.eval()
-        _warm_fits.store(key, n_results,
-                         {name: p.detach().clone() for name, p in model.named_parameters()})
+        params = {name: p.detach().clone() for name, p in model.named_parameters()}
+        _warm_fits.store(key, n_results, params)
+        if same is not None:
+            _warm_fits.remember(same, params)
+
+    @staticmethod
+    def _load(model, params) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in params and params[name].shape == p.shape:
+                    p.copy_(params[name])
 
     def _model_suggest(self, space, dims, fixed, history, completed, pending, guard, count, seed):
         import torch
@@ -232,7 +251,7 @@ class BoTorchOptimizer:
         # BoTorch maximises: the target is -loss.
         Y = torch.tensor(-self._outcome(history.losses, _warp), dtype=dtype).unsqueeze(-1)
         model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
-        self._fit(model, completed, history.n_total, dims, enc.size)
+        self._fit(model, X, Y, completed, history.n_total, dims, enc.size)
 
         taken: list[torch.Tensor] = []
         for p in pending:
