@@ -5,7 +5,9 @@ repeats.
 
 Each timed suggestion is preceded by an untimed one on the same history less its last result, as in a
 study (so an option that warm-starts the fit from the study's previous fit, `warm_fit_maxiter`, finds
-one); the warm-start cache is cleared before each variant's pair so no variant feeds another.
+one); the engine's fit caches are cleared before each variant's pair so no variant feeds another.
+With --draw-ahead, each variant is also timed on a second suggestion on the same results with one
+more trial pending, as the draw-ahead asks (core/draw_ahead.py): the fit of the same data is reused.
 
     python benchmarks/botorch_knobs.py --cases h6,branin,lat100,lat1000 --repeats 5 \\
         defaults='{}' mc64='{"mc_samples": 64}' warm5='{"warm_fit_maxiter": 5}'
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="h6,branin")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--draw-ahead", action="store_true", help="also time a second suggestion on the same results")
     ap.add_argument("variants", nargs="+", help="name=JSON options for BoTorchOptimizer")
     args = ap.parse_args(argv)
 
@@ -68,16 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         space, completed, pending = case(cname)
         BoTorchOptimizer().suggest(space, completed, pending, 1, seed=0)   # imports, caches
         cpu: dict[str, list[float]] = {n: [] for n, _ in variants}
+        if args.draw_ahead:
+            cpu.update({n + "+ahead": [] for n, _ in variants})
         for rep in range(args.repeats):
             for vname, opts in variants:
                 _warm_fits.clear()
                 opt = BoTorchOptimizer(**opts)
                 opt.suggest(space, completed[:-1], pending, 1, seed=1000 + rep)
                 c0 = time.process_time()
-                opt.suggest(space, completed, pending, 1, seed=1 + rep)
+                first = opt.suggest(space, completed, pending, 1, seed=1 + rep)
                 cpu[vname].append(time.process_time() - c0)
+                if args.draw_ahead:
+                    c0 = time.process_time()
+                    opt.suggest(space, completed, pending + [first[0].params], 1, seed=2000 + rep)
+                    cpu[vname + "+ahead"].append(time.process_time() - c0)
         base = statistics.median(cpu[variants[0][0]])
-        for vname, _ in variants:
+        for vname in cpu:
             m = statistics.median(cpu[vname])
             print(f"{cname:8s} {vname:14s} {1000 * m:7.0f} ms  x{m / base:.2f}  "
                   f"[{', '.join(f'{1000 * t:.0f}' for t in cpu[vname])}]", flush=True)
