@@ -1,6 +1,8 @@
 """The "botorch" method: Bayesian optimisation on BoTorch, the library under Ax (server extra `[botorch]`).
 
-Every `suggest` fits a fresh model to the stored history (nothing is kept between calls):
+Every `suggest` builds a fresh model on the stored history; the only thing kept between calls is the
+fitted hyper-parameters of recent data (_warm_fits.py), so that a suggestion on the same results
+again (the draw-ahead's) skips the fit and still gives the answer a fresh fit gives:
 
   - **Encoding**: gp's `_Encoding` ([0, 1]^k box of the internal coordinates: ln(value) for the log
     families, int_uniform widened by +-0.5 and rounded on decode, one-hot categoricals with 3+
