@@ -313,9 +313,15 @@ def run_trace(problem: str, method: str, seed: int, pending: int,
         while len(values) < n_evals:
             while len(running) < max(pending, 1) and len(values) + len(running) < n_evals:
                 t0, c0 = time.perf_counter(), time.process_time()
-                running.append(ask_one())
-                asking += time.perf_counter() - t0
-                asking_cpu += time.process_time() - c0
+                try:
+                    running.append(ask_one())
+                except Exception as exc:   # Ax holds trials back until its model has enough results
+                    if type(exc).__name__ != "DataRequiredError" or not running:
+                        raise
+                    break
+                finally:
+                    asking += time.perf_counter() - t0
+                    asking_cpu += time.process_time() - c0
             t, params = running.popleft()
             v = fn(params)
             tell(t, v)

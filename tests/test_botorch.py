@@ -107,6 +107,65 @@ def test_the_model_may_refine_next_to_a_pending_trial_but_not_repeat_it(monkeypa
     assert out.info["redraws"] == 1 and out.params == pytest.approx({"x": 0.9, "y": 0.1})
 
 
+@needs_botorch
+def test_a_warm_fit_starts_from_the_studys_previous_fit_and_only_from_an_earlier_one(monkeypatch):
+    import botorch.fit
+
+    from tuneserve_service.optimizers import _warm_fits
+
+    real = botorch.fit.fit_gpytorch_mll
+    fits = []
+
+    def recording_fit(mll, **kw):
+        fits.append((kw["optimizer_kwargs"]["options"]["maxiter"],
+                     mll.model.covar_module.raw_lengthscale.detach().clone()))
+        return real(mll, **kw)
+
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", recording_fit)
+    _warm_fits.clear()
+    hist = observations(14)
+    opt = small(warm_fit_maxiter=4)
+    opt.suggest(MIXED, hist[:12], [], 1, seed=1)        # cold: no earlier fit of this study
+    [(n_results, stored)] = _warm_fits._fits.values()
+    assert n_results == 12
+    opt.suggest(MIXED, hist[:13], [], 1, seed=2)        # warm: starts at the 12-result fit, 4 steps
+    opt.suggest(MIXED, hist[:9], [], 1, seed=3)         # fewer results than the stored fit: cold
+    import torch
+
+    assert [f[0] for f in fits] == [30, 4, 30]
+    assert torch.equal(fits[1][1], stored["covar_module.raw_lengthscale"])
+    assert not torch.allclose(fits[0][1], fits[1][1])
+    # Off (the default): nothing is stored, every fit is cold.
+    _warm_fits.clear()
+    small().suggest(MIXED, hist[:12], [], 1, seed=1)
+    small().suggest(MIXED, hist[:13], [], 1, seed=2)
+    assert [f[0] for f in fits[3:]] == [30, 30] and not _warm_fits._fits
+
+
+@needs_botorch
+def test_the_same_results_are_fitted_once_and_give_the_answer_a_fresh_fit_gives(monkeypatch):
+    # The draw-ahead's suggestions: the same results, another trial pending, another seed.
+    import botorch.fit
+
+    from tuneserve_service.optimizers import _warm_fits
+
+    real = botorch.fit.fit_gpytorch_mll
+    fits = []
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", lambda mll, **kw: fits.append(1) or real(mll, **kw))
+    _warm_fits.clear()
+    hist = observations(12)
+    pending = [MIXED.sample(np.random.default_rng(100 + i)) for i in range(2)]
+    first = small().suggest(MIXED, hist, pending[:1], 1, seed=1)
+    again = small().suggest(MIXED, hist, pending, 1, seed=2)
+    assert len(fits) == 1
+    _warm_fits.clear()
+    fresh = small().suggest(MIXED, hist, pending, 1, seed=2)
+    assert len(fits) == 2 and again[0].params == fresh[0].params
+    assert first[0].params != again[0].params
+    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted
+    assert len(fits) == 3
+
+
 def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):
     monkeypatch.setattr(botorch_engine, "available", lambda: False)
     r = client.post("/api/v1/studies", json=study_body("bo", method="botorch"))
