@@ -85,7 +85,7 @@ LABELS = ("healthy",) + FAULTS
 MIN_CASES = 10  # a label said fewer times than this on a half: its precision is not a measurement
 UNSURE = "unsure"  # a label under CONFIDENT, when only confident labels count
 CHANGES = {  # the counterfactual runs that decide whether a label is right
-    "diverged": ("lr_down",), "lr_too_high": ("lr_down",), "lr_too_low": ("lr_up",),
+    "diverged": ("lr_down", "lr_down_far"), "lr_too_high": ("lr_down",), "lr_too_low": ("lr_up",),
     "overfitting": ("regularise",), "underfitting": ("wider", "longer"), "plateau": ("decay",),
     "noisy": ("lr_down", "batch_up"),
 }
@@ -186,7 +186,8 @@ class Judged:
         if self.truth == "lr_too_high" and self.d.label == "diverged":
             self.truth = "diverged"  # same change; a diverged run that lr / 3 saves is a right "diverged"
         self.nothing_to_fix = not any(self.fixes.values())
-        self.seed_half = "tune" if record["seed"] % 2 == 0 else "holdout"
+        self.seed_half = ("fresh" if record["index"] >= curves_corpus.FRESH_START
+                          else "tune" if record["seed"] % 2 == 0 else "holdout")
 
     def predicted(self, confident_only: bool) -> str:
         label = str(self.d.label)
@@ -333,12 +334,17 @@ def _by_rule(judged: list[Judged]) -> dict[str, list[Judged]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", action="store_true", help="also read the generator's shard files")
-    parser.add_argument("--half", choices=("tune", "holdout", "both", "all"), default="both")
+    parser.add_argument("--half", choices=("tune", "holdout", "both", "all"), default="both",
+                        help="the old halves by the parent's seed (indices under curves_corpus.FRESH_START)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="report only the fresh holdout (indices from curves_corpus.FRESH_START on)")
     parser.add_argument("--labels", choices=("confident", "all", "both"), default="both")
     parser.add_argument("--region", choices=("edges", "ordinary", "all"), default="all",
                         help="edges: indices under curves_corpus.ORDINARY_START; ordinary: from it on")
     args = parser.parse_args(argv)
     records = load(args.shards)
+    if not args.fresh:  # the fresh holdout is read only with --fresh
+        records = [r for r in records if r["index"] < curves_corpus.FRESH_START]
     if args.region != "all":
         records = [r for r in records if region(r) == args.region]
     floors = relative_spread_floors(records)
@@ -354,13 +360,17 @@ def main(argv: list[str] | None = None) -> None:
                            if counts[(reg, name)]))
     print(f"truth: {dict(Counter(j.truth for j in judged))}; nothing to fix: {sum(j.nothing_to_fix for j in judged)}")
     halves = {"tune": ["tune"], "holdout": ["holdout"], "both": ["tune", "holdout"], "all": ["all"]}[args.half]
+    if args.fresh:
+        halves = ["fresh"]
     modes = {"confident": [True], "all": [False], "both": [True, False]}[args.labels]
     for half in halves:
-        part = judged if half == "all" else [j for j in judged if j.seed_half == half]
+        part = ([j for j in judged if j.seed_half != "fresh"] if half == "all"
+                else [j for j in judged if j.seed_half == half])
+        title = {"all": "whole corpus (old halves)", "tune": "tune half (seed even)", "holdout": "holdout half (seed odd)",
+                 "fresh": f"fresh holdout (indices {curves_corpus.FRESH_START}+)"}[half]
         for confident in modes:
             print()
-            print(report(part, f"{half} half (seed {'even' if half == 'tune' else 'odd'})" if half != "all"
-                         else "whole corpus", confident)["text"])
+            print(report(part, title, confident)["text"])
 
 
 if __name__ == "__main__":

@@ -218,6 +218,71 @@ def test_notches_both_directions_for_the_random_baseline():
     assert menu["unregularise"] == {"dropout": 0.0}
 
 
+def test_random_baseline_menu_has_only_one_step_notches():
+    """lr / 10 is two notches: proposed for a divergence far above the usual rate, never drawn as
+    the random perturbation "of the same size"."""
+    assert "lr_down_far" not in notches(PARAMS)
+    assert notches(PARAMS, far=True)["lr_down_far"] == {"lr": 0.003}
+
+
+@pytest.mark.parametrize("params, notch, lr", [
+    ({"lr": 6.0, "optimizer": "sgd"}, "lr_down_far", 0.6),       # lr / 3 = 2, still 40x sgd's 0.05
+    ({"lr": 1.2, "optimizer": "nesterov"}, "lr_down", 0.4),      # lr / 3 = 0.4: under 10x 0.05
+    ({"lr": 0.05, "optimizer": "adam"}, "lr_down_far", 0.005),   # lr / 3 = 0.0167: over 10x adam's 1e-3
+    ({"lr": 0.02, "optimizer": "adamw"}, "lr_down", 0.006667),
+    ({"lr": 6.0}, "lr_down", 2.0),                               # optimizer unknown: one notch
+    ({"lr": 6.0, "optimizer": "lion"}, "lr_down", 2.0),          # not in USUAL_LR: one notch
+    ({"optimizer": {"name": "sgd", "lr": 9.0}}, "lr_down_far", 0.9),  # W&B nesting
+])
+def test_diverged_far_above_the_usual_rate_proposes_lr_over_10(params, notch, lr):
+    v = propose_variant(Diagnosis("diverged", "x.", {}, "lr_too_high"), params)
+    assert v.notch == notch
+    leaf = v.params_change.get("optimizer", v.params_change)
+    assert leaf == {"lr": lr}
+    if notch == "lr_down_far":
+        assert "10x lower" in v.why and "usual rate" in v.why
+    # lr_too_high (a run that did not blow up) keeps the one-notch cut
+    assert propose_variant(_d("lr_too_high"), params).notch == "lr_down"
+
+
+def test_the_diverged_advice_names_the_cut_its_variant_makes():
+    rows = [(k + 1, {"train_loss": 2.0 + k, "lr": 6.0}) for k in range(3)] + [(4, {"train_loss": "NaN", "lr": 6.0})]
+    far = diagnose_trial(rows, state="diverged", initial_loss=2.3, num_classes=10,
+                         params={"lr": 6.0, "optimizer": "sgd"})
+    assert "(try 0.6)" in far.advice and far.variant.params_change == {"lr": 0.6}
+    near = diagnose_trial(rows, state="diverged", initial_loss=2.3, num_classes=10,
+                          params={"lr": 0.9, "optimizer": "sgd"})
+    assert "(try 0.3)" in near.advice and near.variant.params_change == {"lr": 0.3}
+
+
+SLOW_VAL = [2.3, 2.2, 2.1, 2.05, 2.0]  # still falling, 9% in 3 reports, above 0.6 ln(10)
+
+
+@pytest.mark.parametrize("params, slow", [
+    (None, True),                                      # optimizer unknown: the curve alone
+    ({"lr": 0.01, "optimizer": "sgd"}, True),          # lr x 3 = 0.03, still under sgd's usual 0.05
+    ({"lr": 0.05 / 3, "optimizer": "nesterov"}, True),  # lr x 3 = the usual rate exactly
+    ({"lr": 0.05, "optimizer": "sgd"}, False),         # at the usual rate: not the step size
+    ({"lr": 0.03, "optimizer": "nesterov"}, False),
+    ({"lr": 0.003, "optimizer": "adam"}, True),        # Adam and AdamW are exempt
+    ({"lr": 0.005, "optimizer": "adamw"}, True),
+    ({"lr": 0.05}, True),                              # no optimizer among the params
+])
+def test_slow_on_sgd_needs_an_lr_below_a_third_of_its_usual_rate(params, slow):
+    rows = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(SLOW_VAL)]
+    d = diagnose_trial(rows, num_classes=10, params=params)
+    assert (d.rule == "lr_too_low.slow") is slow, d
+    if not slow:
+        assert d.label == "healthy" and not d.confident  # still improving: a low-confidence healthy
+
+
+def test_slow_reads_the_optimizer_from_the_objectives_defaults():
+    rows = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(SLOW_VAL)]
+    info = {"defaults": BUILTIN_CNN_DEFAULTS}  # the built-in trainer: sgd, 0.05
+    assert diagnose_trial(rows, num_classes=10, params={"lr": 0.05}, space_info=info).rule != "lr_too_low.slow"
+    assert diagnose_trial(rows, num_classes=10, params={"lr": 0.01}, space_info=info).rule == "lr_too_low.slow"
+
+
 def test_builtin_defaults_are_the_trainers():
     from tuneserve_workers.training.config import TrainConfig
     c = TrainConfig()
