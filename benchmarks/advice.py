@@ -2,6 +2,7 @@
 
     python benchmarks/advice.py                  # the committed corpus (no training: seconds)
     python benchmarks/advice.py --shards         # plus benchmarks/data/curves/shard-*.jsonl
+    python benchmarks/advice.py --fresh          # only the fresh holdout (indices 1100+)
 
 Ground truth comes from counterfactuals, never from the rules (benchmarks/curves_corpus.py builds
 them): every parent run of the built-in trainer was re-run with each change a label implies, on
@@ -30,7 +31,9 @@ the parent's seed, and unchanged on one or two other seeds (the seed spread).
                out from these figures after seeing, on the tune half, that at 2 `healthy` was
                right on barely half its runs.
   improves     a change improves a run when its score is below the reference by more than the spread
-  label right  its change improves the run: lr_too_high / diverged -> lr / 3; lr_too_low -> lr x 3;
+  label right  its change improves the run: lr_too_high -> lr / 3; diverged -> lr / 3 or lr / 10 (the
+               cut variant.py proposes far above the optimizer's usual rate; its run exists only for
+               parents that blew up); lr_too_low -> lr x 3;
                overfitting -> dropout +0.2 (weight decay x 10 past 0.7); underfitting -> width x 2 or
                epochs x 2; plateau -> an lr decay schedule; noisy -> lr / 3 or batch x 4. Stopping
                at the best epoch is not scored: it cannot lower the best validation loss.
@@ -48,6 +51,10 @@ partial output while it runs (the shards win over the committed corpus).
 Counting only confident labels (what study advice counts), a label under CONFIDENT, healthy
 included, is `unsure`: no claim, so it is in no label's precision and never a false fault (the
 confusion tables show it as a column). Counting every label, insufficient counts as healthy.
+
+The fresh holdout (indices from curves_corpus.FRESH_START, more ordinary parents generated after
+the rules of 2026-12-06 13:00 UTC were set) is left out of every figure unless --fresh, which
+reports it alone (its seed-spread floors pool it with the other records of its region).
 
 Reported, for the tuning half (seed even) and the held-out half (seed odd), and for every label
 and only the confident ones (confidence >= CONFIDENT, what study advice counts):

@@ -344,3 +344,21 @@ def test_a_shorter_run_is_the_prefix_of_a_longer_one():
          "lr": 0.1, "lr_schedule": "plateau", "bf16": False, "channels_last": False}
     short, long = curves_corpus.train(p), curves_corpus.train({**p, "epochs": 4})
     assert short["val_loss"] == long["val_loss"][:2] and short["train_loss"] == long["train_loss"][:2]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_parent_that_blows_up_gets_the_lr_over_10_counterfactual():
+    """curves_corpus adds `lr_down_far` (the cut `diverged` proposes far above the usual rate) only
+    for parents that blew up, as the run of exactly the change variant.py proposes."""
+    import curves_corpus
+    p = {"dataset": "digits", "data_fraction": 0.1, "width": 2, "depth": 1, "batch_size": 16, "epochs": 2,
+         "lr": 10.0, "optimizer": "adam", "lr_schedule": "constant", "batch_norm": False, "bf16": False,
+         "channels_last": False}
+    parent = curves_corpus.train(p)
+    assert curves_corpus._blew_up(parent)
+    runs: dict = {}
+    curves_corpus.add_far(p, runs)
+    d = propose_variant(Diagnosis("diverged", "x.", {}, "lr_too_high"), p)
+    assert d.notch == "lr_down_far" and runs["lr_down_far"]["params_change"] == d.params_change == {"lr": 1.0}
+    assert not curves_corpus._blew_up({"val_loss": [2.3, 1.9], "diverged": None})
+    assert curves_corpus._blew_up({"val_loss": ["NaN"], "diverged": None})
