@@ -362,3 +362,22 @@ def test_a_parent_that_blows_up_gets_the_lr_over_10_counterfactual():
     assert d.notch == "lr_down_far" and runs["lr_down_far"]["params_change"] == d.params_change == {"lr": 1.0}
     assert not curves_corpus._blew_up({"val_loss": [2.3, 1.9], "diverged": None})
     assert curves_corpus._blew_up({"val_loss": ["NaN"], "diverged": None})
+
+
+@pytest.mark.parametrize("params, rule", [
+    (None, "lr_too_low.nothing_learnt"),                         # optimizer unknown: as before
+    ({"lr": 0.05, "optimizer": "sgd"}, "lr_too_low.nothing_learnt"),
+    ({"lr": 0.15, "optimizer": "sgd"}, "lr_too_high.nothing_learnt"),   # 3x sgd's usual 0.05
+    ({"lr": 0.003, "optimizer": "adam"}, "lr_too_high.nothing_learnt"),  # 3x adam's usual 1e-3
+    ({"lr": 0.002, "optimizer": "adamw"}, "lr_too_low.nothing_learnt"),
+])
+def test_nothing_learnt_far_above_the_usual_rate_does_not_say_raise_it(params, rule):
+    """"lr 0.5 on SGD is too low, raise it 3x" contradicts what a reader knows of SGD: nothing
+    learnt at 3x+ the optimizer's usual rate is named lr_too_high, a guess."""
+    rows = _epochs([2.3, 2.29, 2.3, 2.28], [2.31, 2.29, 2.3, 2.3], num_classes=10, initial_loss=2.3)
+    rows = [(s, {**m, "update_ratio": 2e-3}) for s, m in rows]
+    d = diagnose_trial(rows, params=params)
+    assert d.rule == rule and not d.confident
+    if rule.startswith("lr_too_high"):
+        assert "3x lower" in d.advice and d.variant.notch == "lr_down"
+        assert d.evidence["usual_lr"] == {"sgd": 0.05, "adam": 1e-3}[params["optimizer"]]

@@ -16,7 +16,9 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 normal update pace (a guess: 0.45); or learning slowly: the raw validation loss at a
                 new low at the last report, 0.5..15% below 3 reports before, still above 0.6 ln C, with
                 updates under 1e-2 and the training loss no lower than 0.95x the validation loss
-                (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps)
+                (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps); on SGD/Nesterov only
+                below a third of the usual rate 0.05. With the optimizer known (the trial's params),
+                nothing learnt at 3x+ its usual rate is `lr_too_high.nothing_learnt` (0.4) instead
   overfitting   on raw reports, never while the validation loss sets a new minimum at the last
                 report: it rose after its best epoch (2+ reports later, by more than the curve's
                 jitter) while training kept falling, or it sat 3x above a low training loss at
@@ -609,6 +611,16 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
                 "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start),
                 "still_improving": _at_its_best_last(val or main) or None}
     if len(main) >= 3 and _progress(start, min(values)) < t.no_progress and ratio is not None:
+        lr = f.lr_param or _configured_lr(f)
+        if f.usual_lr and lr is not None and lr >= t.nothing_learnt_high_lr * f.usual_lr * (1 - 1e-9):
+            evidence.update({"lr": num(lr), "usual_lr": num(f.usual_lr)})
+            return f.done(Label.LR_TOO_HIGH, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
+                          f"{fmt(values[-1])}) at lr {fmt(lr)}, {lr / f.usual_lr:.0f}x {f.optimizer}'s usual "
+                          f"{fmt(f.usual_lr)}: steps this large can keep a run from settling; try it 3x lower "
+                          f"(if that learns nothing either, run the sanity gate to rule out the data).", evidence,
+                          rule="lr_too_high.nothing_learnt",
+                          # a guess: on the corpus lr / 3 helped 7 of 21 such runs, lr x 3 only 3
+                          confidence=0.4)
         return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
                       f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
                       f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
