@@ -381,3 +381,7 @@ def test_nothing_learnt_far_above_the_usual_rate_does_not_say_raise_it(params, r
     if rule.startswith("lr_too_high"):
         assert "3x lower" in d.advice and d.variant.notch == "lr_down"
         assert d.evidence["usual_lr"] == {"sgd": 0.05, "adam": 1e-3}[params["optimizer"]]
+        # a loss that fell at every report, however little, is no sign of too large steps
+        falling = _epochs([2.3, 2.29, 2.285, 2.28], [2.31, 2.29, 2.3, 2.3], num_classes=10, initial_loss=2.3)
+        falling = [(s, {**m, "update_ratio": 2e-3}) for s, m in falling]
+        assert diagnose_trial(falling, params=params).rule == "lr_too_low.nothing_learnt"

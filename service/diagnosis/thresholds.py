@@ -69,9 +69,9 @@ class Thresholds:
     # small nets (lr x 3 helped 22 of 25 slow Adam runs at 0.4..7x of it). Only when the optimizer
     # is known (the trial's params or the objective's defaults).
     slow_sgd_max_lr_share: float = 1 / 3
-    # Nothing learnt at an lr 3x or more above the optimizer's usual rate is not "lr too low, raise
-    # it 3x" (which the text would say): on the corpus (old halves) lr x 3 helped 3 of 21 such runs,
-    # lr / 3 helped 7. Named lr_too_high, a guess (0.4).
+    # Nothing learnt at an lr 3x or more above the optimizer's usual rate, on a loss that went up at
+    # least once, is not "lr too low, raise it 3x" (which the text would say): on the corpus (old
+    # halves) lr x 3 helped 2 of 16 such runs, lr / 3 helped 6. Named lr_too_high, a guess (0.4).
     nothing_learnt_high_lr: float = 3.0
 
     # Healthy and settled: "nothing to change" is claimed confidently only for a run whose best
