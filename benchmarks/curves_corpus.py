@@ -432,9 +432,10 @@ def cmd_pack(args) -> None:
     if CORPUS.exists() and not args.replace:
         for rec in load_corpus():
             records.setdefault(rec["index"], rec)
-    with gzip.open(CORPUS, "wt") as fh:
+    # Sorted by index, and gzip's header without a time or name: the same records give the same bytes.
+    with open(CORPUS, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         for index in sorted(records):
-            fh.write(json.dumps(records[index], separators=(",", ":")) + "\n")
+            gz.write((json.dumps(records[index], separators=(",", ":")) + "\n").encode())
     print(f"{len(records)} records -> {CORPUS}")
 
 
