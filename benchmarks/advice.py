@@ -52,9 +52,10 @@ Counting only confident labels (what study advice counts), a label under CONFIDE
 included, is `unsure`: no claim, so it is in no label's precision and never a false fault (the
 confusion tables show it as a column). Counting every label, insufficient counts as healthy.
 
-The fresh holdout (indices from curves_corpus.FRESH_START, more ordinary parents generated after
-the rules of 2026-12-06 13:00 UTC were set) is left out of every figure unless --fresh, which
-reports it alone (its seed-spread floors pool it with the other records of its region).
+The fresh holdout (indices from curves_corpus.FRESH_START: 210 more ordinary parents, generated
+2026-12-06 12:39-13:57 UTC, read once at 13:57 after the rules were frozen at 12:49) is left out of
+every figure unless --fresh, which reports it alone (its seed-spread floors pool it with the other
+records of its region).
 
 Reported, for the tuning half (seed even) and the held-out half (seed odd), and for every label
 and only the confident ones (confidence >= CONFIDENT, what study advice counts):

@@ -168,8 +168,8 @@ def sample(index: int) -> dict[str, Any]:
 ORDINARY_START = 1000
 ORDINARY_REPEATS = 2  # extra seeds of the parent itself: `repeat`, `repeat2` (the seed spread)
 ORDINARY_MAX_SECONDS = 100.0  # `record_cost` scale (about 2x what a record takes at load ~2.5)
-# Indices from FRESH_START on: more ordinary parents (same generator), generated 2026-12-06 from
-# 12:40 UTC as a holdout no rule was tuned on (`advice.py --holdout fresh`).
+# Indices from FRESH_START on: more ordinary parents (same generator), generated 2026-12-06
+# 12:39-13:57 UTC as a holdout no rule was tuned on (`advice.py --fresh`).
 FRESH_START = 1100
 USUAL_LR = {"sgd": 0.05, "nesterov": 0.05, "adam": 1e-3, "adamw": 1e-3}  # the trainer's / common defaults
 
