@@ -2,6 +2,7 @@
 
     python benchmarks/advice.py                  # the committed corpus (no training: seconds)
     python benchmarks/advice.py --shards         # plus benchmarks/data/curves/shard-*.jsonl
+    python benchmarks/advice.py --fresh          # only the fresh holdout (indices 1100+)
 
 Ground truth comes from counterfactuals, never from the rules (benchmarks/curves_corpus.py builds
 them): every parent run of the built-in trainer was re-run with each change a label implies, on
@@ -30,7 +31,9 @@ the parent's seed, and unchanged on one or two other seeds (the seed spread).
                out from these figures after seeing, on the tune half, that at 2 `healthy` was
                right on barely half its runs.
   improves     a change improves a run when its score is below the reference by more than the spread
-  label right  its change improves the run: lr_too_high / diverged -> lr / 3; lr_too_low -> lr x 3;
+  label right  its change improves the run: lr_too_high -> lr / 3; diverged -> lr / 3 or lr / 10 (the
+               cut variant.py proposes far above the optimizer's usual rate; its run exists only for
+               parents that blew up); lr_too_low -> lr x 3;
                overfitting -> dropout +0.2 (weight decay x 10 past 0.7); underfitting -> width x 2 or
                epochs x 2; plateau -> an lr decay schedule; noisy -> lr / 3 or batch x 4. Stopping
                at the best epoch is not scored: it cannot lower the best validation loss.
@@ -48,6 +51,11 @@ partial output while it runs (the shards win over the committed corpus).
 Counting only confident labels (what study advice counts), a label under CONFIDENT, healthy
 included, is `unsure`: no claim, so it is in no label's precision and never a false fault (the
 confusion tables show it as a column). Counting every label, insufficient counts as healthy.
+
+The fresh holdout (indices from curves_corpus.FRESH_START: 210 more ordinary parents, generated
+2026-12-06 12:39-13:57 UTC, read once at 13:57 after the rules were frozen at 12:49) is left out of
+every figure unless --fresh, which reports it alone (its seed-spread floors pool it with the other
+records of its region).
 
 Reported, for the tuning half (seed even) and the held-out half (seed odd), and for every label
 and only the confident ones (confidence >= CONFIDENT, what study advice counts):
@@ -85,7 +93,7 @@ LABELS = ("healthy",) + FAULTS
 MIN_CASES = 10  # a label said fewer times than this on a half: its precision is not a measurement
 UNSURE = "unsure"  # a label under CONFIDENT, when only confident labels count
 CHANGES = {  # the counterfactual runs that decide whether a label is right
-    "diverged": ("lr_down",), "lr_too_high": ("lr_down",), "lr_too_low": ("lr_up",),
+    "diverged": ("lr_down", "lr_down_far"), "lr_too_high": ("lr_down",), "lr_too_low": ("lr_up",),
     "overfitting": ("regularise",), "underfitting": ("wider", "longer"), "plateau": ("decay",),
     "noisy": ("lr_down", "batch_up"),
 }
@@ -186,7 +194,8 @@ class Judged:
         if self.truth == "lr_too_high" and self.d.label == "diverged":
             self.truth = "diverged"  # same change; a diverged run that lr / 3 saves is a right "diverged"
         self.nothing_to_fix = not any(self.fixes.values())
-        self.seed_half = "tune" if record["seed"] % 2 == 0 else "holdout"
+        self.seed_half = ("fresh" if record["index"] >= curves_corpus.FRESH_START
+                          else "tune" if record["seed"] % 2 == 0 else "holdout")
 
     def predicted(self, confident_only: bool) -> str:
         label = str(self.d.label)
@@ -333,12 +342,17 @@ def _by_rule(judged: list[Judged]) -> dict[str, list[Judged]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", action="store_true", help="also read the generator's shard files")
-    parser.add_argument("--half", choices=("tune", "holdout", "both", "all"), default="both")
+    parser.add_argument("--half", choices=("tune", "holdout", "both", "all"), default="both",
+                        help="the old halves by the parent's seed (indices under curves_corpus.FRESH_START)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="report only the fresh holdout (indices from curves_corpus.FRESH_START on)")
     parser.add_argument("--labels", choices=("confident", "all", "both"), default="both")
     parser.add_argument("--region", choices=("edges", "ordinary", "all"), default="all",
                         help="edges: indices under curves_corpus.ORDINARY_START; ordinary: from it on")
     args = parser.parse_args(argv)
     records = load(args.shards)
+    if not args.fresh:  # the fresh holdout is read only with --fresh
+        records = [r for r in records if r["index"] < curves_corpus.FRESH_START]
     if args.region != "all":
         records = [r for r in records if region(r) == args.region]
     floors = relative_spread_floors(records)
@@ -354,13 +368,17 @@ def main(argv: list[str] | None = None) -> None:
                            if counts[(reg, name)]))
     print(f"truth: {dict(Counter(j.truth for j in judged))}; nothing to fix: {sum(j.nothing_to_fix for j in judged)}")
     halves = {"tune": ["tune"], "holdout": ["holdout"], "both": ["tune", "holdout"], "all": ["all"]}[args.half]
+    if args.fresh:
+        halves = ["fresh"]
     modes = {"confident": [True], "all": [False], "both": [True, False]}[args.labels]
     for half in halves:
-        part = judged if half == "all" else [j for j in judged if j.seed_half == half]
+        part = ([j for j in judged if j.seed_half != "fresh"] if half == "all"
+                else [j for j in judged if j.seed_half == half])
+        title = {"all": "whole corpus (old halves)", "tune": "tune half (seed even)", "holdout": "holdout half (seed odd)",
+                 "fresh": f"fresh holdout (indices {curves_corpus.FRESH_START}+)"}[half]
         for confident in modes:
             print()
-            print(report(part, f"{half} half (seed {'even' if half == 'tune' else 'odd'})" if half != "all"
-                         else "whole corpus", confident)["text"])
+            print(report(part, title, confident)["text"])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --count 400 --until 08:00
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --start 1000 --count 400 --until 11:20
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/curves_corpus.py run --start 1100 --count 400 --until 14:05
+    python benchmarks/curves_corpus.py backfill-far  # lr / 10 for the committed parents that diverged
     python benchmarks/curves_corpus.py pack             # shards + the committed corpus -> corpus.jsonl.gz
 
 `run` appends one line per finished parent to benchmarks/data/curves/shard-N.jsonl and skips the
@@ -47,6 +49,9 @@ Counterfactuals per parent (the ground truth of benchmarks/advice.py), all with 
               `notches()` itself so the corpus and the advice cannot drift apart
   random      one notch drawn uniformly from all available notches, both directions (the baseline
               of "a random perturbation of the same size"); reuses a run above when it is one
+  lr_down_far lr / 10 (variant.py's two-notch cut for a divergence far above the optimizer's usual
+              rate), only for a parent that diverged or ended non-finite (records from FRESH_START
+              on; `backfill-far` adds it to the committed records that diverged)
 `longer` and `shorter` cost nothing extra for non-cosine schedules: on one CPU thread a run is
 deterministic, so the parent is the first E epochs of the 2E-epoch run (checked by a test).
 
@@ -163,6 +168,9 @@ def sample(index: int) -> dict[str, Any]:
 ORDINARY_START = 1000
 ORDINARY_REPEATS = 2  # extra seeds of the parent itself: `repeat`, `repeat2` (the seed spread)
 ORDINARY_MAX_SECONDS = 100.0  # `record_cost` scale (about 2x what a record takes at load ~2.5)
+# Indices from FRESH_START on: more ordinary parents (same generator), generated 2026-12-06
+# 12:39-13:57 UTC as a holdout no rule was tuned on (`advice.py --fresh`).
+FRESH_START = 1100
 USUAL_LR = {"sgd": 0.05, "nesterov": 0.05, "adam": 1e-3, "adamw": 1e-3}  # the trainer's / common defaults
 
 
@@ -340,9 +348,41 @@ def build_record(index: int) -> dict[str, Any]:
             runs[name] = {**runs[same[0]], "params_change": menu[name]}
             continue
         runs[name] = {**train(_apply(params, menu[name])), "params_change": menu[name]}
+    if _blew_up(parent):
+        add_far(params, runs)
     return {"index": index, "dataset": params["dataset"], "params": params, "seed": params["seed"],
             "parent": parent, "runs": runs, "random": random_name,
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _blew_up(run: dict[str, Any]) -> bool:
+    """The run diverged or never reported a finite validation loss."""
+    return run.get("diverged") is not None or not any(
+        isinstance(v, (int, float)) and math.isfinite(v) for v in run["val_loss"])
+
+
+def add_far(params: dict[str, Any], runs: dict[str, Any]) -> None:
+    """The lr / 10 counterfactual (`lr_down_far`), on the parent's seed."""
+    from tuneserve_service.diagnosis.variant import notches
+
+    change = notches(params, far=True).get("lr_down_far")
+    if change and "lr_down_far" not in runs:
+        runs["lr_down_far"] = {**train(_apply(params, change)), "params_change": change}
+
+
+def cmd_backfill_far(args) -> None:
+    """Add `lr_down_far` to every committed parent that blew up and lacks it; each augmented record
+    goes to shard-far.jsonl (the shards win over the corpus in `pack` and `advice.py --shards`)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    path = OUT_DIR / "shard-far.jsonl"
+    done = _done(path)
+    for record in load_corpus():
+        if record["index"] in done or not _blew_up(record["parent"]) or "lr_down_far" in record["runs"]:
+            continue
+        add_far(record["params"], record["runs"])
+        with path.open("a") as fh:
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        print(f"far {record['index']} lr={record['params']['lr']}", flush=True)
 
 
 def _done(path: Path) -> set[int]:
@@ -392,9 +432,10 @@ def cmd_pack(args) -> None:
     if CORPUS.exists() and not args.replace:
         for rec in load_corpus():
             records.setdefault(rec["index"], rec)
-    with gzip.open(CORPUS, "wt") as fh:
+    # Sorted by index, and gzip's header without a time or name: the same records give the same bytes.
+    with open(CORPUS, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         for index in sorted(records):
-            fh.write(json.dumps(records[index], separators=(",", ":")) + "\n")
+            gz.write((json.dumps(records[index], separators=(",", ":")) + "\n").encode())
     print(f"{len(records)} records -> {CORPUS}")
 
 
@@ -414,10 +455,11 @@ def main(argv: list[str] | None = None) -> None:
                      help=f"first index ({ORDINARY_START}: the ordinary parents)")
     run.add_argument("--until", help="HH:MM UTC: start no parent after it")
     run.add_argument("--only", type=int)
+    sub.add_parser("backfill-far")
     pack = sub.add_parser("pack")
     pack.add_argument("--replace", action="store_true")
     args = parser.parse_args(argv)
-    {"run": cmd_run, "pack": cmd_pack}[args.cmd](args)
+    {"run": cmd_run, "pack": cmd_pack, "backfill-far": cmd_backfill_far}[args.cmd](args)
 
 
 if __name__ == "__main__":

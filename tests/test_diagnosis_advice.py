@@ -218,6 +218,71 @@ def test_notches_both_directions_for_the_random_baseline():
     assert menu["unregularise"] == {"dropout": 0.0}
 
 
+def test_random_baseline_menu_has_only_one_step_notches():
+    """lr / 10 is two notches: proposed for a divergence far above the usual rate, never drawn as
+    the random perturbation "of the same size"."""
+    assert "lr_down_far" not in notches(PARAMS)
+    assert notches(PARAMS, far=True)["lr_down_far"] == {"lr": 0.003}
+
+
+@pytest.mark.parametrize("params, notch, lr", [
+    ({"lr": 6.0, "optimizer": "sgd"}, "lr_down_far", 0.6),       # lr / 3 = 2, still 40x sgd's 0.05
+    ({"lr": 1.2, "optimizer": "nesterov"}, "lr_down", 0.4),      # lr / 3 = 0.4: under 10x 0.05
+    ({"lr": 0.05, "optimizer": "adam"}, "lr_down_far", 0.005),   # lr / 3 = 0.0167: over 10x adam's 1e-3
+    ({"lr": 0.02, "optimizer": "adamw"}, "lr_down", 0.006667),
+    ({"lr": 6.0}, "lr_down", 2.0),                               # optimizer unknown: one notch
+    ({"lr": 6.0, "optimizer": "lion"}, "lr_down", 2.0),          # not in USUAL_LR: one notch
+    ({"optimizer": {"name": "sgd", "lr": 9.0}}, "lr_down_far", 0.9),  # W&B nesting
+])
+def test_diverged_far_above_the_usual_rate_proposes_lr_over_10(params, notch, lr):
+    v = propose_variant(Diagnosis("diverged", "x.", {}, "lr_too_high"), params)
+    assert v.notch == notch
+    leaf = v.params_change.get("optimizer", v.params_change)
+    assert leaf == {"lr": lr}
+    if notch == "lr_down_far":
+        assert "10x lower" in v.why and "usual rate" in v.why
+    # lr_too_high (a run that did not blow up) keeps the one-notch cut
+    assert propose_variant(_d("lr_too_high"), params).notch == "lr_down"
+
+
+def test_the_diverged_advice_names_the_cut_its_variant_makes():
+    rows = [(k + 1, {"train_loss": 2.0 + k, "lr": 6.0}) for k in range(3)] + [(4, {"train_loss": "NaN", "lr": 6.0})]
+    far = diagnose_trial(rows, state="diverged", initial_loss=2.3, num_classes=10,
+                         params={"lr": 6.0, "optimizer": "sgd"})
+    assert "(try 0.6)" in far.advice and far.variant.params_change == {"lr": 0.6}
+    near = diagnose_trial(rows, state="diverged", initial_loss=2.3, num_classes=10,
+                          params={"lr": 0.9, "optimizer": "sgd"})
+    assert "(try 0.3)" in near.advice and near.variant.params_change == {"lr": 0.3}
+
+
+SLOW_VAL = [2.3, 2.2, 2.1, 2.05, 2.0]  # still falling, 9% in 3 reports, above 0.6 ln(10)
+
+
+@pytest.mark.parametrize("params, slow", [
+    (None, True),                                      # optimizer unknown: the curve alone
+    ({"lr": 0.01, "optimizer": "sgd"}, True),          # lr x 3 = 0.03, still under sgd's usual 0.05
+    ({"lr": 0.05 / 3, "optimizer": "nesterov"}, True),  # lr x 3 = the usual rate exactly
+    ({"lr": 0.05, "optimizer": "sgd"}, False),         # at the usual rate: not the step size
+    ({"lr": 0.03, "optimizer": "nesterov"}, False),
+    ({"lr": 0.003, "optimizer": "adam"}, True),        # Adam and AdamW are exempt
+    ({"lr": 0.005, "optimizer": "adamw"}, True),
+    ({"lr": 0.05}, True),                              # no optimizer among the params
+])
+def test_slow_on_sgd_needs_an_lr_below_a_third_of_its_usual_rate(params, slow):
+    rows = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(SLOW_VAL)]
+    d = diagnose_trial(rows, num_classes=10, params=params)
+    assert (d.rule == "lr_too_low.slow") is slow, d
+    if not slow:
+        assert d.label == "healthy" and not d.confident  # still improving: a low-confidence healthy
+
+
+def test_slow_reads_the_optimizer_from_the_objectives_defaults():
+    rows = [(i + 1, {"train_loss": v, "val_loss": v, "update_ratio": 1e-3}) for i, v in enumerate(SLOW_VAL)]
+    info = {"defaults": BUILTIN_CNN_DEFAULTS}  # the built-in trainer: sgd, 0.05
+    assert diagnose_trial(rows, num_classes=10, params={"lr": 0.05}, space_info=info).rule != "lr_too_low.slow"
+    assert diagnose_trial(rows, num_classes=10, params={"lr": 0.01}, space_info=info).rule == "lr_too_low.slow"
+
+
 def test_builtin_defaults_are_the_trainers():
     from tuneserve_workers.training.config import TrainConfig
     c = TrainConfig()
@@ -279,3 +344,44 @@ def test_a_shorter_run_is_the_prefix_of_a_longer_one():
          "lr": 0.1, "lr_schedule": "plateau", "bf16": False, "channels_last": False}
     short, long = curves_corpus.train(p), curves_corpus.train({**p, "epochs": 4})
     assert short["val_loss"] == long["val_loss"][:2] and short["train_loss"] == long["train_loss"][:2]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_parent_that_blows_up_gets_the_lr_over_10_counterfactual():
+    """curves_corpus adds `lr_down_far` (the cut `diverged` proposes far above the usual rate) only
+    for parents that blew up, as the run of exactly the change variant.py proposes."""
+    import curves_corpus
+    p = {"dataset": "digits", "data_fraction": 0.1, "width": 2, "depth": 1, "batch_size": 16, "epochs": 2,
+         "lr": 10.0, "optimizer": "adam", "lr_schedule": "constant", "batch_norm": False, "bf16": False,
+         "channels_last": False}
+    parent = curves_corpus.train(p)
+    assert curves_corpus._blew_up(parent)
+    runs: dict = {}
+    curves_corpus.add_far(p, runs)
+    d = propose_variant(Diagnosis("diverged", "x.", {}, "lr_too_high"), p)
+    assert d.notch == "lr_down_far" and runs["lr_down_far"]["params_change"] == d.params_change == {"lr": 1.0}
+    assert not curves_corpus._blew_up({"val_loss": [2.3, 1.9], "diverged": None})
+    assert curves_corpus._blew_up({"val_loss": ["NaN"], "diverged": None})
+
+
+@pytest.mark.parametrize("params, rule", [
+    (None, "lr_too_low.nothing_learnt"),                         # optimizer unknown: as before
+    ({"lr": 0.05, "optimizer": "sgd"}, "lr_too_low.nothing_learnt"),
+    ({"lr": 0.15, "optimizer": "sgd"}, "lr_too_high.nothing_learnt"),   # 3x sgd's usual 0.05
+    ({"lr": 0.003, "optimizer": "adam"}, "lr_too_high.nothing_learnt"),  # 3x adam's usual 1e-3
+    ({"lr": 0.002, "optimizer": "adamw"}, "lr_too_low.nothing_learnt"),
+])
+def test_nothing_learnt_far_above_the_usual_rate_does_not_say_raise_it(params, rule):
+    """"lr 0.5 on SGD is too low, raise it 3x" contradicts what a reader knows of SGD: nothing
+    learnt at 3x+ the optimizer's usual rate is named lr_too_high, a guess."""
+    rows = _epochs([2.3, 2.29, 2.3, 2.28], [2.31, 2.29, 2.3, 2.3], num_classes=10, initial_loss=2.3)
+    rows = [(s, {**m, "update_ratio": 2e-3}) for s, m in rows]
+    d = diagnose_trial(rows, params=params)
+    assert d.rule == rule and not d.confident
+    if rule.startswith("lr_too_high"):
+        assert "3x lower" in d.advice and d.variant.notch == "lr_down"
+        assert d.evidence["usual_lr"] == {"sgd": 0.05, "adam": 1e-3}[params["optimizer"]]
+        # a loss that fell at every report, however little, is no sign of too large steps
+        falling = _epochs([2.3, 2.29, 2.285, 2.28], [2.31, 2.29, 2.3, 2.3], num_classes=10, initial_loss=2.3)
+        falling = [(s, {**m, "update_ratio": 2e-3}) for s, m in falling]
+        assert diagnose_trial(falling, params=params).rule == "lr_too_low.nothing_learnt"

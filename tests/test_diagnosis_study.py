@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, study_advice
+from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, Variant, study_advice
 from tuneserve_service.space import parse_parameters
 
 SPACE = parse_parameters({
@@ -125,4 +125,57 @@ def test_running_trials_are_not_judged_and_advice_round_trips():
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_a_handful_of_trials_gets_no_pattern_advice(n):
     trials = _trials(n, seed=9, diagnose=lambda p: _d("overfitting", best_step=3))
-    assert study_advice(trials, SPACE) == []
+    # no pattern; only the pointer to the trials whose confident fault carries a change to try
+    assert _kinds(study_advice(trials, SPACE)) == (["trial_faults"] if n else [])
+
+
+def _slow(confidence=0.7):
+    return Diagnosis("lr_too_low", "slow.", {"still_improving": True}, None, confidence=confidence,
+                     rule="lr_too_low.slow", variant=Variant({"lr": 0.03}, "lr x 3.", "lr_up"))
+
+
+def _healthy_guess():
+    return Diagnosis("healthy", "still improving.", {}, None, confidence=0.5, rule="healthy.improving")
+
+
+def _demo_like(slow_numbers, confidence=0.7):
+    """20 ended trials, the given ones confidently lr_too_low.slow, the rest a low-confidence healthy."""
+    return [TrialSummary(t.number, t.state, t.params, t.value,
+                         _slow(confidence) if t.number in slow_numbers else _healthy_guess())
+            for t in _trials(20, seed=11)]
+
+
+def test_a_minority_of_confident_faults_is_not_no_advice():
+    """The demo's study page said "No advice yet" with 4 of 20 trials confidently lr_too_low.slow:
+    no rule needs 60% of trials to name them. The line says which trials and that each carries a
+    variant; it is the only line (their lrs are spread, so no range or value rule speaks for them)."""
+    trials = _demo_like({2, 8, 9, 17})
+    lrs = sorted(t.params["lr"] for t in trials)
+    assert any(t.params["lr"] > lrs[10] for t in trials if t.number in {2, 8, 9, 17})  # spread out
+    advice = [a for a in study_advice(trials, SPACE) if a.kind != "edge_of_range"]
+    assert _kinds(advice) == ["trial_faults"]
+    a = advice[0]
+    assert a.message.startswith("4 of 20 trials learnt too slowly for their learning rate (trials 2, 8, 9, 17): "
+                                "each diagnosis proposes a variant to try")
+    assert a.evidence["trials"] == [2, 8, 9, 17] and a.evidence["rules"] == ["lr_too_low.slow"]
+    assert a.evidence["confidence_min"] == 0.7 and a.evidence["with_variant"] == 4
+    assert Advice.from_json(json.loads(json.dumps(a.to_json(), allow_nan=False))) == a
+
+
+def test_guesses_make_no_advice_line():
+    """Only confident labels count, in every rule: the same 4 trials at 0.5, or 12 of 12 trials
+    overfitting at 0.5, give no line (the common-label rule counted every label before)."""
+    assert [a for a in study_advice(_demo_like({2, 8, 9, 17}, confidence=0.5), SPACE)
+            if a.kind != "edge_of_range"] == []
+    guesses = _trials(12, seed=6, diagnose=lambda p: Diagnosis("overfitting", "x.", {"best_step": 6}, confidence=0.5))
+    assert [a for a in study_advice(guesses, SPACE) if a.kind != "edge_of_range"] == []
+
+
+def test_faults_a_range_rule_explains_get_no_second_line():
+    trials = _trials(20, seed=3, lr_low=-4,
+                     diagnose=lambda p: _slow() if p["lr"] < 1e-3 else _healthy_guess())
+    kinds = _kinds(study_advice(trials, SPACE))
+    assert "range_too_low" in kinds and "trial_faults" not in kinds
+    # and the common label speaks for a majority
+    every = _trials(12, seed=6, diagnose=lambda p: _d("overfitting", best_step=6))
+    assert "trial_faults" not in _kinds(study_advice(every, SPACE))

@@ -11,6 +11,13 @@ What a practitioner reads off a table of runs, each rule one kind of `Advice`:
   edge_of_range     the best trials all sit in the top or bottom 10% of a numeric range: widen it
   common_label      most trials share a diagnosis (overfitting, underfitting, plateau, noisy,
                     lr_too_low, lr_too_high): change what all of them have in common
+  trial_faults      any other confident fault, one line per label: which trials, and that each
+                    carries a variant to try. Without it a study whose confident faults are a
+                    minority (4 of 20 trials lr_too_low.slow in the demo) said "No advice yet"
+                    while its trial pages each named a fault and a change
+
+Every rule counts a trial's diagnosis only when it is confident (>= CONFIDENT): a guess (a label
+under 0.6, which the curves corpus measured right on under 85% of runs) makes no line.
 
 Parameters are the flat dotted names the server stores; the space supplies kinds, bounds and log
 scales (only a dimension's name, kind, bounds, values and is_log are used).
@@ -67,16 +74,25 @@ def study_advice(trials: Iterable[TrialSummary], space: SearchSpace, goal: str =
                  or _label(t) == DiagnosisLabel.LR_TOO_HIGH]
     slow = [t for t in ended if _label(t) == DiagnosisLabel.LR_TOO_LOW]
     ranged: set[str] = set()
-    for bad, side, kind, verb in ((diverging, "high", AdviceKind.RANGE_DIVERGES, _verb_diverged),
-                                  (slow, "low", AdviceKind.RANGE_TOO_LOW, _verb_slow)):
+    covered: set[str] = set()  # fault labels a line above already speaks for (trial_faults skips them)
+    for bad, side, kind, verb, labels in (
+            (diverging, "high", AdviceKind.RANGE_DIVERGES, _verb_diverged, (DiagnosisLabel.DIVERGED, DiagnosisLabel.LR_TOO_HIGH)),
+            (slow, "low", AdviceKind.RANGE_TOO_LOW, _verb_slow, (DiagnosisLabel.LR_TOO_LOW,))):
         found = _range_rule(bad, ended, space, side, kind, verb, thresholds)
         if found is not None:
             out.append(found)
             ranged.add(str(found.evidence.get("label")))
+            covered |= {str(label) for label in labels}
         elif bad:
-            out += _categorical_rule(bad, ended, space, verb, thresholds)
+            categorical = _categorical_rule(bad, ended, space, verb, thresholds)
+            out += categorical
+            if categorical:
+                covered |= {str(label) for label in labels}
     out += _edge_rule(ended, space, goal, thresholds)
-    out += _common_label(ended, ranged, thresholds)
+    common = _common_label(ended, ranged, thresholds)
+    out += common
+    covered |= {str(a.evidence.get("label")) for a in common}
+    out += _trial_faults(ended, covered)
     return out
 
 
@@ -262,7 +278,7 @@ def _common_label(ended: list[TrialSummary], ranged: set[str], t: Thresholds) ->
         return []
     out = []
     for label, act in _COMMON.items():
-        hits = [tr for tr in judged if tr.diagnosis.label == label]
+        hits = [tr for tr in judged if _label(tr) == label]  # confident ones; the share is of all judged
         if len(hits) < 3 or len(hits) < t.common_share * len(judged):
             continue
         if label in (DiagnosisLabel.LR_TOO_LOW, DiagnosisLabel.LR_TOO_HIGH) and (
@@ -286,4 +302,46 @@ def _common_label(ended: list[TrialSummary], ranged: set[str], t: Thresholds) ->
                 evidence["median_best_step"] = num(median)
                 what += f" after epoch {median:g}" + (" (median)" if len(set(steps)) > 1 else "")
         out.append(Advice(AdviceKind.COMMON_LABEL, f"{who[0].upper()}{who[1:]} {what}: {act}.", evidence))
+    return out
+
+
+_FAULT_WHAT = {
+    DiagnosisLabel.DIVERGED: "diverged",
+    DiagnosisLabel.LR_TOO_HIGH: "ran with too high a learning rate",
+    DiagnosisLabel.LR_TOO_LOW: "learnt too slowly for their learning rate",
+    DiagnosisLabel.OVERFITTING: "overfit",
+    DiagnosisLabel.UNDERFITTING: "underfit",
+    DiagnosisLabel.PLATEAU: "plateaued",
+    DiagnosisLabel.NOISY: "had noisy validation curves",
+}
+
+
+def _trial_faults(ended: list[TrialSummary], covered: set[str]) -> list[Advice]:
+    """One line per confident fault label that no other line covers: how many trials, which, and
+    that each trial's diagnosis carries the change to try (trial page, `tuneserve trial try-advice`).
+    Data faults (bad_data, bad_scale) are the pipeline line's."""
+    out = []
+    judged = [tr for tr in ended if tr.diagnosis is not None]
+    for label, what in _FAULT_WHAT.items():
+        if str(label) in covered:
+            continue
+        hits = [tr for tr in judged if _label(tr) == label
+                and _cause(tr) not in (DiagnosisCause.BAD_DATA, DiagnosisCause.BAD_SCALE)]
+        if not hits:
+            continue
+        numbers = [tr.number for tr in hits]
+        shown = ", ".join(str(n) for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
+        with_variant = sum(tr.diagnosis.variant is not None for tr in hits)
+        one = len(hits) == 1
+        try_it = (f"{'its' if one else 'each'} diagnosis proposes a variant to try (its trial page, or "
+                  f"`tuneserve trial try-advice ID`)" if with_variant == len(hits) else
+                  f"{with_variant} of them propose a variant to try (trial page, or `tuneserve trial try-advice ID`)"
+                  if with_variant else "see each trial's diagnosis")
+        rules = sorted({tr.diagnosis.rule for tr in hits if tr.diagnosis.rule})
+        out.append(Advice(AdviceKind.TRIAL_FAULTS,
+                          f"{len(hits)} of {len(judged)} trial{'' if len(judged) == 1 else 's'} {what} "
+                          f"(trial{'' if one else 's'} {shown}): {try_it}.",
+                          {"label": str(label), "count": len(hits), "total": len(judged), "trials": numbers[:20],
+                           "rules": rules, "with_variant": with_variant,
+                           "confidence_min": num(min(tr.diagnosis.confidence for tr in hits), 3)}))
     return out

@@ -61,6 +61,18 @@ class Thresholds:
     # generalisation, not the step size (the corpus's tune half: the slow runs with such a gap were
     # not helped by lr x 3).
     slow_min_train_share: float = 0.95
+    # ...and, on SGD and Nesterov (one global rate), an lr at most a third of the optimizer's usual
+    # rate (variant.USUAL_LR, 0.05): lr x 3 still no higher than it. At or near the usual rate a
+    # slowly falling curve is the data or the model, not the step size: on the corpus (both old
+    # halves, 2026-12-06) lr x 3 beat the seed spread on 2 of 10 such `slow` runs, against 12 of 12
+    # below a third of it. Adam and AdamW are exempt: their usual 1e-3 is the low end for these
+    # small nets (lr x 3 helped 22 of 25 slow Adam runs at 0.4..7x of it). Only when the optimizer
+    # is known (the trial's params or the objective's defaults).
+    slow_sgd_max_lr_share: float = 1 / 3
+    # Nothing learnt at an lr 3x or more above the optimizer's usual rate, on a loss that went up at
+    # least once, is not "lr too low, raise it 3x" (which the text would say): on the corpus (old
+    # halves) lr x 3 helped 2 of 16 such runs, lr / 3 helped 6. Named lr_too_high, a guess (0.4).
+    nothing_learnt_high_lr: float = 3.0
 
     # Healthy and settled: "nothing to change" is claimed confidently only for a run whose best
     # validation loss got under 30% of ln C (it learnt the task). One that stopped higher up, with

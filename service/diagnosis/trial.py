@@ -16,7 +16,9 @@ the trial's state and its fail reason. They are tried in order, first match wins
                 normal update pace (a guess: 0.45); or learning slowly: the raw validation loss at a
                 new low at the last report, 0.5..15% below 3 reports before, still above 0.6 ln C, with
                 updates under 1e-2 and the training loss no lower than 0.95x the validation loss
-                (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps)
+                (`lr_too_low.slow`, 0.7: lr x 3 is the change that helps); on SGD/Nesterov only
+                below a third of the usual rate 0.05. With the optimizer known (the trial's params),
+                nothing learnt at 3x+ its usual rate is `lr_too_high.nothing_learnt` (0.4) instead
   overfitting   on raw reports, never while the validation loss sets a new minimum at the last
                 report: it rose after its best epoch (2+ reports later, by more than the curve's
                 jitter) while training kept falling, or it sat 3x above a low training loss at
@@ -53,7 +55,8 @@ from typing import Any, Iterable, Mapping
 
 from tuneserve_service.diagnosis.curve import Curve, is_loss, reason_figures, to_float
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
-from tuneserve_service.diagnosis.variant import Variant, propose_variant
+from tuneserve_service.diagnosis.variant import (FAR_ABOVE_USUAL, SGD_FAMILY, Variant, lr_of, optimizer_of, propose_variant,
+                                                   usual_lr)
 from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel, TrialState
 
 Label, Cause = DiagnosisLabel, DiagnosisCause
@@ -182,6 +185,9 @@ class _Facts:
     initial: float | None            # the loss before any update (may be NaN)
     provisional: bool
     t: Thresholds
+    optimizer: str | None = None     # from the trial's params (or the objective's defaults), lower case
+    usual_lr: float | None = None    # that optimizer's usual starting rate (variant.USUAL_LR)
+    lr_param: float | None = None    # the lr the trial was configured with
 
     @property
     def chance(self) -> float | None:
@@ -221,7 +227,7 @@ def diagnose_trial(
     `initial_loss` default to the reported metrics of those names. With the trial's `params` (and
     `space_info`, see variant.py) a fault carries the variant to try."""
     found = _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num_classes, initial_loss,
-                      thresholds)
+                      thresholds, params, space_info)
     if found is None or params is None:
         return found
     variant = propose_variant(found, params, space_info)
@@ -229,7 +235,7 @@ def diagnose_trial(
 
 
 def _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num_classes, initial_loss,
-              thresholds) -> Diagnosis | None:
+              thresholds, params=None, space_info=None) -> Diagnosis | None:
     if state == TrialState.WAITING:
         return None
     curve = Curve.from_reports(reports)
@@ -246,6 +252,11 @@ def _diagnose(reports, state, fail_kind, fail_reason, final_metrics, metric, num
     # A class count must be a plausible whole number; anything else (NaN, 1e308) is ignored.
     classes = int(classes) if classes is not None and math.isfinite(classes) and 2 <= classes <= 1e9 else None
     f = _Facts(curve, extra, classes, initial, state == TrialState.RUNNING, thresholds)
+    if params is not None:
+        f.optimizer = optimizer_of(params, space_info)
+        f.usual_lr = usual_lr(params, space_info)
+        lr = lr_of(params, space_info)
+        f.lr_param = lr if lr is not None and lr > 0 else None
 
     diverged = _diverged(f, state == TrialState.DIVERGED or fail_kind == "diverged")
     if diverged is not None:
@@ -332,7 +343,10 @@ def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
     # A sound first loss rules out the data and the scale; what is left is the step size.
     if init is not None or growing or rising or lr is not None:
         grad_text = f", gradient norm {fmt(grads[0])} -> {fmt(grads[-1])}" if len(grads) >= 2 else ""
-        try_lr = f" (try {fmt(lr / 10)})" if lr else ""
+        # the cut variant.py proposes: lr / 10 far above the optimizer's usual rate, else lr / 3
+        base = f.lr_param or lr
+        far = bool(base and f.usual_lr and base / 3 >= FAR_ABOVE_USUAL * f.usual_lr)
+        try_lr = f" (try {fmt(base / (10 if far else 3))})" if base else ""
         return f.done(Label.DIVERGED, f"The loss {what}{at} (lr {fmt(lr)}{grad_text}) after a sound "
                       f"start: lower the learning rate{try_lr} or clip the gradient norm at 5-15.",
                       evidence, Cause.LR_TOO_HIGH, rule="diverged.after_sound_start")
@@ -573,7 +587,10 @@ def _slow(f, main, train, val) -> Diagnosis | None:
         return None
     if train and val and train[-1][1] < t.slow_min_train_share * last:
         return None  # training already well below validation: not the step size (see thresholds)
-    start, lr = _start(f, main), _configured_lr(f)
+    start, lr = _start(f, main), f.lr_param or _configured_lr(f)
+    if (f.optimizer in SGD_FAMILY and f.usual_lr and lr is not None
+            and lr > t.slow_sgd_max_lr_share * f.usual_lr * (1 + 1e-9)):
+        return None  # SGD at or near its usual rate: a slow curve is not the step size (see thresholds)
     evidence = {"start": num(start), "val_last": num(last) if val else None, "last": num(main[-1][1]),
                 "last_step": series[-1][0], "fell_over_last_3": num(fell, 3),
                 "chance_loss": num(f.chance), "update_ratio": num(ratio), "lr": num(lr), "still_improving": True}
@@ -594,6 +611,17 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
                 "val_acc": num(f.last("val_acc")), "update_ratio": num(ratio), "start": num(start),
                 "still_improving": _at_its_best_last(val or main) or None}
     if len(main) >= 3 and _progress(start, min(values)) < t.no_progress and ratio is not None:
+        lr = f.lr_param or _configured_lr(f)
+        wobbles = any(b > a for a, b in zip(values, values[1:]))  # a monotone fall is no sign of large steps
+        if f.usual_lr and lr is not None and lr >= t.nothing_learnt_high_lr * f.usual_lr * (1 - 1e-9) and wobbles:
+            evidence.update({"lr": num(lr), "usual_lr": num(f.usual_lr)})
+            return f.done(Label.LR_TOO_HIGH, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
+                          f"{fmt(values[-1])}) at lr {fmt(lr)}, {lr / f.usual_lr:.0f}x {f.optimizer}'s usual "
+                          f"{fmt(f.usual_lr)}: steps this large can keep a run from settling; try it 3x lower "
+                          f"(if that learns nothing either, run the sanity gate to rule out the data).", evidence,
+                          rule="lr_too_high.nothing_learnt",
+                          # a guess: on the corpus (old halves) lr / 3 helped 6 of 16 such runs, lr x 3 only 2
+                          confidence=0.4)
         return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
                       f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
                       f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "

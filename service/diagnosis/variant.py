@@ -4,7 +4,9 @@
 
 Each fault label maps to one "notch" of one knob (the change table of issue 17):
 
-  diverged / lr_too_high   lr / 3                                   (notch `lr_down`)
+  diverged / lr_too_high   lr / 3                                   (notch `lr_down`); a divergence
+                           at an lr still 10x+ above the optimizer's usual rate after that cut
+                           (USUAL_LR: 0.05 for sgd, 1e-3 for adam) gets lr / 10 (`lr_down_far`)
   lr_too_low               lr x 3                                   (`lr_up`)
   overfitting              dropout + 0.2 (weight decay x 10 once dropout is 0.7+)   (`regularise`)
   underfitting             epochs x 2 when validation was still at its best at the last report,
@@ -14,7 +16,8 @@ Each fault label maps to one "notch" of one knob (the change table of issue 17):
   noisy                    lr / 3 (`lr_down`): see benchmarks/advice.py for why not a bigger batch
   healthy / insufficient   no variant
 
-`notches(params, space_info)` lists every notch, in both directions, so the curves corpus
+`notches(params, space_info)` lists every notch of one step, in both directions (`lr_down_far`, two
+steps, only with far=True: the random baseline draws from one-step notches), so the curves corpus
 (benchmarks/curves_corpus.py) runs exactly the changes this module proposes, and the benchmark can
 compare a proposed variant with a random notch of the same size. Changing a notch's definition
 invalidates the corpus's counterfactuals: regenerate it.
@@ -39,8 +42,15 @@ from tuneserve.schemas.enums import DiagnosisCause, DiagnosisLabel
 # keeps them equal). The service never imports the worker, so they are repeated here.
 BUILTIN_CNN_DEFAULTS: dict[str, Any] = {
     "lr": 0.05, "dropout": 0.2, "weight_decay": 5e-4, "width": 32, "depth": 2, "epochs": 10,
-    "batch_size": 128, "lr_schedule": "plateau",
+    "batch_size": 128, "lr_schedule": "plateau", "optimizer": "sgd",
 }
+# An lr's meaning depends on the optimizer: the usual starting rate of each (the built-in trainer's
+# default for sgd; Adam's paper default for the adaptive ones). A divergence at lr / 3 >= 10x this
+# is far above any usable rate: one 3x notch would still diverge (the curves corpus: lr 6.1 and 6.2
+# on sgd), so `diverged` proposes lr / 10 there.
+USUAL_LR: dict[str, float] = {"sgd": 0.05, "nesterov": 0.05, "momentum": 0.05, "adam": 1e-3, "adamw": 1e-3}
+FAR_ABOVE_USUAL = 10.0
+SGD_FAMILY = frozenset({"sgd", "nesterov", "momentum"})  # one global rate, no per-weight scaling
 BUILTIN_SCHEDULES = ("constant", "step", "cosine", "plateau")
 ALIASES = {"learning_rate": "lr", "filters": "width", "blocks": "depth", "lr_scheduler": "lr_schedule",
            "schedule": "lr_schedule"}
@@ -145,16 +155,20 @@ def _same(a: Any, b: Any) -> bool:
 
 # ---- the notches -------------------------------------------------------------------------------
 
-def notches(params: Mapping[str, Any], space_info: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def notches(params: Mapping[str, Any], space_info: Mapping[str, Any] | None = None, *,
+            far: bool = False) -> dict[str, dict[str, Any]]:
     """Every available one-knob, one-notch change of these params, by stable id: the changes the
     advice proposes (lr_down, lr_up, regularise, wider, longer, decay, batch_up) and their opposites
-    (narrower, shorter, unregularise, batch_down), which only the random baseline uses."""
+    (narrower, shorter, unregularise, batch_down), which only the random baseline uses. With
+    far=True also `lr_down_far` (lr / 10, two notches: not in the random baseline's menu)."""
     p = _Params(params, space_info)
     out: dict[str, dict[str, Any] | None] = {}
     lr = p.number("lr")
     if lr is not None and lr > 0:
         out["lr_down"] = p.change("lr", sig(lr / 3))
         out["lr_up"] = p.change("lr", sig(lr * 3))
+        if far:
+            out["lr_down_far"] = p.change("lr", sig(lr / 10))
     dropout, wd = p.number("dropout"), p.number("weight_decay")
     if dropout is not None and dropout < 0.7:
         out["regularise"] = p.change("dropout", round(min(MAX_DROPOUT, dropout + 0.2), 2))
@@ -200,6 +214,8 @@ LABEL_NOTCHES: dict[str, tuple[str, ...]] = {
 _WHY = {
     "lr_down": "{label}: the same run with the learning rate 3x lower ({old} -> {new})",
     "lr_up": "{label}: the same run with the learning rate 3x higher ({old} -> {new})",
+    "lr_down_far": "{label}: the same run with the learning rate 10x lower ({old} -> {new}); a 3x cut would "
+                   "still be 10x+ above {optimizer}'s usual rate ({usual})",
     "regularise": "{label}: the same run with more regularisation ({what} {old} -> {new})",
     "wider": "{label}: the same run with a model twice as wide (width {old} -> {new})",
     "longer": "{label}: the same run trained twice as long (epochs {old} -> {new}); the validation "
@@ -234,8 +250,12 @@ def propose_variant(diagnosis: Any, params: Mapping[str, Any],
         return None
     if label == DiagnosisLabel.UNDERFITTING and evidence.get("still_improving"):
         order = ("longer", "wider")
-    available = notches(params, space_info)
     p = _Params(params, space_info)
+    usual = usual_lr(params, space_info)
+    lr = p.number("lr")
+    if label == DiagnosisLabel.DIVERGED and usual and lr and lr / 3 >= FAR_ABOVE_USUAL * usual:
+        order = ("lr_down_far",) + order
+    available = notches(params, space_info, far=True)
     for name in order:
         change = available.get(name)
         if not change:
@@ -244,9 +264,27 @@ def propose_variant(diagnosis: Any, params: Mapping[str, Any],
         canonical = ALIASES.get(knob, knob)
         old = p.get(canonical)
         why = _WHY[name].format(label=label.replace("_", " "), old=_show(old), new=_show(new),
-                                what=canonical.replace("_", " "))
+                                what=canonical.replace("_", " "), optimizer=p.get("optimizer"), usual=_show(usual))
         return Variant(change, why[0].upper() + why[1:] + ".", name)
     return None
+
+
+def optimizer_of(params: Mapping[str, Any], space_info: Mapping[str, Any] | None = None) -> str | None:
+    """The trial's optimizer name, lower case (params first, then the objective's defaults), or None."""
+    name = _Params(params, space_info).get("optimizer")
+    return str(name).lower() if isinstance(name, str) else None
+
+
+def lr_of(params: Mapping[str, Any], space_info: Mapping[str, Any] | None = None) -> float | None:
+    """The trial's configured lr (params first, then defaults), when it is a finite number."""
+    return _Params(params, space_info).number("lr")
+
+
+def usual_lr(params: Mapping[str, Any], space_info: Mapping[str, Any] | None = None) -> float | None:
+    """The usual starting lr of the trial's optimizer (USUAL_LR), or None when the optimizer is not
+    among the params or defaults, or is one the table does not know."""
+    name = optimizer_of(params, space_info)
+    return USUAL_LR.get(name) if name is not None else None
 
 
 def _show(value: Any) -> str:

@@ -138,6 +138,7 @@ class AdviceKind(StrEnum):
     VALUE_DIVERGES = "value_diverges"
     EDGE_OF_RANGE = "edge_of_range"
     COMMON_LABEL = "common_label"
+    TRIAL_FAULTS = "trial_faults"            # trials with a confident fault no other line covers
     SANITY_SKIPPED = "sanity_skipped"        # the objective cannot run the sanity check
     SANITY_FAILED = "sanity_failed"          # the check failed: the study is paused
     SANITY_OVERRIDDEN = "sanity_overridden"  # it failed and the study was resumed over it
