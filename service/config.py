@@ -65,9 +65,9 @@ class Settings(BaseSettings):
         default=1_048_576, ge=1024, description="Largest request body; a larger one is a 413, refused before it is read."
     )
     keepalive_dispatch: bool = Field(
-        default=True, description="Serve ordinary heartbeats, reports and lease renewals without FastAPI's routing "
-                                  "(api/keepalive.py: the same answers for about a third less CPU); false sends "
-                                  "them through the router like every other request.")
+        default=True, description="Serve ordinary heartbeats, reports and lease renewals without FastAPI's routing, "
+                                  "heartbeats arriving together in one renewal (api/keepalive.py, api/heartbeats.py: "
+                                  "the same answers for less CPU); false sends them through the router one by one.")
     max_json_depth: int = Field(
         default=32, ge=4, le=200, description="Deepest nesting of a JSON or YAML body; deeper is a 422."
     )
