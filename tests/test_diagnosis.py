@@ -254,3 +254,5 @@ def test_a_validation_loss_still_falling_is_not_nothing_to_change():
     d = diagnose_trial(_epochs([0.9, 0.2, 0.05, 0.02, 0.01], [1.5, 0.9, 0.5, 0.3, 0.15], num_classes=10))
     assert (d.label, d.rule, d.confidence) == ("healthy", "healthy.improving", 0.5)
     assert "Still improving" in d.advice
+    # each figure named by its curve, the validation loss's first and last reports among them
+    assert "-> 0.01, validation loss 1.5 -> 0.15)" in d.advice and "training loss" in d.advice, d.advice

@@ -714,8 +714,12 @@ def _healthy(f, main, train, val) -> Diagnosis:
     val_falling = (bool(val) and val is not main and _at_its_best_last(val) and _stalled(f, val) is None
                    and len(val) > f.t.stall_steps)
     if (gain is None and not _fitted(f, main)) or val_falling:
-        text = (f"Still improving at epoch {main[-1][0]} ({fmt(start)} -> {fmt(values[-1])}): more epochs would "
-                f"likely help.")
+        # Name each curve the figures come from: an unnamed training loss read beside the study's
+        # validation metric looks like a contradiction (the demo: "2.3 -> 0.555" for a val_loss of 0.300).
+        curves = f"{'training loss' if val and val is not main else 'loss'} {fmt(start)} -> {fmt(values[-1])}"
+        if val and val is not main:
+            curves += f", validation loss {fmt(val[0][1])} -> {fmt(val[-1][1])}"
+        text = f"Still improving at epoch {main[-1][0]} ({curves}): more epochs would likely help."
         if val and val is not main and not _at_its_best_last(val):
             # The training loss still falls but the validation loss moved up at the end: say so rather
             # than "still improving", which its own last report contradicts.
