@@ -155,7 +155,7 @@ def test_a_minority_of_confident_faults_is_not_no_advice():
     advice = [a for a in study_advice(trials, SPACE) if a.kind != "edge_of_range"]
     assert _kinds(advice) == ["trial_faults"]
     a = advice[0]
-    assert a.message.startswith("4 of 20 trials learnt too slowly for their learning rate (trials 2, 8, 9, 17): "
+    assert a.message.startswith("4 of 20 trials learnt too slowly for their learning rate (trials #2, #8, #9, #17): "
                                 "each diagnosis proposes a variant to try")
     assert a.evidence["trials"] == [2, 8, 9, 17] and a.evidence["rules"] == ["lr_too_low.slow"]
     assert a.evidence["confidence_min"] == 0.7 and a.evidence["with_variant"] == 4

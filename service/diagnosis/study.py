@@ -330,12 +330,14 @@ def _trial_faults(ended: list[TrialSummary], covered: set[str]) -> list[Advice]:
         if not hits:
             continue
         numbers = [tr.number for tr in hits]
-        shown = ", ".join(str(n) for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
+        # "#n": the trials' numbers in the study, as the dashboard lists them (not their ids)
+        shown = ", ".join(f"#{n}" for n in numbers[:8]) + (", ..." if len(numbers) > 8 else "")
         with_variant = sum(tr.diagnosis.variant is not None for tr in hits)
         one = len(hits) == 1
         try_it = (f"{'its' if one else 'each'} diagnosis proposes a variant to try (its trial page, or "
-                  f"`tuneserve trial try-advice ID`)" if with_variant == len(hits) else
-                  f"{with_variant} of them propose a variant to try (trial page, or `tuneserve trial try-advice ID`)"
+                  f"`tuneserve trial try-advice` with the trial's id)" if with_variant == len(hits) else
+                  f"{with_variant} of them propose a variant to try (trial page, or `tuneserve trial try-advice` with the "
+                  f"trial's id)"
                   if with_variant else "see each trial's diagnosis")
         rules = sorted({tr.diagnosis.rule for tr in hits if tr.diagnosis.rule})
         out.append(Advice(AdviceKind.TRIAL_FAULTS,
