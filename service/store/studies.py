@@ -59,7 +59,7 @@ _HEADER = select(*_HEADER_COLUMNS)
 _HEADER_BY_ID = _HEADER.where(STUDIES.c.id == bindparam("b_id"))
 _HEADER_BY_NAME = _HEADER.where(STUDIES.c.name == bindparam("b_name"))
 _DOCUMENT = select(STUDIES.c.config, STUDIES.c.metric_name, STUDIES.c.goal).where(STUDIES.c.id == bindparam("b_id"))
-_SPACE_TEXT = select(cast(STUDIES.c.space, Text)).where(STUDIES.c.id == bindparam("b_id"))
+_SPACE_TEXT = select(cast(STUDIES.c.space, Text), STUDIES.c.objective).where(STUDIES.c.id == bindparam("b_id"))
 
 
 def study_header(session: Session, study_id: int):
@@ -78,9 +78,11 @@ def study_document(session: Session, study_id: int):
     return row
 
 
-def study_space_text(session: Session, study_id: int) -> str:
-    """The study's space as its stored JSON text (a cache key; parsed only by whoever misses)."""
-    return session.scalar(_SPACE_TEXT, {"b_id": study_id})
+def study_space_text(session: Session, study_id: int) -> tuple[str, str | None]:
+    """The study's space as its stored JSON text (a cache key; parsed only by whoever misses), and
+    its objective (what the workers run)."""
+    space_text, objective = session.execute(_SPACE_TEXT, {"b_id": study_id}).one()
+    return space_text, objective
 
 
 def study_header_by_name(session: Session, name: str):

@@ -447,6 +447,7 @@ class HeldStudy(NamedTuple):
     constraints: list[Any] | None = None
     max_trials: int | None = None
     next_number: int | None = None
+    objective: str | None = None  # what the workers run (builtin:cnn: the trainer's defaults are known)
 
 
 def _of_study(column, label: str):
@@ -455,12 +456,13 @@ def _of_study(column, label: str):
 
 _HELD_STUDY_FIELDS = ("name", "state", "metric_name", "goal", "pruner", "metric_target")
 _STUDY_OF_TRIAL = tuple(_of_study(STUDIES.c[f], f"s_{f}") for f in _HELD_STUDY_FIELDS)
-_ENDING_FIELDS = ("space_text", "objectives", "constraints", "max_trials", "next_number")
+_ENDING_FIELDS = ("space_text", "objectives", "constraints", "max_trials", "next_number", "objective")
 _STUDY_OF_ENDING = (_of_study(cast(STUDIES.c.space, Text), "s_space_text"),
                     _of_study(STUDIES.c.config["objectives"], "s_objectives"),
                     _of_study(STUDIES.c.config["constraints"], "s_constraints"),
                     _of_study(STUDIES.c.max_trials, "s_max_trials"),
-                    _of_study(STUDIES.c.next_number, "s_next_number"))
+                    _of_study(STUDIES.c.next_number, "s_next_number"),
+                    _of_study(STUDIES.c.objective, "s_objective"))
 _TRIAL_KEYS = tuple(c.key for c in TRIALS.c)
 
 

@@ -34,12 +34,14 @@ from sqlalchemy.orm import Session
 from tuneserve_service.db.engine import Database
 from tuneserve_service.db.models import Study, Trial
 from tuneserve_service.diagnosis import Advice, Diagnosis, TrialSummary, diagnose_trial, study_advice
+from tuneserve_service.diagnosis.variant import BUILTIN_CNN_DEFAULTS
 from tuneserve_service.domain.core.hooks import Feature, TrialEnding
 from tuneserve_service.domain.core.studies import add_trials, validate_params
 from tuneserve_service.domain.core.views import trial_read
 from tuneserve_service.errors import InvalidInput, InvalidStudyState, NoVariant, TrialNotFound
 from tuneserve.schemas.enums import ACTIVE_STATES, ENDED_STATES, VALUED_STATES, Goal, StudyState, TrialKind, TrialSource, TrialState
 from tuneserve.schemas.gates import AdviceTriedRead, DiagnosisRead
+from tuneserve.schemas.objectives import BUILTIN_CNN, normalize_objective
 from tuneserve.schemas.trials import TrialRead
 from tuneserve_service.space import SearchSpace, unflatten_params
 from tuneserve_service.store import studies as study_store
@@ -55,14 +57,17 @@ ADVICE_TRIALS = 3000
 
 def diagnose(session: Session, row: dict[str, Any], metric: str, final_metrics: dict[str, Any] | None = None,
              known: list[tuple[int, dict[str, Any]]] | None = None,
-             space_text: str | None = None) -> dict[str, Any] | None:
+             space_text: str | None = None, objective: str | None = None) -> dict[str, Any] | None:
     """Compute and store the diagnosis of trial `row` (a row mapping, after its latest change) and
     return it as stored (None: nothing to judge yet). `known`: every report the trial has, when the
-    caller has them all (else they are read); `space_text`: the study's space as stored JSON, when
-    the caller read it (else it is read). Special runs are judged by their gate."""
+    caller has them all (else they are read); `space_text` and `objective`: the study's space as
+    stored JSON and its objective, when the caller read them (else they are read). Special runs are
+    judged by their gate."""
     if (row.get("kind") or TrialKind.TRIAL) != TrialKind.TRIAL:
         return None
-    info = space_info_of(space_text if space_text is not None else study_store.study_space_text(session, row["study_id"]))
+    if space_text is None:
+        space_text, objective = study_store.study_space_text(session, row["study_id"])
+    info = space_info_of(space_text, objective)
     found = diagnose_trial(
         known if known is not None else trial_store.recent_reports(session, row["id"], REPORTS_READ), state=row["state"], fail_kind=row.get("fail_kind"),
         fail_reason=row.get("fail_reason"), final_metrics=final_metrics or row.get("metrics") or None,
@@ -79,7 +84,9 @@ def after_trial_ends(session: Session, row: dict[str, Any], ending: TrialEnding)
     if row["kind"] != TrialKind.TRIAL or row["state"] in ACTIVE_STATES:
         return row
     space_text = ending.study.space_text if ending.study is not None else None
-    return {**row, "diagnosis": diagnose(session, row, ending.metric, known=ending.known, space_text=space_text)}
+    objective = getattr(ending.study, "objective", None) if ending.study is not None else None
+    return {**row, "diagnosis": diagnose(session, row, ending.metric, known=ending.known, space_text=space_text,
+                                         objective=objective)}
 
 
 def provisional(session: Session, row: dict[str, Any], metric: str) -> dict[str, Any] | None:
@@ -150,24 +157,32 @@ def _trial_read(trial: Trial, read: Any) -> None:
 
 # ---- variants: what the diagnosis proposes, and running it ------------------------------------
 
-_SPACE_INFO: dict[str, dict[str, Any]] = {}  # by the space's JSON text: spaces change (narrowing)
+_SPACE_INFO: dict[tuple[str, str], dict[str, Any]] = {}  # by (space JSON text, objective): spaces change (narrowing)
 
 
 def space_info(study: Study) -> dict[str, Any]:
     """What variant.py needs of the study's space: each bounded numeric knob's [low, high] (a
-    change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. No
-    defaults: a variant changes only knobs the space has, so it can be enqueued as it is."""
-    return space_info_of(json.dumps(study.space, sort_keys=True))
+    change is clipped into them), and the lr schedules a categorical `lr_schedule` offers. Of the
+    objective's defaults only the optimizer (see space_info_of): a variant changes only knobs the
+    space has, so it can be enqueued as it is."""
+    return space_info_of(json.dumps(study.space, sort_keys=True), study.objective)
 
 
-def space_info_of(space_text: str) -> dict[str, Any]:
-    """space_info from the space's JSON text (as stored: no ORM object, no parse on a cache hit)."""
-    key = space_text
+def space_info_of(space_text: str, objective: str | None = None) -> dict[str, Any]:
+    """space_info from the space's JSON text (as stored: no ORM object, no parse on a cache hit).
+    For a study of the built-in trainer (`builtin:cnn`) the optimizer it runs when the space does
+    not choose one (sgd) is a default: an lr's meaning depends on it (diagnosis/thresholds.py, the
+    SGD rules). No other default: no notch changes the optimizer, so variants still change only
+    knobs the space has."""
+    objective = normalize_objective(objective)
+    key = (space_text, objective)
     info = _SPACE_INFO.get(key)
     if info is None:
         space = SearchSpace.from_json(json.loads(space_text))
         bounds: dict[str, list[Any]] = {}
         info = {"bounds": bounds}
+        if objective == BUILTIN_CNN:
+            info["defaults"] = {"optimizer": BUILTIN_CNN_DEFAULTS["optimizer"]}
         for dim in space.dimensions:
             if dim.kind in ("int", "float"):
                 found = dim.value_bounds()
