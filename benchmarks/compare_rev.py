@@ -62,7 +62,9 @@ def build_rev(rev: str, cache: Path) -> Side:
     if not (venv / ".built").exists():
         print(f"building {rev} ({sha[:12]}) in {home}: venv + pip install of its project ...", flush=True)
         _run([sys.executable, "-m", "venv", str(venv)])
-        _run([python, "-m", "pip", "install", "-q", str(tree)])
+        # Since the client installs alone (issue 16), the server is the `server` extra.
+        extra = "[server]" if "\nserver = [" in (tree / "pyproject.toml").read_text() else ""
+        _run([python, "-m", "pip", "install", "-q", f"{tree}{extra}"])
         (venv / ".built").write_text(sha)
     module = "tuneserve_service.cli" if "tuneserve_service" in (tree / "pyproject.toml").read_text() else "service.cli"
     return Side(f"{rev}", tree, python, module)
