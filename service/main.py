@@ -24,6 +24,7 @@ from tuneserve_service.api import errors as api_errors
 from tuneserve_service.api import gates, health, leases, logs, studies, tokens, trials
 from tuneserve_service.api import workers as workers_api
 from tuneserve_service.api.deps import require_caller
+from tuneserve_service.api.heartbeats import HeartbeatBatcher
 from tuneserve_service.api.keepalive import KeepAliveDispatch
 from tuneserve_service.api.limits import BodyLimits
 from tuneserve_service.api.openapi import install_openapi
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.from_settings(settings)
         app.state.db = db
         app.state.tokens = TokenCache(db, settings.token_cache_seconds)
+        app.state.heartbeats = HeartbeatBatcher(db)  # the keep-alive dispatch's (api/heartbeats.py)
         try:
             await run_in_threadpool(lambda: check_exposure(settings, None, app.state.tokens.any_tokens()))
         except Exception:

@@ -7,8 +7,8 @@ Only the ordinary request is dispatched here, and it runs what FastAPI would run
 and validated as FastAPI does it (`json.loads`, then the route's model), the caller authenticated
 and authorised by the same dependency (`require_caller`), and the same route function, in the
 thread pool (a heartbeat through the same domain call as a batch of them: api/heartbeats.py, where
-heartbeats that arrive together renew together). An exception from either goes to the app's own handlers (api/errors.py), so a 401,
-409 or 503 is the same answer. Anything out of the ordinary (a body that is not JSON or does not
+heartbeats that arrive together renew together). An exception from either goes to the app's own
+handlers (api/errors.py), so a 401, 409 or 503 is the same answer. Anything out of the ordinary (a body that is not JSON or does not
 validate, another content type, an id out of range) is handed to the app unchanged, which answers
 it the way it answers every request; tests/test_keepalive_dispatch.py sends the same requests both
 ways and compares the answers.
@@ -30,11 +30,9 @@ from starlette.requests import Request
 from tuneserve._defaults import API_PREFIX
 from tuneserve_service.api import leases, trials
 from tuneserve_service.api.deps import require_caller
-from tuneserve_service.api.heartbeats import HeartbeatBatcher
 from tuneserve_service.api.responses import json_model
 from tuneserve.schemas.trials import LeaseRequest, RenewRequest, ReportRequest
 
-MAX_ID = 2**31 - 1
 _TRIAL = re.compile(re.escape(API_PREFIX) + r"/trials/([1-9][0-9]{0,9})/(heartbeat|report)")
 _RENEW = API_PREFIX + "/leases/renew"
 _JSON = (b"application/json",)
@@ -59,7 +57,6 @@ class KeepAliveDispatch:
         self.heartbeat = _Route(trials.router, trials.heartbeat, LeaseRequest)
         self.report = _Route(trials.router, trials.report, ReportRequest)
         self.renew = _Route(leases.router, leases.renew, RenewRequest)
-        self.batcher: HeartbeatBatcher | None = None
 
     async def __call__(self, scope, receive, send):
         if not self.enabled or scope["type"] != "http" or scope["method"] != "POST":
@@ -69,7 +66,7 @@ class KeepAliveDispatch:
             route, trial_id = self.renew, None
         else:
             m = _TRIAL.fullmatch(path)
-            if m is None or int(m[1]) > MAX_ID:
+            if m is None or int(m[1]) > trials.MAX_TRIAL_ID:
                 return await self.app(scope, receive, send)
             route, trial_id = (self.heartbeat if m[2] == "heartbeat" else self.report), int(m[1])
         if not _is_json(scope):
@@ -91,12 +88,11 @@ class KeepAliveDispatch:
         request = Request(scope, replay)
         try:
             caller = await require_caller(request)
-            db = request.app.state.db
+            state = request.app.state
             if route is self.heartbeat:  # heartbeats arriving together renew together (api/heartbeats.py)
-                if self.batcher is None or self.batcher.db is not db:
-                    self.batcher = HeartbeatBatcher(db)
-                response = json_model(await self.batcher.heartbeat(trial_id, body.lease_token, caller.key))
+                response = json_model(await state.heartbeats.heartbeat(trial_id, body.lease_token, caller.key))
             else:
+                db = state.db
                 args = (body, caller, db) if trial_id is None else (trial_id, body, caller, db)
                 response = await run_in_threadpool(route.endpoint, *args)
         except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as FastAPI would

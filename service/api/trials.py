@@ -25,7 +25,8 @@ from tuneserve.schemas.provenance import RerunRequest
 router = APIRouter(prefix="/trials", tags=["trials"])
 
 # Ids are 32-bit integers in the database: a larger one is a 422, not a driver overflow.
-TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
+MAX_TRIAL_ID = 2**31 - 1
+TrialId = Annotated[int, Path(ge=1, le=MAX_TRIAL_ID, description="The trial's id")]
 CallerDep = Annotated[Caller, Depends(require_caller)]
 
 
