@@ -8,10 +8,10 @@ and validated as FastAPI does it (`json.loads`, then the route's model), the cal
 and authorised by the same dependency (`require_caller`), and the same route function, in the
 thread pool (a heartbeat through the same domain call as a batch of them: api/heartbeats.py, where
 heartbeats that arrive together renew together). An exception from either goes to the app's own
-handlers (api/errors.py), so a 401, 409 or 503 is the same answer. Anything out of the ordinary (a body that is not JSON or does not
-validate, another content type, an id out of range) is handed to the app unchanged, which answers
-it the way it answers every request; tests/test_keepalive_dispatch.py sends the same requests both
-ways and compares the answers.
+handlers (api/errors.py), so a 401, 409 or 503 is the same answer. Anything out of the ordinary
+(a body that is not JSON or does not validate, another content type, an id out of range) is handed
+to the app unchanged, which answers it the way it answers every request.
+tests/test_keepalive_dispatch.py sends the same requests both ways and compares the answers.
 
 Sits inside BodyLimits (which has read the body under its limits and replays it whole) and
 HttpMetrics (which labels by the route this sets in the scope).
