@@ -34,11 +34,22 @@ def trials_of(client, study: str = "s") -> list[dict]:
     return client.get(f"{API}/studies/{study}/trials", params={"limit": 1000}).json()["items"]
 
 
-def test_late_and_forged_completions_are_409_naming_the_state(client):
+def lengthen_leases(database_url: str, seconds: float = 120.0) -> None:
+    """After a 1 s lease has run out on purpose, later claims get a long one: the runs that follow
+    must not expire between their claim and their last request on a loaded CI box (a 409 there
+    once failed CI)."""
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE studies SET lease_seconds = :s"), {"s": seconds})
+    engine.dispose()
+
+
+def test_late_and_forged_completions_are_409_naming_the_state(client, database_url):
     make_study(client, lease_seconds=1, max_retries=3)
     a = claim(client, worker="a")
     tid = a["trial_id"]
     wait_for(lambda: client.get(f"{API}/trials/{tid}").json()["state"] == "waiting", 15, "the lease to run out")
+    lengthen_leases(database_url)
     b = claim(client, worker="b")
     assert b["trial_id"] == tid
     assert post(client, f"/trials/{tid}/complete", {"lease_token": b["lease_token"], "value": 0.5}).status_code == 200
@@ -54,13 +65,14 @@ def test_late_and_forged_completions_are_409_naming_the_state(client):
     assert trial["value"] == 0.5 and trial["worker_id"] == "b"
 
 
-def test_a_retried_run_rewrites_its_steps_but_a_run_cannot_contradict_itself(client):
+def test_a_retried_run_rewrites_its_steps_but_a_run_cannot_contradict_itself(client, database_url):
     make_study(client, lease_seconds=1, max_retries=3)
     a = claim(client, worker="a")
     tid = a["trial_id"]
     for step in (1, 2):
         post(client, f"/trials/{tid}/report", {"lease_token": a["lease_token"], "step": step, "metrics": {"val_loss": 9.0}})
     wait_for(lambda: client.get(f"{API}/trials/{tid}").json()["state"] == "waiting", 15, "the lease to run out")
+    lengthen_leases(database_url)
     b = claim(client, worker="b")
     r = post(client, f"/trials/{tid}/report", {"lease_token": b["lease_token"], "step": 1, "metrics": {"val_loss": 1.0}})
     assert r.status_code == 200  # the retry started over: its step 1 replaces the lost run's
@@ -74,7 +86,7 @@ def test_a_retried_run_rewrites_its_steps_but_a_run_cannot_contradict_itself(cli
 
 
 @pytest.mark.parametrize("where", ["draw", "fill"])
-def test_a_failure_between_reservation_and_fill_loses_nothing(client, monkeypatch, where):
+def test_a_failure_between_reservation_and_fill_loses_nothing(client, database_url, monkeypatch, where):
     make_study(client, method="tpe", max_trials=6, lease_seconds=1, max_retries=0)
     boom = OperationalError("UPDATE trials ...", {}, Exception("server closed the connection unexpectedly"))
     calls = {"n": 0}
@@ -96,6 +108,7 @@ def test_a_failure_between_reservation_and_fill_loses_nothing(client, monkeypatc
     # Its lease runs out; it goes back to the queue without using a retry (max_retries is 0), and
     # the next claim draws it.
     wait_for(lambda: trials_of(client)[0]["state"] == "waiting", 15, "the reservation to be requeued")
+    lengthen_leases(database_url)
     completed = 0
     while completed < 6:
         lease = claim(client, worker="w")
