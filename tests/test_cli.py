@@ -71,7 +71,7 @@ def test_study_lifecycle_from_a_sweep_file(cli, live_server, tmp_path):
     ids = _run_trials(url, "cli-sweep", 2)
     r = cli("study", "status", "cli-sweep", env=env)
     assert r.exit_code == 0, r.output
-    assert "2/3 done" in r.output and "best: trial 0, val_loss = 0.75" in r.output
+    assert "2/3 done" in r.output and f"best: trial {ids[0]} (#0), val_loss = 0.75" in r.output
 
     r = cli("study", "trials", "cli-sweep", "--state", "completed", env=env)
     assert r.exit_code == 0 and r.output.count("completed") == 2
@@ -281,7 +281,7 @@ def test_the_trial_table_keeps_every_parameter_whole_in_80_columns():
 
     from tuneserve_service.cli import _render as render
 
-    trials = [{"number": n, "state": "completed", "value": 0.5 / (n + 1), "last_step": 4,
+    trials = [{"id": 40 + n, "number": n, "state": "completed", "value": 0.5 / (n + 1), "last_step": 4,
                "params": {"lr": 0.00152 * (n + 1), "weight_decay": 0.00046 * (n + 1), "optimizer": ["sgd", "adam", "nesterov"][n],
                           "batch_size": 32 * (n + 1), "dropout": 0.0802, "dataset": "digits", "width": 8 + n},
                "diagnosis": {"label": "healthy"}, "worker_id": f"demo-w{n}"} for n in range(3)]
@@ -301,5 +301,5 @@ def test_the_trial_table_keeps_every_parameter_whole_in_80_columns():
     console = Console(width=200, record=True)
     console.print(table)
     header = console.export_text().splitlines()[0].split()
-    assert header == ["#", "state", "value", "step", "batch_size", "lr", "optimizer", "weight_decay", "width",
+    assert header == ["id", "#", "state", "value", "step", "batch_size", "lr", "optimizer", "weight_decay", "width",
                       "diagnosis", "worker"]

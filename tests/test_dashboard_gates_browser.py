@@ -80,7 +80,7 @@ def test_the_sanity_and_advice_panels(server, browser, shots):
     figures = browser.execute_script("return [...document.querySelectorAll('#sanity-figures tr')].map((r) => r.cells[0].textContent)")
     assert figures == sorted(SANITY_FAILED["figures"])
     link = browser.find_element("css selector", "#sanity-link a")
-    assert link.get_attribute("href").endswith(f"/dashboard/trials/{server.sanity_id}") and link.text == "its run: trial #-1"
+    assert link.get_attribute("href").endswith(f"/dashboard/trials/{server.sanity_id}") and link.text == f"its run: the sanity run, trial {server.sanity_id}"
     expected = [a["message"] for a in study(server)["advice"]]
     assert any(m.startswith("the range test suggests lr") for m in expected)
     assert any(m.startswith("the sanity check failed and the study was resumed") for m in expected)

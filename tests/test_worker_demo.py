@@ -16,7 +16,7 @@ def test_demo_runs_a_study_and_prints_the_best(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    best = re.search(r"best trial (\d+): val_loss ([\d.]+), val_acc ([\d.]+)", out)
+    best = re.search(r"best: trial (\d+) \(#\d+\): val_loss ([\d.]+), val_acc ([\d.]+)", out)
     assert best, out[-3000:]
     assert 0 < float(best.group(3)) <= 1
     assert re.search(r"^\s+lr = ", out, re.M) and "optimizer = " in out

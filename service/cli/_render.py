@@ -49,7 +49,7 @@ def print_status(study: dict) -> None:
     out.print(f"[bold]{study['name']}[/]: {study['state']}, {study_line(study)}")
     out.print(f"trials: {progress_text(study)} done" + (f" ({counts_text(study['counts'])})" if study["counts"]["total"] else ""))
     if study.get("target_reached_by") is not None:
-        out.print(f"target reached by trial {study['target_reached_by']}: the study finished")
+        out.print(f"target reached by trial #{study['target_reached_by']}: the study finished")
     if study.get("runner_warning"):
         out.print(f"[yellow]warning:[/] {study['runner_warning']}")
     elif "runnable_by_workers" in study and study["state"] == "running":
@@ -60,7 +60,9 @@ def print_status(study: dict) -> None:
         at = f" at {study['fidelity_label']}" if study.get("fidelity_label") else ""
         flag = " [yellow](least infeasible: no trial meets the constraints yet)[/]" \
             if study.get("best_is_feasible") is False else ""
-        out.print(f"best: trial {best['number']}, {study['metric']['name']} = {number(best['value'])}{at}{flag}")
+        # "trial N" is an id everywhere in the CLI (trial show N); the study's own numbering is "#n".
+        out.print(f"best: trial {best['id']} (#{best['number']}), {study['metric']['name']} = "
+                  f"{number(best['value'])}{at}{flag}")
         for key, value in sorted(flatten_params(best["params"]).items()):
             out.print(f"  {key} = {json.dumps(value) if not isinstance(value, str) else value}")
     print_craft(study)
@@ -181,12 +183,12 @@ def trial_table(trials: list[dict], width: int | None = None) -> tuple[str | Non
     rows = []
     for t, flat in zip(trials, flats):
         number_text = str(t["number"]) if t.get("kind", "trial") == "trial" else f"{t['number']} ({t['kind']})"
-        rows.append({"#": number_text, "state": t["state"], "value": number(t["value"]),
+        rows.append({"id": str(t["id"]), "#": number_text, "state": t["state"], "value": number(t["value"]),
                      "step": number(t.get("last_step")),
                      **({"fidelity": fidelity_text(t.get("fidelity"))} if fidelity else {}),
                      **{n: param_number(flat.get(n)) for n in varying},
                      "diagnosis": diagnosis_text(t.get("diagnosis")), "worker": t.get("worker_id") or "-"})
-    columns = list(rows[0]) if rows else ["#", "state", "value", "step", "diagnosis", "worker"]
+    columns = list(rows[0]) if rows else ["id", "#", "state", "value", "step", "diagnosis", "worker"]
     needed = sum(max([len(c)] + [len(r[c]) for r in rows]) + 2 for c in columns)
     stacked = width is not None and needed > width and bool(varying)
     table = Table(box=None, header_style="bold", expand=stacked, collapse_padding=stacked, pad_edge=not stacked)

@@ -94,7 +94,7 @@ def progress(study: dict, started: float, recent: list[dict]) -> Group:
     best = study.get("best_trial")
     if best:
         m = best["metrics"]
-        head.add_row("[green]best so far[/]", f"trial {best['number']}", f"val_loss {best['value']:.4f}",
+        head.add_row("[green]best so far[/]", f"trial {best['id']} (#{best['number']})", f"val_loss {best['value']:.4f}",
                      f"val_acc {m.get('val_acc', float('nan')):.3f}", "", "", "")
     table = Table(title="latest trials", title_justify="left")
     # Fits an 80-column terminal: the batch size is in the best trial's params at the end.
@@ -180,7 +180,7 @@ def run(data_dir: Path, n_trials: int, n_workers: int, method: str, port: int) -
         if best is None:
             console.print("[red]no trial completed[/]; see the worker logs")
             return 1
-        console.print(f"[bold green]best trial {best['number']}[/]: val_loss {best['value']:.4f}, "
+        console.print(f"[bold green]best: trial {best['id']} (#{best['number']})[/]: val_loss {best['value']:.4f}, "
                       f"val_acc {best['metrics'].get('val_acc', float('nan')):.3f}")
         for key, value in sorted(best["params"].items()):
             console.print(f"  {key} = {value}")

@@ -65,8 +65,10 @@
 
     function runLink(box, number) {
       const run = runs.find((r) => r.number === number);
-      box.replaceChildren(run ? el("a", { href: `/dashboard/trials/${run.id}`, text: `its run: trial #${number}` })
-        : number === null || number === undefined ? "" : `trial #${number}`);
+      // Special runs are numbered below zero ("#-1" reads as a defect): name the run by its kind and id.
+      const what = (r) => `its run: the ${r.kind === "lr_range" ? "range test" : r.kind} run, trial ${r.id}`;
+      box.replaceChildren(run ? el("a", { href: `/dashboard/trials/${run.id}`, text: what(run) })
+        : number === null || number === undefined || number < 0 ? "" : `trial #${number}`);
     }
 
     function renderNotice(gate) {
