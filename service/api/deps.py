@@ -6,7 +6,9 @@ dashboard's login sets (HttpOnly, SameSite=Strict): the same token, the same che
 """
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from tuneserve_service.auth.guard import (
@@ -17,6 +19,11 @@ from tuneserve_service.db.engine import Database
 from tuneserve_service.errors import Unauthenticated
 
 TOKEN_COOKIE = "tuneserve_token"
+
+# Ids are 32-bit integers in the database: a larger one is a 422, not a driver overflow. Every route
+# that takes a trial id in its path (the API's, the logs', the dashboard's) declares it with this.
+MAX_TRIAL_ID = 2**31 - 1
+TrialId = Annotated[int, Path(ge=1, le=MAX_TRIAL_ID, description="The trial's id")]
 
 
 # Async on purpose: FastAPI runs a sync dependency in the thread pool, so a plain `def` here cost

@@ -29,7 +29,7 @@ from starlette.requests import Request
 
 from tuneserve._defaults import API_PREFIX
 from tuneserve_service.api import leases, trials
-from tuneserve_service.api.deps import require_caller
+from tuneserve_service.api.deps import MAX_TRIAL_ID, require_caller
 from tuneserve_service.api.responses import json_model
 from tuneserve.schemas.trials import LeaseRequest, RenewRequest, ReportRequest
 
@@ -66,7 +66,7 @@ class KeepAliveDispatch:
             route, trial_id = self.renew, None
         else:
             m = _TRIAL.fullmatch(path)
-            if m is None or int(m[1]) > trials.MAX_TRIAL_ID:
+            if m is None or int(m[1]) > MAX_TRIAL_ID:
                 return await self.app(scope, receive, send)
             route, trial_id = (self.heartbeat if m[2] == "heartbeat" else self.report), int(m[1])
         if not _is_json(scope):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
-from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.deps import TrialId, get_db, require_caller
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
 from tuneserve_service.domain.core import logs
@@ -13,7 +13,6 @@ from tuneserve.schemas.logs import TrialLogRead, TrialLogWrite
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
-TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
 
 
 @router.put("/{trial_id}/log", response_model=TrialLogRead,

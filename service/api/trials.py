@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Path, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Response
 
-from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.deps import TrialId, get_db, require_caller
 from tuneserve_service.api.responses import json_model
 from tuneserve_service.auth.guard import Caller
 from tuneserve_service.db.engine import Database
@@ -24,9 +24,6 @@ from tuneserve.schemas.provenance import RerunRequest
 
 router = APIRouter(prefix="/trials", tags=["trials"])
 
-# Ids are 32-bit integers in the database: a larger one is a 422, not a driver overflow.
-MAX_TRIAL_ID = 2**31 - 1
-TrialId = Annotated[int, Path(ge=1, le=MAX_TRIAL_ID, description="The trial's id")]
 CallerDep = Annotated[Caller, Depends(require_caller)]
 
 

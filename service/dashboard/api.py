@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from tuneserve_service.api.deps import get_db, require_caller
+from tuneserve_service.api.deps import TrialId, get_db, require_caller
 from tuneserve_service.dashboard import data
 from tuneserve_service.db.engine import Database
 from tuneserve.schemas.enums import DiagnosisLabel, TrialState
@@ -37,7 +37,6 @@ class DashboardJSON(Response):
     def render(self, content: Any) -> bytes:
         return json.dumps(content, default=_default, allow_nan=False, separators=(",", ":")).encode()
 
-TrialId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The trial's id")]
 
 
 @router.get("/studies", summary="Every study with progress, best value and last activity")
