@@ -189,14 +189,19 @@ def test_the_same_results_are_fitted_once_and_give_the_answer_a_fresh_fit_gives(
     hist = observations(12)
     pending = [MIXED.sample(np.random.default_rng(100 + i)) for i in range(2)]
     first = small().suggest(MIXED, hist, pending[:1], 1, seed=1)
+    assert len(fits) == 2        # the checkpoint's (10 results) cold fit, then the warm one
     again = small().suggest(MIXED, hist, pending, 1, seed=2)
-    assert len(fits) == 1
+    assert len(fits) == 2
     _warm_fits.clear()
     fresh = small().suggest(MIXED, hist, pending, 1, seed=2)
-    assert len(fits) == 2 and again[0].params == fresh[0].params
+    assert len(fits) == 4 and again[0].params == fresh[0].params
     assert first[0].params != again[0].params
-    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted
-    assert len(fits) == 3
+    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted, from the same checkpoint
+    assert len(fits) == 5
+    _warm_fits.clear()
+    small(warm_fit_maxiter=0).suggest(MIXED, hist, pending, 1, seed=2)   # cold fits only: one
+    small(warm_fit_maxiter=0).suggest(MIXED, hist, pending[:1], 1, seed=3)
+    assert len(fits) == 6
 
 
 def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):

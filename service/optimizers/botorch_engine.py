@@ -16,15 +16,18 @@ gives the answer a fresh process gives:
     `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 30 L-BFGS
     iterations: it ends within ~3e-4 of the converged marginal likelihood at ~0.7x its cost; a fit
     that raises keeps the prior-initialised hyper-parameters and is counted in `fit_failures`).
-    `warm_fit_maxiter` > 0 warm-starts the fit from a *checkpoint* of the same history: the fit
-    on n results starts from the cold fit of the history's first `n - n % warm_fit_every` results
-    (bounded as the history is), then runs at most `warm_fit_maxiter` steps; when n is a multiple
-    of `warm_fit_every` the fit is cold. The checkpoint's fit is kept by its exact data
-    (_warm_fits.py): in a running study it is the fit made `n % warm_fit_every` results ago, found;
-    in a fresh process (a restart, a replay) it is computed again, the same. So an answer depends
-    on the seed and the history alone (the contract suite holds with it on); a miss costs one more
-    cold fit, never another answer. Results completed out of trial order move the checkpoint's
-    prefix, and that suggestion misses.
+    **Warm-started fits** (on by default: `warm_fit_maxiter=10`, `warm_fit_every=5`): the fit on
+    n results starts from the cold fit of a *checkpoint* of the same history, its first
+    `n - n % warm_fit_every` results (bounded as the history is), and runs at most
+    `warm_fit_maxiter` steps; when n is a multiple of `warm_fit_every` the fit is cold. The
+    checkpoint's fit is kept by its exact data (_warm_fits.py): in a running study it is the fit
+    made `n % warm_fit_every` results ago, found, so 4 fits in 5 take 10 steps instead of 30; in a
+    fresh process (a restart, a replay) it is computed again, the same. So an answer depends on the
+    seed and the history alone (the contract suite runs with it on, and a test checks that a
+    cleared cache gives a running study's suggestions); a miss costs one more cold fit (a
+    suggestion ~1.2x a cold one on Hartmann-6), never another answer. Results completed out of
+    trial order move the checkpoint's prefix, and that suggestion misses. `warm_fit_maxiter=0`
+    makes every fit cold.
     The losses are winsorised first, as Ax does (`output="winsorize"`: values above q3 + 1.5 IQR
     are clipped there), so one huge loss (a Rosenbrock corner, a diverged run's penalty) does not
     flatten every other difference; `output="yeojohnson"` (gp.py's `_warp`) was the earlier
@@ -34,7 +37,9 @@ gives the answer a fresh process gives:
     worse on Hartmann-6). Trials pending (and points already chosen in this call) are its
     `X_pending`: BoTorch integrates over their unknown outcomes jointly (the MC form of fantasies),
     so parallel workers spread out without a penalty or a liar. Maximised by `optimize_acqf`
-    (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax). The restarts' end points are tried
+    (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax; L-BFGS-B stops a restart at a
+    relative change of the acquisition of `ftol=1e-5` instead of scipy's 2.2e-9, which cuts the
+    batched forward/backward passes by about a quarter on Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried
     best-first; the first whose decoded params (after rounding) are not a pending or already-chosen
     point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
     unit coordinate), not the 2% the other engines' guard keeps: the acquisition already weighs a
@@ -64,7 +69,10 @@ them alone beat the earlier defaults (Yeo-Johnson, analytic LogEI, 8 restarts of
 steps) on 3 Hartmann-6 seeds; together they did on 10 (median regret 0.0095 against 0.084, where
 runs either find the global basin or stall near 0.2); benchmarks/README.md ("against Ax") has the
 probes and the same-run check on five problems against Ax. The options stay so that the
-comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`).
+comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`). The warm-started fits and `ftol=1e-5` were added
+together in the fourth pass (benchmarks/README.md): ~0.73x of the earlier defaults' CPU per
+suggestion in a running Hartmann-6 study (0.81-0.82x at 100 and 1,000 trials), with Hartmann-6's
+median regret over 12 seeds 0.0070 (3 runs stalled above 0.1) against the earlier 0.0095 (4).
 
 Speed: see benchmarks/README.md ("against Ax"); claims do not wait on it (core/draw_ahead.py).
 """
@@ -134,8 +142,8 @@ class BoTorchOptimizer:
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
                  num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
                  acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize",
-                 warm_fit_maxiter: int = 0, warm_fit_every: int = 5,
-                 ftol: float | None = None, pgtol: float | None = None):
+                 warm_fit_maxiter: int = 10, warm_fit_every: int = 5,
+                 ftol: float | None = 1e-5, pgtol: float | None = None):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
         if output not in ("yeojohnson", "winsorize", "none"):
@@ -286,8 +294,8 @@ class BoTorchOptimizer:
         """optimize_acqf's options: L-BFGS-B's (the ones BoTorch's batched fast path takes) and the
         raw samples' seed."""
         out: dict[str, Any] = {"maxiter": self.maxiter, "seed": seed}
-        if self.ftol is not None:
-            out["ftol"] = self.ftol
+        if self.ftol is not None:   # BoTorch's batched L-BFGS-B takes ftol only without its factr
+            out.update(ftol=self.ftol, factr=None)
         if self.pgtol is not None:
             out["pgtol"] = self.pgtol
         return out
