@@ -9,8 +9,9 @@ With --steps S, a repeat times S suggestions on growing histories (the case's hi
 S - 1 results, ..., the whole history), after an untimed one on the history less S results, and
 reports their mean: a running study's cost per suggestion when the fit is warm-started from a
 checkpoint every `warm_fit_every` results (`warm_fit_maxiter`), where one suggestion in S pays the
-checkpoint's cold fit. --fresh times one suggestion on the whole history with the caches cleared
-(a restarted process: the checkpoint's cold fit too).
+checkpoint's cold fit. --fresh also times one suggestion on the history less its last result with
+the caches cleared (a restarted process: with the warm start on, the checkpoint's cold fit too, since
+the cases' histories are multiples of 5 and one less is not).
 With --draw-ahead, each variant is also timed on a second suggestion on the same results with one
 more trial pending, as the draw-ahead asks (core/draw_ahead.py), once reusing the fit of the same
 data and once with the cache cleared (refitting).
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.fresh:
                     _warm_fits.clear()
                     c0 = time.process_time()
-                    opt.suggest(space, completed, pending, 1, seed=3000 + rep)
+                    opt.suggest(space, completed[:-1], pending, 1, seed=3000 + rep)
                     cpu[vname + "+fresh"].append(time.process_time() - c0)
                 if args.draw_ahead:   # the same second suggestion, reusing the fit and, cache cleared, refitting
                     for suffix in ("+ahead", "+ahead-refit"):
