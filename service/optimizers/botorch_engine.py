@@ -73,8 +73,8 @@ comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`). The warm-started fi
 together in the fourth pass (benchmarks/README.md): ~0.73x of the earlier defaults' CPU per
 suggestion in a running Hartmann-6 study (0.81-0.82x at 100 and 1,000 trials; 0.45x of Ax's in the
 same run), with Hartmann-6's median regret over 12 seeds 0.0070 (3 runs stalled above 0.1) against
-the earlier defaults' 0.0048 (3) on the same box and seeds; Michalewicz-5 is to be rechecked (8 seeds:
-median 1.57 against 1.30).
+the earlier defaults' 0.0048 (3) on the same box and seeds, and Michalewicz-5's 1.66 against 1.42
+(12 seeds, within their spread).
 
 Speed: see benchmarks/README.md ("against Ax"); claims do not wait on it (core/draw_ahead.py).
 """
