@@ -4,8 +4,14 @@ box's load falls on all of them alike. Figures are `time.process_time` per sugge
 repeats.
 
 Each timed suggestion is preceded by an untimed one on the same history less its last result, as in a
-study (so an option that warm-starts the fit from the study's previous fit, `warm_fit_maxiter`, finds
-one); the engine's fit caches are cleared before each variant's pair so no variant feeds another.
+study; the engine's fit caches are cleared before each variant's sequence so no variant feeds another.
+With --steps S, a repeat times S suggestions on growing histories (the case's history less its last
+S - 1 results, ..., the whole history), after an untimed one on the history less S results, and
+reports their mean: a running study's cost per suggestion when the fit is warm-started from a
+checkpoint every `warm_fit_every` results (`warm_fit_maxiter`), where one suggestion in S pays the
+checkpoint's cold fit. --fresh also times one suggestion on the history less its last result with
+the caches cleared (a restarted process: with the warm start on, the checkpoint's cold fit too, since
+the cases' histories are multiples of 5 and one less is not).
 With --draw-ahead, each variant is also timed on a second suggestion on the same results with one
 more trial pending, as the draw-ahead asks (core/draw_ahead.py), once reusing the fit of the same
 data and once with the cache cleared (refitting).
@@ -61,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="h6,branin")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--draw-ahead", action="store_true", help="also time a second suggestion on the same results")
+    ap.add_argument("--steps", type=int, default=1, help="time this many suggestions on growing histories (mean)")
+    ap.add_argument("--fresh", action="store_true", help="also time a suggestion with the caches cleared")
     ap.add_argument("variants", nargs="+", help="name=JSON options for BoTorchOptimizer")
     args = ap.parse_args(argv)
 
@@ -74,14 +82,25 @@ def main(argv: list[str] | None = None) -> int:
         cpu: dict[str, list[float]] = {n: [] for n, _ in variants}
         if args.draw_ahead:
             cpu.update({n + s: [] for n, _ in variants for s in ("+ahead", "+ahead-refit")})
+        if args.fresh:
+            cpu.update({n + "+fresh": [] for n, _ in variants})
         for rep in range(args.repeats):
             for vname, opts in variants:
                 _warm_fits.clear()
                 opt = BoTorchOptimizer(**opts)
-                opt.suggest(space, completed[:-1], pending, 1, seed=1000 + rep)
-                c0 = time.process_time()
-                first = opt.suggest(space, completed, pending, 1, seed=1 + rep)
-                cpu[vname].append(time.process_time() - c0)
+                n, S = len(completed), args.steps
+                opt.suggest(space, completed[:n - S], pending, 1, seed=1000 + rep)
+                spent = 0.0
+                for k in range(n - S + 1, n + 1):
+                    c0 = time.process_time()
+                    first = opt.suggest(space, completed[:k], pending, 1, seed=1 + rep + 7919 * (n - k))
+                    spent += time.process_time() - c0
+                cpu[vname].append(spent / S)
+                if args.fresh:
+                    _warm_fits.clear()
+                    c0 = time.process_time()
+                    opt.suggest(space, completed[:-1], pending, 1, seed=3000 + rep)
+                    cpu[vname + "+fresh"].append(time.process_time() - c0)
                 if args.draw_ahead:   # the same second suggestion, reusing the fit and, cache cleared, refitting
                     for suffix in ("+ahead", "+ahead-refit"):
                         if suffix == "+ahead-refit":

@@ -107,39 +107,72 @@ def test_the_model_may_refine_next_to_a_pending_trial_but_not_repeat_it(monkeypa
     assert out.info["redraws"] == 1 and out.params == pytest.approx({"x": 0.9, "y": 0.1})
 
 
-@needs_botorch
-def test_a_warm_fit_starts_from_the_studys_previous_fit_and_only_from_an_earlier_one(monkeypatch):
+def _recording_fits(monkeypatch) -> list:
+    """Every fit's (maxiter, number of points, length-scales it starts from)."""
     import botorch.fit
-
-    from tuneserve_service.optimizers import _warm_fits
 
     real = botorch.fit.fit_gpytorch_mll
     fits = []
 
     def recording_fit(mll, **kw):
-        fits.append((kw["optimizer_kwargs"]["options"]["maxiter"],
+        fits.append((kw["optimizer_kwargs"]["options"]["maxiter"], mll.model.train_inputs[0].shape[-2],
                      mll.model.covar_module.raw_lengthscale.detach().clone()))
         return real(mll, **kw)
 
     monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", recording_fit)
-    _warm_fits.clear()
-    hist = observations(14)
-    opt = small(warm_fit_maxiter=4)
-    opt.suggest(MIXED, hist[:12], [], 1, seed=1)        # cold: no earlier fit of this study
-    [(n_results, stored)] = _warm_fits._fits.values()
-    assert n_results == 12
-    opt.suggest(MIXED, hist[:13], [], 1, seed=2)        # warm: starts at the 12-result fit, 4 steps
-    opt.suggest(MIXED, hist[:9], [], 1, seed=3)         # fewer results than the stored fit: cold
+    return fits
+
+
+@needs_botorch
+def test_a_warm_fit_starts_from_the_cold_fit_of_the_historys_checkpoint(monkeypatch):
     import torch
 
-    assert [f[0] for f in fits] == [30, 4, 30]
-    assert torch.equal(fits[1][1], stored["covar_module.raw_lengthscale"])
-    assert not torch.allclose(fits[0][1], fits[1][1])
-    # Off (the default): nothing is stored, every fit is cold.
+    from tuneserve_service.optimizers import _warm_fits
+
+    fits = _recording_fits(monkeypatch)
     _warm_fits.clear()
-    small().suggest(MIXED, hist[:12], [], 1, seed=1)
-    small().suggest(MIXED, hist[:13], [], 1, seed=2)
-    assert [f[0] for f in fits[3:]] == [30, 30] and not _warm_fits._fits
+    hist = observations(14)
+    opt = small(warm_fit_maxiter=4, warm_fit_every=5)
+    opt.suggest(MIXED, hist[:10], [], 1, seed=1)        # 10 results: its own checkpoint, a cold fit
+    [cold] = _warm_fits._fits.values()
+    opt.suggest(MIXED, hist[:12], [], 1, seed=2)        # warm: from the 10-result fit, found, 4 steps
+    opt.suggest(MIXED, hist[:13], [], 1, seed=3)        # warm: from the same checkpoint
+    assert [f[:2] for f in fits] == [(30, 10), (4, 12), (4, 13)]
+    assert torch.equal(fits[1][2], cold["covar_module.raw_lengthscale"])
+    assert torch.equal(fits[2][2], cold["covar_module.raw_lengthscale"])
+    assert not torch.allclose(fits[0][2], fits[1][2])
+    # A fresh process (nothing kept): the checkpoint is fitted first, then the same warm fit.
+    _warm_fits.clear()
+    opt.suggest(MIXED, hist[:13], [], 1, seed=3)
+    assert [f[:2] for f in fits[3:]] == [(30, 10), (4, 13)]
+    # Off: every fit is cold.
+    _warm_fits.clear()
+    small(warm_fit_maxiter=0).suggest(MIXED, hist[:12], [], 1, seed=2)
+    assert [f[:2] for f in fits[5:]] == [(30, 12)]
+
+
+@needs_botorch
+@pytest.mark.parametrize("bounded", [False, True], ids=["whole-history", "bounded-history"])
+def test_a_fresh_process_gives_the_suggestion_a_running_study_gives(bounded):
+    # The warm start's start point is a function of the history (its checkpoint's cold fit), not of
+    # what the process fitted before: a study's suggestions after a restart (caches cleared) are the
+    # ones it would have made, also when the modelled history is a bounded subset that changes with
+    # every result (40 best + 60 latest by default; 4 + 6 here).
+    from tuneserve_service.optimizers import _warm_fits
+
+    kw = {"warm_fit_maxiter": 4, "warm_fit_every": 5, **({"n_best": 4, "n_recent": 6} if bounded else {})}
+    hist = observations(19, seed=3)
+    pending = [MIXED.sample(np.random.default_rng(200 + i)) for i in range(2)]
+    _warm_fits.clear()
+    running = {}
+    for n in range(5, 20):   # a study: one suggestion after each result, a draw-ahead one with a pending trial
+        running[n] = [s.params for s in small(**kw).suggest(MIXED, hist[:n], [], 1, seed=n)]
+        running[n] += [s.params for s in small(**kw).suggest(MIXED, hist[:n], pending, 2, seed=100 + n)]
+    for n in (8, 13, 17, 19):
+        _warm_fits.clear()
+        fresh = [s.params for s in small(**kw).suggest(MIXED, hist[:n], [], 1, seed=n)]
+        fresh += [s.params for s in small(**kw).suggest(MIXED, hist[:n], pending, 2, seed=100 + n)]
+        assert fresh == running[n], n
 
 
 @needs_botorch
@@ -156,14 +189,19 @@ def test_the_same_results_are_fitted_once_and_give_the_answer_a_fresh_fit_gives(
     hist = observations(12)
     pending = [MIXED.sample(np.random.default_rng(100 + i)) for i in range(2)]
     first = small().suggest(MIXED, hist, pending[:1], 1, seed=1)
+    assert len(fits) == 2        # the checkpoint's (10 results) cold fit, then the warm one
     again = small().suggest(MIXED, hist, pending, 1, seed=2)
-    assert len(fits) == 1
+    assert len(fits) == 2
     _warm_fits.clear()
     fresh = small().suggest(MIXED, hist, pending, 1, seed=2)
-    assert len(fits) == 2 and again[0].params == fresh[0].params
+    assert len(fits) == 4 and again[0].params == fresh[0].params
     assert first[0].params != again[0].params
-    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted
-    assert len(fits) == 3
+    small().suggest(MIXED, hist[:11], pending, 1, seed=2)   # other data: fitted, from the same checkpoint
+    assert len(fits) == 5
+    _warm_fits.clear()
+    small(warm_fit_maxiter=0).suggest(MIXED, hist, pending, 1, seed=2)   # cold fits only: one
+    small(warm_fit_maxiter=0).suggest(MIXED, hist, pending[:1], 1, seed=3)
+    assert len(fits) == 6
 
 
 def test_a_server_without_the_extra_refuses_a_botorch_study_with_a_422(client, monkeypatch):

@@ -148,7 +148,8 @@ def test_all_failed_history_is_accepted(method):
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_same_seed_and_history_give_the_same_answer(method):
     for space in spaces_for(method):
-        completed = history(space, 8 if method == "grid" else 20, seed=5)
+        # 23 results: a history that is not its own checkpoint for botorch's warm-started fit
+        completed = history(space, 8 if method == "grid" else 23, seed=5)
         pending = [history(space, 1, seed=99, failures=False)[0].params] if method != "grid" else []
         a = optimizer(method).suggest(space, completed, pending, count=3, seed=42)
         b = optimizer(method).suggest(space, completed, pending, count=3, seed=42)

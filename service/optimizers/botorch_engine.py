@@ -2,7 +2,8 @@
 
 Every `suggest` builds a fresh model on the stored history; the only thing kept between calls is the
 fitted hyper-parameters of recent data (_warm_fits.py), so that a suggestion on the same results
-again (the draw-ahead's) skips the fit and still gives the answer a fresh fit gives:
+again (the draw-ahead's) skips the fit, and a warm-started fit finds its checkpoint's, and each still
+gives the answer a fresh process gives:
 
   - **Encoding**: gp's `_Encoding` ([0, 1]^k box of the internal coordinates: ln(value) for the log
     families, int_uniform widened by +-0.5 and rounded on decode, one-hot categoricals with 3+
@@ -15,12 +16,18 @@ again (the draw-ahead's) skips the fit and still gives the answer a fresh fit gi
     `Standardize` outcome transform, hyper-parameters by `fit_gpytorch_mll` (at most 30 L-BFGS
     iterations: it ends within ~3e-4 of the converged marginal likelihood at ~0.7x its cost; a fit
     that raises keeps the prior-initialised hyper-parameters and is counted in `fit_failures`).
-    `warm_fit_maxiter` > 0 starts a study's later fits from its previous fit in this process
-    (_warm_fits.py), at most that many steps: ~27 ms instead of ~80 ms on Hartmann-6 at 10 steps,
-    9% of a suggestion there, 28% at 100 trials of suggest_latency.py's space, no loss on 12
-    Hartmann-6 seeds. It is off (0) because an answer then depends on what the process fitted
-    before, which breaks "same seed and history give the same answer" (the contract suite) and a
-    study's replay after a restart (benchmarks/README.md, issue 20, third pass).
+    **Warm-started fits** (on by default: `warm_fit_maxiter=10`, `warm_fit_every=5`): the fit on
+    n results starts from the cold fit of a *checkpoint* of the same history, its first
+    `n - n % warm_fit_every` results (bounded as the history is), and runs at most
+    `warm_fit_maxiter` steps; when n is a multiple of `warm_fit_every` the fit is cold. The
+    checkpoint's fit is kept by its exact data (_warm_fits.py): in a running study it is the fit
+    made `n % warm_fit_every` results ago, found, so 4 fits in 5 take 10 steps instead of 30; in a
+    fresh process (a restart, a replay) it is computed again, the same. So an answer depends on the
+    seed and the history alone (the contract suite runs with it on, and a test checks that a
+    cleared cache gives a running study's suggestions); a miss costs one more cold fit (a
+    suggestion ~1.2x a cold one on Hartmann-6), never another answer. Results completed out of
+    trial order move the checkpoint's prefix, and that suggestion misses. `warm_fit_maxiter=0`
+    makes every fit cold.
     The losses are winsorised first, as Ax does (`output="winsorize"`: values above q3 + 1.5 IQR
     are clipped there), so one huge loss (a Rosenbrock corner, a diverged run's penalty) does not
     flatten every other difference; `output="yeojohnson"` (gp.py's `_warp`) was the earlier
@@ -30,7 +37,9 @@ again (the draw-ahead's) skips the fit and still gives the answer a fresh fit gi
     worse on Hartmann-6). Trials pending (and points already chosen in this call) are its
     `X_pending`: BoTorch integrates over their unknown outcomes jointly (the MC form of fantasies),
     so parallel workers spread out without a penalty or a liar. Maximised by `optimize_acqf`
-    (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax). The restarts' end points are tried
+    (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax; L-BFGS-B stops a restart at a
+    relative change of the acquisition of `ftol=1e-5` instead of scipy's 2.2e-9, which cuts the
+    batched forward/backward passes by about a quarter on Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried
     best-first; the first whose decoded params (after rounding) are not a pending or already-chosen
     point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
     unit coordinate), not the 2% the other engines' guard keeps: the acquisition already weighs a
@@ -60,7 +69,12 @@ them alone beat the earlier defaults (Yeo-Johnson, analytic LogEI, 8 restarts of
 steps) on 3 Hartmann-6 seeds; together they did on 10 (median regret 0.0095 against 0.084, where
 runs either find the global basin or stall near 0.2); benchmarks/README.md ("against Ax") has the
 probes and the same-run check on five problems against Ax. The options stay so that the
-comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`).
+comparison can be rerun (`TUNESERVE_BENCH_BOTORCH_OPTIONS`). The warm-started fits and `ftol=1e-5` were added
+together in the fourth pass (benchmarks/README.md): ~0.73x of the earlier defaults' CPU per
+suggestion in a running Hartmann-6 study (0.81-0.82x at 100 and 1,000 trials; 0.45x of Ax's in the
+same run), with Hartmann-6's median regret over 12 seeds 0.0070 (3 runs stalled above 0.1) against
+the earlier defaults' 0.0048 (3) on the same box and seeds, and Michalewicz-5's 1.66 against 1.42
+(12 seeds, within their spread).
 
 Speed: see benchmarks/README.md ("against Ax"); claims do not wait on it (core/draw_ahead.py).
 """
@@ -73,6 +87,7 @@ from typing import Any
 import numpy as np
 
 from tuneserve_service.optimizers._history import (
+    MIN_MODEL_POINTS,
     DuplicateGuard,
     before_the_model,
     build_history,
@@ -129,7 +144,8 @@ class BoTorchOptimizer:
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
                  num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
                  acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize",
-                 warm_fit_maxiter: int = 0):
+                 warm_fit_maxiter: int = 10, warm_fit_every: int = 5,
+                 ftol: float | None = 1e-5, pgtol: float | None = None):
         if acquisition not in ("auto", "qlognei"):
             raise ValueError(f"acquisition must be 'auto' or 'qlognei', not {acquisition!r}")
         if output not in ("yeojohnson", "winsorize", "none"):
@@ -139,6 +155,9 @@ class BoTorchOptimizer:
         self.fit_failures = 0
         self.fit_maxiter = fit_maxiter
         self.warm_fit_maxiter = warm_fit_maxiter
+        self.warm_fit_every = warm_fit_every
+        self.ftol = ftol
+        self.pgtol = pgtol
         self.n_startup = n_startup
         self.n_best = n_best
         self.n_recent = n_recent
@@ -175,7 +194,8 @@ class BoTorchOptimizer:
             with torch.random.fork_rng(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.manual_seed(derive_seed(seed, 1 << 21))
-                return self._model_suggest(space, dims, fixed, history, completed, pending, guard, count, seed)
+                return self._model_suggest(space, dims, fixed, history, completed, pending, guard, count, seed,
+                                           goal)
         finally:
             torch.set_num_threads(threads)
 
@@ -187,45 +207,100 @@ class BoTorchOptimizer:
             return np.minimum(losses, q3 + 1.5 * (q3 - q1))
         return np.asarray(losses, dtype=float)
 
-    def _fit(self, model, X, Y, completed, n_results: int, dims, width: int) -> None:
-        """Fit the hyper-parameters by the marginal likelihood: from the priors' initial values in at
-        most `fit_maxiter` L-BFGS-B steps, or, with `warm_fit_maxiter` > 0 and an earlier fit of the
-        same study in this process (_warm_fits.py), from that fit's values in at most
-        `warm_fit_maxiter` steps. Without warm starts the fit is a function of (X, Y) alone (its
-        retries draw from a stream seeded by the data), so the same data fitted again in this
-        process takes the earlier fit's values instead (the draw-ahead's suggestions)."""
+    def _data(self, history, enc):
+        """The model's inputs and targets for a history (BoTorch maximises: the target is -loss)."""
+        import torch
+
+        from tuneserve_service.optimizers.gp import _warp
+
+        X = torch.tensor(np.vstack([enc.encode(x) for x in history.X]), dtype=torch.double)
+        Y = torch.tensor(-self._outcome(history.losses, _warp), dtype=torch.double).unsqueeze(-1)
+        return X, Y
+
+    def _checkpoint_fit(self, space, completed, goal, enc, X, Y):
+        """The start of a warm fit: (the cold fit's hyper-parameters, the key of its data) for the
+        checkpoint of this history (its first `_warm_fits.checkpoint(n, warm_fit_every)` results,
+        bounded as the history is), found in this process or fitted now; None when the fit is cold
+        (warm fits off, the history is its own checkpoint, or the checkpoint is too small to model)."""
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+
+        from tuneserve_service.optimizers import _warm_fits
+
+        if self.warm_fit_maxiter <= 0:
+            return None
+        c = _warm_fits.checkpoint(len(completed), self.warm_fit_every)
+        if c >= len(completed) or c < self.n_startup:
+            return None
+        ck = build_history(space, completed[:c], goal, n_best=self.n_best, n_recent=self.n_recent)
+        if ck.n_completed < MIN_MODEL_POINTS:
+            return None
+        Xc, Yc = self._data(ck, enc)
+        if Xc.shape == X.shape and bool((Xc == X).all()) and bool((Yc == Y).all()):
+            return None
+        model = SingleTaskGP(Xc, Yc, outcome_transform=Standardize(m=1))
+        k = self._fit_cold(model, Xc, Yc)
+        return {name: p.detach().clone() for name, p in model.named_parameters()}, k
+
+    def _fit_cold(self, model, X, Y) -> tuple:
+        """Fit from the priors' initial values in at most `fit_maxiter` steps, or take the fit of the
+        same data made earlier in this process. Returns the fit's cache key."""
+        from tuneserve_service.optimizers import _warm_fits
+
+        k = _warm_fits.key(X, Y, "cold", self.output, self.fit_maxiter)
+        self._run_fit(model, k, None, self.fit_maxiter)
+        return k
+
+    def _fit(self, model, X, Y, space, completed, goal, enc) -> None:
+        """Fit the hyper-parameters by the marginal likelihood: cold (from the priors' initial values,
+        at most `fit_maxiter` L-BFGS-B steps), or, with `warm_fit_maxiter` > 0 and a history that is
+        not its own checkpoint, from the checkpoint's cold fit in at most `warm_fit_maxiter` steps.
+        Either is a function of the history alone (the retries draw from a stream seeded by the data,
+        the start point is the checkpoint's data's fit), so a fit of the same data and checkpoint made
+        earlier in this process is taken instead (the draw-ahead's suggestions, a study's checkpoint)."""
+        from tuneserve_service.optimizers import _warm_fits
+
+        start = self._checkpoint_fit(space, completed, goal, enc, X, Y)
+        if start is None:
+            self._fit_cold(model, X, Y)
+            return
+        params, ck_key = start
+        k = _warm_fits.key(X, Y, "warm", self.output, self.warm_fit_maxiter, ck_key)
+        self._run_fit(model, k, params, self.warm_fit_maxiter)
+
+    def _run_fit(self, model, k: tuple, start, maxiter: int) -> None:
         import torch
         from botorch.fit import fit_gpytorch_mll
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         from tuneserve_service.optimizers import _warm_fits
 
-        same = (_warm_fits.same_data_key(X, Y, self.output, self.fit_maxiter)
-                if self.warm_fit_maxiter <= 0 else None)
-        done = _warm_fits.fitted(same) if same is not None else None
+        done = _warm_fits.fitted(k)
         if done is not None:
             self._load(model, done)
             model.eval()
             return
-        key = (_warm_fits.study_key(dims, width, self.output, completed)
-               if self.warm_fit_maxiter > 0 else None)
-        start = _warm_fits.load(key, n_results)
-        maxiter = self.fit_maxiter
         if start is not None:
             self._load(model, start)
-            maxiter = self.warm_fit_maxiter
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         with torch.random.fork_rng():
-            torch.manual_seed(int((same[1] if same is not None else "0")[:8], 16))
+            torch.manual_seed(int(k[1][:8], 16))
             try:
                 fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
             except Exception:   # noqa: BLE001 - a failed fit keeps the initial hyper-parameters
                 self.fit_failures += 1
         model.eval()
-        params = {name: p.detach().clone() for name, p in model.named_parameters()}
-        _warm_fits.store(key, n_results, params)
-        if same is not None:
-            _warm_fits.remember(same, params)
+        _warm_fits.remember(k, {name: p.detach().clone() for name, p in model.named_parameters()})
+
+    def _acq_options(self, seed: int) -> dict[str, Any]:
+        """optimize_acqf's options: L-BFGS-B's (the ones BoTorch's batched fast path takes) and the
+        raw samples' seed."""
+        out: dict[str, Any] = {"maxiter": self.maxiter, "seed": seed}
+        if self.ftol is not None:   # BoTorch's batched L-BFGS-B takes ftol only without its factr
+            out.update(ftol=self.ftol, factr=None)
+        if self.pgtol is not None:
+            out["pgtol"] = self.pgtol
+        return out
 
     @staticmethod
     def _load(model, params) -> None:
@@ -236,7 +311,7 @@ class BoTorchOptimizer:
                 if name in params and params[name].shape == p.shape:
                     p.copy_(params[name])
 
-    def _model_suggest(self, space, dims, fixed, history, completed, pending, guard, count, seed):
+    def _model_suggest(self, space, dims, fixed, history, completed, pending, guard, count, seed, goal):
         import torch
         from botorch.acquisition.analytic import LogExpectedImprovement
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
@@ -245,15 +320,13 @@ class BoTorchOptimizer:
         from botorch.optim import optimize_acqf
         from botorch.sampling.normal import SobolQMCNormalSampler
 
-        from tuneserve_service.optimizers.gp import _Encoding, _warp
+        from tuneserve_service.optimizers.gp import _Encoding
 
         enc = _Encoding(dims)
         dtype = torch.double
-        X = torch.tensor(np.vstack([enc.encode(x) for x in history.X]), dtype=dtype)
-        # BoTorch maximises: the target is -loss.
-        Y = torch.tensor(-self._outcome(history.losses, _warp), dtype=dtype).unsqueeze(-1)
+        X, Y = self._data(history, enc)
         model = SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
-        self._fit(model, X, Y, completed, history.n_total, dims, enc.size)
+        self._fit(model, X, Y, space, completed, goal, enc)
 
         taken: list[torch.Tensor] = []
         for p in pending:
@@ -279,7 +352,7 @@ class BoTorchOptimizer:
                 acq = LogExpectedImprovement(model, best_f=best_f)
             cands, values = optimize_acqf(
                 acq, bounds=bounds, q=1, num_restarts=self.num_restarts, raw_samples=self.raw_samples,
-                return_best_only=False, options={"maxiter": self.maxiter, "seed": derive_seed(seed, 3, i)})
+                return_best_only=False, options=self._acq_options(derive_seed(seed, 3, i)))
             order = torch.argsort(values.reshape(-1), descending=True).tolist()
             chosen, rank = None, -1
             for rank, j in enumerate(order):
