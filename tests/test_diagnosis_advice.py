@@ -75,6 +75,12 @@ def test_every_diagnosis_has_a_rule_and_a_confidence():
 def test_too_short_is_healthy_at_low_confidence_never_a_fault():
     d = diagnose_trial(_epochs([2.0, 1.0], [2.1, 1.1]), num_classes=10)
     assert d.label == "healthy" and d.confidence < CONFIDENT and d.rule == "healthy.too_short"
+    assert "training loss 2 -> 1, validation loss 2.1 -> 1.1" in d.advice and "too few to judge" in d.advice
+    # Two epochs at chance level (nothing learnt, seen in a botorch sweep): the text cites the flat
+    # curves and does not call them free of trouble.
+    d = diagnose_trial(_epochs([2.514, 2.306], [2.304, 2.303]), state="pruned", num_classes=10)
+    assert d.rule == "healthy.too_short" and "no sign of trouble" not in d.advice
+    assert "validation loss 2.3 -> 2.3" in d.advice
 
 
 def test_a_running_trial_with_two_reports_is_insufficient():

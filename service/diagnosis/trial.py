@@ -41,7 +41,8 @@ Every number in to_json() is finite or None (PostgreSQL's json refuses NaN and I
 names of non-finite figures are in evidence["non_finite"]. With the trial's params a fault also
 carries the `variant` to try (variant.py).
 `insufficient` is a running trial with fewer than 3 reports; an ended one that short is healthy at
-confidence 0.2 (no sign of trouble, and a pruned 2-epoch trial keeps its label).
+confidence 0.2 (no divergence seen, and a pruned 2-epoch trial keeps its label); its text cites the
+curves and says they are too few to judge.
 
 Thresholds live in thresholds.py. A running trial gets the same rules, marked provisional.
 """
@@ -462,8 +463,12 @@ def _too_short(f, main, train, val) -> Diagnosis:
                       f"but a divergence or an early explosion.",
                       {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
                       rule="insufficient.too_short", confidence=1.0)
-    return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported, no sign of trouble yet: too few to "
-                  f"judge more than divergence.",
+    # The text cites the curves and claims nothing but the absence of a divergence: two epochs at
+    # chance level are not "no sign of trouble", they are too few to tell.
+    seen = ", ".join(f"{name} {' -> '.join(fmt(v) for _, v in series)}"
+                     for name, series in (("training loss", train), ("validation loss", val)) if series)
+    return f.done(Label.HEALTHY, f"Only {len(main)} epoch(s) reported ({seen}): too few to judge anything "
+                  f"but a divergence, and none was seen.",
                   {"steps": len(main), "last": num(main[-1][1]), "last_step": main[-1][0]},
                   rule="healthy.too_short", confidence=0.2)
 
