@@ -47,19 +47,22 @@ def study(client: JsonClient, name: str, lease_seconds: float) -> None:
 
 def test_a_worker_reporting_often_sends_no_heartbeats(server):
     client = JsonClient(server.url, retry_seconds=5)
-    study(client, "often", lease_seconds=3.0)  # a beat every second unless a report renewed the lease
+    # A beat every 2 s unless a report renewed the lease. Reports come every 0.25 s for 6 s: a worker
+    # that did not fold its beats into reports would send about 3, and only a report held up for
+    # over 1.75 s lets one through (a 3 s lease, a 0.75 s margin, flaked on a loaded CI box).
+    study(client, "often", lease_seconds=6.0)
 
     def objective(params, ctx):
-        for step in range(1, 13):  # a report every 0.25 s for 3 s
+        for step in range(1, 25):
             time.sleep(0.25)
             ctx.report(step, val_loss=1.0 / step, train_loss=1.0 / step)
-        return 1.0 / 12
+        return 1.0 / 24
 
     run_worker(server.url, "often", objective)
     text = metrics_text(server.url)
     assert count(text, "/api/v1/trials/{trial_id}/heartbeat") == 0
     assert count(text, "/api/v1/leases/renew") == 1  # the first provisional diagnosis, then none
-    assert count(text, "/api/v1/trials/{trial_id}/report") == 12
+    assert count(text, "/api/v1/trials/{trial_id}/report") == 24
     (trial,) = client.trials("often")["items"]
     assert trial["state"] == "completed" and trial["attempt"] == 0
 
