@@ -219,7 +219,7 @@ def test_scancel_of_a_task_requeues_its_trial_to_another(fleet):
           f"{requeue_seconds:.2f}s, finished by {again['worker_id']} (attempt {again['attempt']})")
 
 
-def test_time_limit_warning_releases_the_trial_within_a_second(fleet):
+def test_time_limit_warning_releases_the_trial_at_once(fleet):
     # Trials are slow (60 s) until FLEET_FAST exists, so the 1-minute task is mid-trial when USR1 comes.
     # A second array without a time limit holds the other trial and, once FLEET_FAST exists, finishes both.
     study = fleet.study("timelimit", max_trials=2, steps=120, step_seconds=0.5, fast_step=0.02)
@@ -237,7 +237,10 @@ def test_time_limit_warning_releases_the_trial_within_a_second(fleet):
     trial_id = int(re.search(r"trial=(\d+)", released).group(1))
     assert "signal=10" in warned and "in_trial=True" in warned, warned
     release_seconds = _stamp(released) - _stamp(warned)
-    assert 0 <= release_seconds < 1.0, f"released {release_seconds:.3f}s after the warning"
+    # The handler abandons the step at once; what remains is one POST .../release. It takes
+    # milliseconds on a quiet box and took 1.3 s on a loaded CI box, so the bound is 3 s: far under
+    # the 60 s lease (the path without the warning) and the 5 s lead before the kill.
+    assert 0 <= release_seconds < 3.0, f"released {release_seconds:.3f}s after the warning"
     assert fleet.api.get_trial(trial_id)["state"] in ("waiting", "running", "completed")
     fleet.fast.touch()
     # The warned task ends by itself, before the limit, with nothing claimed after the warning.

@@ -69,11 +69,11 @@ def test_a_worker_reporting_often_sends_no_heartbeats(server):
 
 def test_epochs_longer_than_a_third_of_the_lease_are_renewed(server):
     client = JsonClient(server.url, retry_seconds=5)
-    study(client, "slow", lease_seconds=1.5)
+    study(client, "slow", lease_seconds=3.0)  # a renewal every second: 2 s of margin on a loaded box
 
     def objective(params, ctx):
         for step in (1, 2):
-            time.sleep(2.0)  # longer than the whole lease: only renewals keep it
+            time.sleep(3.5)  # longer than the whole lease: only renewals keep it
             ctx.report(step, val_loss=1.0 / step)
         return 0.5
 
