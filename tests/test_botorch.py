@@ -107,6 +107,42 @@ def test_the_model_may_refine_next_to_a_pending_trial_but_not_repeat_it(monkeypa
     assert out.info["redraws"] == 1 and out.params == pytest.approx({"x": 0.9, "y": 0.1})
 
 
+@needs_botorch
+def test_the_believer_model_has_seen_the_pending_trials_at_its_own_mean(monkeypatch):
+    # pending_model="believer" (kriging believer): the acquisition's model is conditioned on every
+    # pending trial and every point already chosen in the call at the posterior mean there, so the
+    # acquisition samples no pending outcome (no X_pending) and its bar is not raised by them.
+    import botorch.optim
+    import torch
+
+    space = parse_parameters({"x": {"min": 0.0, "max": 1.0}, "y": {"min": 0.0, "max": 1.0}})
+    rng = np.random.default_rng(0)
+    hist = [Observation(p, (p["x"] - 0.4) ** 2 + (p["y"] - 0.6) ** 2) for p in (space.sample(rng) for _ in range(8))]
+    pending = [{"x": 0.4, "y": 0.6}, {"x": 0.8, "y": 0.2}]
+    seen = []
+    real = botorch.optim.optimize_acqf
+    monkeypatch.setattr(botorch.optim, "optimize_acqf", lambda acq, **kw: seen.append(acq) or real(acq, **kw))
+    out = small(pending_model="believer").suggest(space, hist, pending, count=2, seed=3)
+    assert [s.info["phase"] for s in out] == ["model", "model"]
+    first, second = seen
+    assert first.X_pending is None and second.X_pending is None
+    assert [a.model.train_inputs[0].shape[-2] for a in (first, second)] == [10, 11]
+    chosen = torch.tensor([[out[0].params["x"], out[0].params["y"]]], dtype=torch.double)
+    assert torch.allclose(second.model.train_inputs[0][-1:], chosen)
+    # Seen at its own mean: conditioning leaves the mean where it was and shrinks the variance to noise.
+    believed = torch.tensor([[0.4, 0.6], [0.8, 0.2]], dtype=torch.double)
+    with torch.no_grad():
+        before = first.model.posterior(believed)   # the model with the two pending trials
+        after = second.model.posterior(believed)   # the same, plus the first chosen point
+    assert torch.allclose(before.mean, after.mean, atol=1e-3)
+    assert (before.variance < 0.05 * first.model.posterior(torch.tensor([[0.0, 1.0]], dtype=torch.double)).variance).all()
+    # Without pending trials the believer is the same acquisition as the fantasies.
+    assert (small(pending_model="believer").suggest(space, hist, [], 1, seed=4)[0].params
+            == small().suggest(space, hist, [], 1, seed=4)[0].params)
+    with pytest.raises(ValueError, match="pending_model"):
+        botorch_engine.BoTorchOptimizer(pending_model="liar")
+
+
 def _recording_fits(monkeypatch) -> list:
     """Every fit's (maxiter, number of points, length-scales it starts from)."""
     import botorch.fit
