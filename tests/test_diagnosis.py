@@ -125,6 +125,16 @@ def test_a_healthy_run_with_a_tiny_late_wobble_is_healthy():
     assert d.label == "healthy", d
 
 
+def test_one_bump_after_the_first_descent_is_not_noise():
+    # A botorch sweep of examples/digits_cnn (adam, lr 0.011): val 0.235, 0.049, 0.072, 0.039, 0.035,
+    # 0.059. The second report sat far below a median taken with the first (still on the descent)
+    # and counted as a spike next to the real bump at epoch 3: two spikes made it "noisy".
+    train = [0.869, 0.0929, 0.0384, 0.0340, 0.0258, 0.0165]
+    val = [0.235, 0.0491, 0.0723, 0.0390, 0.0353, 0.0586]
+    d = diagnose_trial(_epochs(train, val, initial_loss=2.33, num_classes=10), state="pruned")
+    assert (d.label, d.rule) == ("healthy", "healthy.learnt"), d
+
+
 def test_plateau_only_when_the_lr_was_not_already_cut():
     train = [2.3, 1.2, 0.9, 0.8, 0.7, 0.7, 0.7, 0.7]
     rows = [(i + 1, {"train_loss": v, "lr": 0.1}) for i, v in enumerate(train)]

@@ -688,7 +688,9 @@ def _noisy(f, main, train, val) -> Diagnosis | None:
     tail = vs[1:]  # the first report is before most learning and would dwarf the range
     span = max(tail) - min(tail)
     spikes = []
-    for i in range(1, len(vs) - 1):
+    # Nor is it a neighbour: the second report, still on the first descent, would sit far below
+    # a median taken with it (val_loss 0.235, 0.049, 0.072, 0.039: one bump, not two spikes).
+    for i in range(2, len(vs) - 1):
         mid = _median3(vs, i)
         dev = vs[i] - mid
         if span > 0 and abs(dev) >= t.spike_range * span and abs(dev) >= t.spike_level * abs(mid):
