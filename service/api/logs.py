@@ -14,7 +14,6 @@ from tuneserve.schemas.logs import TrialLogRead, TrialLogWrite
 router = APIRouter(prefix="/trials", tags=["trials"])
 
 
-
 @router.put("/{trial_id}/log", response_model=TrialLogRead,
             responses={404: {"description": "No such trial"}, 409: {"description": "The caller does not hold the trial"},
                        403: {"description": "The trial is held under another API token"}})

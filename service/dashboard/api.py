@@ -38,7 +38,6 @@ class DashboardJSON(Response):
         return json.dumps(content, default=_default, allow_nan=False, separators=(",", ":")).encode()
 
 
-
 @router.get("/studies", summary="Every study with progress, best value and last activity")
 def studies(db: Database = Depends(get_db)) -> Response:
     return DashboardJSON(data.studies_overview(db))

@@ -44,8 +44,8 @@ gives the answer a fresh process gives:
     Maximised by `optimize_acqf` (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax;
     L-BFGS-B stops a restart at a relative change of the acquisition of `ftol=1e-5` instead of
     scipy's 2.2e-9, which cuts the batched forward/backward passes by about a quarter on
-    Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried best-first; the first whose decoded params (after rounding) are not a pending or already-chosen
-    point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
+    Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried best-first; the first
+    whose decoded params (after rounding) are not a pending or already-chosen point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
     unit coordinate), not the 2% the other engines' guard keeps: the acquisition already weighs a
     candidate against the pending points, and the 2% guard refused its best restart in 13 of 50
     suggestions of an 8-pending Shekel-4 run (regret 2.62 against 1.64 without it).
@@ -258,11 +258,6 @@ class BoTorchOptimizer:
 
         return _warm_fits.key(X, Y, "cold", self.output, self.fit_maxiter)
 
-    def _fit_cold(self, model, X, Y) -> None:
-        """Fit from the priors' initial values in at most `fit_maxiter` steps, or take the fit of the
-        same data made earlier in this process."""
-        self._run_fit(model, self._cold_key(X, Y), None, self.fit_maxiter)
-
     def _fit(self, model, X, Y, space, completed, goal, enc) -> None:
         """Fit the hyper-parameters by the marginal likelihood: cold (from the priors' initial values,
         at most `fit_maxiter` L-BFGS-B steps), or, with `warm_fit_maxiter` > 0 and a history that is
@@ -274,7 +269,7 @@ class BoTorchOptimizer:
 
         start = self._checkpoint_fit(space, completed, goal, enc, X, Y)
         if start is None:
-            self._fit_cold(model, X, Y)
+            self._run_fit(model, self._cold_key(X, Y), None, self.fit_maxiter)
             return
         params, ck_key = start
         k = _warm_fits.key(X, Y, "warm", self.output, self.warm_fit_maxiter, ck_key)
