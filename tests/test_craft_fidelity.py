@@ -8,6 +8,7 @@ from tuneserve_service.craft.fidelity import (
     Fidelity,
     FidelityError,
     apply_fidelity,
+    epoch_budget,
     fraction_ladder,
     highest_level,
     map_by_rank,
@@ -104,3 +105,16 @@ def test_map_by_rank():
     assert map_by_rank([1.0, 1.0, 2.0], [10, 20, 30, 40]) == pytest.approx([20.0, 20.0, 35.0])  # ties share
     assert map_by_rank([3.0, 1.0], []) == [3.0, 1.0]
     assert map_by_rank([], [1.0]) == []
+
+
+def test_the_epoch_budget_is_the_records_else_an_epochs_parameters():
+    assert epoch_budget({"lr": 0.1, "epochs": 6}) == 6
+    assert epoch_budget({"train.max_epochs": 12.0}) == 12            # a dotted name's leaf; a whole float
+    assert epoch_budget({"epochs": 6}, {"epochs": 2, "data_fraction": 0.1}) == 2   # a managed study's own
+    assert epoch_budget({"epochs": 6}, {"data_fraction": 0.1}) == 6
+    assert epoch_budget({"lr": 0.1}) is None
+    assert epoch_budget({"epochs": 2.5}) is None                     # not a whole number of epochs
+    assert epoch_budget({"epochs": True}) is None
+    assert epoch_budget({"epochs": 0}) is None
+    assert epoch_budget({"epochs": "6"}) is None
+    assert epoch_budget({"epoch_size": 100}) is None                 # not an epochs name

@@ -198,6 +198,49 @@ def test_wandb_hyperband_rechecks_a_running_trial_at_its_heartbeat(client):
                                                                "strict": True}
 
 
+def test_a_trial_at_its_last_epoch_is_not_pruned_at_its_report_or_heartbeat(client):
+    # epochs 2 and bands 1, 2, 4: band 2 is a trial's last report, where a stop would save nothing and
+    # rank a finished run as a pruned one. The same rank one epoch earlier still stops.
+    create(client, name="last", method="random", max_trials=10, metric=LOSS,
+           parameters={**SPACE, "train": {"parameters": {"epochs": {"value": 2}}}},
+           early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2})
+    for v in (1.0, 1.1, 1.2):
+        run_trial(client, "last", [v, v], value=v)
+    late = client.post(f"{API}/trials/claim", json={"worker_id": "a", "study": "last"}).json()
+    tid, tok = late["trial_id"], late["lease_token"]
+    r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 1, "metrics": {"loss": 0.5}})
+    assert r.json()["should_stop"] is False
+    r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 2, "metrics": {"loss": 9.0}})
+    assert r.json()["should_stop"] is False                          # worst of four at band 2, its last epoch
+    hb = client.post(f"{API}/trials/{tid}/heartbeat", json={"lease_token": tok})
+    assert hb.json()["should_stop"] is False
+    assert client.post(f"{API}/trials/{tid}/complete", json={"lease_token": tok, "value": 9.0}).status_code == 200
+    assert client.get(f"{API}/trials/{tid}").json()["state"] == "completed"
+    early = client.post(f"{API}/trials/claim", json={"worker_id": "a", "study": "last"}).json()
+    r = client.post(f"{API}/trials/{early['trial_id']}/report",
+                    json={"lease_token": early["lease_token"], "step": 1, "metrics": {"loss": 9.0}})
+    assert r.json()["should_stop"] is True and "band 1" in r.json()["reason"]
+
+
+@pytest.mark.parametrize("epochs, stopped", [(2, False), (3, True)])
+def test_asha_does_not_stop_a_managed_fidelitys_last_epoch(client, epochs, stopped):
+    # Rungs 1, 2, 4: at rung 2 the trial is the worst of three and ASHA stops it, unless epoch 2 is its last.
+    r = client.post(f"{API}/studies", json=study_body("fa", fidelity={"epochs": epochs},
+                                                      pruner={"type": "asha", "grace_period": 1, "reduction_factor": 2}))
+    assert r.status_code == 201, r.text
+    for v in (1.0, 1.1):
+        lease = client.post(f"{API}/trials/claim", json={"worker_id": "w", "study": "fa"}).json()
+        client.post(f"{API}/trials/{lease['trial_id']}/report", json={"lease_token": lease["lease_token"], "reports": [
+            {"step": 1, "metrics": {"val_loss": v}}, {"step": 2, "metrics": {"val_loss": v}}]})
+    lease = client.post(f"{API}/trials/claim", json={"worker_id": "w", "study": "fa"}).json()
+    assert lease["params"]["epochs"] == epochs
+    tid, tok = lease["trial_id"], lease["lease_token"]
+    r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 1, "metrics": {"val_loss": 0.9}})
+    assert r.json()["should_stop"] is False                          # the best at rung 1
+    r = client.post(f"{API}/trials/{tid}/report", json={"lease_token": tok, "step": 2, "metrics": {"val_loss": 5.0}})
+    assert r.json()["should_stop"] is stopped
+
+
 def test_a_native_pruner_is_not_rechecked_at_heartbeats(client):
     r = client.post(f"{API}/studies", json=study_body("m", pruner={"type": "asha", "grace_period": 1,
                                                                     "reduction_factor": 2}))

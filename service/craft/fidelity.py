@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from tuneserve_service.craft.errors import CraftError
 
 FIDELITY_KEYS = ("epochs", "data_fraction", "classes")
 RECORD_KEYS = FIDELITY_KEYS + ("data_seed",)
+# Parameter leaf names (the last part of a dotted name) that give the epochs a run trains.
+EPOCH_NAMES = frozenset({"epochs", "max_epochs", "num_epochs"})
 
 
 class FidelityError(CraftError):
@@ -209,3 +211,17 @@ def map_by_rank(values: Sequence[float], reference: Sequence[float]) -> list[flo
         ranks[tied] = ranks[tied].mean()
     quantiles = (ranks + 0.5) / len(vals)
     return [float(x) for x in np.quantile(ref, quantiles)]
+
+
+def epoch_budget(params: Mapping[str, Any], record: Mapping[str, Any] | None = None) -> int | None:
+    """The epochs a run was set to train: its fidelity record's `epochs` (a managed study hands them
+    to the run), else its parameter named epochs, max_epochs or num_epochs (the leaf of a dotted
+    name) when that is a whole number >= 1; None when neither says."""
+    candidates = [record.get("epochs")] if record else []
+    candidates += [v for k, v in params.items() if k.rsplit(".", 1)[-1] in EPOCH_NAMES]
+    for value in candidates:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value) and float(value).is_integer() and value >= 1:
+            return int(value)
+    return None

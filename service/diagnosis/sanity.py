@@ -20,6 +20,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from tuneserve_service.craft.fidelity import EPOCH_NAMES
 from tuneserve_service.diagnosis.curve import Curve, to_float
 from tuneserve_service.diagnosis.thresholds import THRESHOLDS, Thresholds
 from tuneserve_service.diagnosis.trial import finite_json, fmt, num
@@ -31,7 +32,6 @@ WIDTH_NAMES = frozenset({"width", "filters", "channels", "base_width", "num_filt
                          "units", "hidden_units"})
 DEPTH_NAMES = frozenset({"depth", "blocks", "num_blocks", "layers", "num_layers", "n_layers"})
 LR_NAMES = frozenset({"lr", "learning_rate"})
-EPOCH_NAMES = frozenset({"epochs", "max_epochs", "num_epochs"})
 # Regularisation and augmentation: off in a sanity run (a value of the kind the space uses).
 OFF_NAMES = frozenset({"dropout", "weight_decay", "wd", "l2", "label_smoothing", "crop_padding", "augment_crop",
                        "hflip", "flip", "rotate", "rotate_degrees", "shift", "shift_fraction", "augment",

@@ -9,6 +9,10 @@ pruner config as `resource_unit` when the study is created. So the cheapest tria
 1, 2, 3, ..., an epoch on all the data is 1 / unit steps, and ASHA's or Hyperband's rungs (and
 grace_period, max_resource) compare trials by the data they have trained on. The pruners themselves
 do not change, and W&B's early_terminate keeps its own semantics (it counts reports).
+
+A stop at a trial's last epoch (craft.fidelity.epoch_budget: its managed fidelity's epochs, or an
+epochs parameter) is not given, at a report or a heartbeat: it would save nothing and rank a run
+that trained its whole budget as a pruned one. Read only when a pruner says stop.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
-from tuneserve_service.craft.fidelity import Fidelity, FidelityError, resource_steps
+from tuneserve_service.craft.fidelity import Fidelity, FidelityError, epoch_budget, resource_steps
 from tuneserve_service.pruners.base import Curve, PruneVerdict, PrunerConfig
 from tuneserve_service.pruners.registry import build_pruner
 from tuneserve_service.space import SearchSpace
@@ -109,8 +113,17 @@ def prune_verdict(session: Session, study: Any, trial_id: int, steps: list[int])
         seen = step if mapped is None else mapped(trial_id, step)
         decision = pruner.decide(mine.until(seen), others, study.goal)
         if decision.stop:
-            return replace(decision, step=step)
+            return CONTINUE if _trained_out(session, trial_id, max(steps)) else replace(decision, step=step)
     return CONTINUE
+
+
+def _trained_out(session: Session, trial_id: int, step: int) -> bool:
+    """Whether the trial's latest `step` (epochs done) reached its epoch budget
+    (craft.fidelity.epoch_budget): a stop then saves nothing and would only rank a finished run as a
+    pruned one. Read only when a pruner says stop."""
+    row = trial_store.get_trial_row(session, trial_id)
+    budget = None if row is None else epoch_budget(row["params"] or {}, row["fidelity"])
+    return budget is not None and step >= budget
 
 
 def recheck_verdict(session: Session, study: Any, trial_id: int, last_step: int | None = None) -> PruneVerdict:
@@ -126,4 +139,7 @@ def recheck_verdict(session: Session, study: Any, trial_id: int, last_step: int 
     mine, others = _curves(session, study, trial_id, ALL_STEPS)
     if not mine.values:
         return CONTINUE
-    return pruner.recheck(mine, others, study.goal)
+    verdict = pruner.recheck(mine, others, study.goal)
+    if verdict.stop and _trained_out(session, trial_id, max(mine.values)):
+        return CONTINUE
+    return verdict
