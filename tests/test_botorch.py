@@ -143,6 +143,36 @@ def test_the_believer_model_has_seen_the_pending_trials_at_its_own_mean(monkeypa
         botorch_engine.BoTorchOptimizer(pending_model="liar")
 
 
+@needs_botorch
+def test_the_kernel_is_matern_five_halves_with_the_dimension_scaled_prior_or_rbf_when_asked(monkeypatch):
+    # Both kernels carry BoTorch's dimension-scaled log-normal length-scale prior (Ax's MBM model
+    # uses it with RBF); a fit of one kernel is never taken for the other's from the warm-fit cache.
+    import math
+
+    import torch
+    from gpytorch.kernels import MaternKernel, RBFKernel
+    from gpytorch.priors import LogNormalPrior
+
+    from tuneserve_service.optimizers import _warm_fits
+
+    X, Y = torch.rand(8, 5, dtype=torch.double), torch.randn(8, 1, dtype=torch.double)
+    kernels = {name: small(kernel=name)._model(X, Y).covar_module for name in ("matern", "rbf")}
+    assert isinstance(kernels["matern"], MaternKernel) and kernels["matern"].nu == 2.5
+    assert isinstance(kernels["rbf"], RBFKernel)
+    for covar in kernels.values():
+        assert isinstance(covar.lengthscale_prior, LogNormalPrior)
+        assert math.isclose(float(covar.lengthscale_prior.loc), math.sqrt(2) + math.log(5) / 2, rel_tol=1e-6)
+    assert botorch_engine.BoTorchOptimizer().kernel == "matern"
+    fits = _recording_fits(monkeypatch)
+    _warm_fits.clear()
+    hist = observations(10)
+    small(kernel="matern").suggest(MIXED, hist, [], 1, seed=1)
+    small(kernel="rbf").suggest(MIXED, hist, [], 1, seed=1)
+    assert len(fits) == 2                                             # one fit each, none shared
+    with pytest.raises(ValueError, match="kernel"):
+        botorch_engine.BoTorchOptimizer(kernel="periodic")
+
+
 def _recording_fits(monkeypatch) -> list:
     """Every fit's (maxiter, number of points, length-scales it starts from)."""
     import botorch.fit
