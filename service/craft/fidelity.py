@@ -222,6 +222,6 @@ def epoch_budget(params: Mapping[str, Any], record: Mapping[str, Any] | None = N
     for value in candidates:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        if math.isfinite(value) and float(value).is_integer() and value >= 1:
+        if float(value).is_integer() and value >= 1:   # False for inf and nan
             return int(value)
     return None

@@ -51,7 +51,8 @@ gives the answer a fresh process gives:
     L-BFGS-B stops a restart at a relative change of the acquisition of `ftol=1e-5` instead of
     scipy's 2.2e-9, which cuts the batched forward/backward passes by about a quarter on
     Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried best-first; the first
-    whose decoded params (after rounding) are not a pending or already-chosen point again wins, else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
+    whose decoded params (after rounding) are not a pending or already-chosen point again wins,
+    else a prior draw kept apart. "Again" means within `SAME_POINT` (1e-4 per
     unit coordinate), not the 2% the other engines' guard keeps: the acquisition already weighs a
     candidate against the pending points, and the 2% guard refused its best restart in 13 of 50
     suggestions of an 8-pending Shekel-4 run (regret 2.62 against 1.64 without it).
@@ -240,9 +241,6 @@ class BoTorchOptimizer:
         checkpoint of this history (its first `_warm_fits.checkpoint(n, warm_fit_every)` results,
         bounded as the history is), found in this process or fitted now; None when the fit is cold
         (warm fits off, the history is its own checkpoint, or the checkpoint is too small to model)."""
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
-
         from tuneserve_service.optimizers import _warm_fits
 
         if self.warm_fit_maxiter <= 0:
@@ -265,14 +263,13 @@ class BoTorchOptimizer:
         return {name: p.detach().clone() for name, p in model.named_parameters()}, k
 
     def _model(self, X, Y):
+        """SingleTaskGP with the kernel BoTorch builds for it by default (RBF) or its Matérn-5/2, both
+        under the dimension-scaled length-scale prior."""
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
-
-        if self.kernel == "rbf":
-            return SingleTaskGP(X, Y, outcome_transform=Standardize(m=1))
         from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 
-        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1], use_rbf_kernel=False)
+        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1], use_rbf_kernel=self.kernel == "rbf")
         return SingleTaskGP(X, Y, covar_module=covar, outcome_transform=Standardize(m=1))
 
     def _cold_key(self, X, Y) -> tuple:
@@ -344,8 +341,6 @@ class BoTorchOptimizer:
         import torch
         from botorch.acquisition.analytic import LogExpectedImprovement
         from botorch.acquisition.logei import qLogNoisyExpectedImprovement
-        from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
         from botorch.optim import optimize_acqf
         from botorch.sampling.normal import SobolQMCNormalSampler
 
