@@ -243,6 +243,17 @@ def test_slow_needs_the_training_loss_as_high_as_the_validation_loss():
     assert diagnose_trial(gap, num_classes=10).label != "lr_too_low"
 
 
+def test_a_start_before_the_first_epoch_is_named_as_such():
+    """The loss before the first update is not on the plotted curve (it starts at epoch 1), so a text
+    that quotes it says "before training"; without it the text quotes the first epoch's report."""
+    train, val = [1.22, 0.9, 0.5, 0.219], [0.69, 1.04, 0.22, 1.27]   # the demo's trial #10
+    with_initial = diagnose_trial(_epochs(train, val, initial_loss=2.29), num_classes=10)
+    assert (with_initial.label, with_initial.rule) == ("healthy", "healthy.improving")
+    assert "(2.29 before training -> 0.219)" in with_initial.advice, with_initial.advice
+    without = diagnose_trial(_epochs(train, val), num_classes=10)
+    assert "(1.22 -> 0.219)" in without.advice and "before training" not in without.advice, without.advice
+
+
 def test_settled_is_confidently_healthy_only_when_the_task_was_learnt():
     """healthy.learnt for a run whose best validation loss got under 0.3 ln C; one that settled
     higher up with no fault named is healthy.settled_high. Both are guesses (0.5) by the corpus."""

@@ -363,6 +363,13 @@ def _start(f: _Facts, main: list[tuple[int, float]]) -> float:
     return f.initial if f.initial is not None and math.isfinite(f.initial) else main[0][1]
 
 
+def _start_text(f: _Facts, main: list[tuple[int, float]]) -> str:
+    """The start a text quotes: the loss before the first update names itself, since the plotted
+    curve begins at the first epoch's report (the demo: "2.29 -> 0.219" beside a chart from 1.22)."""
+    before = f.initial is not None and math.isfinite(f.initial)
+    return f"{fmt(f.initial)} before training" if before else fmt(main[0][1])
+
+
 def _progress(start: float, best: float) -> float:
     return (start - best) / abs(start) if start else 0.0
 
@@ -404,8 +411,8 @@ def _lr_too_high(f, main, train, val) -> Diagnosis | None:
     if enough and _progress(start, best) < t.no_progress and (peak is not None or (ratio or 0) >= t.update_ratio_high):
         why = (f"jumped to {fmt(peak)} in the first epochs" if peak is not None
                else f"the update ratio is {fmt(ratio)}, far above ~1e-3")
-        return f.done(Label.LR_TOO_HIGH, f"The loss never got below its start ({fmt(start)}, best {fmt(best)}) "
-                      f"and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence,
+        return f.done(Label.LR_TOO_HIGH, f"The loss never got below its start ({_start_text(f, main)}, "
+                      f"best {fmt(best)}) and {why}: {_the_lr(lr)} is too high; lower it{lower}.", evidence,
                       rule="lr_too_high.never_learnt",
                       # 10x above the start: so far too high that one lr / 3 notch seldom shows (corpus)
                       # the corpus (seed-even half): an early spike that then settled near chance was
@@ -449,8 +456,8 @@ def _lr_too_low(f, main, train, val) -> Diagnosis | None:
                 "steps": len(main), "update_ratio": num(ratio), "lr": num(lr)}
     if ratio is None or ratio <= t.update_ratio_low:
         moved = f", update ratio {fmt(ratio)} against ~1e-3" if ratio is not None else ""
-        return f.done(Label.LR_TOO_LOW, f"The loss barely moved ({fmt(start)} -> {fmt(values[-1])} in {len(main)} "
-                      f"epochs{moved}): {_the_lr(lr)} is far too low; raise it 10x or more.", evidence,
+        return f.done(Label.LR_TOO_LOW, f"The loss barely moved ({_start_text(f, main)} -> {fmt(values[-1])} "
+                      f"in {len(main)} epochs{moved}): {_the_lr(lr)} is far too low; raise it 10x or more.", evidence,
                       rule="lr_too_low.barely_moved", confidence=0.5 if ratio is not None else 0.6)
     return None
 
@@ -601,7 +608,7 @@ def _slow(f, main, train, val) -> Diagnosis | None:
                 "chance_loss": num(f.chance), "update_ratio": num(ratio), "lr": num(lr), "still_improving": True}
     name = "validation loss" if val else "loss"
     return f.done(Label.LR_TOO_LOW, f"Still learning at epoch {series[-1][0]}, but slowly: the {name} is "
-                  f"{fmt(last)} at the last report (from {fmt(start)}; chance is {fmt(f.chance)}), "
+                  f"{fmt(last)} at the last report (from {_start_text(f, main)}; chance is {fmt(f.chance)}), "
                   f"{100 * fell:.0f}% lower than 3 reports before: {_the_lr(lr)} is too low "
                   f"for this budget; raise it 3x (or train longer).", evidence,
                   rule="lr_too_low.slow", confidence=SLOW_CONFIDENCE)
@@ -620,15 +627,17 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
         wobbles = any(b > a for a, b in zip(values, values[1:]))  # a monotone fall is no sign of large steps
         if f.usual_lr and lr is not None and lr >= t.nothing_learnt_high_lr * f.usual_lr * (1 - 1e-9) and wobbles:
             evidence.update({"lr": num(lr), "usual_lr": num(f.usual_lr)})
-            return f.done(Label.LR_TOO_HIGH, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
-                          f"{fmt(values[-1])}) at lr {fmt(lr)}, {lr / f.usual_lr:.0f}x {f.optimizer}'s usual "
-                          f"{fmt(f.usual_lr)}: steps this large can keep a run from settling; try it 3x lower "
+            return f.done(Label.LR_TOO_HIGH, f"Almost nothing was learnt in {len(main)} epochs "
+                          f"({_start_text(f, main)} -> {fmt(values[-1])}) at lr {fmt(lr)}, "
+                          f"{lr / f.usual_lr:.0f}x {f.optimizer}'s usual {fmt(f.usual_lr)}: steps this large can keep a "
+                          f"run from settling; try it 3x lower "
                           f"(if that learns nothing either, run the sanity gate to rule out the data).", evidence,
                           rule="lr_too_high.nothing_learnt",
                           # a guess: on the corpus (old halves) lr / 3 helped 6 of 16 such runs, lr x 3 only 2
                           confidence=0.4)
-        return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs ({fmt(start)} -> "
-                      f"{fmt(values[-1])}) although the weights moved (update ratio {fmt(ratio)}): for a run "
+        return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs "
+                      f"({_start_text(f, main)} -> {fmt(values[-1])}) although the weights "
+                      f"moved (update ratio {fmt(ratio)}): for a run "
                       f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
                       f"learns nothing either, run the sanity gate to rule out the data).", evidence,
                       rule="lr_too_low.nothing_learnt", confidence=0.45)
@@ -671,8 +680,8 @@ def _plateau(f, main, train, val) -> Diagnosis | None:
         return None  # the lr was already cut during the stall: a schedule is doing its job
     lr = lrs[-1] if lrs else None
     at = f" at lr {fmt(lr)}" if lr is not None else ""
-    return f.done(Label.PLATEAU, f"The loss fell from {fmt(start)} to {fmt(values[-1])} and has stalled since "
-                  f"epoch {since}{at}: lower the learning rate when it stalls (a step or plateau "
+    return f.done(Label.PLATEAU, f"The loss fell from {_start_text(f, main)} to {fmt(values[-1])} and has "
+                  f"stalled since epoch {since}{at}: lower the learning rate when it stalls (a step or plateau "
                   f"schedule), or start 3-10x lower.",
                   {"start": num(start), "last": num(values[-1]), "last_step": main[-1][0], "stalled_since": since,
                    "recent_gain": num(gain, 3), "lr": num(lr)}, rule="plateau.stalled",
@@ -723,7 +732,8 @@ def _healthy(f, main, train, val) -> Diagnosis:
     if (gain is None and not _fitted(f, main)) or val_falling:
         # Name each curve the figures come from: an unnamed training loss read beside the study's
         # validation metric looks like a contradiction (the demo: "2.3 -> 0.555" for a val_loss of 0.300).
-        curves = f"{'training loss' if val and val is not main else 'loss'} {fmt(start)} -> {fmt(values[-1])}"
+        curves = (f"{'training loss' if val and val is not main else 'loss'} {_start_text(f, main)} -> "
+                  f"{fmt(values[-1])}")
         if val and val is not main:
             curves += f", validation loss {fmt(val[0][1])} -> {fmt(val[-1][1])}"
         text = f"Still improving at epoch {main[-1][0]} ({curves}): more epochs would likely help."
@@ -731,7 +741,7 @@ def _healthy(f, main, train, val) -> Diagnosis:
             # The training loss still falls but the validation loss moved up at the end: say so rather
             # than "still improving", which its own last report contradicts.
             best_step, best = min(val, key=lambda sv: sv[1])
-            text = (f"The training loss is still falling at epoch {main[-1][0]} ({fmt(start)} -> "
+            text = (f"The training loss is still falling at epoch {main[-1][0]} ({_start_text(f, main)} -> "
                     f"{fmt(values[-1])}), but the validation loss at the last report ({fmt(val[-1][1])}) is above "
                     f"its best ({fmt(best)} at epoch {best_step}): too short a run to tell a wobble from "
                     f"overfitting; train longer or repeat it before trusting its value.")
@@ -741,14 +751,16 @@ def _healthy(f, main, train, val) -> Diagnosis:
                       confidence=0.5)
     best = min(v for _, v in (val or main))
     if f.chance is not None and best >= f.t.settled_learnt * f.chance:
-        return f.done(Label.HEALTHY, f"Settled at {fmt(values[-1])} (from {fmt(start)}; chance is {fmt(f.chance)}) "
-                      f"with no sign of a fault the rules name: a wider model or another learning rate may "
+        return f.done(Label.HEALTHY, f"Settled at {fmt(values[-1])} (from {_start_text(f, main)}; "
+                      f"chance is {fmt(f.chance)}) with no sign of a fault the rules name: a wider model or "
+                      f"another learning rate may "
                       f"still do better; repeat the run before trusting its value.", evidence,
                       rule="healthy.settled_high",
                       # a guess: it stopped well above what the task allows (best validation loss over
                       # 0.3 ln C); on the corpus's tune half a change often still helped such runs
                       confidence=0.5)
-    return f.done(Label.HEALTHY, f"Learnt well ({fmt(start)} -> {fmt(values[-1])}) with no sign of over- or "
+    return f.done(Label.HEALTHY, f"Learnt well ({_start_text(f, main)} -> {fmt(values[-1])}) with no sign of "
+                  f"over- or "
                   f"underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
                   # a guess, by the measure above: on the corpus's tune half (2026-12-06, with the
                   # ordinary parents) no change beat the seed spread on 4 of its 7 runs; on the rest
