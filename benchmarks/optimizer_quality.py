@@ -335,7 +335,8 @@ def run_trace(problem: str, method: str, seed: int, pending: int,
     while len(values) < n_evals:
         while len(running) < max(pending, 1) and len(values) + len(running) < n_evals:
             t0, c0 = time.perf_counter(), time.process_time()
-            s = opt.suggest(space, completed, [p for p in running], 1, seed * 100_003 + asked)[0]
+            ask_seed = int(np.random.SeedSequence([seed, asked]).generate_state(1)[0])
+            s = opt.suggest(space, completed, [p for p in running], 1, ask_seed)[0]
             asking += time.perf_counter() - t0
             asking_cpu += time.process_time() - c0
             running.append(s.params)
@@ -425,14 +426,29 @@ def report(raw: list[dict]) -> int:
     return 0
 
 
+def median_ratio_interval(a: np.ndarray, b: np.ndarray, rounds: int = 10_000,
+                          level: float = 0.90) -> tuple[float, float]:
+    """A paired bootstrap interval for median(a) / median(b): seeds are resampled with replacement,
+    each keeping both of its runs, so the interval shows how far the ratio of two medians of 20
+    bimodal runs moves with the draw of seeds alone."""
+    if len(a) == 0 or len(a) != len(b):
+        return math.nan, math.nan
+    rng = np.random.default_rng(np.random.SeedSequence(20))
+    idx = rng.integers(0, len(a), size=(rounds, len(a)))
+    ratios = np.median(a[idx], axis=1) / np.maximum(np.median(b[idx], axis=1), 1e-300)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def against_ax(groups: dict[tuple, list[dict]]) -> None:
     """botorch against Ax on the seeds that every (method, pending) pair of a problem finished:
     the ratios of median regret (and botorch at 8 pending against botorch sequential), and of CPU
     time per suggestion (process time around every ask: steadier than wall time on a shared box)."""
     print("\n## botorch against Ax, same seeds (n = seeds every column finished)")
-    print("| problem | n | Ax | botorch | botorch / Ax | botorch, 8 pending | 8 pending / sequential "
-          "| CPU ms: Ax | botorch | botorch / Ax | on a bound (corners): Ax | botorch | botorch 8 pending |")
-    print("|---" * 13 + "|")
+    print("| problem | n | Ax | botorch | botorch / Ax | 90% interval | below Ax | botorch, 8 pending "
+          "| 8 pending / sequential | CPU ms: Ax | botorch | botorch / Ax | on a bound (corners): Ax | botorch "
+          "| botorch 8 pending |")
+    print("|---" * 15 + "|")
     for p in dict.fromkeys(k[0] for k in groups):
         cols = [("ax", 0), ("botorch", 0), ("botorch", 8)]
         have = [{x["seed"]: x for x in groups.get((p, m, k), [])} for m, k in cols]
@@ -440,11 +456,12 @@ def against_ax(groups: dict[tuple, list[dict]]) -> None:
             continue
         common = sorted(set.intersection(*(set(h) for h in have if h)))
         opt_value = PROBLEMS[p][2] or 0.0
-        med, cpu, edge = [], [], []
+        med, cpu, edge, regrets = [], [], [], []
         for h in have:
             runs = [h[s] for s in common] if h else []
+            regrets.append(np.array([min(x["values"]) - opt_value for x in runs]))
             n = sum(len(x["values"]) for x in runs)
-            med.append(float(np.median([min(x["values"]) - opt_value for x in runs])) if runs else math.nan)
+            med.append(float(np.median(regrets[-1])) if runs else math.nan)
             cpu.append(1000 * sum(x.get("ask_cpu_seconds", math.nan) for x in runs) / n if runs else math.nan)
             edge.append(f"{100 * sum(x['on_bound'] for x in runs) / n:.0f}% "
                         f"({100 * sum(x['corners'] for x in runs) / n:.0f}%)" if runs else "-")
@@ -452,7 +469,10 @@ def against_ax(groups: dict[tuple, list[dict]]) -> None:
         def ratio(a: float, b: float) -> str:
             return f"{a / b:.2f}" if b > 0 and math.isfinite(a) else "-"
 
+        lo, hi = median_ratio_interval(regrets[1], regrets[0])
+        below = int(np.sum(regrets[1] < regrets[0]))
         print(f"| {p} | {len(common)} | {med[0]:.3g} | {med[1]:.3g} | {ratio(med[1], med[0])} | "
+              f"{lo:.2f}-{hi:.2f} | {below} of {len(common)} | "
               f"{med[2]:.3g} | ".replace("nan", "-") +
               f"{ratio(med[2], med[1])} | {cpu[0]:.0f} | {cpu[1]:.0f} | {ratio(cpu[1], cpu[0])} | "
               f"{edge[0]} | {edge[1]} | {edge[2]} |")
