@@ -47,7 +47,8 @@ gives the answer a fresh process gives:
     sampling) and leaves `X_pending` empty: over 20 seeds of the five problems at 8 pending it beat
     the sampled fantasies in 56 of 100 runs, its median regret 0.78-1.05x theirs (below on 4 of 5)
     at the same CPU; too close to leave Ax's choice (benchmarks/README.md, "Fifth pass").
-    Maximised by `optimize_acqf` (20 restarts from 1024 Sobol raw samples, L-BFGS-B, as Ax;
+    Maximised by `optimize_acqf` (10 restarts from 512 Sobol raw samples, L-BFGS-B; Ax runs 20
+    from 1024, which cost ~1.25x the CPU and over 50 paired runs did no better: seventh pass;
     L-BFGS-B stops a restart at a relative change of the acquisition of `ftol=1e-5` instead of
     scipy's 2.2e-9, which cuts the batched forward/backward passes by about a quarter on
     Hartmann-6; `ftol=None` is scipy's). The restarts' end points are tried best-first; the first
@@ -76,7 +77,8 @@ process imports torch and BoTorch (seconds): `warm_up` starts that import when a
 
 The defaults are Ax 1.3.1's MBM choices (winsorised and standardised outcomes, always qLogNEI,
 optimize_acqf with 20 restarts from 1024 raw samples) with the fit capped at 30 steps, and, since
-the sixth pass, a Matérn-5/2 kernel in place of MBM's RBF. None of
+the sixth pass, a Matérn-5/2 kernel in place of MBM's RBF; since the seventh, half the acquisition's
+restarts and raw samples (10 from 512, BoTorch's tutorials' values). None of
 them alone beat the earlier defaults (Yeo-Johnson, analytic LogEI, 8 restarts of 256, 100 fit
 steps) on 3 Hartmann-6 seeds; together they did on 10 (median regret 0.0095 against 0.084, where
 runs either find the global basin or stall near 0.2); benchmarks/README.md ("against Ax") has the
@@ -154,7 +156,7 @@ class BoTorchOptimizer:
     name = "botorch"
 
     def __init__(self, n_startup: int = 5, n_best: int = 40, n_recent: int = 60,
-                 num_restarts: int = 20, raw_samples: int = 1024, mc_samples: int = 128, maxiter: int = 100,
+                 num_restarts: int = 10, raw_samples: int = 512, mc_samples: int = 128, maxiter: int = 100,
                  acquisition: str = "qlognei", fit_maxiter: int = 30, output: str = "winsorize",
                  warm_fit_maxiter: int = 10, warm_fit_every: int = 5,
                  ftol: float | None = 1e-5, pgtol: float | None = None, pending_model: str = "fantasies",
