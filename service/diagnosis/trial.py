@@ -359,15 +359,19 @@ def _diverged(f: _Facts, ended_diverged: bool) -> Diagnosis | None:
 
 # ---- is it learning ----------------------------------------------------------------------------
 
+def _has_initial(f: _Facts) -> bool:
+    """A finite loss before the first update was reported: the run's start, ahead of epoch 1."""
+    return f.initial is not None and math.isfinite(f.initial)
+
+
 def _start(f: _Facts, main: list[tuple[int, float]]) -> float:
-    return f.initial if f.initial is not None and math.isfinite(f.initial) else main[0][1]
+    return f.initial if _has_initial(f) else main[0][1]
 
 
 def _start_text(f: _Facts, main: list[tuple[int, float]]) -> str:
     """The start a text quotes: the loss before the first update names itself, since the plotted
     curve begins at the first epoch's report (the demo: "2.29 -> 0.219" beside a chart from 1.22)."""
-    before = f.initial is not None and math.isfinite(f.initial)
-    return f"{fmt(f.initial)} before training" if before else fmt(main[0][1])
+    return f"{fmt(f.initial)} before training" if _has_initial(f) else fmt(main[0][1])
 
 
 def _progress(start: float, best: float) -> float:
@@ -378,7 +382,7 @@ def _rose(f: _Facts, main: list[tuple[int, float]]) -> float | None:
     """The highest early loss when it went rise_factor above the start, else None."""
     start = _start(f, main)
     early = [v for _, v in main[:f.t.early_steps]]
-    if f.initial is None or not math.isfinite(f.initial):
+    if not _has_initial(f):
         early = early[1:]  # the first report is the start itself
     peak = max(early, default=None)
     return peak if peak is not None and peak >= f.t.rise_factor * start else None
@@ -629,17 +633,17 @@ def _underfitting(f, main, train, val) -> Diagnosis | None:
             evidence.update({"lr": num(lr), "usual_lr": num(f.usual_lr)})
             return f.done(Label.LR_TOO_HIGH, f"Almost nothing was learnt in {len(main)} epochs "
                           f"({_start_text(f, main)} -> {fmt(values[-1])}) at lr {fmt(lr)}, "
-                          f"{lr / f.usual_lr:.0f}x {f.optimizer}'s usual {fmt(f.usual_lr)}: steps this large can keep a "
-                          f"run from settling; try it 3x lower "
-                          f"(if that learns nothing either, run the sanity gate to rule out the data).", evidence,
+                          f"{lr / f.usual_lr:.0f}x {f.optimizer}'s usual {fmt(f.usual_lr)}: steps this large "
+                          f"can keep a run from settling; try it 3x lower (if that learns nothing either, run "
+                          f"the sanity gate to rule out the data).", evidence,
                           rule="lr_too_high.nothing_learnt",
                           # a guess: on the corpus (old halves) lr / 3 helped 6 of 16 such runs, lr x 3 only 2
                           confidence=0.4)
         return f.done(Label.LR_TOO_LOW, f"Almost nothing was learnt in {len(main)} epochs "
-                      f"({_start_text(f, main)} -> {fmt(values[-1])}) although the weights "
-                      f"moved (update ratio {fmt(ratio)}): for a run "
-                      f"this short {_the_lr(_configured_lr(f))} is too low; raise it 3x (if a longer run "
-                      f"learns nothing either, run the sanity gate to rule out the data).", evidence,
+                      f"({_start_text(f, main)} -> {fmt(values[-1])}) although the weights moved "
+                      f"(update ratio {fmt(ratio)}): for a run this short {_the_lr(_configured_lr(f))} is too "
+                      f"low; raise it 3x (if a longer run learns nothing either, run the sanity gate to rule "
+                      f"out the data).", evidence,
                       rule="lr_too_low.nothing_learnt", confidence=0.45)
     gain = _stalled(f, main)
     if gain is None or not _high(f, main):
@@ -753,15 +757,13 @@ def _healthy(f, main, train, val) -> Diagnosis:
     if f.chance is not None and best >= f.t.settled_learnt * f.chance:
         return f.done(Label.HEALTHY, f"Settled at {fmt(values[-1])} (from {_start_text(f, main)}; "
                       f"chance is {fmt(f.chance)}) with no sign of a fault the rules name: a wider model or "
-                      f"another learning rate may "
-                      f"still do better; repeat the run before trusting its value.", evidence,
+                      f"another learning rate may still do better; repeat the run before trusting its value.", evidence,
                       rule="healthy.settled_high",
                       # a guess: it stopped well above what the task allows (best validation loss over
                       # 0.3 ln C); on the corpus's tune half a change often still helped such runs
                       confidence=0.5)
     return f.done(Label.HEALTHY, f"Learnt well ({_start_text(f, main)} -> {fmt(values[-1])}) with no sign of "
-                  f"over- or "
-                  f"underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
+                  f"over- or underfitting: nothing to change in this configuration.", evidence, rule="healthy.learnt",
                   # a guess, by the measure above: on the corpus's tune half (2026-12-06, with the
                   # ordinary parents) no change beat the seed spread on 4 of its 7 runs; on the rest
                   # a longer, wider or 3x faster run still did (small nets on CPU budgets)
